@@ -18,6 +18,12 @@ pub mod layout;
 pub mod metainfo;
 pub mod picker;
 pub mod rng;
+mod peer;
+mod peer_list;
+mod rate;
+mod torrent;
+#[cfg(test)]
+mod tests;
 pub mod session;
 pub mod time;
 pub mod tracker;

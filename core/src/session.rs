@@ -2,17 +2,21 @@
 //!
 //! Methods come in this order: construction, getters, `handle_*`/`accept` (inputs),
 //! mutators (`add_torrent`, `add_peers`, `shutdown`), then `poll_output`.
-//!
-//! SKELETON: signatures fixed, bodies being written.
 
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::api::{Input, Output};
+use bytes::Bytes;
+
+use crate::api::{Action, Event, Input, Output, Target};
 use crate::bitfield::Bitfield;
-use crate::id::{ConnId, PeerId, TorrentId};
+use crate::id::{ConnId, InfoHash, OpId, PeerId, TorrentId};
 use crate::metainfo::Metainfo;
+use crate::rng::Rng;
 use crate::time::{Duration, Instant};
+use crate::torrent::Torrent;
+use crate::wire::Decoder;
 
 /// Tunables. `Config::default()` is what the command-line clients use.
 #[derive(Debug, Clone)]
@@ -117,69 +121,347 @@ pub struct TorrentStats {
     pub complete: bool,
 }
 
+/// What a connection belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Route {
+    /// Inbound, handshake not yet received: no torrent known.
+    Pending,
+    Peer(TorrentId),
+    Tracker(TorrentId),
+}
+
+/// Session state every torrent acts through: the clock, configuration, randomness, and the
+/// queue of outputs with the id allocators and routing tables that go with it.
 #[derive(Debug)]
-pub struct Session {}
+pub(crate) struct Shared {
+    pub now: Instant,
+    pub config: Config,
+    pub rng: Rng,
+    pub peer_id: PeerId,
+    /// The `key` tracker parameter: random per session.
+    pub key: u32,
+    out: VecDeque<Output>,
+    next_id: u64,
+    routes: BTreeMap<ConnId, Route>,
+    ops: BTreeMap<OpId, TorrentId>,
+}
+
+impl Shared {
+    pub fn action(&mut self, action: Action) {
+        self.out.push_back(Output::Action(action));
+    }
+
+    pub fn event(&mut self, event: Event) {
+        self.out.push_back(Output::Event(event));
+    }
+
+    fn next(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    /// Asks the driver for a connection that will belong to `route`.
+    pub fn connect(&mut self, route: Route, target: Target) -> ConnId {
+        let conn = ConnId(self.next());
+        self.routes.insert(conn, route);
+        self.action(Action::Connect { conn, target });
+        conn
+    }
+
+    pub fn send(&mut self, conn: ConnId, data: Bytes) {
+        self.action(Action::Send { conn, data });
+    }
+
+    /// Closes a connection the driver still has open.
+    pub fn close(&mut self, conn: ConnId) {
+        if self.routes.remove(&conn).is_some() {
+            self.action(Action::Close { conn });
+        }
+    }
+
+    /// Forgets a connection the driver reported closed.
+    pub fn forget(&mut self, conn: ConnId) {
+        self.routes.remove(&conn);
+    }
+
+    pub fn reroute(&mut self, conn: ConnId, route: Route) {
+        if let Some(r) = self.routes.get_mut(&conn) {
+            *r = route;
+        }
+    }
+
+    /// Open connections of every kind.
+    pub fn connections(&self) -> usize {
+        self.routes.len()
+    }
+
+    /// A new disk operation id for `torrent`.
+    pub fn op(&mut self, torrent: TorrentId) -> OpId {
+        let op = OpId(self.next());
+        self.ops.insert(op, torrent);
+        op
+    }
+}
+
+/// An inbound connection waiting for the remote handshake.
+#[derive(Debug)]
+struct Pending {
+    addr: SocketAddr,
+    decoder: Decoder,
+    since: Instant,
+}
+
+/// How long an inbound connection may take to send its handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
+
+#[derive(Debug)]
+pub struct Session {
+    sh: Shared,
+    torrents: BTreeMap<TorrentId, Torrent>,
+    by_hash: BTreeMap<InfoHash, TorrentId>,
+    pending: BTreeMap<ConnId, Pending>,
+    next_tick: Instant,
+    /// Set by `shutdown`: when to give up waiting for `stopped` announces.
+    stopping: Option<Instant>,
+    stopped: bool,
+}
 
 impl Session {
     pub fn new(config: Config, now: Instant, seed: [u8; 32]) -> Self {
-        let _ = (config, now, seed);
-        todo!()
+        let mut rng = Rng::from_seed(seed);
+        let mut id = [0u8; 20];
+        id[..8].copy_from_slice(&config.peer_id_prefix);
+        // The suffix is printable so that peer ids read well in other clients' logs.
+        const ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+        for b in &mut id[8..] {
+            *b = ALPHABET[rng.index(ALPHABET.len())];
+        }
+        let key = rng.next_u64() as u32;
+        Session {
+            sh: Shared {
+                now,
+                config,
+                rng,
+                peer_id: PeerId(id),
+                key,
+                out: VecDeque::new(),
+                next_id: 0,
+                routes: BTreeMap::new(),
+                ops: BTreeMap::new(),
+            },
+            torrents: BTreeMap::new(),
+            by_hash: BTreeMap::new(),
+            pending: BTreeMap::new(),
+            next_tick: now,
+            stopping: None,
+            stopped: false,
+        }
     }
 
+    // ---- getters ------------------------------------------------------------------
+
     pub fn peer_id(&self) -> PeerId {
-        todo!()
+        self.sh.peer_id
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.sh.config
     }
 
     pub fn stats(&self, torrent: TorrentId) -> Option<TorrentStats> {
-        let _ = torrent;
-        todo!()
+        self.torrents.get(&torrent).map(|t| t.stats(self.sh.now))
     }
+
+    /// The verified pieces of a torrent (for resume files).
+    pub fn have(&self, torrent: TorrentId) -> Option<&Bitfield> {
+        self.torrents.get(&torrent).map(Torrent::have)
+    }
+
+    // ---- inputs -------------------------------------------------------------------
 
     /// Feeds one input. Unknown connection or operation ids are ignored (the driver may
     /// race with a close the core asked for).
     pub fn handle_input(&mut self, input: Input) {
-        let _ = input;
-        todo!()
+        let now = input.now().max(self.sh.now);
+        self.sh.now = now;
+        match input {
+            Input::Timeout { .. } => {}
+            Input::Connected { conn, .. } => self.with_torrent(conn, |t, sh| t.on_connected(sh, conn)),
+            Input::Received { conn, data, .. } => {
+                if self.pending.contains_key(&conn) {
+                    self.on_pending_data(conn, data);
+                } else {
+                    self.with_torrent(conn, |t, sh| t.on_data(sh, conn, data));
+                }
+            }
+            Input::Sent { conn, bytes, .. } => self.with_torrent(conn, |t, sh| t.on_sent(sh, conn, bytes)),
+            Input::Closed { conn, error, .. } => {
+                if self.pending.remove(&conn).is_some() {
+                    self.sh.forget(conn);
+                } else {
+                    let reason = error.unwrap_or_else(|| "closed by remote".into());
+                    self.with_torrent(conn, |t, sh| t.on_closed(sh, conn, reason));
+                }
+            }
+            Input::Disk { op, result, .. } => {
+                if let Some(torrent) = self.sh.ops.remove(&op)
+                    && let Some(t) = self.torrents.get_mut(&torrent)
+                {
+                    t.on_disk(&mut self.sh, op, result);
+                }
+            }
+            Input::Datagram { .. } => {}
+        }
+        self.after_input();
     }
 
     /// A peer connected to our listening socket. `None`: refuse it (limits); close it.
     pub fn accept(&mut self, now: Instant, remote: SocketAddr) -> Option<ConnId> {
-        let _ = (now, remote);
-        todo!()
+        self.sh.now = now.max(self.sh.now);
+        if self.stopping.is_some() || self.sh.connections() >= self.sh.config.max_connections {
+            return None;
+        }
+        let conn = ConnId(self.sh.next());
+        self.sh.routes.insert(conn, Route::Pending);
+        self.pending.insert(conn, Pending { addr: remote, decoder: Decoder::new(), since: now });
+        Some(conn)
     }
 
-    pub fn add_torrent(
-        &mut self,
-        now: Instant,
-        meta: Arc<Metainfo>,
-        options: TorrentOptions,
-    ) -> TorrentId {
-        let _ = (now, meta, options);
-        todo!()
+    /// Runs `f` on the torrent `conn` belongs to, if any.
+    fn with_torrent(&mut self, conn: ConnId, f: impl FnOnce(&mut Torrent, &mut Shared)) {
+        let id = match self.sh.routes.get(&conn) {
+            Some(Route::Peer(t) | Route::Tracker(t)) => *t,
+            Some(Route::Pending) | None => return,
+        };
+        if let Some(t) = self.torrents.get_mut(&id) {
+            f(t, &mut self.sh);
+        }
+    }
+
+    fn on_pending_data(&mut self, conn: ConnId, data: Bytes) {
+        let Some(p) = self.pending.get_mut(&conn) else { return };
+        p.decoder.feed(data);
+        let handshake = match p.decoder.handshake() {
+            Ok(None) => return,
+            Ok(Some(h)) => h,
+            Err(e) => {
+                tracing::debug!(addr = %p.addr, "inbound connection: {e}");
+                self.pending.remove(&conn);
+                self.sh.close(conn);
+                return;
+            }
+        };
+        let Some(p) = self.pending.remove(&conn) else { return };
+        let torrent = self.by_hash.get(&handshake.info_hash).and_then(|id| self.torrents.get_mut(id));
+        match torrent {
+            Some(t) => {
+                let id = t.id;
+                self.sh.reroute(conn, Route::Peer(id));
+                t.adopt_inbound(&mut self.sh, conn, p.addr, p.decoder, handshake);
+            }
+            None => {
+                tracing::debug!(addr = %p.addr, info_hash = %handshake.info_hash, "inbound peer for a torrent we do not have");
+                self.sh.close(conn);
+            }
+        }
+    }
+
+    fn after_input(&mut self) {
+        let now = self.sh.now;
+        if now >= self.next_tick {
+            self.next_tick = now + self.sh.config.tick;
+            self.tick();
+        }
+        for t in self.torrents.values_mut() {
+            t.flush(&mut self.sh);
+        }
+        if let Some(deadline) = self.stopping
+            && !self.stopped
+            && (now >= deadline || self.torrents.values().all(Torrent::stop_done))
+        {
+            self.finish_stop();
+        }
+    }
+
+    fn tick(&mut self) {
+        let now = self.sh.now;
+        let expired: Vec<ConnId> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| now.saturating_duration_since(p.since) > HANDSHAKE_TIMEOUT)
+            .map(|(c, _)| *c)
+            .collect();
+        for conn in expired {
+            self.pending.remove(&conn);
+            self.sh.close(conn);
+        }
+        for t in self.torrents.values_mut() {
+            t.tick(&mut self.sh);
+        }
+    }
+
+    // ---- mutators -----------------------------------------------------------------
+
+    pub fn add_torrent(&mut self, now: Instant, meta: Arc<Metainfo>, options: TorrentOptions) -> TorrentId {
+        self.sh.now = now.max(self.sh.now);
+        let id = TorrentId(self.sh.next());
+        self.by_hash.insert(meta.info_hash, id);
+        let torrent = Torrent::new(&mut self.sh, id, meta, options);
+        self.torrents.insert(id, torrent);
+        self.next_tick = self.sh.now;
+        self.after_input();
+        id
     }
 
     /// Peers to connect to, besides the trackers'. `persistent` ones are redialled with
     /// back-off whenever they are not connected.
-    pub fn add_peers(
-        &mut self,
-        now: Instant,
-        torrent: TorrentId,
-        peers: &[SocketAddr],
-        persistent: bool,
-    ) {
-        let _ = (now, torrent, peers, persistent);
-        todo!()
+    pub fn add_peers(&mut self, now: Instant, torrent: TorrentId, peers: &[SocketAddr], persistent: bool) {
+        self.sh.now = now.max(self.sh.now);
+        if let Some(t) = self.torrents.get_mut(&torrent) {
+            t.add_peers(&mut self.sh, peers, persistent);
+        }
+        self.after_input();
     }
 
     /// Starts a clean stop: `stopped` announces, then every connection closed, then
-    /// `Event::Stopped` (within `tracker_timeout`).
+    /// `Event::Stopped` (within `tracker_timeout`, at most 10 s).
     pub fn shutdown(&mut self, now: Instant) {
-        let _ = now;
-        todo!()
+        self.sh.now = now.max(self.sh.now);
+        if self.stopping.is_some() {
+            return;
+        }
+        self.stopping = Some(now + self.sh.config.tracker_timeout.min(Duration::from_secs(10)));
+        for conn in std::mem::take(&mut self.pending).into_keys() {
+            self.sh.close(conn);
+        }
+        for t in self.torrents.values_mut() {
+            t.stop(&mut self.sh);
+        }
+        self.after_input();
     }
+
+    fn finish_stop(&mut self) {
+        self.stopped = true;
+        for t in self.torrents.values_mut() {
+            t.close_all(&mut self.sh);
+        }
+        self.sh.event(Event::Stopped);
+    }
+
+    // ---- output -------------------------------------------------------------------
 
     /// The next thing to do. Call until it returns `Output::Timeout`.
     pub fn poll_output(&mut self) -> Output {
-        todo!()
+        if let Some(o) = self.sh.out.pop_front() {
+            return o;
+        }
+        if self.stopped {
+            return Output::Timeout(Instant::FAR_FUTURE);
+        }
+        let mut deadline = self.next_tick;
+        if let Some(s) = self.stopping {
+            deadline = deadline.min(s);
+        }
+        Output::Timeout(deadline)
     }
 }

@@ -1,0 +1,171 @@
+//! One peer connection's protocol state (BEP 3): the four choke/interest flags, what the
+//! peer has, the requests in flight each way, and the bytes waiting to be sent.
+//!
+//! Decisions (what to request, whom to unchoke) are the torrent's; a `Peer` only records.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+
+use bytes::{Bytes, BytesMut};
+
+use crate::bitfield::Bitfield;
+use crate::id::PeerId;
+use crate::layout::BlockRef;
+use crate::rate::Rate;
+use crate::time::Instant;
+use crate::wire::{self, BlockRequest, Decoder, Message};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Outbound TCP connect in progress.
+    Connecting,
+    /// Waiting for the remote handshake.
+    Handshaking,
+    /// Handshakes exchanged.
+    Active,
+}
+
+/// A request of ours in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Outstanding {
+    pub block: BlockRef,
+    pub sent: Instant,
+}
+
+#[derive(Debug)]
+pub(crate) struct Peer {
+    pub addr: SocketAddr,
+    pub outbound: bool,
+    pub phase: Phase,
+    pub decoder: Decoder,
+    pub id: Option<PeerId>,
+    pub connected_at: Instant,
+
+    pub am_choking: bool,
+    pub am_interested: bool,
+    pub peer_choking: bool,
+    pub peer_interested: bool,
+    pub has: Bitfield,
+    /// Any message after the handshake seen (a bitfield is only allowed first).
+    pub seen_message: bool,
+
+    /// Our requests to the peer, oldest first.
+    pub requests: VecDeque<Outstanding>,
+    /// How many requests we keep in flight to this peer.
+    pub queue_depth: usize,
+    /// When the peer last delivered a block we wanted (or when we started waiting).
+    pub last_block_at: Instant,
+    /// The peer let our requests time out; it gets one request at a time until it delivers.
+    pub snubbed: bool,
+
+    /// The peer's requests to us, not yet being read from disk.
+    pub their_requests: VecDeque<BlockRequest>,
+    /// Reads in flight on behalf of this peer.
+    pub reading: usize,
+    /// Upload bytes handed to the runtime and not yet reported sent.
+    pub unsent: usize,
+    /// When we last choked the peer (requests arriving shortly after are a race, not abuse).
+    pub choked_at: Instant,
+
+    /// Control messages waiting to be flushed as one `Send`.
+    pub out: BytesMut,
+    pub download: Rate,
+    pub upload: Rate,
+    /// Pieces that failed the hash check with this peer as their only source.
+    pub hash_failures: u32,
+    /// Requests that broke the rules (piece we lack, out of range, too long, while choked).
+    pub bad_requests: u32,
+    /// Blocks received that nobody asked for.
+    pub unrequested_blocks: u32,
+    pub last_recv: Instant,
+    pub last_send: Instant,
+}
+
+impl Peer {
+    pub fn new(now: Instant, addr: SocketAddr, outbound: bool, num_pieces: u32, min_queue_depth: usize) -> Self {
+        Peer {
+            addr,
+            outbound,
+            phase: if outbound { Phase::Connecting } else { Phase::Handshaking },
+            decoder: Decoder::new(),
+            id: None,
+            connected_at: now,
+            am_choking: true,
+            am_interested: false,
+            peer_choking: true,
+            peer_interested: false,
+            has: Bitfield::new(num_pieces as usize),
+            seen_message: false,
+            requests: VecDeque::new(),
+            queue_depth: min_queue_depth,
+            last_block_at: now,
+            snubbed: false,
+            their_requests: VecDeque::new(),
+            reading: 0,
+            unsent: 0,
+            choked_at: now,
+            out: BytesMut::new(),
+            download: Rate::new(now),
+            upload: Rate::new(now),
+            hash_failures: 0,
+            bad_requests: 0,
+            unrequested_blocks: 0,
+            last_recv: now,
+            last_send: now,
+        }
+    }
+
+    /// Queues a control message.
+    pub fn send(&mut self, now: Instant, msg: &Message) {
+        msg.encode(&mut self.out);
+        self.last_send = now;
+    }
+
+    /// Queues raw bytes (the handshake).
+    pub fn send_raw(&mut self, now: Instant, bytes: &[u8]) {
+        self.out.extend_from_slice(bytes);
+        self.last_send = now;
+    }
+
+    /// Takes the queued control bytes, if any.
+    pub fn take_out(&mut self) -> Option<Bytes> {
+        (!self.out.is_empty()).then(|| self.out.split().freeze())
+    }
+
+    /// Queues the header of a `piece` message; the caller sends the payload right after the
+    /// flushed header, as its own buffer.
+    pub fn send_piece_header(&mut self, now: Instant, req: BlockRequest) {
+        wire::encode_piece_header(req.piece, req.offset, req.len, &mut self.out);
+        self.last_send = now;
+    }
+
+    pub fn is_seed(&self) -> bool {
+        !self.has.is_empty() && self.has.all()
+    }
+
+    pub fn is_active(&self) -> bool {
+        self.phase == Phase::Active
+    }
+
+    /// Removes our outstanding request for `block`, returning whether it was there. Blocks
+    /// usually arrive in request order, so the front is checked first.
+    pub fn take_request(&mut self, block: BlockRef) -> bool {
+        if self.requests.front().is_some_and(|r| r.block == block) {
+            self.requests.pop_front();
+            return true;
+        }
+        match self.requests.iter().position(|r| r.block == block) {
+            Some(i) => {
+                self.requests.remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Requests in flight that the queue depth still allows.
+    pub fn request_room(&self) -> usize {
+        let depth = if self.snubbed { 1 } else { self.queue_depth };
+        depth.saturating_sub(self.requests.len())
+    }
+}

@@ -1,0 +1,395 @@
+//! The downloading side: keeping requests in flight, assembling received blocks into
+//! pieces, handing complete pieces to the disk to be hashed and written, and acting on the
+//! verdict (including striking and banning peers whose data fails the hash check).
+//!
+//! Received blocks stay in memory (as the `Bytes` they arrived in) until their piece is
+//! complete; the driver then hashes the piece from memory and writes it only if it matches,
+//! so corrupt data never reaches the disk and nothing is read back. When more than half
+//! of `max_buffered_bytes` is held, the fullest partial piece is spilled to disk unverified
+//! and checked from disk once complete.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use bytes::Bytes;
+
+use super::{Op, Source, State, Torrent};
+use crate::api::{Action, DiskResult, Event};
+use crate::id::{ConnId, PeerId};
+use crate::layout::{BlockRef, BLOCK_LEN};
+use crate::peer::Outstanding;
+use crate::picker::Arrival;
+use crate::session::Shared;
+use crate::wire::{BlockRequest, Message};
+
+/// Pieces being assembled, and what has been learnt about peers' data.
+#[derive(Debug, Default)]
+pub(super) struct Assembly {
+    pieces: BTreeMap<u32, PieceBuf>,
+    /// Bytes of received blocks held in `pieces`.
+    pub mem_bytes: usize,
+    /// Bytes handed to the disk and not yet written.
+    pub disk_bytes: usize,
+    /// Failed pieces per peer id, counted when the peer was the piece's only source.
+    strikes: BTreeMap<PeerId, u32>,
+    banned: BTreeSet<PeerId>,
+}
+
+#[derive(Debug)]
+struct PieceBuf {
+    /// Blocks held in memory, by index.
+    blocks: Vec<Option<Bytes>>,
+    /// Blocks already written to disk (spilled).
+    on_disk: Vec<bool>,
+    held: usize,
+    sources: Vec<Source>,
+    spills_in_flight: u32,
+    /// Every block received; the piece waits for its spills before the final check.
+    complete: bool,
+}
+
+impl PieceBuf {
+    fn new(blocks: u32) -> Self {
+        PieceBuf {
+            blocks: vec![None; blocks as usize],
+            on_disk: vec![false; blocks as usize],
+            held: 0,
+            sources: Vec::new(),
+            spills_in_flight: 0,
+            complete: false,
+        }
+    }
+
+    fn spilled(&self) -> bool {
+        self.on_disk.iter().any(|&d| d)
+    }
+}
+
+impl Assembly {
+    pub fn is_banned(&self, id: &PeerId) -> bool {
+        self.banned.contains(id)
+    }
+}
+
+impl Torrent {
+    /// Tops up `conn`'s requests to its queue depth.
+    pub(super) fn request_blocks(&mut self, sh: &mut Shared, conn: ConnId) {
+        if !self.downloading() || self.over_budget(sh) {
+            return;
+        }
+        let Torrent { peers, picker, layout, .. } = self;
+        let Some(peer) = peers.get_mut(&conn) else { return };
+        if !peer.is_active() || peer.peer_choking || !peer.am_interested {
+            return;
+        }
+        let room = peer.request_room();
+        if room == 0 {
+            return;
+        }
+        let mut picked = Vec::with_capacity(room);
+        picker.pick(conn, &peer.has, room, &mut sh.rng, &mut picked);
+        for block in picked {
+            let req = BlockRequest { piece: block.piece, offset: layout.block_offset(block), len: layout.block_len(block) };
+            peer.requests.push_back(Outstanding { block, sent: sh.now });
+            peer.send(sh.now, &Message::Request(req));
+        }
+    }
+
+    /// Tops up every peer (after requests were released, or the budget freed up).
+    pub(super) fn request_all(&mut self, sh: &mut Shared) {
+        let conns: Vec<ConnId> = self.peers.keys().copied().collect();
+        for conn in conns {
+            self.request_blocks(sh, conn);
+        }
+    }
+
+    /// True when held and unwritten data is at the limit: no new requests. Spills first.
+    fn over_budget(&mut self, sh: &mut Shared) -> bool {
+        let limit = sh.config.max_buffered_bytes;
+        if self.download.mem_bytes > limit / 2 {
+            self.spill(sh, limit / 2);
+        }
+        self.download.mem_bytes + self.download.disk_bytes >= limit
+    }
+
+    /// Hands every outstanding request of `conn` back to the picker.
+    pub(super) fn release_requests(&mut self, conn: ConnId) {
+        let Some(peer) = self.peers.get_mut(&conn) else { return };
+        for r in peer.requests.drain(..) {
+            self.picker.release(r.block, conn);
+        }
+    }
+
+    /// A `piece` message.
+    pub(super) fn on_block(&mut self, sh: &mut Shared, conn: ConnId, piece: u32, offset: u32, data: Bytes) -> Result<(), String> {
+        let len = u32::try_from(data.len()).unwrap_or(u32::MAX);
+        let Some(block) = self.layout.block_at(piece, offset, len) else {
+            return Err(format!("sent {len} bytes at offset {offset} of piece {piece}, which is not a block we ask for"));
+        };
+        let now = sh.now;
+        let Some(peer) = self.peers.get_mut(&conn) else { return Ok(()) };
+        let requested = peer.take_request(block);
+        peer.download.add(now, u64::from(len));
+        self.downloaded += u64::from(len);
+        self.down_rate.add(now, u64::from(len));
+        match self.picker.on_block(block, conn) {
+            Arrival::Unwanted => {
+                self.wasted += u64::from(len);
+                if !requested {
+                    peer.unrequested_blocks += 1;
+                    if peer.unrequested_blocks > super::MAX_UNREQUESTED {
+                        return Err("sent too many blocks nobody asked for".into());
+                    }
+                }
+            }
+            Arrival::New { cancel, piece_complete } => {
+                peer.last_block_at = now;
+                peer.snubbed = false;
+                let source = Source { conn, addr: peer.addr, id: peer.id };
+                let req = BlockRequest { piece, offset, len };
+                for other in cancel {
+                    if let Some(p) = self.peers.get_mut(&other)
+                        && p.take_request(block)
+                    {
+                        p.send(now, &Message::Cancel(req));
+                    }
+                }
+                self.store(block, data, source);
+                if piece_complete {
+                    self.piece_complete(sh, piece);
+                }
+            }
+        }
+        self.request_blocks(sh, conn);
+        Ok(())
+    }
+
+    fn store(&mut self, block: BlockRef, data: Bytes, source: Source) {
+        let blocks = self.layout.blocks_in_piece(block.piece);
+        let buf = self.download.pieces.entry(block.piece).or_insert_with(|| PieceBuf::new(blocks));
+        let Some(slot) = buf.blocks.get_mut(block.block as usize) else { return };
+        let len = data.len();
+        if let Some(old) = slot.replace(data) {
+            buf.held -= old.len();
+            self.download.mem_bytes -= old.len();
+        }
+        buf.held += len;
+        self.download.mem_bytes += len;
+        if !buf.sources.iter().any(|s| s.conn == source.conn) {
+            buf.sources.push(source);
+        }
+    }
+
+    /// Every block of `piece` has arrived: hash and write it.
+    fn piece_complete(&mut self, sh: &mut Shared, piece: u32) {
+        let Some(expected) = self.meta.piece_hash(piece) else { return };
+        let spilled = self.download.pieces.get(&piece).is_some_and(PieceBuf::spilled);
+        if spilled {
+            self.spill_piece(sh, piece);
+            if let Some(buf) = self.download.pieces.get_mut(&piece) {
+                buf.complete = true;
+            }
+            self.verify_spilled_if_ready(sh, piece);
+            return;
+        }
+        let Some(buf) = self.download.pieces.remove(&piece) else { return };
+        let bytes = buf.held;
+        self.download.mem_bytes -= bytes;
+        self.download.disk_bytes += bytes;
+        let data: Vec<Bytes> = buf.blocks.into_iter().flatten().collect();
+        let op = sh.op(self.id);
+        self.ops.insert(op, Op::WritePiece { piece, bytes, sources: buf.sources });
+        let spans = self.layout.spans(piece, 0, self.layout.piece_len(piece));
+        sh.action(Action::Write { op, torrent: self.id, piece, offset: 0, data, spans, expected: Some(expected) });
+    }
+
+    /// Moves the blocks held for `piece` to disk, unverified, one write per contiguous run.
+    fn spill_piece(&mut self, sh: &mut Shared, piece: u32) {
+        let Some(buf) = self.download.pieces.get_mut(&piece) else { return };
+        let mut i = 0;
+        while i < buf.blocks.len() {
+            if buf.blocks[i].is_none() {
+                i += 1;
+                continue;
+            }
+            let start = i;
+            let mut data = Vec::new();
+            while let Some(Some(b)) = buf.blocks.get_mut(i).map(Option::take) {
+                data.push(b);
+                buf.on_disk[i] = true;
+                i += 1;
+            }
+            let bytes: usize = data.iter().map(Bytes::len).sum();
+            buf.held -= bytes;
+            buf.spills_in_flight += 1;
+            self.download.mem_bytes -= bytes;
+            self.download.disk_bytes += bytes;
+            let offset = start as u32 * BLOCK_LEN;
+            let op = sh.op(self.id);
+            self.ops.insert(op, Op::Spill { piece, bytes });
+            let spans = self.layout.spans(piece, offset, bytes as u32);
+            sh.action(Action::Write { op, torrent: self.id, piece, offset, data, spans, expected: None });
+        }
+    }
+
+    /// Spills the fullest pieces until at most `target` bytes are held.
+    fn spill(&mut self, sh: &mut Shared, target: usize) {
+        while self.download.mem_bytes > target {
+            let Some((&piece, _)) = self.download.pieces.iter().filter(|(_, b)| b.held > 0).max_by_key(|(_, b)| b.held) else {
+                return;
+            };
+            tracing::debug!(piece, held = self.download.mem_bytes, "spilling a partial piece to disk");
+            self.spill_piece(sh, piece);
+        }
+    }
+
+    pub(super) fn spill_done(&mut self, sh: &mut Shared, piece: u32, result: DiskResult) {
+        if let Some(buf) = self.download.pieces.get_mut(&piece) {
+            buf.spills_in_flight = buf.spills_in_flight.saturating_sub(1);
+        }
+        match result {
+            DiskResult::Ok => self.verify_spilled_if_ready(sh, piece),
+            DiskResult::Error(e) => self.fail(sh, e.message),
+            other => self.fail(sh, format!("unexpected answer to a write: {other:?}")),
+        }
+        self.request_all(sh);
+    }
+
+    fn verify_spilled_if_ready(&mut self, sh: &mut Shared, piece: u32) {
+        let ready = self.download.pieces.get(&piece).is_some_and(|b| b.complete && b.spills_in_flight == 0);
+        if !ready {
+            return;
+        }
+        let (Some(buf), Some(expected)) = (self.download.pieces.remove(&piece), self.meta.piece_hash(piece)) else {
+            return;
+        };
+        let op = sh.op(self.id);
+        self.ops.insert(op, Op::VerifySpilled { piece, sources: buf.sources });
+        let spans = self.layout.spans(piece, 0, self.layout.piece_len(piece));
+        sh.action(Action::Verify { op, torrent: self.id, piece, spans, expected });
+    }
+
+    /// The verdict on a complete piece.
+    pub(super) fn piece_written(&mut self, sh: &mut Shared, piece: u32, result: DiskResult, sources: Vec<Source>) {
+        match result {
+            DiskResult::Ok => self.piece_verified(sh, piece),
+            DiskResult::HashMismatch => {
+                self.picker.on_hash_failed(piece);
+                self.wasted += u64::from(self.layout.piece_len(piece));
+                sh.event(Event::HashFailed { torrent: self.id, piece });
+                let mut distinct: Vec<Source> = Vec::new();
+                for s in sources {
+                    if !distinct.iter().any(|d| d.id == s.id && (s.id.is_some() || d.addr == s.addr)) {
+                        distinct.push(s);
+                    }
+                }
+                tracing::info!(piece, sources = distinct.len(), "piece failed the hash check");
+                if let [only] = distinct[..] {
+                    self.strike(sh, only);
+                }
+                self.request_all(sh);
+            }
+            DiskResult::Error(e) => self.fail(sh, e.message),
+            DiskResult::Data(_) => self.fail(sh, "unexpected data from a write".into()),
+        }
+    }
+
+    fn piece_verified(&mut self, sh: &mut Shared, piece: u32) {
+        self.picker.on_verified(piece);
+        sh.event(Event::PieceVerified { torrent: self.id, piece });
+        let now = sh.now;
+        for peer in self.peers.values_mut().filter(|p| p.is_active()) {
+            peer.send(now, &Message::Have(piece));
+        }
+        let conns: Vec<ConnId> = self.peers.keys().copied().collect();
+        for &conn in &conns {
+            self.update_interest(sh, conn);
+        }
+        if self.picker.is_complete() && self.state == State::Downloading {
+            self.completed(sh);
+        } else {
+            self.request_all(sh);
+        }
+    }
+
+    /// Every wanted piece is verified.
+    pub(super) fn completed(&mut self, sh: &mut Shared) {
+        self.state = State::Seeding;
+        sh.event(Event::Complete { torrent: self.id });
+        self.announcer.completed(sh.now);
+        let seeds: Vec<ConnId> = self.peers.iter().filter(|(_, p)| p.is_seed()).map(|(c, _)| *c).collect();
+        for conn in seeds {
+            self.close_peer(sh, conn, "both seeding".into(), false);
+        }
+        let conns: Vec<ConnId> = self.peers.keys().copied().collect();
+        for conn in conns {
+            self.update_interest(sh, conn);
+        }
+    }
+
+    /// `source` was the only source of a piece that failed its hash check.
+    fn strike(&mut self, sh: &mut Shared, source: Source) {
+        let Some(id) = source.id else { return };
+        let strikes = self.download.strikes.entry(id).or_insert(0);
+        *strikes += 1;
+        let strikes = *strikes;
+        if let Some(p) = self.peers.get_mut(&source.conn) {
+            p.hash_failures = strikes;
+        }
+        if strikes < sh.config.max_hash_failures {
+            return;
+        }
+        self.download.banned.insert(id);
+        let reason = format!("banned: {strikes} pieces from this peer failed the hash check");
+        tracing::info!(addr = %source.addr, "{reason}");
+        let conns: Vec<ConnId> = self.peers.iter().filter(|(_, p)| p.id == Some(id)).map(|(c, _)| *c).collect();
+        for conn in conns {
+            if let Some(p) = self.peers.get(&conn)
+                && p.outbound
+            {
+                self.peer_list.ban(p.addr);
+            }
+            self.close_peer(sh, conn, reason.clone(), false);
+        }
+    }
+
+    /// A disk error: stop downloading. What is verified stays verified.
+    pub(super) fn fail(&mut self, sh: &mut Shared, message: String) {
+        if self.state == State::Failed {
+            return;
+        }
+        self.state = State::Failed;
+        sh.event(Event::DiskError { torrent: self.id, message });
+        let conns: Vec<ConnId> = self.peers.keys().copied().collect();
+        for conn in conns {
+            self.release_requests(conn);
+            self.update_interest(sh, conn);
+        }
+    }
+
+    /// Request time-outs and queue depths, once per tick.
+    pub(super) fn download_tick(&mut self, sh: &mut Shared) {
+        if !self.downloading() {
+            return;
+        }
+        let now = sh.now;
+        let timeout = sh.config.request_timeout;
+        let mut timed_out = Vec::new();
+        for (&conn, peer) in &mut self.peers {
+            let rate = peer.download.get(now);
+            let depth = (rate * sh.config.request_queue_time.as_secs_f64() / f64::from(BLOCK_LEN)).ceil() as usize;
+            peer.queue_depth = depth.clamp(sh.config.min_queue_depth, sh.config.max_queue_depth);
+            if !peer.requests.is_empty() && now.saturating_duration_since(peer.last_block_at) > timeout {
+                timed_out.push(conn);
+            }
+        }
+        for conn in timed_out {
+            if let Some(peer) = self.peers.get_mut(&conn) {
+                tracing::debug!(addr = %peer.addr, requests = peer.requests.len(), "requests timed out");
+                peer.snubbed = true;
+                peer.last_block_at = now;
+            }
+            self.release_requests(conn);
+        }
+        self.request_all(sh);
+    }
+}

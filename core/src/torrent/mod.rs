@@ -1,0 +1,596 @@
+//! One torrent: its peers, pieces, trackers and the disk work for them.
+//!
+//! Split by concern: this file holds the peer lifecycle and message dispatch;
+//! `download` requests blocks and assembles pieces, `upload` serves requests and decides
+//! whom to unchoke, `announce` talks to trackers, `check` hashes existing data.
+
+mod announce;
+mod check;
+mod download;
+mod upload;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::api::{DiskResult, Event, Target};
+use crate::bitfield::Bitfield;
+use crate::id::{ConnId, OpId, PeerId, TorrentId};
+use crate::layout::Layout;
+use crate::metainfo::Metainfo;
+use crate::peer::{Peer, Phase};
+use crate::peer_list::PeerList;
+use crate::picker::{Picker, PickerConfig};
+use crate::rate::Rate;
+use crate::session::{Route, Shared, TorrentOptions, TorrentStats};
+use crate::time::{Duration, Instant};
+use crate::tracker::Announcer;
+use crate::wire::{Decoder, Handshake, Message, WireError};
+
+/// How long an outbound connection may take to be established and to complete the handshake.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// Send a keep-alive after this long without sending anything.
+const KEEPALIVE: Duration = Duration::from_secs(90);
+/// Blocks nobody asked for (and that we do not want) tolerated from one peer.
+const MAX_UNREQUESTED: u32 = 64;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Hashing existing data before anything else.
+    Checking,
+    Downloading,
+    /// Every wanted piece verified.
+    Seeding,
+    /// A disk error stopped the torrent.
+    Failed,
+}
+
+/// A disk operation in flight and what it is for.
+#[derive(Debug)]
+enum Op {
+    Check { piece: u32 },
+    /// A whole piece, hashed then written by the driver.
+    WritePiece { piece: u32, bytes: usize, sources: Vec<Source> },
+    /// Blocks of an incomplete piece moved out of memory, unverified.
+    Spill { piece: u32, bytes: usize },
+    /// The final hash check of a piece that was (partly) spilled.
+    VerifySpilled { piece: u32, sources: Vec<Source> },
+    Read { key: upload::ChunkKey },
+}
+
+/// A peer that contributed blocks to a piece.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Source {
+    conn: ConnId,
+    addr: SocketAddr,
+    id: Option<PeerId>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Torrent {
+    pub id: TorrentId,
+    meta: Arc<Metainfo>,
+    layout: Layout,
+    state: State,
+    seed_after: bool,
+    picker: Picker,
+    peers: BTreeMap<ConnId, Peer>,
+    peer_list: PeerList,
+    announcer: Announcer,
+    trackers: BTreeMap<ConnId, announce::Request>,
+    ops: BTreeMap<OpId, Op>,
+    download: download::Assembly,
+    upload: upload::Serving,
+    check: Option<check::Check>,
+    downloaded: u64,
+    uploaded: u64,
+    wasted: u64,
+    down_rate: Rate,
+    up_rate: Rate,
+    stopping: bool,
+}
+
+impl Torrent {
+    pub fn new(sh: &mut Shared, id: TorrentId, meta: Arc<Metainfo>, options: TorrentOptions) -> Self {
+        let layout = meta.layout().clone();
+        let n = layout.num_pieces() as usize;
+        let wanted = options.wanted.filter(|w| w.len() == n).unwrap_or_else(|| Bitfield::full(n));
+        let have = options.have.as_ref().filter(|h| h.len() == n).cloned().unwrap_or_else(|| Bitfield::new(n));
+        let mut picker_rng = sh.rng.fork();
+        let picker = Picker::new(&layout, &have, &wanted, PickerConfig::default(), &mut picker_rng);
+        let announcer = Announcer::new(&meta.trackers, &mut sh.rng);
+        for (url, reason) in announcer.unsupported() {
+            sh.event(Event::Tracker {
+                torrent: id,
+                url: url.clone(),
+                event: crate::api::TrackerEvent::Error(reason.clone()),
+            });
+        }
+        let now = sh.now;
+        let mut t = Torrent {
+            id,
+            layout,
+            state: State::Downloading,
+            seed_after: options.seed,
+            picker,
+            peers: BTreeMap::new(),
+            peer_list: PeerList::new(sh.config.max_known_peers),
+            announcer,
+            trackers: BTreeMap::new(),
+            ops: BTreeMap::new(),
+            download: download::Assembly::default(),
+            upload: upload::Serving::new(now),
+            check: None,
+            downloaded: 0,
+            uploaded: 0,
+            wasted: 0,
+            down_rate: Rate::new(now),
+            up_rate: Rate::new(now),
+            stopping: false,
+            meta,
+        };
+        if options.have.is_none() {
+            t.start_check(sh, wanted);
+        } else {
+            t.after_check(sh);
+        }
+        t
+    }
+
+    // ---- getters ------------------------------------------------------------------
+
+    pub fn have(&self) -> &Bitfield {
+        self.picker.have()
+    }
+
+    pub fn stats(&self, now: Instant) -> TorrentStats {
+        let have = self.picker.have();
+        let bytes_have = have.ones().map(|p| u64::from(self.layout.piece_len(p as u32))).sum();
+        TorrentStats {
+            pieces_total: self.layout.num_pieces(),
+            pieces_have: have.count_ones() as u32,
+            bytes_have,
+            total_len: self.layout.total_len(),
+            downloaded: self.downloaded,
+            uploaded: self.uploaded,
+            wasted: self.wasted,
+            peers: self.peers.values().filter(|p| p.is_active()).count(),
+            download_rate: self.down_rate.get(now),
+            upload_rate: self.up_rate.get(now),
+            checking: self.state == State::Checking,
+            complete: self.picker.is_complete(),
+        }
+    }
+
+    /// Bytes of wanted pieces not yet verified (the tracker's `left`).
+    fn left(&self) -> u64 {
+        let have: u64 = self.picker.have().ones().map(|p| u64::from(self.layout.piece_len(p as u32))).sum();
+        self.layout.total_len().saturating_sub(have)
+    }
+
+    fn downloading(&self) -> bool {
+        self.state == State::Downloading && !self.stopping
+    }
+
+    /// True once shutdown's `stopped` announces are done.
+    pub fn stop_done(&self) -> bool {
+        self.trackers.is_empty()
+    }
+
+    // ---- connection events --------------------------------------------------------
+
+    pub fn on_connected(&mut self, sh: &mut Shared, conn: ConnId) {
+        if self.trackers.contains_key(&conn) {
+            self.tracker_connected(sh, conn);
+            return;
+        }
+        let hs = self.our_handshake(sh);
+        let Some(peer) = self.peers.get_mut(&conn) else { return };
+        if peer.phase != Phase::Connecting {
+            return;
+        }
+        peer.phase = Phase::Handshaking;
+        peer.connected_at = sh.now;
+        peer.send_raw(sh.now, &hs);
+    }
+
+    fn our_handshake(&self, sh: &Shared) -> [u8; crate::wire::HANDSHAKE_LEN] {
+        Handshake { reserved: [0; 8], info_hash: self.meta.info_hash, peer_id: sh.peer_id }.encode()
+    }
+
+    /// An inbound connection whose handshake named this torrent.
+    pub fn adopt_inbound(&mut self, sh: &mut Shared, conn: ConnId, addr: SocketAddr, decoder: Decoder, hs: Handshake) {
+        if self.stopping || self.peers.len() >= sh.config.max_peers_per_torrent || self.peer_list.is_banned(&addr) {
+            sh.close(conn);
+            return;
+        }
+        let mut peer = Peer::new(sh.now, addr, false, self.layout.num_pieces(), sh.config.min_queue_depth);
+        peer.decoder = decoder;
+        let ours = self.our_handshake(sh);
+        peer.send_raw(sh.now, &ours);
+        self.peers.insert(conn, peer);
+        if self.on_handshake(sh, conn, hs) {
+            self.process(sh, conn);
+        }
+    }
+
+    pub fn on_data(&mut self, sh: &mut Shared, conn: ConnId, data: Bytes) {
+        if let Some(req) = self.trackers.get_mut(&conn) {
+            let done = req.parser.feed(&data);
+            self.tracker_progress(sh, conn, done);
+            return;
+        }
+        let Some(peer) = self.peers.get_mut(&conn) else { return };
+        peer.last_recv = sh.now;
+        peer.decoder.feed(data);
+        if peer.phase == Phase::Handshaking {
+            match peer.decoder.handshake() {
+                Ok(None) => return,
+                Ok(Some(hs)) => {
+                    if !self.on_handshake(sh, conn, hs) {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    self.close_peer(sh, conn, e.to_string(), true);
+                    return;
+                }
+            }
+        }
+        self.process(sh, conn);
+    }
+
+    pub fn on_sent(&mut self, sh: &mut Shared, conn: ConnId, bytes: usize) {
+        if let Some(peer) = self.peers.get_mut(&conn) {
+            peer.unsent = peer.unsent.saturating_sub(bytes);
+            self.serve(sh, conn);
+        }
+    }
+
+    pub fn on_closed(&mut self, sh: &mut Shared, conn: ConnId, reason: String) {
+        sh.forget(conn);
+        if self.trackers.contains_key(&conn) {
+            self.tracker_closed(sh, conn, reason);
+        } else if self.peers.contains_key(&conn) {
+            self.drop_peer(sh, conn, reason);
+        }
+    }
+
+    pub fn on_disk(&mut self, sh: &mut Shared, op: OpId, result: DiskResult) {
+        let Some(kind) = self.ops.remove(&op) else { return };
+        match kind {
+            Op::Check { piece } => self.check_done(sh, piece, result),
+            Op::WritePiece { piece, bytes, sources } => {
+                self.download.disk_bytes -= bytes;
+                self.piece_written(sh, piece, result, sources);
+            }
+            Op::Spill { piece, bytes } => {
+                self.download.disk_bytes -= bytes;
+                self.spill_done(sh, piece, result);
+            }
+            Op::VerifySpilled { piece, sources } => self.piece_written(sh, piece, result, sources),
+            Op::Read { key } => self.read_done(sh, key, result),
+        }
+    }
+
+    /// Checks the remote handshake; false when the connection was closed.
+    fn on_handshake(&mut self, sh: &mut Shared, conn: ConnId, hs: Handshake) -> bool {
+        let Some(peer) = self.peers.get(&conn) else { return false };
+        let addr = peer.addr;
+        let outbound = peer.outbound;
+        if hs.info_hash != self.meta.info_hash {
+            self.close_peer(sh, conn, "handshake for another torrent".into(), true);
+            return false;
+        }
+        if hs.peer_id == sh.peer_id {
+            if outbound {
+                self.peer_list.mark_self(addr);
+            }
+            self.close_peer(sh, conn, "connected to ourselves".into(), false);
+            return false;
+        }
+        if self.download.is_banned(&hs.peer_id) {
+            self.close_peer(sh, conn, "banned peer".into(), false);
+            return false;
+        }
+        if self.peers.iter().any(|(c, p)| *c != conn && p.id == Some(hs.peer_id)) {
+            self.close_peer(sh, conn, "already connected to this peer".into(), false);
+            return false;
+        }
+        let Some(peer) = self.peers.get_mut(&conn) else { return false };
+        peer.id = Some(hs.peer_id);
+        peer.phase = Phase::Active;
+        peer.decoder.set_num_pieces(self.layout.num_pieces());
+        peer.last_block_at = sh.now;
+        let have = self.picker.have();
+        if have.count_ones() > 0 {
+            peer.send(sh.now, &Message::Bitfield(Bytes::from(have.to_bytes())));
+        }
+        self.peer_list.connected(addr);
+        sh.event(Event::PeerConnected { torrent: self.id, addr, id: hs.peer_id });
+        true
+    }
+
+    /// Handles every complete message buffered for `conn`.
+    fn process(&mut self, sh: &mut Shared, conn: ConnId) {
+        loop {
+            let Some(peer) = self.peers.get_mut(&conn) else { return };
+            match peer.decoder.next_message() {
+                Ok(Some(msg)) => {
+                    if let Err(reason) = self.on_message(sh, conn, msg) {
+                        self.close_peer(sh, conn, reason, false);
+                        return;
+                    }
+                }
+                Ok(None) => return,
+                Err(e) => {
+                    let reason = match e {
+                        WireError::TooLong { .. } | WireError::BadLength { .. } => format!("protocol error: {e}"),
+                        WireError::BadHandshake => e.to_string(),
+                    };
+                    self.close_peer(sh, conn, reason, false);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Applies one message; `Err(reason)` closes the peer.
+    fn on_message(&mut self, sh: &mut Shared, conn: ConnId, msg: Message) -> Result<(), String> {
+        let n = self.layout.num_pieces();
+        let Some(peer) = self.peers.get_mut(&conn) else { return Ok(()) };
+        let first = !peer.seen_message;
+        peer.seen_message = true;
+        match msg {
+            Message::KeepAlive => {}
+            Message::Choke => {
+                peer.peer_choking = true;
+                self.release_requests(conn);
+            }
+            Message::Unchoke => {
+                peer.peer_choking = false;
+                peer.last_block_at = sh.now;
+                self.request_blocks(sh, conn);
+            }
+            Message::Interested => {
+                peer.peer_interested = true;
+                self.interest_changed(sh);
+            }
+            Message::NotInterested => {
+                peer.peer_interested = false;
+                peer.their_requests.clear();
+                self.interest_changed(sh);
+            }
+            Message::Have(piece) => {
+                if piece >= n {
+                    return Err(format!("have for piece {piece} of {n}"));
+                }
+                if peer.has.set(piece as usize) {
+                    self.picker.add_have(piece);
+                    self.peer_has_changed(sh, conn);
+                }
+            }
+            Message::Bitfield(bytes) => {
+                if !first {
+                    return Err("bitfield after other messages".into());
+                }
+                let has = Bitfield::from_bytes(&bytes, n as usize).map_err(|e| e.to_string())?;
+                self.set_peer_pieces(sh, conn, has);
+            }
+            Message::HaveAll => {
+                if !first {
+                    return Err("have-all after other messages".into());
+                }
+                self.set_peer_pieces(sh, conn, Bitfield::full(n as usize));
+            }
+            Message::HaveNone => {
+                if !first {
+                    return Err("have-none after other messages".into());
+                }
+            }
+            Message::Request(req) => self.on_request(sh, conn, req)?,
+            Message::Cancel(req) => {
+                peer.their_requests.retain(|r| *r != req);
+            }
+            Message::Reject(req) => {
+                if let Some(block) = self.layout.block_at(req.piece, req.offset, req.len)
+                    && peer.take_request(block)
+                {
+                    self.picker.release(block, conn);
+                }
+            }
+            Message::Piece { piece, offset, data } => self.on_block(sh, conn, piece, offset, data)?,
+            Message::Port(_) | Message::Suggest(_) | Message::AllowedFast(_) | Message::Extended { .. } => {}
+            Message::Unknown { id, len } => {
+                return Err(format!("unknown message id {id} ({len} bytes)"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The peer's whole piece set arrived (bitfield or have-all).
+    fn set_peer_pieces(&mut self, sh: &mut Shared, conn: ConnId, has: Bitfield) {
+        let Some(peer) = self.peers.get_mut(&conn) else { return };
+        // `has` replaces an empty set: nothing was counted for this peer yet.
+        self.picker.add_availability(&has);
+        peer.has = has;
+        self.peer_has_changed(sh, conn);
+    }
+
+    /// The peer's piece set grew: update our interest, and drop the connection when
+    /// neither side can give the other anything.
+    fn peer_has_changed(&mut self, sh: &mut Shared, conn: ConnId) {
+        let Some(peer) = self.peers.get(&conn) else { return };
+        if peer.is_seed() {
+            self.peer_list.mark_seed(peer.addr);
+            if self.picker.is_complete() && self.state == State::Seeding {
+                self.close_peer(sh, conn, "both seeding".into(), false);
+                return;
+            }
+        }
+        self.update_interest(sh, conn);
+        self.request_blocks(sh, conn);
+    }
+
+    /// Sends interested / not interested when our view changed.
+    fn update_interest(&mut self, sh: &mut Shared, conn: ConnId) {
+        let Some(peer) = self.peers.get_mut(&conn) else { return };
+        if !peer.is_active() {
+            return;
+        }
+        let want = self.state == State::Downloading && self.picker.is_interesting(&peer.has);
+        if want != peer.am_interested {
+            peer.am_interested = want;
+            peer.send(sh.now, if want { &Message::Interested } else { &Message::NotInterested });
+            if want {
+                peer.last_block_at = sh.now;
+            }
+        }
+    }
+
+    // ---- closing ------------------------------------------------------------------
+
+    /// Closes a peer connection we decided to end. `failed` marks a connection that never
+    /// got going (for dial back-off).
+    fn close_peer(&mut self, sh: &mut Shared, conn: ConnId, reason: String, failed: bool) {
+        sh.close(conn);
+        self.remove_peer(sh, conn, reason, failed);
+    }
+
+    /// The driver reported the peer's connection gone.
+    fn drop_peer(&mut self, sh: &mut Shared, conn: ConnId, reason: String) {
+        let failed = self.peers.get(&conn).is_some_and(|p| !p.is_active());
+        self.remove_peer(sh, conn, reason, failed);
+    }
+
+    fn remove_peer(&mut self, sh: &mut Shared, conn: ConnId, reason: String, failed: bool) {
+        let Some(peer) = self.peers.remove(&conn) else { return };
+        for r in &peer.requests {
+            self.picker.release(r.block, conn);
+        }
+        self.picker.remove_availability(&peer.has);
+        self.upload.forget_peer(conn);
+        self.peer_list.disconnected(sh.now, peer.addr, failed);
+        tracing::debug!(addr = %peer.addr, %reason, "peer closed");
+        sh.event(Event::PeerClosed { torrent: Some(self.id), addr: peer.addr, reason });
+        if !peer.requests.is_empty() {
+            self.request_all(sh);
+        }
+        if !peer.am_choking || peer.peer_interested {
+            self.interest_changed(sh);
+        }
+    }
+
+    /// Closes every connection (end of shutdown).
+    pub fn close_all(&mut self, sh: &mut Shared) {
+        let conns: Vec<ConnId> = self.peers.keys().copied().collect();
+        for conn in conns {
+            self.close_peer(sh, conn, "shutting down".into(), false);
+        }
+        let trackers: Vec<ConnId> = self.trackers.keys().copied().collect();
+        for conn in trackers {
+            self.trackers.remove(&conn);
+            sh.close(conn);
+        }
+    }
+
+    // ---- mutators -----------------------------------------------------------------
+
+    pub fn add_peers(&mut self, sh: &mut Shared, peers: &[SocketAddr], persistent: bool) {
+        for &addr in peers {
+            self.peer_list.add(sh.now, addr, persistent);
+        }
+        self.connect_peers(sh);
+    }
+
+    /// Dials known peers while the limits allow.
+    fn connect_peers(&mut self, sh: &mut Shared) {
+        if self.stopping || self.state == State::Failed || self.state == State::Checking {
+            return;
+        }
+        if self.picker.is_complete() && !self.seed_after {
+            return;
+        }
+        let skip_seeds = self.picker.is_complete();
+        loop {
+            let half_open = self.peers.values().filter(|p| !p.is_active()).count();
+            if self.peers.len() >= sh.config.max_peers_per_torrent
+                || half_open >= sh.config.max_half_open
+                || sh.connections() >= sh.config.max_connections
+            {
+                return;
+            }
+            let Some(addr) = self.peer_list.next_to_dial(sh.now, skip_seeds) else { return };
+            let conn = sh.connect(Route::Peer(self.id), Target::Addr(addr));
+            let peer = Peer::new(sh.now, addr, true, self.layout.num_pieces(), sh.config.min_queue_depth);
+            self.peers.insert(conn, peer);
+        }
+    }
+
+    /// Shutdown: stop requesting, send `stopped` announces.
+    pub fn stop(&mut self, sh: &mut Shared) {
+        self.stopping = true;
+        let conns: Vec<ConnId> = self.trackers.keys().copied().collect();
+        for conn in conns {
+            self.trackers.remove(&conn);
+            sh.close(conn);
+        }
+        let jobs = self.announcer.stop();
+        for job in jobs {
+            self.start_announce(sh, job);
+        }
+    }
+
+    // ---- housekeeping -------------------------------------------------------------
+
+    pub fn tick(&mut self, sh: &mut Shared) {
+        let now = sh.now;
+        let mut to_close = Vec::new();
+        for (&conn, peer) in &mut self.peers {
+            match peer.phase {
+                Phase::Connecting | Phase::Handshaking => {
+                    if now.saturating_duration_since(peer.connected_at) > CONNECT_TIMEOUT {
+                        to_close.push((conn, "connection timed out".to_string(), true));
+                    }
+                    continue;
+                }
+                Phase::Active => {}
+            }
+            if now.saturating_duration_since(peer.last_recv) > sh.config.idle_timeout {
+                to_close.push((conn, "idle".to_string(), false));
+                continue;
+            }
+            if now.saturating_duration_since(peer.last_send) > KEEPALIVE {
+                peer.send(now, &Message::KeepAlive);
+            }
+        }
+        for (conn, reason, failed) in to_close {
+            self.close_peer(sh, conn, reason, failed);
+        }
+        self.download_tick(sh);
+        self.upload_tick(sh);
+        self.tracker_tick(sh);
+        self.connect_peers(sh);
+    }
+
+    /// Flushes queued control messages to the driver.
+    pub fn flush(&mut self, sh: &mut Shared) {
+        for (&conn, peer) in &mut self.peers {
+            if let Some(bytes) = peer.take_out() {
+                peer.unsent += bytes.len();
+                sh.send(conn, bytes);
+            }
+        }
+    }
+
+    /// Flushes one peer's control bytes, so that a payload can follow them in order.
+    fn flush_peer(sh: &mut Shared, conn: ConnId, peer: &mut Peer) {
+        if let Some(bytes) = peer.take_out() {
+            peer.unsent += bytes.len();
+            sh.send(conn, bytes);
+        }
+    }
+}
+

@@ -1,0 +1,268 @@
+//! The uploading side: validating peers' requests, reading blocks through a small cache of
+//! piece chunks, sending them as fast as the connection drains, and choosing whom to
+//! unchoke.
+//!
+//! Reads are issued for whole chunks ([`CHUNK`] bytes of a piece) so that the neighbouring
+//! blocks a peer asks for next come from memory, and a chunk being read serves every peer
+//! waiting for it. Upload data handed to the driver per connection stays under
+//! `max_send_buffer` (the driver reports what it wrote with `Input::Sent`).
+
+use std::collections::{BTreeMap, VecDeque};
+
+use bytes::Bytes;
+
+use super::{Op, Torrent};
+use crate::api::{Action, DiskResult, Event};
+use crate::id::ConnId;
+use crate::layout::BLOCK_LEN;
+use crate::session::Shared;
+use crate::time::{Duration, Instant};
+use crate::wire::{BlockRequest, Message};
+
+/// Bytes read from disk at a time for uploads.
+const CHUNK: u32 = 128 * 1024;
+/// Bytes of chunks kept in the read cache.
+const CACHE_BYTES: usize = 16 << 20;
+/// Largest block we serve (BEP 3 clients use 16 KiB).
+pub(crate) const MAX_REQUEST: u32 = 16 * 1024;
+/// Invalid requests tolerated from one peer before it is disconnected.
+const MAX_BAD_REQUESTS: u32 = 20;
+/// Requests arriving this soon after we choked a peer are a race, not abuse.
+const CHOKE_GRACE: Duration = Duration::from_secs(5);
+/// Time between choke rounds.
+const CHOKE_INTERVAL: Duration = Duration::from_secs(10);
+
+/// A chunk of a piece: bytes `[chunk * CHUNK, (chunk + 1) * CHUNK)` of `piece`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct ChunkKey {
+    piece: u32,
+    chunk: u32,
+}
+
+#[derive(Debug)]
+pub(super) struct Serving {
+    cache: BTreeMap<ChunkKey, Bytes>,
+    /// Cache keys, least recently used first.
+    lru: VecDeque<ChunkKey>,
+    cache_bytes: usize,
+    /// Chunks being read and the requests waiting for them.
+    reading: BTreeMap<ChunkKey, Vec<(ConnId, BlockRequest)>>,
+    next_choke: Instant,
+}
+
+impl Serving {
+    pub fn new(now: Instant) -> Self {
+        Serving {
+            cache: BTreeMap::new(),
+            lru: VecDeque::new(),
+            cache_bytes: 0,
+            reading: BTreeMap::new(),
+            next_choke: now,
+        }
+    }
+
+    pub fn forget_peer(&mut self, conn: ConnId) {
+        for waiters in self.reading.values_mut() {
+            waiters.retain(|(c, _)| *c != conn);
+        }
+    }
+
+    fn get(&mut self, key: ChunkKey) -> Option<Bytes> {
+        let data = self.cache.get(&key)?.clone();
+        if let Some(i) = self.lru.iter().position(|k| *k == key) {
+            self.lru.remove(i);
+        }
+        self.lru.push_back(key);
+        Some(data)
+    }
+
+    fn insert(&mut self, key: ChunkKey, data: Bytes) {
+        self.cache_bytes += data.len();
+        if let Some(old) = self.cache.insert(key, data) {
+            self.cache_bytes -= old.len();
+        } else {
+            self.lru.push_back(key);
+        }
+        while self.cache_bytes > CACHE_BYTES {
+            let Some(old) = self.lru.pop_front() else { break };
+            if let Some(d) = self.cache.remove(&old) {
+                self.cache_bytes -= d.len();
+            }
+        }
+    }
+}
+
+impl Torrent {
+    fn chunk_of(&self, req: BlockRequest) -> (ChunkKey, u32, u32) {
+        let chunk = req.offset / CHUNK;
+        let start = chunk * CHUNK;
+        let len = (self.layout.piece_len(req.piece) - start).min(CHUNK);
+        (ChunkKey { piece: req.piece, chunk }, start, len)
+    }
+
+    /// A `request` message: queue it if it is valid, count it against the peer if not.
+    pub(super) fn on_request(&mut self, sh: &mut Shared, conn: ConnId, req: BlockRequest) -> Result<(), String> {
+        let now = sh.now;
+        let have = self.picker.have().get(req.piece as usize);
+        let in_range = self.layout.range_in_piece(req.piece, req.offset, req.len);
+        let Some(peer) = self.peers.get_mut(&conn) else { return Ok(()) };
+        let problem = if req.len > MAX_REQUEST {
+            Some("longer than 16 KiB")
+        } else if !in_range {
+            Some("outside the piece")
+        } else if !have {
+            Some("for a piece we do not have")
+        } else if peer.am_choking {
+            (now.saturating_duration_since(peer.choked_at) > CHOKE_GRACE).then_some("while choked")
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            peer.bad_requests += 1;
+            tracing::debug!(addr = %peer.addr, ?req, "request {problem}");
+            if peer.bad_requests > MAX_BAD_REQUESTS {
+                return Err(format!("too many invalid requests (last one {problem})"));
+            }
+            return Ok(());
+        }
+        if peer.am_choking {
+            return Ok(());
+        }
+        if peer.their_requests.len() >= sh.config.max_peer_requests {
+            return Err(format!("more than {} requests queued", sh.config.max_peer_requests));
+        }
+        peer.their_requests.push_back(req);
+        self.serve(sh, conn);
+        Ok(())
+    }
+
+    /// Sends or starts reading queued requests of `conn` while its send buffer has room.
+    pub(super) fn serve(&mut self, sh: &mut Shared, conn: ConnId) {
+        let limit = sh.config.max_send_buffer;
+        loop {
+            let Some(peer) = self.peers.get_mut(&conn) else { return };
+            if peer.am_choking || peer.unsent + peer.reading * BLOCK_LEN as usize >= limit {
+                return;
+            }
+            let Some(req) = peer.their_requests.pop_front() else { return };
+            let (key, start, len) = self.chunk_of(req);
+            if let Some(data) = self.upload.get(key) {
+                self.send_block(sh, conn, req, &data, start);
+                continue;
+            }
+            if let Some(p) = self.peers.get_mut(&conn) {
+                p.reading += 1;
+            }
+            if let Some(waiters) = self.upload.reading.get_mut(&key) {
+                waiters.push((conn, req));
+                continue;
+            }
+            self.upload.reading.insert(key, vec![(conn, req)]);
+            let op = sh.op(self.id);
+            self.ops.insert(op, Op::Read { key });
+            let spans = self.layout.spans(key.piece, start, len);
+            sh.action(Action::Read { op, torrent: self.id, piece: key.piece, offset: start, len, spans });
+        }
+    }
+
+    /// Sends one block out of a chunk that starts at `chunk_start` within the piece.
+    fn send_block(&mut self, sh: &mut Shared, conn: ConnId, req: BlockRequest, chunk: &Bytes, chunk_start: u32) {
+        let Some(peer) = self.peers.get_mut(&conn) else { return };
+        let from = (req.offset - chunk_start) as usize;
+        let Some(data) = chunk.get(from..from + req.len as usize).map(|_| chunk.slice(from..from + req.len as usize)) else {
+            return;
+        };
+        let now = sh.now;
+        peer.send_piece_header(now, req);
+        Torrent::flush_peer(sh, conn, peer);
+        peer.unsent += data.len();
+        peer.upload.add(now, u64::from(req.len));
+        self.uploaded += u64::from(req.len);
+        self.up_rate.add(now, u64::from(req.len));
+        sh.send(conn, data);
+    }
+
+    pub(super) fn read_done(&mut self, sh: &mut Shared, key: ChunkKey, result: DiskResult) {
+        let waiters = self.upload.reading.remove(&key).unwrap_or_default();
+        for (conn, _) in &waiters {
+            if let Some(p) = self.peers.get_mut(conn) {
+                p.reading = p.reading.saturating_sub(1);
+            }
+        }
+        let data = match result {
+            DiskResult::Data(data) => data,
+            DiskResult::Error(e) => {
+                sh.event(Event::DiskError { torrent: self.id, message: e.message });
+                return;
+            }
+            other => {
+                tracing::warn!(?other, "unexpected answer to a read");
+                return;
+            }
+        };
+        let start = key.chunk * CHUNK;
+        self.upload.insert(key, data.clone());
+        let mut conns = Vec::new();
+        for (conn, req) in waiters {
+            if self.peers.get(&conn).is_some_and(|p| !p.am_choking) {
+                self.send_block(sh, conn, req, &data, start);
+                conns.push(conn);
+            }
+        }
+        conns.dedup();
+        for conn in conns {
+            self.serve(sh, conn);
+        }
+    }
+
+    // ---- choking ------------------------------------------------------------------
+
+    /// A peer's interest changed, or a peer left: rechoke soon.
+    pub(super) fn interest_changed(&mut self, sh: &mut Shared) {
+        let unchoked = self.peers.values().filter(|p| !p.am_choking).count();
+        let interested_choked = self.peers.values().any(|p| p.am_choking && p.peer_interested);
+        if unchoked < sh.config.unchoke_slots + 1 && interested_choked {
+            self.rechoke(sh);
+        }
+    }
+
+    pub(super) fn upload_tick(&mut self, sh: &mut Shared) {
+        if sh.now >= self.upload.next_choke {
+            self.upload.next_choke = sh.now + CHOKE_INTERVAL;
+            self.rechoke(sh);
+        }
+    }
+
+    /// Unchokes the interested peers that give us the most (while downloading) or take
+    /// the most (while seeding), up to the slots; chokes the rest.
+    fn rechoke(&mut self, sh: &mut Shared) {
+        let now = sh.now;
+        let seeding = self.picker.is_complete();
+        let mut candidates: Vec<(ConnId, f64)> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.is_active() && p.peer_interested)
+            .map(|(c, p)| (*c, if seeding { p.upload.get(now) } else { p.download.get(now) }))
+            .collect();
+        candidates.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let slots = sh.config.unchoke_slots + 1;
+        let unchoke: Vec<ConnId> = candidates.iter().take(slots).map(|(c, _)| *c).collect();
+        let conns: Vec<ConnId> = self.peers.keys().copied().collect();
+        for conn in conns {
+            let Some(peer) = self.peers.get_mut(&conn) else { continue };
+            if !peer.is_active() {
+                continue;
+            }
+            let want_unchoked = unchoke.contains(&conn);
+            if want_unchoked && peer.am_choking {
+                peer.am_choking = false;
+                peer.send(now, &Message::Unchoke);
+            } else if !want_unchoked && !peer.am_choking {
+                peer.am_choking = true;
+                peer.choked_at = now;
+                peer.their_requests.clear();
+                peer.send(now, &Message::Choke);
+            }
+        }
+    }
+}
