@@ -1,14 +1,27 @@
 //! The announce itself: the query string (BEP 3, BEP 23) and the bencoded answer, with
 //! compact IPv4 peers (BEP 23), compact IPv6 `peers6` (BEP 7) and the dictionary model.
 //!
-//! SKELETON: signatures fixed, bodies to be written.
+//! Parsing decisions:
+//! - A compact `peers` string whose length is not a multiple of 6 (18 for `peers6`) is
+//!   `Malformed`: a cut-off entry means the string is not what we think it is.
+//! - In the dictionary model, entries that are not dictionaries, whose `ip` is not an IPv4 or
+//!   IPv6 literal (host names included) or whose `port` is not in 1..=65535 are skipped.
+//! - A missing `peers` is an empty list. Optional scalar fields (`interval`, `complete`, ...)
+//!   of the wrong type, or negative, are ignored rather than failing the whole answer.
+//! - Intervals are clamped to at most [`MAX_INTERVAL`]; zero counts as not given.
+//! - Peers with port 0 or an unspecified address (`0.0.0.0`, `::`) are dropped.
 
-use std::net::SocketAddr;
+use std::collections::HashSet;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use thiserror::Error;
 
+use crate::bencode::{self, Value};
 use crate::id::{InfoHash, PeerId};
+
+/// Longest `interval` or `min interval` taken from a tracker: a day.
+pub const MAX_INTERVAL: Duration = Duration::from_secs(24 * 60 * 60);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum AnnounceEvent {
@@ -37,9 +50,60 @@ pub struct AnnounceParams {
 
 /// The full announce URL: `base` plus the query parameters (`compact=1`, binary values
 /// percent-encoded byte by byte; `&` when `base` already has a query).
+///
+/// Parameters come in this order: `info_hash`, `peer_id`, `port`, `uploaded`, `downloaded`,
+/// `left`, `compact=1`, `key` (8 upper-case hex digits), then `numwant`, `event` and
+/// `trackerid` when set. Byte strings are percent-encoded byte by byte with upper-case hex,
+/// except the unreserved characters `A-Za-z0-9.-_~`. A fragment in `base` is dropped.
 pub fn announce_url(base: &str, params: &AnnounceParams) -> String {
-    let _ = (base, params);
-    todo!()
+    let base = base.split_once('#').map_or(base, |(before, _)| before);
+    let mut url = String::with_capacity(base.len() + 256);
+    url.push_str(base);
+    if !base.contains('?') {
+        url.push('?');
+    } else if !(base.ends_with('?') || base.ends_with('&')) {
+        url.push('&');
+    }
+    url.push_str("info_hash=");
+    percent_encode(&mut url, &params.info_hash.0);
+    url.push_str("&peer_id=");
+    percent_encode(&mut url, &params.peer_id.0);
+    url.push_str(&format!(
+        "&port={}&uploaded={}&downloaded={}&left={}&compact=1&key={:08X}",
+        params.port, params.uploaded, params.downloaded, params.left, params.key
+    ));
+    if let Some(n) = params.numwant {
+        url.push_str(&format!("&numwant={n}"));
+    }
+    let event = match params.event {
+        AnnounceEvent::None => None,
+        AnnounceEvent::Started => Some("started"),
+        AnnounceEvent::Completed => Some("completed"),
+        AnnounceEvent::Stopped => Some("stopped"),
+    };
+    if let Some(event) = event {
+        url.push_str("&event=");
+        url.push_str(event);
+    }
+    if let Some(id) = &params.tracker_id {
+        url.push_str("&trackerid=");
+        percent_encode(&mut url, id);
+    }
+    url
+}
+
+/// Appends `bytes` with everything but `A-Za-z0-9.-_~` as `%XX`.
+fn percent_encode(out: &mut String, bytes: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for &b in bytes {
+        if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push('%');
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 15)]));
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,7 +131,467 @@ impl AnnounceResponse {
     /// Parses a response body, keeping at most `max_peers` peers (the rest is ignored, not
     /// an error). Peers with port 0 are dropped.
     pub fn parse(body: &[u8], max_peers: usize) -> Result<AnnounceResponse, AnnounceError> {
-        let _ = (body, max_peers);
-        todo!()
+        let root = bencode::decode(body)
+            .map_err(|e| AnnounceError::Malformed(format!("not bencode ({e})")))?;
+        if root.as_dict().is_none() {
+            return Err(AnnounceError::Malformed(format!(
+                "the response is a {}, not a dictionary",
+                root.kind()
+            )));
+        }
+        if let Some(reason) = root.get(b"failure reason") {
+            let reason = match reason.as_bytes() {
+                Some(b) => String::from_utf8_lossy(b).into_owned(),
+                None => format!("(failure reason given as a {})", reason.kind()),
+            };
+            return Err(AnnounceError::Failure(reason));
+        }
+
+        let text = |key: &[u8]| {
+            root.get(key)
+                .and_then(Value::as_bytes)
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+        };
+        let count = |key: &[u8]| {
+            root.get(key)
+                .and_then(Value::as_int)
+                .and_then(|i| u64::try_from(i).ok())
+        };
+        let interval = |key: &[u8]| {
+            count(key)
+                .filter(|&secs| secs > 0)
+                .map(|secs| Duration::from_secs(secs).min(MAX_INTERVAL))
+        };
+
+        let mut peers = Peers::new(max_peers);
+        match root.get(b"peers") {
+            None => {}
+            Some(Value::Bytes(compact)) => peers.compact_v4(compact)?,
+            Some(Value::List(entries)) => peers.dicts(entries),
+            Some(other) => {
+                return Err(AnnounceError::Malformed(format!(
+                    "peers is a {}, not a string or a list",
+                    other.kind()
+                )));
+            }
+        }
+        match root.get(b"peers6") {
+            None => {}
+            Some(Value::Bytes(compact)) => peers.compact_v6(compact)?,
+            Some(other) => {
+                return Err(AnnounceError::Malformed(format!(
+                    "peers6 is a {}, not a string",
+                    other.kind()
+                )));
+            }
+        }
+
+        Ok(AnnounceResponse {
+            interval: interval(b"interval"),
+            min_interval: interval(b"min interval"),
+            peers: peers.list,
+            warning: text(b"warning message"),
+            tracker_id: root
+                .get(b"tracker id")
+                .and_then(Value::as_bytes)
+                .filter(|id| !id.is_empty())
+                .map(<[u8]>::to_vec),
+            complete: count(b"complete"),
+            incomplete: count(b"incomplete"),
+        })
+    }
+}
+
+/// Peers collected from a response: deduplicated, in order, at most `max`.
+struct Peers {
+    list: Vec<SocketAddr>,
+    seen: HashSet<SocketAddr>,
+    max: usize,
+}
+
+impl Peers {
+    fn new(max: usize) -> Self {
+        Peers {
+            list: Vec::new(),
+            seen: HashSet::new(),
+            max,
+        }
+    }
+
+    fn full(&self) -> bool {
+        self.list.len() >= self.max
+    }
+
+    /// Adds a peer unless it is unusable or already there.
+    fn add(&mut self, ip: IpAddr, port: u16) {
+        if port == 0 || ip.is_unspecified() || self.full() {
+            return;
+        }
+        let addr = SocketAddr::new(ip, port);
+        if self.seen.insert(addr) {
+            self.list.push(addr);
+        }
+    }
+
+    /// BEP 23: 4 address bytes and 2 port bytes per peer, big-endian.
+    fn compact_v4(&mut self, compact: &[u8]) -> Result<(), AnnounceError> {
+        if compact.len() % 6 != 0 {
+            return Err(AnnounceError::Malformed(format!(
+                "compact peers are {} bytes, not a multiple of 6",
+                compact.len()
+            )));
+        }
+        for entry in compact.chunks_exact(6) {
+            if self.full() {
+                break;
+            }
+            let ip = Ipv4Addr::new(entry[0], entry[1], entry[2], entry[3]);
+            self.add(IpAddr::V4(ip), u16::from_be_bytes([entry[4], entry[5]]));
+        }
+        Ok(())
+    }
+
+    /// BEP 7: 16 address bytes and 2 port bytes per peer, big-endian.
+    fn compact_v6(&mut self, compact: &[u8]) -> Result<(), AnnounceError> {
+        if compact.len() % 18 != 0 {
+            return Err(AnnounceError::Malformed(format!(
+                "compact peers6 are {} bytes, not a multiple of 18",
+                compact.len()
+            )));
+        }
+        for entry in compact.chunks_exact(18) {
+            if self.full() {
+                break;
+            }
+            let mut octets = [0u8; 16];
+            octets.copy_from_slice(&entry[..16]);
+            let port = u16::from_be_bytes([entry[16], entry[17]]);
+            self.add(IpAddr::V6(Ipv6Addr::from(octets)), port);
+        }
+        Ok(())
+    }
+
+    /// BEP 3 dictionary model: `ip` (an address literal) and `port` per peer; unusable
+    /// entries are skipped.
+    fn dicts(&mut self, entries: &[Value<'_>]) {
+        for entry in entries {
+            if self.full() {
+                break;
+            }
+            let ip = entry
+                .get(b"ip")
+                .and_then(Value::as_str)
+                .map(|s| s.trim_start_matches('[').trim_end_matches(']'))
+                .and_then(|s| s.parse::<IpAddr>().ok());
+            let port = entry
+                .get(b"port")
+                .and_then(Value::as_int)
+                .and_then(|p| u16::try_from(p).ok());
+            if let (Some(ip), Some(port)) = (ip, port) {
+                self.add(ip, port);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn params() -> AnnounceParams {
+        let mut hash = [0u8; 20];
+        hash[..6].copy_from_slice(&[0x00, 0x20, 0x25, 0x2B, 0xFF, b'a']);
+        hash[6..].copy_from_slice(b"Zz09.-_~/?&=#!");
+        AnnounceParams {
+            info_hash: InfoHash(hash),
+            peer_id: PeerId(*b"-TS0100-abcdef123456"),
+            port: 6881,
+            uploaded: 10,
+            downloaded: 20,
+            left: 1234567890123,
+            event: AnnounceEvent::Started,
+            numwant: Some(50),
+            key: 0x00ab_cdef,
+            tracker_id: Some(b"t 1".to_vec()),
+        }
+    }
+
+    #[test]
+    fn url_encoding_matches_hand_written_string() {
+        assert_eq!(
+            announce_url("http://t.example:6969/announce", &params()),
+            "http://t.example:6969/announce?\
+             info_hash=%00%20%25%2B%FFaZz09.-_~%2F%3F%26%3D%23%21\
+             &peer_id=-TS0100-abcdef123456\
+             &port=6881&uploaded=10&downloaded=20&left=1234567890123&compact=1&key=00ABCDEF\
+             &numwant=50&event=started&trackerid=t%201"
+        );
+    }
+
+    #[test]
+    fn optional_parameters_and_existing_query() {
+        let mut p = params();
+        p.event = AnnounceEvent::None;
+        p.numwant = None;
+        p.tracker_id = None;
+        let url = announce_url("http://t/a?passkey=abc#frag", &p);
+        assert!(
+            url.starts_with("http://t/a?passkey=abc&info_hash=%00"),
+            "{url}"
+        );
+        assert!(url.ends_with("&compact=1&key=00ABCDEF"), "{url}");
+        assert!(announce_url("http://t/a?", &p).starts_with("http://t/a?info_hash="));
+        assert!(announce_url("http://t/a?x=1&", &p).starts_with("http://t/a?x=1&info_hash="));
+        for (event, text) in [
+            (AnnounceEvent::Completed, "&event=completed"),
+            (AnnounceEvent::Stopped, "&event=stopped"),
+        ] {
+            p.event = event;
+            assert!(announce_url("http://t/a", &p).ends_with(text));
+        }
+    }
+
+    fn compact_v4(peers: &[([u8; 4], u16)]) -> Vec<u8> {
+        peers
+            .iter()
+            .flat_map(|(ip, port)| [&ip[..], &port.to_be_bytes()].concat())
+            .collect()
+    }
+
+    /// `d...e` with the given already-encoded entries (keys must be sorted).
+    fn dict(entries: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut out = b"d".to_vec();
+        for (k, v) in entries {
+            out.extend_from_slice(format!("{}:{k}", k.len()).as_bytes());
+            out.extend_from_slice(v);
+        }
+        out.push(b'e');
+        out
+    }
+
+    fn string(bytes: &[u8]) -> Vec<u8> {
+        [format!("{}:", bytes.len()).as_bytes(), bytes].concat()
+    }
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn compact_peers_and_fields() {
+        let peers = compact_v4(&[([10, 0, 0, 1], 6881), ([192, 168, 1, 2], 51413)]);
+        let body = dict(&[
+            ("complete", b"i5e"),
+            ("incomplete", b"i7e"),
+            ("interval", b"i1800e"),
+            ("peers", &string(&peers)),
+            ("tracker id", b"3:abc"),
+        ]);
+        let r = AnnounceResponse::parse(&body, 50).unwrap();
+        assert_eq!(
+            r,
+            AnnounceResponse {
+                interval: Some(Duration::from_secs(1800)),
+                min_interval: None,
+                peers: vec![addr("10.0.0.1:6881"), addr("192.168.1.2:51413")],
+                warning: None,
+                tracker_id: Some(b"abc".to_vec()),
+                complete: Some(5),
+                incomplete: Some(7),
+            }
+        );
+    }
+
+    #[test]
+    fn dictionary_peers_skip_garbage() {
+        let peer = |ip: &str, port: &[u8]| dict(&[("ip", &string(ip.as_bytes())), ("port", port)]);
+        let with_id = dict(&[
+            ("ip", &string(b"10.0.0.1")),
+            ("peer id", &string(&[b'a'; 20])),
+            ("port", b"i1000e"),
+        ]);
+        let entries = [
+            with_id,
+            peer("2001:db8::1", b"i2000e"),
+            peer("[2001:db8::2]", b"i3000e"),
+            peer("tracker.example", b"i4000e"),
+            peer("10.0.0.2", b"i70000e"),
+            peer("10.0.0.3", b"4:5000"),
+            peer("10.0.0.5", b"i-1e"),
+            dict(&[("port", b"i6000e")]),
+            b"i42e".to_vec(),
+            peer("10.0.0.4", b"i7000e"),
+        ];
+        let body = dict(&[("peers", &[&b"l"[..], &entries.concat(), b"e"].concat())]);
+        let r = AnnounceResponse::parse(&body, 50).unwrap();
+        assert_eq!(
+            r.peers,
+            vec![
+                addr("10.0.0.1:1000"),
+                addr("[2001:db8::1]:2000"),
+                addr("[2001:db8::2]:3000"),
+                addr("10.0.0.4:7000"),
+            ]
+        );
+    }
+
+    #[test]
+    fn peers6_after_peers() {
+        let mut v6 = Vec::new();
+        v6.extend_from_slice(&"2001:db8::7".parse::<Ipv6Addr>().unwrap().octets());
+        v6.extend_from_slice(&6881u16.to_be_bytes());
+        v6.extend_from_slice(&Ipv6Addr::LOCALHOST.octets());
+        v6.extend_from_slice(&80u16.to_be_bytes());
+        let v4 = compact_v4(&[([1, 2, 3, 4], 5)]);
+        let body = dict(&[("peers", &string(&v4)), ("peers6", &string(&v6))]);
+        let r = AnnounceResponse::parse(&body, 50).unwrap();
+        assert_eq!(
+            r.peers,
+            vec![
+                addr("1.2.3.4:5"),
+                addr("[2001:db8::7]:6881"),
+                addr("[::1]:80")
+            ]
+        );
+        // peers6 alone, without peers.
+        let r = AnnounceResponse::parse(&dict(&[("peers6", &string(&v6))]), 1).unwrap();
+        assert_eq!(r.peers, vec![addr("[2001:db8::7]:6881")]);
+    }
+
+    #[test]
+    fn failure_reason_wins() {
+        let body = dict(&[
+            ("failure reason", b"17:torrent not found"),
+            ("peers", b"0:"),
+        ]);
+        assert_eq!(
+            AnnounceResponse::parse(&body, 50),
+            Err(AnnounceError::Failure("torrent not found".into()))
+        );
+        let body = dict(&[("failure reason", b"i3e")]);
+        assert!(matches!(
+            AnnounceResponse::parse(&body, 50),
+            Err(AnnounceError::Failure(_))
+        ));
+    }
+
+    #[test]
+    fn warning_and_min_interval() {
+        let body = dict(&[
+            ("interval", b"i900e"),
+            ("min interval", b"i300e"),
+            ("peers", b"0:"),
+            ("warning message", b"10:slow down!"),
+        ]);
+        let r = AnnounceResponse::parse(&body, 50).unwrap();
+        assert_eq!(r.warning.as_deref(), Some("slow down!"));
+        assert_eq!(r.interval, Some(Duration::from_secs(900)));
+        assert_eq!(r.min_interval, Some(Duration::from_secs(300)));
+        assert!(r.peers.is_empty());
+    }
+
+    #[test]
+    fn absurd_intervals_clamped_or_ignored() {
+        let body = dict(&[
+            ("complete", b"i-1e"),
+            ("interval", b"i9999999999e"),
+            ("min interval", b"i-5e"),
+        ]);
+        let r = AnnounceResponse::parse(&body, 50).unwrap();
+        assert_eq!(r.interval, Some(MAX_INTERVAL));
+        assert_eq!(r.min_interval, None);
+        assert_eq!(r.complete, None);
+        let r = AnnounceResponse::parse(&dict(&[("interval", b"i0e")]), 50).unwrap();
+        assert_eq!(r.interval, None);
+        let r = AnnounceResponse::parse(&dict(&[("interval", b"4:1800")]), 50).unwrap();
+        assert_eq!(r.interval, None);
+    }
+
+    #[test]
+    fn duplicates_port_zero_and_unspecified_dropped() {
+        let peers = compact_v4(&[
+            ([10, 0, 0, 1], 1),
+            ([10, 0, 0, 2], 0),
+            ([10, 0, 0, 1], 1),
+            ([0, 0, 0, 0], 5),
+            ([10, 0, 0, 1], 2),
+        ]);
+        let r = AnnounceResponse::parse(&dict(&[("peers", &string(&peers))]), 50).unwrap();
+        assert_eq!(r.peers, vec![addr("10.0.0.1:1"), addr("10.0.0.1:2")]);
+    }
+
+    #[test]
+    fn thousands_of_peers_truncated_to_max() {
+        let many: Vec<([u8; 4], u16)> = (0..5000u32)
+            .map(|i| {
+                let b = i.to_be_bytes();
+                ([10, b[1], b[2], b[3]], 6881)
+            })
+            .collect();
+        let body = dict(&[("peers", &string(&compact_v4(&many)))]);
+        let r = AnnounceResponse::parse(&body, 200).unwrap();
+        assert_eq!(r.peers.len(), 200);
+        assert_eq!(r.peers[0], addr("10.0.0.0:6881"));
+        assert_eq!(r.peers[199], addr("10.0.0.199:6881"));
+
+        let mut list = b"d5:peersl".to_vec();
+        for i in 0..5000 {
+            let ip = format!("10.1.{}.{}", i / 256, i % 256);
+            list.extend_from_slice(format!("d2:ip{}:{ip}4:porti1ee", ip.len()).as_bytes());
+        }
+        list.extend_from_slice(b"ee");
+        let r = AnnounceResponse::parse(&list, 30).unwrap();
+        assert_eq!(r.peers.len(), 30);
+        assert_eq!(r.peers[29], addr("10.1.0.29:1"));
+        assert!(AnnounceResponse::parse(&list, 0).unwrap().peers.is_empty());
+    }
+
+    #[test]
+    fn malformed_responses() {
+        let cases: [(&[u8], &str); 8] = [
+            (b"", "not bencode"),
+            (b"d5:peers", "not bencode"),
+            (b"le", "list, not a dictionary"),
+            (b"i1e", "integer, not a dictionary"),
+            (b"d5:peersi1ee", "peers is a integer"),
+            (b"d5:peersdee", "peers is a dictionary"),
+            (b"d5:peers7:abcdefge", "not a multiple of 6"),
+            (b"d6:peers66:abcdefe", "not a multiple of 18"),
+        ];
+        for (body, needle) in cases {
+            match AnnounceResponse::parse(body, 50) {
+                Err(AnnounceError::Malformed(msg)) => assert!(msg.contains(needle), "{msg}"),
+                other => panic!("{:?}: {other:?}", String::from_utf8_lossy(body)),
+            }
+        }
+        assert!(matches!(
+            AnnounceResponse::parse(b"d6:peers6le", 50),
+            Err(AnnounceError::Malformed(_))
+        ));
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512), max in 0usize..8) {
+            if let Ok(r) = AnnounceResponse::parse(&bytes, max) {
+                prop_assert!(r.peers.len() <= max);
+            }
+        }
+
+        #[test]
+        fn arbitrary_compact_peers_never_panic(peers in prop::collection::vec(any::<u8>(), 0..300), max in 0usize..64) {
+            let body = dict(&[("peers", &string(&peers)), ("peers6", &string(&peers))]);
+            match AnnounceResponse::parse(&body, max) {
+                Ok(r) => {
+                    prop_assert!(peers.len() % 18 == 0);
+                    prop_assert!(r.peers.len() <= max);
+                    let unique: HashSet<_> = r.peers.iter().collect();
+                    prop_assert_eq!(unique.len(), r.peers.len());
+                    prop_assert!(r.peers.iter().all(|p| p.port() != 0));
+                }
+                Err(e) => prop_assert!(matches!(e, AnnounceError::Malformed(_))),
+            }
+        }
     }
 }
