@@ -12,6 +12,10 @@ use thiserror::Error;
 
 /// Deepest nesting accepted. Real torrents and tracker responses nest four or five levels.
 pub const MAX_DEPTH: usize = 64;
+/// Most values one decode builds. A decoded value takes several times the memory of its
+/// encoding when items are tiny (`i0e` is 3 bytes, its `Value` 32), so this, not the input
+/// size, is what bounds memory. A torrent of 300,000 files needs about 2.4 million.
+pub const MAX_ITEMS: usize = 4_000_000;
 
 /// Why bytes are not one well-formed bencoded value.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -24,6 +28,8 @@ pub enum BencodeError {
     TrailingBytes,
     #[error("empty input")]
     Empty,
+    #[error("more than {MAX_ITEMS} values")]
+    TooManyItems,
 }
 
 impl From<bendy::decoding::Error> for BencodeError {
@@ -99,7 +105,7 @@ impl<'a> Value<'a> {
 pub fn decode(buf: &[u8]) -> Result<Value<'_>, BencodeError> {
     let mut decoder = Decoder::new(buf).with_max_depth(MAX_DEPTH);
     let value = match decoder.next_object()? {
-        Some(obj) => from_object(obj)?,
+        Some(obj) => from_object(obj, &mut Budget::default())?,
         None => return Err(BencodeError::Empty),
     };
     match decoder.next_object() {
@@ -115,21 +121,35 @@ pub(crate) fn parse_int(digits: &str) -> Result<i64, BencodeError> {
         .map_err(|_| BencodeError::IntegerOverflow(digits.to_owned()))
 }
 
-pub(crate) fn from_object<'a>(obj: Object<'_, 'a>) -> Result<Value<'a>, BencodeError> {
+/// How many more values a decode may build.
+#[derive(Debug)]
+pub(crate) struct Budget(usize);
+
+impl Default for Budget {
+    fn default() -> Self {
+        Budget(MAX_ITEMS)
+    }
+}
+
+pub(crate) fn from_object<'a>(
+    obj: Object<'_, 'a>,
+    budget: &mut Budget,
+) -> Result<Value<'a>, BencodeError> {
+    budget.0 = budget.0.checked_sub(1).ok_or(BencodeError::TooManyItems)?;
     Ok(match obj {
         Object::Integer(digits) => Value::Int(parse_int(digits)?),
         Object::Bytes(b) => Value::Bytes(b),
         Object::List(mut list) => {
             let mut items = Vec::new();
             while let Some(item) = list.next_object()? {
-                items.push(from_object(item)?);
+                items.push(from_object(item, budget)?);
             }
             Value::List(items)
         }
         Object::Dict(mut dict) => {
             let mut entries = Vec::new();
             while let Some((k, v)) = dict.next_pair()? {
-                entries.push((k, from_object(v)?));
+                entries.push((k, from_object(v, budget)?));
             }
             Value::Dict(entries)
         }
@@ -232,6 +252,16 @@ mod tests {
         assert!(matches!(decode(&deep), Err(BencodeError::Malformed(_))));
         let ok = [vec![b'l'; MAX_DEPTH - 1], vec![b'e'; MAX_DEPTH - 1]].concat();
         assert!(decode(&ok).is_ok());
+    }
+
+    #[test]
+    fn item_count_is_bounded() {
+        let mut many = b"l".to_vec();
+        for _ in 0..=MAX_ITEMS {
+            many.extend_from_slice(b"i0e");
+        }
+        many.push(b'e');
+        assert_eq!(decode(&many), Err(BencodeError::TooManyItems));
     }
 
     #[test]

@@ -16,16 +16,16 @@ pub mod bitfield;
 pub mod id;
 pub mod layout;
 pub mod metainfo;
-pub mod picker;
-pub mod rng;
 mod peer;
 mod peer_list;
+pub mod picker;
 mod rate;
-mod torrent;
+pub mod rng;
+pub mod session;
 #[cfg(test)]
 mod tests;
-pub mod session;
 pub mod time;
+mod torrent;
 pub mod tracker;
 pub mod wire;
 

@@ -25,7 +25,7 @@ const MIN_PIECE_LENGTH: u32 = 16 << 10;
 const MAX_PIECE_LENGTH: u32 = 256 << 20;
 
 /// Largest `.torrent` file accepted, in bytes.
-pub const MAX_TORRENT_FILE: usize = 64 << 20;
+pub const MAX_TORRENT_FILE: usize = 32 << 20;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Metainfo {
@@ -256,6 +256,7 @@ impl<'a> TopLevel<'a> {
     /// Reads the top-level dictionary, which must span all of `bytes`.
     fn read(bytes: &'a [u8]) -> Result<Self, MetainfoError> {
         let mut decoder = Decoder::new(bytes).with_max_depth(MAX_DEPTH);
+        let mut budget = bencode::Budget::default();
         let mut info = None;
         let mut announce = None;
         let mut announce_list = None;
@@ -280,11 +281,15 @@ impl<'a> TopLevel<'a> {
                             });
                         }
                     },
-                    b"announce" => announce = Some(bencode::from_object(value)?),
-                    b"announce-list" => announce_list = Some(bencode::from_object(value)?),
-                    b"comment" => comment = Some(bencode::from_object(value)?),
-                    b"created by" => created_by = Some(bencode::from_object(value)?),
-                    b"creation date" => creation_date = Some(bencode::from_object(value)?),
+                    b"announce" => announce = Some(bencode::from_object(value, &mut budget)?),
+                    b"announce-list" => {
+                        announce_list = Some(bencode::from_object(value, &mut budget)?)
+                    }
+                    b"comment" => comment = Some(bencode::from_object(value, &mut budget)?),
+                    b"created by" => created_by = Some(bencode::from_object(value, &mut budget)?),
+                    b"creation date" => {
+                        creation_date = Some(bencode::from_object(value, &mut budget)?)
+                    }
                     _ => skip(value).map_err(malformed)?,
                 }
             }

@@ -82,11 +82,21 @@ pub(crate) struct Peer {
 }
 
 impl Peer {
-    pub fn new(now: Instant, addr: SocketAddr, outbound: bool, num_pieces: u32, min_queue_depth: usize) -> Self {
+    pub fn new(
+        now: Instant,
+        addr: SocketAddr,
+        outbound: bool,
+        num_pieces: u32,
+        min_queue_depth: usize,
+    ) -> Self {
         Peer {
             addr,
             outbound,
-            phase: if outbound { Phase::Connecting } else { Phase::Handshaking },
+            phase: if outbound {
+                Phase::Connecting
+            } else {
+                Phase::Handshaking
+            },
             decoder: Decoder::new(),
             id: None,
             connected_at: now,

@@ -40,7 +40,11 @@ pub(crate) struct PeerList {
 
 impl PeerList {
     pub fn new(max: usize) -> Self {
-        PeerList { candidates: BTreeMap::new(), never: BTreeMap::new(), max }
+        PeerList {
+            candidates: BTreeMap::new(),
+            never: BTreeMap::new(),
+            max,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -61,7 +65,13 @@ impl PeerList {
         }
         self.candidates.insert(
             addr,
-            Candidate { persistent, failures: 0, next_attempt: now, in_use: false, seed: false },
+            Candidate {
+                persistent,
+                failures: 0,
+                next_attempt: now,
+                in_use: false,
+                seed: false,
+            },
         );
         true
     }
@@ -79,7 +89,9 @@ impl PeerList {
 
     /// True when some address could be dialled at `now` or later.
     pub fn has_dialable(&self, skip_seeds: bool) -> bool {
-        self.candidates.values().any(|c| !c.in_use && !(skip_seeds && c.seed))
+        self.candidates
+            .values()
+            .any(|c| !c.in_use && !(skip_seeds && c.seed))
     }
 
     /// An inbound connection from `addr` exists: do not dial it while it lasts.
@@ -105,7 +117,9 @@ impl PeerList {
     /// The connection to `addr` ended; `failed` when it never got going (refused, reset
     /// during the handshake). Schedules the next attempt with exponential back-off.
     pub fn disconnected(&mut self, now: Instant, addr: SocketAddr, failed: bool) {
-        let Some(c) = self.candidates.get_mut(&addr) else { return };
+        let Some(c) = self.candidates.get_mut(&addr) else {
+            return;
+        };
         c.in_use = false;
         if failed {
             c.failures = c.failures.saturating_add(1);
@@ -154,7 +168,10 @@ mod tests {
         assert_eq!(l.next_to_dial(t0, false), None);
         l.disconnected(t0, addr(1), true);
         assert_eq!(l.next_to_dial(t0, false), None);
-        assert_eq!(l.next_to_dial(t0 + Duration::from_secs(2), false), Some(addr(1)));
+        assert_eq!(
+            l.next_to_dial(t0 + Duration::from_secs(2), false),
+            Some(addr(1))
+        );
         l.disconnected(t0, addr(1), true);
         l.disconnected(t0, addr(1), true);
         assert_eq!(l.len(), 0, "forgotten after {MAX_FAILURES} failures");

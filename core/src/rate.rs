@@ -19,7 +19,13 @@ pub(crate) struct Rate {
 
 impl Rate {
     pub fn new(now: Instant) -> Self {
-        Rate { buckets: [0; BUCKETS], current: 0, bucket_start: now, started: now, total: 0 }
+        Rate {
+            buckets: [0; BUCKETS],
+            current: 0,
+            bucket_start: now,
+            started: now,
+            total: 0,
+        }
     }
 
     fn bucket_len() -> Duration {
@@ -28,7 +34,9 @@ impl Rate {
 
     fn advance(&mut self, now: Instant) {
         let mut steps = 0;
-        while now.saturating_duration_since(self.bucket_start) >= Self::bucket_len() && steps <= BUCKETS {
+        while now.saturating_duration_since(self.bucket_start) >= Self::bucket_len()
+            && steps <= BUCKETS
+        {
             self.current = (self.current + 1) % BUCKETS;
             self.buckets[self.current] = 0;
             self.bucket_start += Self::bucket_len();
@@ -53,7 +61,9 @@ impl Rate {
         let mut r = self.clone();
         r.advance(now);
         let sum: u64 = r.buckets.iter().sum();
-        let span = now.saturating_duration_since(self.started).clamp(Self::bucket_len(), WINDOW);
+        let span = now
+            .saturating_duration_since(self.started)
+            .clamp(Self::bucket_len(), WINDOW);
         sum as f64 / span.as_secs_f64()
     }
 

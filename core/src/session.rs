@@ -286,7 +286,9 @@ impl Session {
         self.sh.now = now;
         match input {
             Input::Timeout { .. } => {}
-            Input::Connected { conn, .. } => self.with_torrent(conn, |t, sh| t.on_connected(sh, conn)),
+            Input::Connected { conn, .. } => {
+                self.with_torrent(conn, |t, sh| t.on_connected(sh, conn))
+            }
             Input::Received { conn, data, .. } => {
                 if self.pending.contains_key(&conn) {
                     self.on_pending_data(conn, data);
@@ -294,7 +296,9 @@ impl Session {
                     self.with_torrent(conn, |t, sh| t.on_data(sh, conn, data));
                 }
             }
-            Input::Sent { conn, bytes, .. } => self.with_torrent(conn, |t, sh| t.on_sent(sh, conn, bytes)),
+            Input::Sent { conn, bytes, .. } => {
+                self.with_torrent(conn, |t, sh| t.on_sent(sh, conn, bytes))
+            }
             Input::Closed { conn, error, .. } => {
                 if self.pending.remove(&conn).is_some() {
                     self.sh.forget(conn);
@@ -323,7 +327,14 @@ impl Session {
         }
         let conn = ConnId(self.sh.next());
         self.sh.routes.insert(conn, Route::Pending);
-        self.pending.insert(conn, Pending { addr: remote, decoder: Decoder::new(), since: now });
+        self.pending.insert(
+            conn,
+            Pending {
+                addr: remote,
+                decoder: Decoder::new(),
+                since: now,
+            },
+        );
         Some(conn)
     }
 
@@ -339,7 +350,9 @@ impl Session {
     }
 
     fn on_pending_data(&mut self, conn: ConnId, data: Bytes) {
-        let Some(p) = self.pending.get_mut(&conn) else { return };
+        let Some(p) = self.pending.get_mut(&conn) else {
+            return;
+        };
         p.decoder.feed(data);
         let handshake = match p.decoder.handshake() {
             Ok(None) => return,
@@ -351,8 +364,13 @@ impl Session {
                 return;
             }
         };
-        let Some(p) = self.pending.remove(&conn) else { return };
-        let torrent = self.by_hash.get(&handshake.info_hash).and_then(|id| self.torrents.get_mut(id));
+        let Some(p) = self.pending.remove(&conn) else {
+            return;
+        };
+        let torrent = self
+            .by_hash
+            .get(&handshake.info_hash)
+            .and_then(|id| self.torrents.get_mut(id));
         match torrent {
             Some(t) => {
                 let id = t.id;
@@ -402,7 +420,12 @@ impl Session {
 
     // ---- mutators -----------------------------------------------------------------
 
-    pub fn add_torrent(&mut self, now: Instant, meta: Arc<Metainfo>, options: TorrentOptions) -> TorrentId {
+    pub fn add_torrent(
+        &mut self,
+        now: Instant,
+        meta: Arc<Metainfo>,
+        options: TorrentOptions,
+    ) -> TorrentId {
         self.sh.now = now.max(self.sh.now);
         let id = TorrentId(self.sh.next());
         self.by_hash.insert(meta.info_hash, id);
@@ -415,7 +438,13 @@ impl Session {
 
     /// Peers to connect to, besides the trackers'. `persistent` ones are redialled with
     /// back-off whenever they are not connected.
-    pub fn add_peers(&mut self, now: Instant, torrent: TorrentId, peers: &[SocketAddr], persistent: bool) {
+    pub fn add_peers(
+        &mut self,
+        now: Instant,
+        torrent: TorrentId,
+        peers: &[SocketAddr],
+        persistent: bool,
+    ) {
         self.sh.now = now.max(self.sh.now);
         if let Some(t) = self.torrents.get_mut(&torrent) {
             t.add_peers(&mut self.sh, peers, persistent);

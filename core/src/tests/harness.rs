@@ -8,13 +8,13 @@ use std::sync::Arc;
 use bytes::Bytes;
 use sha1::{Digest, Sha1};
 
+use crate::Bitfield;
 use crate::api::{Action, DiskResult, Event, Input, Output, Target};
 use crate::id::{ConnId, InfoHash, TorrentId};
 use crate::layout::{FileSpan, Layout};
 use crate::metainfo::{FileEntry, Info, Metainfo};
 use crate::session::{Config, Session, TorrentOptions};
 use crate::time::{Duration, Instant};
-use crate::Bitfield;
 
 /// Deterministic content for tests.
 pub fn content(len: usize, seed: u64) -> Vec<u8> {
@@ -30,14 +30,26 @@ pub fn content(len: usize, seed: u64) -> Vec<u8> {
 }
 
 /// A metainfo for `files` (name, length) with `piece_length`, hashing `data`.
-pub fn metainfo(name: &str, files: &[(&str, u64)], piece_length: u32, data: &[u8]) -> Arc<Metainfo> {
+pub fn metainfo(
+    name: &str,
+    files: &[(&str, u64)],
+    piece_length: u32,
+    data: &[u8],
+) -> Arc<Metainfo> {
     let layout = Layout::new(piece_length, files.iter().map(|f| f.1)).expect("layout");
-    let pieces: Vec<[u8; 20]> = data.chunks(piece_length as usize).map(|c| Sha1::digest(c).into()).collect();
+    let pieces: Vec<[u8; 20]> = data
+        .chunks(piece_length as usize)
+        .map(|c| Sha1::digest(c).into())
+        .collect();
     let multi = files.len() > 1;
     let entries = files
         .iter()
         .map(|(p, len)| FileEntry {
-            path: if multi { vec![name.to_string(), p.to_string()] } else { vec![name.to_string()] },
+            path: if multi {
+                vec![name.to_string(), p.to_string()]
+            } else {
+                vec![name.to_string()]
+            },
             length: *len,
             padding: false,
             executable: false,
@@ -49,7 +61,15 @@ pub fn metainfo(name: &str, files: &[(&str, u64)], piece_length: u32, data: &[u8
     }
     Arc::new(Metainfo {
         info_hash: InfoHash(h.finalize().into()),
-        info: Info { name: name.into(), piece_length, pieces, files: entries, private: false, multi_file: multi, layout },
+        info: Info {
+            name: name.into(),
+            piece_length,
+            pieces,
+            files: entries,
+            private: false,
+            multi_file: multi,
+            layout,
+        },
         info_bytes: Bytes::new(),
         trackers: vec![],
         comment: None,
@@ -66,7 +86,14 @@ pub struct MemDisk {
 
 impl MemDisk {
     pub fn empty(meta: &Metainfo) -> Self {
-        MemDisk { files: meta.info.files.iter().map(|f| vec![0; f.length as usize]).collect() }
+        MemDisk {
+            files: meta
+                .info
+                .files
+                .iter()
+                .map(|f| vec![0; f.length as usize])
+                .collect(),
+        }
     }
 
     pub fn full(meta: &Metainfo, data: &[u8]) -> Self {
@@ -82,7 +109,9 @@ impl MemDisk {
     fn read(&self, spans: &[FileSpan]) -> Vec<u8> {
         let mut out = Vec::new();
         for s in spans {
-            out.extend_from_slice(&self.files[s.file][s.offset as usize..(s.offset + s.len) as usize]);
+            out.extend_from_slice(
+                &self.files[s.file][s.offset as usize..(s.offset + s.len) as usize],
+            );
         }
         out
     }
@@ -91,7 +120,8 @@ impl MemDisk {
         let mut pos = 0;
         for s in spans {
             let len = s.len as usize;
-            self.files[s.file][s.offset as usize..s.offset as usize + len].copy_from_slice(&data[pos..pos + len]);
+            self.files[s.file][s.offset as usize..s.offset as usize + len]
+                .copy_from_slice(&data[pos..pos + len]);
             pos += len;
         }
     }
@@ -115,7 +145,11 @@ pub struct Node {
 #[derive(Debug)]
 enum Delivery {
     Input(usize, Input),
-    Connect { from: usize, conn: ConnId, to: SocketAddr },
+    Connect {
+        from: usize,
+        conn: ConnId,
+        to: SocketAddr,
+    },
 }
 
 pub struct Swarm {
@@ -129,16 +163,35 @@ pub struct Swarm {
 
 impl Swarm {
     pub fn new() -> Self {
-        Swarm { now: Instant::ZERO, nodes: Vec::new(), links: BTreeMap::new(), queue: VecDeque::new(), actions: 0 }
+        Swarm {
+            now: Instant::ZERO,
+            nodes: Vec::new(),
+            links: BTreeMap::new(),
+            queue: VecDeque::new(),
+            actions: 0,
+        }
     }
 
     /// Adds a node listening at 10.0.0.<index+1>:6881.
-    pub fn add(&mut self, config: Config, meta: &Arc<Metainfo>, disk: MemDisk, options: TorrentOptions) -> usize {
+    pub fn add(
+        &mut self,
+        config: Config,
+        meta: &Arc<Metainfo>,
+        disk: MemDisk,
+        options: TorrentOptions,
+    ) -> usize {
         let i = self.nodes.len();
         let addr = SocketAddr::from(([10, 0, 0, i as u8 + 1], 6881));
         let mut seed = [0u8; 32];
         seed[0] = i as u8;
-        let mut session = Session::new(Config { listen_port: 6881, ..config }, self.now, seed);
+        let mut session = Session::new(
+            Config {
+                listen_port: 6881,
+                ..config
+            },
+            self.now,
+            seed,
+        );
         let torrent = session.add_torrent(self.now, meta.clone(), options);
         self.nodes.push(Node {
             session,
@@ -187,48 +240,99 @@ impl Swarm {
             match action {
                 Action::Connect { conn, target } => {
                     let Target::Addr(to) = target else {
-                        self.queue.push_back(Delivery::Input(i, Input::Closed { now, conn, error: Some("no DNS".into()) }));
+                        self.queue.push_back(Delivery::Input(
+                            i,
+                            Input::Closed {
+                                now,
+                                conn,
+                                error: Some("no DNS".into()),
+                            },
+                        ));
                         continue;
                     };
-                    self.queue.push_back(Delivery::Connect { from: i, conn, to });
+                    self.queue
+                        .push_back(Delivery::Connect { from: i, conn, to });
                 }
                 Action::Send { conn, data } => {
                     let len = data.len();
                     if let Some(&(j, their)) = self.links.get(&(i, conn)) {
-                        self.queue.push_back(Delivery::Input(j, Input::Received { now, conn: their, data }));
+                        self.queue.push_back(Delivery::Input(
+                            j,
+                            Input::Received {
+                                now,
+                                conn: their,
+                                data,
+                            },
+                        ));
                     }
-                    self.queue.push_back(Delivery::Input(i, Input::Sent { now, conn, bytes: len }));
+                    self.queue.push_back(Delivery::Input(
+                        i,
+                        Input::Sent {
+                            now,
+                            conn,
+                            bytes: len,
+                        },
+                    ));
                 }
                 Action::Close { conn } => {
                     if let Some((j, their)) = self.links.remove(&(i, conn)) {
                         self.links.remove(&(j, their));
-                        self.queue.push_back(Delivery::Input(j, Input::Closed { now, conn: their, error: None }));
+                        self.queue.push_back(Delivery::Input(
+                            j,
+                            Input::Closed {
+                                now,
+                                conn: their,
+                                error: None,
+                            },
+                        ));
                     }
                 }
-                Action::Write { op, spans, data, expected, .. } => {
+                Action::Write {
+                    op,
+                    spans,
+                    data,
+                    expected,
+                    ..
+                } => {
                     let bytes: Vec<u8> = data.iter().flat_map(|b| b.iter().copied()).collect();
                     let result = match expected {
-                        Some(h) if <[u8; 20]>::from(Sha1::digest(&bytes)) != h => DiskResult::HashMismatch,
+                        Some(h) if <[u8; 20]>::from(Sha1::digest(&bytes)) != h => {
+                            DiskResult::HashMismatch
+                        }
                         _ => {
                             self.nodes[i].disk.write(&spans, &bytes);
                             DiskResult::Ok
                         }
                     };
-                    self.queue.push_back(Delivery::Input(i, Input::Disk { now, op, result }));
+                    self.queue
+                        .push_back(Delivery::Input(i, Input::Disk { now, op, result }));
                 }
-                Action::Verify { op, spans, expected, .. } => {
+                Action::Verify {
+                    op,
+                    spans,
+                    expected,
+                    ..
+                } => {
                     let bytes = self.nodes[i].disk.read(&spans);
                     let ok = <[u8; 20]>::from(Sha1::digest(&bytes)) == expected;
-                    let result = if ok { DiskResult::Ok } else { DiskResult::HashMismatch };
-                    self.queue.push_back(Delivery::Input(i, Input::Disk { now, op, result }));
+                    let result = if ok {
+                        DiskResult::Ok
+                    } else {
+                        DiskResult::HashMismatch
+                    };
+                    self.queue
+                        .push_back(Delivery::Input(i, Input::Disk { now, op, result }));
                 }
-                Action::Read { op, piece, spans, .. } => {
+                Action::Read {
+                    op, piece, spans, ..
+                } => {
                     let mut bytes = self.nodes[i].disk.read(&spans);
                     if let Some(f) = self.nodes[i].corrupt.as_mut() {
                         f(piece, &mut bytes);
                     }
                     let result = DiskResult::Data(Bytes::from(bytes));
-                    self.queue.push_back(Delivery::Input(i, Input::Disk { now, op, result }));
+                    self.queue
+                        .push_back(Delivery::Input(i, Input::Disk { now, op, result }));
                 }
                 Action::SendDatagram { .. } => {}
             }
@@ -245,7 +349,8 @@ impl Swarm {
             Delivery::Connect { from, conn, to } => {
                 let from_addr = SocketAddr::new(self.nodes[from].addr.ip(), 40000 + conn.0 as u16);
                 let target = self.nodes.iter().position(|n| n.addr == to);
-                let accepted = target.and_then(|j| self.nodes[j].session.accept(now, from_addr).map(|c| (j, c)));
+                let accepted = target
+                    .and_then(|j| self.nodes[j].session.accept(now, from_addr).map(|c| (j, c)));
                 match accepted {
                     Some((j, their)) => {
                         self.links.insert((from, conn), (j, their));
@@ -254,7 +359,14 @@ impl Swarm {
                         self.drain(from);
                     }
                     None => {
-                        self.input(from, Input::Closed { now, conn, error: Some("connection refused".into()) });
+                        self.input(
+                            from,
+                            Input::Closed {
+                                now,
+                                conn,
+                                error: Some("connection refused".into()),
+                            },
+                        );
                         self.drain(from);
                     }
                 }
@@ -278,7 +390,12 @@ impl Swarm {
             if done(self) {
                 return true;
             }
-            let next = self.nodes.iter().map(|n| n.deadline).min().unwrap_or(Instant::FAR_FUTURE);
+            let next = self
+                .nodes
+                .iter()
+                .map(|n| n.deadline)
+                .min()
+                .unwrap_or(Instant::FAR_FUTURE);
             if next > end {
                 self.now = end;
                 return false;
@@ -295,18 +412,29 @@ impl Swarm {
     }
 
     pub fn complete(&self, node: usize) -> bool {
-        self.nodes[node].events.iter().any(|e| matches!(e, Event::Complete { .. }))
+        self.nodes[node]
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::Complete { .. }))
     }
 }
 
 /// Options for a node that has nothing yet.
 pub fn leecher() -> TorrentOptions {
-    TorrentOptions { have: None, seed: true, wanted: None }
+    TorrentOptions {
+        have: None,
+        seed: true,
+        wanted: None,
+    }
 }
 
 /// Options for a node that has everything (verified by the check).
 pub fn seeder() -> TorrentOptions {
-    TorrentOptions { have: None, seed: true, wanted: None }
+    TorrentOptions {
+        have: None,
+        seed: true,
+        wanted: None,
+    }
 }
 
 pub fn empty_have(meta: &Metainfo) -> Option<Bitfield> {

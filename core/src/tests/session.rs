@@ -6,7 +6,12 @@ use crate::session::{Config, TorrentOptions};
 use crate::time::Duration;
 
 fn small_torrent() -> (std::sync::Arc<crate::Metainfo>, Vec<u8>) {
-    let files = [("a.bin", 100_000u64), ("empty", 0), ("b c.bin", 300_001), ("d.bin", 17)];
+    let files = [
+        ("a.bin", 100_000u64),
+        ("empty", 0),
+        ("b c.bin", 300_001),
+        ("d.bin", 17),
+    ];
     let total: u64 = files.iter().map(|f| f.1).sum();
     let data = content(total as usize, 7);
     (metainfo("t", &files, 32768, &data), data)
@@ -16,20 +21,42 @@ fn small_torrent() -> (std::sync::Arc<crate::Metainfo>, Vec<u8>) {
 fn leecher_downloads_from_seeder() {
     let (meta, data) = small_torrent();
     let mut swarm = Swarm::new();
-    let seed = swarm.add(Config::default(), &meta, MemDisk::full(&meta, &data), seeder());
+    let seed = swarm.add(
+        Config::default(),
+        &meta,
+        MemDisk::full(&meta, &data),
+        seeder(),
+    );
     let leech = swarm.add(
         Config::default(),
         &meta,
         MemDisk::empty(&meta),
-        TorrentOptions { have: empty_have(&meta), seed: false, wanted: None },
+        TorrentOptions {
+            have: empty_have(&meta),
+            seed: false,
+            wanted: None,
+        },
     );
     let seed_addr = swarm.addr(seed);
     swarm.add_peers(leech, &[seed_addr]);
-    assert!(swarm.run_until(Duration::from_secs(60), |s| s.complete(leech)), "download did not complete");
+    assert!(
+        swarm.run_until(Duration::from_secs(60), |s| s.complete(leech)),
+        "download did not complete"
+    );
     assert_eq!(swarm.nodes[leech].disk.concat(), data);
-    let stats = swarm.nodes[leech].session.stats(swarm.nodes[leech].torrent).unwrap();
-    assert_eq!(stats.downloaded, data.len() as u64, "no byte downloaded twice");
-    let up = swarm.nodes[seed].session.stats(swarm.nodes[seed].torrent).unwrap();
+    let stats = swarm.nodes[leech]
+        .session
+        .stats(swarm.nodes[leech].torrent)
+        .unwrap();
+    assert_eq!(
+        stats.downloaded,
+        data.len() as u64,
+        "no byte downloaded twice"
+    );
+    let up = swarm.nodes[seed]
+        .session
+        .stats(swarm.nodes[seed].torrent)
+        .unwrap();
     assert_eq!(up.uploaded, data.len() as u64);
 }
 
@@ -37,18 +64,37 @@ fn leecher_downloads_from_seeder() {
 fn seeder_check_finds_every_piece() {
     let (meta, data) = small_torrent();
     let mut swarm = Swarm::new();
-    let seed = swarm.add(Config::default(), &meta, MemDisk::full(&meta, &data), seeder());
+    let seed = swarm.add(
+        Config::default(),
+        &meta,
+        MemDisk::full(&meta, &data),
+        seeder(),
+    );
     assert!(swarm.run_until(Duration::from_secs(5), |s| s.complete(seed)));
     let n = meta.num_pieces();
-    assert!(swarm.nodes[seed].events.contains(&Event::Checked { torrent: swarm.nodes[seed].torrent, have: n, total: n }));
+    assert!(swarm.nodes[seed].events.contains(&Event::Checked {
+        torrent: swarm.nodes[seed].torrent,
+        have: n,
+        total: n
+    }));
 }
 
 #[test]
 fn corrupt_seeder_is_banned_and_download_completes() {
     let (meta, data) = small_torrent();
     let mut swarm = Swarm::new();
-    let honest = swarm.add(Config::default(), &meta, MemDisk::full(&meta, &data), seeder());
-    let liar = swarm.add(Config::default(), &meta, MemDisk::full(&meta, &data), seeder());
+    let honest = swarm.add(
+        Config::default(),
+        &meta,
+        MemDisk::full(&meta, &data),
+        seeder(),
+    );
+    let liar = swarm.add(
+        Config::default(),
+        &meta,
+        MemDisk::full(&meta, &data),
+        seeder(),
+    );
     swarm.nodes[liar].corrupt = Some(Box::new(|_piece, bytes: &mut Vec<u8>| {
         for b in bytes.iter_mut().step_by(1000) {
             *b ^= 0xff;
@@ -58,11 +104,18 @@ fn corrupt_seeder_is_banned_and_download_completes() {
         Config::default(),
         &meta,
         MemDisk::empty(&meta),
-        TorrentOptions { have: empty_have(&meta), seed: false, wanted: None },
+        TorrentOptions {
+            have: empty_have(&meta),
+            seed: false,
+            wanted: None,
+        },
     );
     let peers = [swarm.addr(liar), swarm.addr(honest)];
     swarm.add_peers(leech, &peers);
-    assert!(swarm.run_until(Duration::from_secs(120), |s| s.complete(leech)), "download did not complete");
+    assert!(
+        swarm.run_until(Duration::from_secs(120), |s| s.complete(leech)),
+        "download did not complete"
+    );
     assert_eq!(swarm.nodes[leech].disk.concat(), data);
     let events = &swarm.nodes[leech].events;
     assert!(events.iter().any(|e| matches!(e, Event::HashFailed { .. })));
@@ -80,7 +133,12 @@ fn corrupt_seeder_is_banned_and_download_completes() {
 fn connection_to_ourselves_is_dropped_and_not_retried() {
     let (meta, data) = small_torrent();
     let mut swarm = Swarm::new();
-    let seed = swarm.add(Config::default(), &meta, MemDisk::full(&meta, &data), seeder());
+    let seed = swarm.add(
+        Config::default(),
+        &meta,
+        MemDisk::full(&meta, &data),
+        seeder(),
+    );
     let own = swarm.addr(seed);
     swarm.add_peers(seed, &[own]);
     swarm.run_until(Duration::from_secs(30), |_| false);
@@ -97,16 +155,32 @@ fn connection_to_ourselves_is_dropped_and_not_retried() {
 fn three_leechers_share_pieces() {
     let (meta, data) = small_torrent();
     let mut swarm = Swarm::new();
-    let seed = swarm.add(Config::default(), &meta, MemDisk::full(&meta, &data), seeder());
+    let seed = swarm.add(
+        Config::default(),
+        &meta,
+        MemDisk::full(&meta, &data),
+        seeder(),
+    );
     let mut leeches = Vec::new();
     for _ in 0..3 {
-        leeches.push(swarm.add(Config::default(), &meta, MemDisk::empty(&meta), TorrentOptions { have: empty_have(&meta), seed: true, wanted: None }));
+        leeches.push(swarm.add(
+            Config::default(),
+            &meta,
+            MemDisk::empty(&meta),
+            TorrentOptions {
+                have: empty_have(&meta),
+                seed: true,
+                wanted: None,
+            },
+        ));
     }
     let all: Vec<_> = (0..4).map(|i| swarm.addr(i)).collect();
     for &l in &leeches {
         swarm.add_peers(l, &all);
     }
-    assert!(swarm.run_until(Duration::from_secs(120), |s| leeches.iter().all(|&l| s.complete(l))));
+    assert!(swarm.run_until(Duration::from_secs(120), |s| {
+        leeches.iter().all(|&l| s.complete(l))
+    }));
     for &l in &leeches {
         assert_eq!(swarm.nodes[l].disk.concat(), data);
     }

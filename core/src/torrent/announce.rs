@@ -12,7 +12,9 @@ use crate::session::{Route, Shared};
 use crate::time::Instant;
 use crate::tracker::announce::announce_url;
 use crate::tracker::http::{self, HttpError, HttpResponse, ResponseParser};
-use crate::tracker::{AnnounceError, AnnounceEvent, AnnounceJob, AnnounceParams, AnnounceResponse, TrackerIndex};
+use crate::tracker::{
+    AnnounceError, AnnounceEvent, AnnounceJob, AnnounceParams, AnnounceResponse, TrackerIndex,
+};
 
 /// Largest tracker response body accepted.
 const MAX_RESPONSE: usize = 2 << 20;
@@ -33,7 +35,12 @@ pub(super) struct Request {
 impl Torrent {
     pub(super) fn tracker_tick(&mut self, sh: &mut Shared) {
         let now = sh.now;
-        let expired: Vec<ConnId> = self.trackers.iter().filter(|(_, r)| r.deadline <= now).map(|(c, _)| *c).collect();
+        let expired: Vec<ConnId> = self
+            .trackers
+            .iter()
+            .filter(|(_, r)| r.deadline <= now)
+            .map(|(c, _)| *c)
+            .collect();
         for conn in expired {
             sh.close(conn);
             if let Some(req) = self.trackers.remove(&conn) {
@@ -60,7 +67,11 @@ impl Torrent {
             downloaded: self.downloaded,
             left: self.left(),
             event: job.event,
-            numwant: Some(if job.event == AnnounceEvent::Stopped { 0 } else { NUMWANT }),
+            numwant: Some(if job.event == AnnounceEvent::Stopped {
+                0
+            } else {
+                NUMWANT
+            }),
             key: sh.key,
             tracker_id: None,
         };
@@ -68,20 +79,36 @@ impl Torrent {
         let request = match http::get(&url, &sh.config.user_agent) {
             Ok(r) => r,
             Err(e) => {
-                sh.event(Event::Tracker { torrent: self.id, url: job.url.clone(), event: TrackerEvent::Error(e.to_string()) });
+                sh.event(Event::Tracker {
+                    torrent: self.id,
+                    url: job.url.clone(),
+                    event: TrackerEvent::Error(e.to_string()),
+                });
                 self.announcer.on_failure(sh.now, job.tracker, &mut sh.rng);
                 return;
             }
         };
         let target = match request.host.parse::<IpAddr>() {
             Ok(ip) => Target::Addr(SocketAddr::new(ip, request.port)),
-            Err(_) => Target::Host { host: request.host.clone(), port: request.port },
+            Err(_) => Target::Host {
+                host: request.host.clone(),
+                port: request.port,
+            },
         };
         tracing::debug!(url = %job.url, event = ?job.event, "announcing");
         let conn = sh.connect(Route::Tracker(self.id), target);
         let deadline = sh.now + sh.config.tracker_timeout;
         let parser = ResponseParser::new(MAX_RESPONSE);
-        self.trackers.insert(conn, Request { tracker: job.tracker, url: job.url, request: request.bytes, parser, deadline });
+        self.trackers.insert(
+            conn,
+            Request {
+                tracker: job.tracker,
+                url: job.url,
+                request: request.bytes,
+                parser,
+                deadline,
+            },
+        );
     }
 
     pub(super) fn tracker_connected(&mut self, sh: &mut Shared, conn: ConnId) {
@@ -91,7 +118,12 @@ impl Torrent {
     }
 
     /// After bytes were fed to the response parser.
-    pub(super) fn tracker_progress(&mut self, sh: &mut Shared, conn: ConnId, result: Result<Option<HttpResponse>, HttpError>) {
+    pub(super) fn tracker_progress(
+        &mut self,
+        sh: &mut Shared,
+        conn: ConnId,
+        result: Result<Option<HttpResponse>, HttpError>,
+    ) {
         match result {
             Ok(None) => {}
             Ok(Some(response)) => {
@@ -110,10 +142,14 @@ impl Torrent {
     }
 
     pub(super) fn tracker_closed(&mut self, sh: &mut Shared, conn: ConnId, reason: String) {
-        let Some(mut req) = self.trackers.remove(&conn) else { return };
+        let Some(mut req) = self.trackers.remove(&conn) else {
+            return;
+        };
         match req.parser.finish() {
             Ok(response) => self.announce_answered(sh, &req, response),
-            Err(HttpError::Truncated) => self.announce_failed(sh, &req, TrackerEvent::Error(reason)),
+            Err(HttpError::Truncated) => {
+                self.announce_failed(sh, &req, TrackerEvent::Error(reason))
+            }
             Err(e) => self.announce_failed(sh, &req, TrackerEvent::Error(e.to_string())),
         }
     }
@@ -128,13 +164,20 @@ impl Torrent {
             Ok(r) => {
                 self.announcer.on_success(sh.now, req.tracker, &r);
                 if let Some(w) = &r.warning {
-                    sh.event(Event::Tracker { torrent: self.id, url: req.url.clone(), event: TrackerEvent::Warning(w.clone()) });
+                    sh.event(Event::Tracker {
+                        torrent: self.id,
+                        url: req.url.clone(),
+                        event: TrackerEvent::Warning(w.clone()),
+                    });
                 }
                 let interval = r.interval.unwrap_or(crate::tracker::DEFAULT_INTERVAL);
                 sh.event(Event::Tracker {
                     torrent: self.id,
                     url: req.url.clone(),
-                    event: TrackerEvent::Announced { peers: r.peers.len(), interval },
+                    event: TrackerEvent::Announced {
+                        peers: r.peers.len(),
+                        interval,
+                    },
                 });
                 if !self.stopping {
                     for addr in r.peers {
@@ -143,14 +186,22 @@ impl Torrent {
                     self.connect_peers(sh);
                 }
             }
-            Err(AnnounceError::Failure(msg)) => self.announce_failed(sh, req, TrackerEvent::Failure(msg)),
-            Err(e @ AnnounceError::Malformed(_)) => self.announce_failed(sh, req, TrackerEvent::Error(e.to_string())),
+            Err(AnnounceError::Failure(msg)) => {
+                self.announce_failed(sh, req, TrackerEvent::Failure(msg))
+            }
+            Err(e @ AnnounceError::Malformed(_)) => {
+                self.announce_failed(sh, req, TrackerEvent::Error(e.to_string()))
+            }
         }
     }
 
     fn announce_failed(&mut self, sh: &mut Shared, req: &Request, event: TrackerEvent) {
         tracing::debug!(url = %req.url, ?event, "announce failed");
         self.announcer.on_failure(sh.now, req.tracker, &mut sh.rng);
-        sh.event(Event::Tracker { torrent: self.id, url: req.url.clone(), event });
+        sh.event(Event::Tracker {
+            torrent: self.id,
+            url: req.url.clone(),
+            event,
+        });
     }
 }

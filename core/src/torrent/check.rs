@@ -22,27 +22,45 @@ impl Torrent {
     pub(super) fn start_check(&mut self, sh: &mut Shared, wanted: Bitfield) {
         self.state = State::Checking;
         let n = self.layout.num_pieces() as usize;
-        self.check = Some(Check { next: 0, in_flight: 0, have: Bitfield::new(n), wanted });
+        self.check = Some(Check {
+            next: 0,
+            in_flight: 0,
+            have: Bitfield::new(n),
+            wanted,
+        });
         self.issue_checks(sh);
     }
 
     fn issue_checks(&mut self, sh: &mut Shared) {
         let n = self.layout.num_pieces();
         loop {
-            let Some(check) = self.check.as_mut() else { return };
+            let Some(check) = self.check.as_mut() else {
+                return;
+            };
             if check.in_flight >= WINDOW || check.next >= n {
                 break;
             }
             let piece = check.next;
             check.next += 1;
             check.in_flight += 1;
-            let Some(expected) = self.meta.piece_hash(piece) else { continue };
+            let Some(expected) = self.meta.piece_hash(piece) else {
+                continue;
+            };
             let op = sh.op(self.id);
             self.ops.insert(op, Op::Check { piece });
             let spans = self.layout.spans(piece, 0, self.layout.piece_len(piece));
-            sh.action(Action::Verify { op, torrent: self.id, piece, spans, expected });
+            sh.action(Action::Verify {
+                op,
+                torrent: self.id,
+                piece,
+                spans,
+                expected,
+            });
         }
-        let done = self.check.as_ref().is_some_and(|c| c.next >= n && c.in_flight == 0);
+        let done = self
+            .check
+            .as_ref()
+            .is_some_and(|c| c.next >= n && c.in_flight == 0);
         if done && let Some(check) = self.check.take() {
             sh.event(Event::Checked {
                 torrent: self.id,
@@ -50,13 +68,21 @@ impl Torrent {
                 total: self.layout.num_pieces(),
             });
             let mut rng = sh.rng.fork();
-            self.picker = Picker::new(&self.layout, &check.have, &check.wanted, PickerConfig::default(), &mut rng);
+            self.picker = Picker::new(
+                &self.layout,
+                &check.have,
+                &check.wanted,
+                PickerConfig::default(),
+                &mut rng,
+            );
             self.after_check(sh);
         }
     }
 
     pub(super) fn check_done(&mut self, sh: &mut Shared, piece: u32, result: DiskResult) {
-        let Some(check) = self.check.as_mut() else { return };
+        let Some(check) = self.check.as_mut() else {
+            return;
+        };
         check.in_flight -= 1;
         match result {
             DiskResult::Ok => {

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use super::{Op, Source, State, Torrent};
 use crate::api::{Action, DiskResult, Event};
 use crate::id::{ConnId, PeerId};
-use crate::layout::{BlockRef, BLOCK_LEN};
+use crate::layout::{BLOCK_LEN, BlockRef};
 use crate::peer::Outstanding;
 use crate::picker::Arrival;
 use crate::session::Shared;
@@ -76,8 +76,15 @@ impl Torrent {
         if !self.downloading() || self.over_budget(sh) {
             return;
         }
-        let Torrent { peers, picker, layout, .. } = self;
-        let Some(peer) = peers.get_mut(&conn) else { return };
+        let Torrent {
+            peers,
+            picker,
+            layout,
+            ..
+        } = self;
+        let Some(peer) = peers.get_mut(&conn) else {
+            return;
+        };
         if !peer.is_active() || peer.peer_choking || !peer.am_interested {
             return;
         }
@@ -88,8 +95,15 @@ impl Torrent {
         let mut picked = Vec::with_capacity(room);
         picker.pick(conn, &peer.has, room, &mut sh.rng, &mut picked);
         for block in picked {
-            let req = BlockRequest { piece: block.piece, offset: layout.block_offset(block), len: layout.block_len(block) };
-            peer.requests.push_back(Outstanding { block, sent: sh.now });
+            let req = BlockRequest {
+                piece: block.piece,
+                offset: layout.block_offset(block),
+                len: layout.block_len(block),
+            };
+            peer.requests.push_back(Outstanding {
+                block,
+                sent: sh.now,
+            });
             peer.send(sh.now, &Message::Request(req));
         }
     }
@@ -113,20 +127,33 @@ impl Torrent {
 
     /// Hands every outstanding request of `conn` back to the picker.
     pub(super) fn release_requests(&mut self, conn: ConnId) {
-        let Some(peer) = self.peers.get_mut(&conn) else { return };
+        let Some(peer) = self.peers.get_mut(&conn) else {
+            return;
+        };
         for r in peer.requests.drain(..) {
             self.picker.release(r.block, conn);
         }
     }
 
     /// A `piece` message.
-    pub(super) fn on_block(&mut self, sh: &mut Shared, conn: ConnId, piece: u32, offset: u32, data: Bytes) -> Result<(), String> {
+    pub(super) fn on_block(
+        &mut self,
+        sh: &mut Shared,
+        conn: ConnId,
+        piece: u32,
+        offset: u32,
+        data: Bytes,
+    ) -> Result<(), String> {
         let len = u32::try_from(data.len()).unwrap_or(u32::MAX);
         let Some(block) = self.layout.block_at(piece, offset, len) else {
-            return Err(format!("sent {len} bytes at offset {offset} of piece {piece}, which is not a block we ask for"));
+            return Err(format!(
+                "sent {len} bytes at offset {offset} of piece {piece}, which is not a block we ask for"
+            ));
         };
         let now = sh.now;
-        let Some(peer) = self.peers.get_mut(&conn) else { return Ok(()) };
+        let Some(peer) = self.peers.get_mut(&conn) else {
+            return Ok(());
+        };
         let requested = peer.take_request(block);
         peer.download.add(now, u64::from(len));
         self.downloaded += u64::from(len);
@@ -141,10 +168,17 @@ impl Torrent {
                     }
                 }
             }
-            Arrival::New { cancel, piece_complete } => {
+            Arrival::New {
+                cancel,
+                piece_complete,
+            } => {
                 peer.last_block_at = now;
                 peer.snubbed = false;
-                let source = Source { conn, addr: peer.addr, id: peer.id };
+                let source = Source {
+                    conn,
+                    addr: peer.addr,
+                    id: peer.id,
+                };
                 let req = BlockRequest { piece, offset, len };
                 for other in cancel {
                     if let Some(p) = self.peers.get_mut(&other)
@@ -165,8 +199,14 @@ impl Torrent {
 
     fn store(&mut self, block: BlockRef, data: Bytes, source: Source) {
         let blocks = self.layout.blocks_in_piece(block.piece);
-        let buf = self.download.pieces.entry(block.piece).or_insert_with(|| PieceBuf::new(blocks));
-        let Some(slot) = buf.blocks.get_mut(block.block as usize) else { return };
+        let buf = self
+            .download
+            .pieces
+            .entry(block.piece)
+            .or_insert_with(|| PieceBuf::new(blocks));
+        let Some(slot) = buf.blocks.get_mut(block.block as usize) else {
+            return;
+        };
         let len = data.len();
         if let Some(old) = slot.replace(data) {
             buf.held -= old.len();
@@ -181,8 +221,14 @@ impl Torrent {
 
     /// Every block of `piece` has arrived: hash and write it.
     fn piece_complete(&mut self, sh: &mut Shared, piece: u32) {
-        let Some(expected) = self.meta.piece_hash(piece) else { return };
-        let spilled = self.download.pieces.get(&piece).is_some_and(PieceBuf::spilled);
+        let Some(expected) = self.meta.piece_hash(piece) else {
+            return;
+        };
+        let spilled = self
+            .download
+            .pieces
+            .get(&piece)
+            .is_some_and(PieceBuf::spilled);
         if spilled {
             self.spill_piece(sh, piece);
             if let Some(buf) = self.download.pieces.get_mut(&piece) {
@@ -191,20 +237,39 @@ impl Torrent {
             self.verify_spilled_if_ready(sh, piece);
             return;
         }
-        let Some(buf) = self.download.pieces.remove(&piece) else { return };
+        let Some(buf) = self.download.pieces.remove(&piece) else {
+            return;
+        };
         let bytes = buf.held;
         self.download.mem_bytes -= bytes;
         self.download.disk_bytes += bytes;
         let data: Vec<Bytes> = buf.blocks.into_iter().flatten().collect();
         let op = sh.op(self.id);
-        self.ops.insert(op, Op::WritePiece { piece, bytes, sources: buf.sources });
+        self.ops.insert(
+            op,
+            Op::WritePiece {
+                piece,
+                bytes,
+                sources: buf.sources,
+            },
+        );
         let spans = self.layout.spans(piece, 0, self.layout.piece_len(piece));
-        sh.action(Action::Write { op, torrent: self.id, piece, offset: 0, data, spans, expected: Some(expected) });
+        sh.action(Action::Write {
+            op,
+            torrent: self.id,
+            piece,
+            offset: 0,
+            data,
+            spans,
+            expected: Some(expected),
+        });
     }
 
     /// Moves the blocks held for `piece` to disk, unverified, one write per contiguous run.
     fn spill_piece(&mut self, sh: &mut Shared, piece: u32) {
-        let Some(buf) = self.download.pieces.get_mut(&piece) else { return };
+        let Some(buf) = self.download.pieces.get_mut(&piece) else {
+            return;
+        };
         let mut i = 0;
         while i < buf.blocks.len() {
             if buf.blocks[i].is_none() {
@@ -227,17 +292,35 @@ impl Torrent {
             let op = sh.op(self.id);
             self.ops.insert(op, Op::Spill { piece, bytes });
             let spans = self.layout.spans(piece, offset, bytes as u32);
-            sh.action(Action::Write { op, torrent: self.id, piece, offset, data, spans, expected: None });
+            sh.action(Action::Write {
+                op,
+                torrent: self.id,
+                piece,
+                offset,
+                data,
+                spans,
+                expected: None,
+            });
         }
     }
 
     /// Spills the fullest pieces until at most `target` bytes are held.
     fn spill(&mut self, sh: &mut Shared, target: usize) {
         while self.download.mem_bytes > target {
-            let Some((&piece, _)) = self.download.pieces.iter().filter(|(_, b)| b.held > 0).max_by_key(|(_, b)| b.held) else {
+            let Some((&piece, _)) = self
+                .download
+                .pieces
+                .iter()
+                .filter(|(_, b)| b.held > 0)
+                .max_by_key(|(_, b)| b.held)
+            else {
                 return;
             };
-            tracing::debug!(piece, held = self.download.mem_bytes, "spilling a partial piece to disk");
+            tracing::debug!(
+                piece,
+                held = self.download.mem_bytes,
+                "spilling a partial piece to disk"
+            );
             self.spill_piece(sh, piece);
         }
     }
@@ -255,34 +338,69 @@ impl Torrent {
     }
 
     fn verify_spilled_if_ready(&mut self, sh: &mut Shared, piece: u32) {
-        let ready = self.download.pieces.get(&piece).is_some_and(|b| b.complete && b.spills_in_flight == 0);
+        let ready = self
+            .download
+            .pieces
+            .get(&piece)
+            .is_some_and(|b| b.complete && b.spills_in_flight == 0);
         if !ready {
             return;
         }
-        let (Some(buf), Some(expected)) = (self.download.pieces.remove(&piece), self.meta.piece_hash(piece)) else {
+        let (Some(buf), Some(expected)) = (
+            self.download.pieces.remove(&piece),
+            self.meta.piece_hash(piece),
+        ) else {
             return;
         };
         let op = sh.op(self.id);
-        self.ops.insert(op, Op::VerifySpilled { piece, sources: buf.sources });
+        self.ops.insert(
+            op,
+            Op::VerifySpilled {
+                piece,
+                sources: buf.sources,
+            },
+        );
         let spans = self.layout.spans(piece, 0, self.layout.piece_len(piece));
-        sh.action(Action::Verify { op, torrent: self.id, piece, spans, expected });
+        sh.action(Action::Verify {
+            op,
+            torrent: self.id,
+            piece,
+            spans,
+            expected,
+        });
     }
 
     /// The verdict on a complete piece.
-    pub(super) fn piece_written(&mut self, sh: &mut Shared, piece: u32, result: DiskResult, sources: Vec<Source>) {
+    pub(super) fn piece_written(
+        &mut self,
+        sh: &mut Shared,
+        piece: u32,
+        result: DiskResult,
+        sources: Vec<Source>,
+    ) {
         match result {
             DiskResult::Ok => self.piece_verified(sh, piece),
             DiskResult::HashMismatch => {
                 self.picker.on_hash_failed(piece);
                 self.wasted += u64::from(self.layout.piece_len(piece));
-                sh.event(Event::HashFailed { torrent: self.id, piece });
+                sh.event(Event::HashFailed {
+                    torrent: self.id,
+                    piece,
+                });
                 let mut distinct: Vec<Source> = Vec::new();
                 for s in sources {
-                    if !distinct.iter().any(|d| d.id == s.id && (s.id.is_some() || d.addr == s.addr)) {
+                    if !distinct
+                        .iter()
+                        .any(|d| d.id == s.id && (s.id.is_some() || d.addr == s.addr))
+                    {
                         distinct.push(s);
                     }
                 }
-                tracing::info!(piece, sources = distinct.len(), "piece failed the hash check");
+                tracing::info!(
+                    piece,
+                    sources = distinct.len(),
+                    "piece failed the hash check"
+                );
                 if let [only] = distinct[..] {
                     self.strike(sh, only);
                 }
@@ -295,7 +413,10 @@ impl Torrent {
 
     fn piece_verified(&mut self, sh: &mut Shared, piece: u32) {
         self.picker.on_verified(piece);
-        sh.event(Event::PieceVerified { torrent: self.id, piece });
+        sh.event(Event::PieceVerified {
+            torrent: self.id,
+            piece,
+        });
         let now = sh.now;
         for peer in self.peers.values_mut().filter(|p| p.is_active()) {
             peer.send(now, &Message::Have(piece));
@@ -316,7 +437,12 @@ impl Torrent {
         self.state = State::Seeding;
         sh.event(Event::Complete { torrent: self.id });
         self.announcer.completed(sh.now);
-        let seeds: Vec<ConnId> = self.peers.iter().filter(|(_, p)| p.is_seed()).map(|(c, _)| *c).collect();
+        let seeds: Vec<ConnId> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.is_seed())
+            .map(|(c, _)| *c)
+            .collect();
         for conn in seeds {
             self.close_peer(sh, conn, "both seeding".into(), false);
         }
@@ -341,7 +467,12 @@ impl Torrent {
         self.download.banned.insert(id);
         let reason = format!("banned: {strikes} pieces from this peer failed the hash check");
         tracing::info!(addr = %source.addr, "{reason}");
-        let conns: Vec<ConnId> = self.peers.iter().filter(|(_, p)| p.id == Some(id)).map(|(c, _)| *c).collect();
+        let conns: Vec<ConnId> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.id == Some(id))
+            .map(|(c, _)| *c)
+            .collect();
         for conn in conns {
             if let Some(p) = self.peers.get(&conn)
                 && p.outbound
@@ -358,7 +489,10 @@ impl Torrent {
             return;
         }
         self.state = State::Failed;
-        sh.event(Event::DiskError { torrent: self.id, message });
+        sh.event(Event::DiskError {
+            torrent: self.id,
+            message,
+        });
         let conns: Vec<ConnId> = self.peers.keys().copied().collect();
         for conn in conns {
             self.release_requests(conn);
@@ -376,9 +510,12 @@ impl Torrent {
         let mut timed_out = Vec::new();
         for (&conn, peer) in &mut self.peers {
             let rate = peer.download.get(now);
-            let depth = (rate * sh.config.request_queue_time.as_secs_f64() / f64::from(BLOCK_LEN)).ceil() as usize;
+            let depth = (rate * sh.config.request_queue_time.as_secs_f64() / f64::from(BLOCK_LEN))
+                .ceil() as usize;
             peer.queue_depth = depth.clamp(sh.config.min_queue_depth, sh.config.max_queue_depth);
-            if !peer.requests.is_empty() && now.saturating_duration_since(peer.last_block_at) > timeout {
+            if !peer.requests.is_empty()
+                && now.saturating_duration_since(peer.last_block_at) > timeout
+            {
                 timed_out.push(conn);
             }
         }

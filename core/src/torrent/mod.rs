@@ -27,7 +27,7 @@ use crate::rate::Rate;
 use crate::session::{Route, Shared, TorrentOptions, TorrentStats};
 use crate::time::{Duration, Instant};
 use crate::tracker::Announcer;
-use crate::wire::{Decoder, Handshake, Message, WireError};
+use crate::wire::{Decoder, Handshake, Message};
 
 /// How long an outbound connection may take to be established and to complete the handshake.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -50,14 +50,28 @@ enum State {
 /// A disk operation in flight and what it is for.
 #[derive(Debug)]
 enum Op {
-    Check { piece: u32 },
+    Check {
+        piece: u32,
+    },
     /// A whole piece, hashed then written by the driver.
-    WritePiece { piece: u32, bytes: usize, sources: Vec<Source> },
+    WritePiece {
+        piece: u32,
+        bytes: usize,
+        sources: Vec<Source>,
+    },
     /// Blocks of an incomplete piece moved out of memory, unverified.
-    Spill { piece: u32, bytes: usize },
+    Spill {
+        piece: u32,
+        bytes: usize,
+    },
     /// The final hash check of a piece that was (partly) spilled.
-    VerifySpilled { piece: u32, sources: Vec<Source> },
-    Read { key: upload::ChunkKey },
+    VerifySpilled {
+        piece: u32,
+        sources: Vec<Source>,
+    },
+    Read {
+        key: upload::ChunkKey,
+    },
 }
 
 /// A peer that contributed blocks to a piece.
@@ -93,13 +107,32 @@ pub(crate) struct Torrent {
 }
 
 impl Torrent {
-    pub fn new(sh: &mut Shared, id: TorrentId, meta: Arc<Metainfo>, options: TorrentOptions) -> Self {
+    pub fn new(
+        sh: &mut Shared,
+        id: TorrentId,
+        meta: Arc<Metainfo>,
+        options: TorrentOptions,
+    ) -> Self {
         let layout = meta.layout().clone();
         let n = layout.num_pieces() as usize;
-        let wanted = options.wanted.filter(|w| w.len() == n).unwrap_or_else(|| Bitfield::full(n));
-        let have = options.have.as_ref().filter(|h| h.len() == n).cloned().unwrap_or_else(|| Bitfield::new(n));
+        let wanted = options
+            .wanted
+            .filter(|w| w.len() == n)
+            .unwrap_or_else(|| Bitfield::full(n));
+        let have = options
+            .have
+            .as_ref()
+            .filter(|h| h.len() == n)
+            .cloned()
+            .unwrap_or_else(|| Bitfield::new(n));
         let mut picker_rng = sh.rng.fork();
-        let picker = Picker::new(&layout, &have, &wanted, PickerConfig::default(), &mut picker_rng);
+        let picker = Picker::new(
+            &layout,
+            &have,
+            &wanted,
+            PickerConfig::default(),
+            &mut picker_rng,
+        );
         let announcer = Announcer::new(&meta.trackers, &mut sh.rng);
         for (url, reason) in announcer.unsupported() {
             sh.event(Event::Tracker {
@@ -147,7 +180,10 @@ impl Torrent {
 
     pub fn stats(&self, now: Instant) -> TorrentStats {
         let have = self.picker.have();
-        let bytes_have = have.ones().map(|p| u64::from(self.layout.piece_len(p as u32))).sum();
+        let bytes_have = have
+            .ones()
+            .map(|p| u64::from(self.layout.piece_len(p as u32)))
+            .sum();
         TorrentStats {
             pieces_total: self.layout.num_pieces(),
             pieces_have: have.count_ones() as u32,
@@ -166,7 +202,12 @@ impl Torrent {
 
     /// Bytes of wanted pieces not yet verified (the tracker's `left`).
     fn left(&self) -> u64 {
-        let have: u64 = self.picker.have().ones().map(|p| u64::from(self.layout.piece_len(p as u32))).sum();
+        let have: u64 = self
+            .picker
+            .have()
+            .ones()
+            .map(|p| u64::from(self.layout.piece_len(p as u32)))
+            .sum();
         self.layout.total_len().saturating_sub(have)
     }
 
@@ -187,7 +228,9 @@ impl Torrent {
             return;
         }
         let hs = self.our_handshake(sh);
-        let Some(peer) = self.peers.get_mut(&conn) else { return };
+        let Some(peer) = self.peers.get_mut(&conn) else {
+            return;
+        };
         if peer.phase != Phase::Connecting {
             return;
         }
@@ -197,16 +240,37 @@ impl Torrent {
     }
 
     fn our_handshake(&self, sh: &Shared) -> [u8; crate::wire::HANDSHAKE_LEN] {
-        Handshake { reserved: [0; 8], info_hash: self.meta.info_hash, peer_id: sh.peer_id }.encode()
+        Handshake {
+            reserved: [0; 8],
+            info_hash: self.meta.info_hash,
+            peer_id: sh.peer_id,
+        }
+        .encode()
     }
 
     /// An inbound connection whose handshake named this torrent.
-    pub fn adopt_inbound(&mut self, sh: &mut Shared, conn: ConnId, addr: SocketAddr, decoder: Decoder, hs: Handshake) {
-        if self.stopping || self.peers.len() >= sh.config.max_peers_per_torrent || self.peer_list.is_banned(&addr) {
+    pub fn adopt_inbound(
+        &mut self,
+        sh: &mut Shared,
+        conn: ConnId,
+        addr: SocketAddr,
+        decoder: Decoder,
+        hs: Handshake,
+    ) {
+        if self.stopping
+            || self.peers.len() >= sh.config.max_peers_per_torrent
+            || self.peer_list.is_banned(&addr)
+        {
             sh.close(conn);
             return;
         }
-        let mut peer = Peer::new(sh.now, addr, false, self.layout.num_pieces(), sh.config.min_queue_depth);
+        let mut peer = Peer::new(
+            sh.now,
+            addr,
+            false,
+            self.layout.num_pieces(),
+            sh.config.min_queue_depth,
+        );
         peer.decoder = decoder;
         let ours = self.our_handshake(sh);
         peer.send_raw(sh.now, &ours);
@@ -222,7 +286,9 @@ impl Torrent {
             self.tracker_progress(sh, conn, done);
             return;
         }
-        let Some(peer) = self.peers.get_mut(&conn) else { return };
+        let Some(peer) = self.peers.get_mut(&conn) else {
+            return;
+        };
         peer.last_recv = sh.now;
         peer.decoder.feed(data);
         if peer.phase == Phase::Handshaking {
@@ -259,10 +325,16 @@ impl Torrent {
     }
 
     pub fn on_disk(&mut self, sh: &mut Shared, op: OpId, result: DiskResult) {
-        let Some(kind) = self.ops.remove(&op) else { return };
+        let Some(kind) = self.ops.remove(&op) else {
+            return;
+        };
         match kind {
             Op::Check { piece } => self.check_done(sh, piece, result),
-            Op::WritePiece { piece, bytes, sources } => {
+            Op::WritePiece {
+                piece,
+                bytes,
+                sources,
+            } => {
                 self.download.disk_bytes -= bytes;
                 self.piece_written(sh, piece, result, sources);
             }
@@ -277,7 +349,9 @@ impl Torrent {
 
     /// Checks the remote handshake; false when the connection was closed.
     fn on_handshake(&mut self, sh: &mut Shared, conn: ConnId, hs: Handshake) -> bool {
-        let Some(peer) = self.peers.get(&conn) else { return false };
+        let Some(peer) = self.peers.get(&conn) else {
+            return false;
+        };
         let addr = peer.addr;
         let outbound = peer.outbound;
         if hs.info_hash != self.meta.info_hash {
@@ -295,11 +369,17 @@ impl Torrent {
             self.close_peer(sh, conn, "banned peer".into(), false);
             return false;
         }
-        if self.peers.iter().any(|(c, p)| *c != conn && p.id == Some(hs.peer_id)) {
+        if self
+            .peers
+            .iter()
+            .any(|(c, p)| *c != conn && p.id == Some(hs.peer_id))
+        {
             self.close_peer(sh, conn, "already connected to this peer".into(), false);
             return false;
         }
-        let Some(peer) = self.peers.get_mut(&conn) else { return false };
+        let Some(peer) = self.peers.get_mut(&conn) else {
+            return false;
+        };
         peer.id = Some(hs.peer_id);
         peer.phase = Phase::Active;
         peer.decoder.set_num_pieces(self.layout.num_pieces());
@@ -309,14 +389,20 @@ impl Torrent {
             peer.send(sh.now, &Message::Bitfield(Bytes::from(have.to_bytes())));
         }
         self.peer_list.connected(addr);
-        sh.event(Event::PeerConnected { torrent: self.id, addr, id: hs.peer_id });
+        sh.event(Event::PeerConnected {
+            torrent: self.id,
+            addr,
+            id: hs.peer_id,
+        });
         true
     }
 
     /// Handles every complete message buffered for `conn`.
     fn process(&mut self, sh: &mut Shared, conn: ConnId) {
         loop {
-            let Some(peer) = self.peers.get_mut(&conn) else { return };
+            let Some(peer) = self.peers.get_mut(&conn) else {
+                return;
+            };
             match peer.decoder.next_message() {
                 Ok(Some(msg)) => {
                     if let Err(reason) = self.on_message(sh, conn, msg) {
@@ -326,11 +412,7 @@ impl Torrent {
                 }
                 Ok(None) => return,
                 Err(e) => {
-                    let reason = match e {
-                        WireError::TooLong { .. } | WireError::BadLength { .. } => format!("protocol error: {e}"),
-                        WireError::BadHandshake => e.to_string(),
-                    };
-                    self.close_peer(sh, conn, reason, false);
+                    self.close_peer(sh, conn, format!("protocol error: {e}"), false);
                     return;
                 }
             }
@@ -340,7 +422,9 @@ impl Torrent {
     /// Applies one message; `Err(reason)` closes the peer.
     fn on_message(&mut self, sh: &mut Shared, conn: ConnId, msg: Message) -> Result<(), String> {
         let n = self.layout.num_pieces();
-        let Some(peer) = self.peers.get_mut(&conn) else { return Ok(()) };
+        let Some(peer) = self.peers.get_mut(&conn) else {
+            return Ok(());
+        };
         let first = !peer.seen_message;
         peer.seen_message = true;
         match msg {
@@ -401,8 +485,15 @@ impl Torrent {
                     self.picker.release(block, conn);
                 }
             }
-            Message::Piece { piece, offset, data } => self.on_block(sh, conn, piece, offset, data)?,
-            Message::Port(_) | Message::Suggest(_) | Message::AllowedFast(_) | Message::Extended { .. } => {}
+            Message::Piece {
+                piece,
+                offset,
+                data,
+            } => self.on_block(sh, conn, piece, offset, data)?,
+            Message::Port(_)
+            | Message::Suggest(_)
+            | Message::AllowedFast(_)
+            | Message::Extended { .. } => {}
             Message::Unknown { id, len } => {
                 return Err(format!("unknown message id {id} ({len} bytes)"));
             }
@@ -412,7 +503,9 @@ impl Torrent {
 
     /// The peer's whole piece set arrived (bitfield or have-all).
     fn set_peer_pieces(&mut self, sh: &mut Shared, conn: ConnId, has: Bitfield) {
-        let Some(peer) = self.peers.get_mut(&conn) else { return };
+        let Some(peer) = self.peers.get_mut(&conn) else {
+            return;
+        };
         // `has` replaces an empty set: nothing was counted for this peer yet.
         self.picker.add_availability(&has);
         peer.has = has;
@@ -422,7 +515,9 @@ impl Torrent {
     /// The peer's piece set grew: update our interest, and drop the connection when
     /// neither side can give the other anything.
     fn peer_has_changed(&mut self, sh: &mut Shared, conn: ConnId) {
-        let Some(peer) = self.peers.get(&conn) else { return };
+        let Some(peer) = self.peers.get(&conn) else {
+            return;
+        };
         if peer.is_seed() {
             self.peer_list.mark_seed(peer.addr);
             if self.picker.is_complete() && self.state == State::Seeding {
@@ -436,14 +531,23 @@ impl Torrent {
 
     /// Sends interested / not interested when our view changed.
     fn update_interest(&mut self, sh: &mut Shared, conn: ConnId) {
-        let Some(peer) = self.peers.get_mut(&conn) else { return };
+        let Some(peer) = self.peers.get_mut(&conn) else {
+            return;
+        };
         if !peer.is_active() {
             return;
         }
         let want = self.state == State::Downloading && self.picker.is_interesting(&peer.has);
         if want != peer.am_interested {
             peer.am_interested = want;
-            peer.send(sh.now, if want { &Message::Interested } else { &Message::NotInterested });
+            peer.send(
+                sh.now,
+                if want {
+                    &Message::Interested
+                } else {
+                    &Message::NotInterested
+                },
+            );
             if want {
                 peer.last_block_at = sh.now;
             }
@@ -466,7 +570,9 @@ impl Torrent {
     }
 
     fn remove_peer(&mut self, sh: &mut Shared, conn: ConnId, reason: String, failed: bool) {
-        let Some(peer) = self.peers.remove(&conn) else { return };
+        let Some(peer) = self.peers.remove(&conn) else {
+            return;
+        };
         for r in &peer.requests {
             self.picker.release(r.block, conn);
         }
@@ -474,7 +580,11 @@ impl Torrent {
         self.upload.forget_peer(conn);
         self.peer_list.disconnected(sh.now, peer.addr, failed);
         tracing::debug!(addr = %peer.addr, %reason, "peer closed");
-        sh.event(Event::PeerClosed { torrent: Some(self.id), addr: peer.addr, reason });
+        sh.event(Event::PeerClosed {
+            torrent: Some(self.id),
+            addr: peer.addr,
+            reason,
+        });
         if !peer.requests.is_empty() {
             self.request_all(sh);
         }
@@ -522,9 +632,17 @@ impl Torrent {
             {
                 return;
             }
-            let Some(addr) = self.peer_list.next_to_dial(sh.now, skip_seeds) else { return };
+            let Some(addr) = self.peer_list.next_to_dial(sh.now, skip_seeds) else {
+                return;
+            };
             let conn = sh.connect(Route::Peer(self.id), Target::Addr(addr));
-            let peer = Peer::new(sh.now, addr, true, self.layout.num_pieces(), sh.config.min_queue_depth);
+            let peer = Peer::new(
+                sh.now,
+                addr,
+                true,
+                self.layout.num_pieces(),
+                sh.config.min_queue_depth,
+            );
             self.peers.insert(conn, peer);
         }
     }
@@ -593,4 +711,3 @@ impl Torrent {
         }
     }
 }
-

@@ -84,7 +84,9 @@ impl Serving {
             self.lru.push_back(key);
         }
         while self.cache_bytes > CACHE_BYTES {
-            let Some(old) = self.lru.pop_front() else { break };
+            let Some(old) = self.lru.pop_front() else {
+                break;
+            };
             if let Some(d) = self.cache.remove(&old) {
                 self.cache_bytes -= d.len();
             }
@@ -97,15 +99,29 @@ impl Torrent {
         let chunk = req.offset / CHUNK;
         let start = chunk * CHUNK;
         let len = (self.layout.piece_len(req.piece) - start).min(CHUNK);
-        (ChunkKey { piece: req.piece, chunk }, start, len)
+        (
+            ChunkKey {
+                piece: req.piece,
+                chunk,
+            },
+            start,
+            len,
+        )
     }
 
     /// A `request` message: queue it if it is valid, count it against the peer if not.
-    pub(super) fn on_request(&mut self, sh: &mut Shared, conn: ConnId, req: BlockRequest) -> Result<(), String> {
+    pub(super) fn on_request(
+        &mut self,
+        sh: &mut Shared,
+        conn: ConnId,
+        req: BlockRequest,
+    ) -> Result<(), String> {
         let now = sh.now;
         let have = self.picker.have().get(req.piece as usize);
         let in_range = self.layout.range_in_piece(req.piece, req.offset, req.len);
-        let Some(peer) = self.peers.get_mut(&conn) else { return Ok(()) };
+        let Some(peer) = self.peers.get_mut(&conn) else {
+            return Ok(());
+        };
         let problem = if req.len > MAX_REQUEST {
             Some("longer than 16 KiB")
         } else if !in_range {
@@ -129,7 +145,10 @@ impl Torrent {
             return Ok(());
         }
         if peer.their_requests.len() >= sh.config.max_peer_requests {
-            return Err(format!("more than {} requests queued", sh.config.max_peer_requests));
+            return Err(format!(
+                "more than {} requests queued",
+                sh.config.max_peer_requests
+            ));
         }
         peer.their_requests.push_back(req);
         self.serve(sh, conn);
@@ -140,11 +159,15 @@ impl Torrent {
     pub(super) fn serve(&mut self, sh: &mut Shared, conn: ConnId) {
         let limit = sh.config.max_send_buffer;
         loop {
-            let Some(peer) = self.peers.get_mut(&conn) else { return };
+            let Some(peer) = self.peers.get_mut(&conn) else {
+                return;
+            };
             if peer.am_choking || peer.unsent + peer.reading * BLOCK_LEN as usize >= limit {
                 return;
             }
-            let Some(req) = peer.their_requests.pop_front() else { return };
+            let Some(req) = peer.their_requests.pop_front() else {
+                return;
+            };
             let (key, start, len) = self.chunk_of(req);
             if let Some(data) = self.upload.get(key) {
                 self.send_block(sh, conn, req, &data, start);
@@ -161,15 +184,34 @@ impl Torrent {
             let op = sh.op(self.id);
             self.ops.insert(op, Op::Read { key });
             let spans = self.layout.spans(key.piece, start, len);
-            sh.action(Action::Read { op, torrent: self.id, piece: key.piece, offset: start, len, spans });
+            sh.action(Action::Read {
+                op,
+                torrent: self.id,
+                piece: key.piece,
+                offset: start,
+                len,
+                spans,
+            });
         }
     }
 
     /// Sends one block out of a chunk that starts at `chunk_start` within the piece.
-    fn send_block(&mut self, sh: &mut Shared, conn: ConnId, req: BlockRequest, chunk: &Bytes, chunk_start: u32) {
-        let Some(peer) = self.peers.get_mut(&conn) else { return };
+    fn send_block(
+        &mut self,
+        sh: &mut Shared,
+        conn: ConnId,
+        req: BlockRequest,
+        chunk: &Bytes,
+        chunk_start: u32,
+    ) {
+        let Some(peer) = self.peers.get_mut(&conn) else {
+            return;
+        };
         let from = (req.offset - chunk_start) as usize;
-        let Some(data) = chunk.get(from..from + req.len as usize).map(|_| chunk.slice(from..from + req.len as usize)) else {
+        let Some(data) = chunk
+            .get(from..from + req.len as usize)
+            .map(|_| chunk.slice(from..from + req.len as usize))
+        else {
             return;
         };
         let now = sh.now;
@@ -192,7 +234,10 @@ impl Torrent {
         let data = match result {
             DiskResult::Data(data) => data,
             DiskResult::Error(e) => {
-                sh.event(Event::DiskError { torrent: self.id, message: e.message });
+                sh.event(Event::DiskError {
+                    torrent: self.id,
+                    message: e.message,
+                });
                 return;
             }
             other => {
@@ -220,7 +265,10 @@ impl Torrent {
     /// A peer's interest changed, or a peer left: rechoke soon.
     pub(super) fn interest_changed(&mut self, sh: &mut Shared) {
         let unchoked = self.peers.values().filter(|p| !p.am_choking).count();
-        let interested_choked = self.peers.values().any(|p| p.am_choking && p.peer_interested);
+        let interested_choked = self
+            .peers
+            .values()
+            .any(|p| p.am_choking && p.peer_interested);
         if unchoked < sh.config.unchoke_slots + 1 && interested_choked {
             self.rechoke(sh);
         }
@@ -242,14 +290,25 @@ impl Torrent {
             .peers
             .iter()
             .filter(|(_, p)| p.is_active() && p.peer_interested)
-            .map(|(c, p)| (*c, if seeding { p.upload.get(now) } else { p.download.get(now) }))
+            .map(|(c, p)| {
+                (
+                    *c,
+                    if seeding {
+                        p.upload.get(now)
+                    } else {
+                        p.download.get(now)
+                    },
+                )
+            })
             .collect();
         candidates.sort_by(|a, b| b.1.total_cmp(&a.1));
         let slots = sh.config.unchoke_slots + 1;
         let unchoke: Vec<ConnId> = candidates.iter().take(slots).map(|(c, _)| *c).collect();
         let conns: Vec<ConnId> = self.peers.keys().copied().collect();
         for conn in conns {
-            let Some(peer) = self.peers.get_mut(&conn) else { continue };
+            let Some(peer) = self.peers.get_mut(&conn) else {
+                continue;
+            };
             if !peer.is_active() {
                 continue;
             }
