@@ -1,0 +1,907 @@
+//! The choke algorithm: which interested peers we upload to.
+//!
+//! This is BitTorrent's tit-for-tat with an optimistic unchoke, as described in Bram
+//! Cohen's "Incentives Build Robustness in BitTorrent" and used (with variations) by every
+//! mainstream client:
+//!
+//! * **Rounds.** Every [`ChokerConfig::round`] (10 s) the torrent asks for a decision.
+//!   [`ChokerConfig::slots`] (4) *regular* slots go to interested peers:
+//!   - while **downloading**, to the peers that upload to us fastest (tit-for-tat), leaving
+//!     out peers that are *snubbing* us;
+//!   - while **seeding**, round robin: every interested peer gets a *turn* of
+//!     [`ChokerConfig::seed_turn`] (30 s), and the peers that have waited longest since
+//!     their last turn go first (see [Seeding](#seeding-round-robin) below).
+//! * **Optimistic unchoke.** One more slot goes to a peer picked at random among the
+//!   interested peers that did not get a regular slot, so that newcomers and peers we have
+//!   not tried get a chance to show they upload well. It is re-drawn every
+//!   [`ChokerConfig::optimistic_rounds`] rounds (3, i.e. every 30 s) and stays unchoked
+//!   until then even though it is not among the best. Peers connected for less than
+//!   [`ChokerConfig::new_peer_age`] are [`ChokerConfig::new_peer_weight`] (3) times as
+//!   likely to be drawn: they have nothing to offer yet and need a first piece to trade.
+//! * **Snubbing.** A peer we have been interested in for more than
+//!   [`ChokerConfig::snub_after`] (60 s) without it sending us a block is snubbing us; it
+//!   loses any claim to a regular slot while downloading (it can still be drawn as the
+//!   optimistic unchoke). See [`Choker::is_snubbed`] for the exact rule.
+//! * **Interest.** Only interested peers are ever unchoked. A peer that loses interest is
+//!   dropped at the next decision and its slot goes to the next best; a peer that becomes
+//!   interested is considered at the next decision. The torrent may ask for an early
+//!   decision with [`Choker::rerun`] (e.g. when a slot is free), which makes the same
+//!   decision as [`Choker::round`] but leaves the optimistic rotation schedule alone.
+//!
+//! # Seeding: round robin
+//!
+//! A seed gets nothing back, so ranking by "what the peer gives us" is meaningless; ranking
+//! by "how fast we upload to the peer" (the other classic choice) hands the whole upload to
+//! the few peers with the fattest pipes and starves the rest. We prefer spreading the data
+//! over as many peers as possible, so they can trade it among themselves, like libtorrent's
+//! default seeding choker. Each interested peer gets a turn: a peer that holds a regular
+//! slot keeps it for [`ChokerConfig::seed_turn`]; then the slot goes to the peer that has
+//! waited longest since its last turn (a peer that never had one first, then the oldest
+//! connection, then the lowest [`ConnId`]). With `n` interested peers every peer gets a turn
+//! within `ceil(n / slots)` turns. Unlike libtorrent we measure turns in time, not in bytes
+//! sent, so the choker needs no upload counters; a peer that is unchoked but asks for
+//! nothing simply wastes its own turn.
+//!
+//! # Purity
+//!
+//! The choker is a plain value: its inputs are `now`, a slice of [`PeerView`]s, whether we
+//! are seeding and the core's [`Rng`]; its output is a [`Decision`]. Its only state is the
+//! round counter, the current optimistic peer and, per peer that held a regular slot, when
+//! it got the slot and when it last held one (for round robin and to keep the status quo on
+//! ties). Given the same inputs and the same seed it makes the same decisions, whatever the
+//! order of the slice. It never reads the rng except to draw an optimistic peer.
+//!
+//! Rates that are NaN, negative or `-0.0` count as zero; `+inf` counts as the fastest.
+
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::id::ConnId;
+use crate::rng::Rng;
+use crate::time::{Duration, Instant};
+
+/// Tunables of the choker. `ChokerConfig::default()` is the classic algorithm.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChokerConfig {
+    /// Regular (tit-for-tat or round-robin) upload slots, besides the optimistic one.
+    pub slots: usize,
+    /// Time between rounds (see [`Choker::next_round`]).
+    pub round: Duration,
+    /// The optimistic unchoke is re-drawn every this many rounds (0 is taken as 1).
+    pub optimistic_rounds: u32,
+    /// A peer we have been interested in that sends no block for longer than this is
+    /// snubbing us.
+    pub snub_after: Duration,
+    /// Peers connected for less than this are "new" for the optimistic draw.
+    pub new_peer_age: Duration,
+    /// How many times as likely a new peer is to be drawn as an older one (0: never).
+    pub new_peer_weight: u32,
+    /// While seeding, how long a peer keeps a regular slot before it goes to the next peer.
+    pub seed_turn: Duration,
+}
+
+impl Default for ChokerConfig {
+    fn default() -> Self {
+        ChokerConfig {
+            slots: 4,
+            round: Duration::from_secs(10),
+            optimistic_rounds: 3,
+            snub_after: Duration::from_secs(60),
+            new_peer_age: Duration::from_secs(60),
+            new_peer_weight: 3,
+            seed_turn: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What the choker needs to know about one connected peer, rebuilt by the torrent for
+/// every decision.
+///
+/// Pass every peer that has completed the handshake, interested or not, each once (if a
+/// [`ConnId`] appears more than once only its first view counts).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PeerView {
+    pub conn: ConnId,
+    /// The peer is interested in us (wants to download from us).
+    pub interested: bool,
+    /// Payload bytes per second the peer currently sends us. Ranks peers while downloading.
+    pub download_rate: f64,
+    /// When the connection was made. Peers younger than [`ChokerConfig::new_peer_age`] are
+    /// favoured for the optimistic unchoke; older connections go first in round robin ties.
+    pub connected_at: Instant,
+    /// When the peer last sent us a block we had asked for; `None` if it never did.
+    pub last_block_at: Option<Instant>,
+    /// Since when we have been interested in the peer without interruption; `None` when we
+    /// are not interested in it. The snub clock only runs while we are interested.
+    pub am_interested_since: Option<Instant>,
+}
+
+/// The peers to have unchoked after a decision; every other peer should be choked.
+///
+/// `regular` holds at most [`ChokerConfig::slots`] peers, best first; `optimistic` is never
+/// one of them. Every peer in a decision was in the views and interested.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Decision {
+    /// The tit-for-tat (or, while seeding, round-robin) slots, in order of preference.
+    pub regular: Vec<ConnId>,
+    /// The optimistic unchoke, if there is any interested peer left for it.
+    pub optimistic: Option<ConnId>,
+}
+
+impl Decision {
+    /// Whether `conn` should be unchoked.
+    pub fn is_unchoked(&self, conn: ConnId) -> bool {
+        self.optimistic == Some(conn) || self.regular.contains(&conn)
+    }
+
+    /// All the peers to have unchoked: the regular ones, then the optimistic one.
+    pub fn unchoked(&self) -> impl Iterator<Item = ConnId> + '_ {
+        self.regular.iter().copied().chain(self.optimistic)
+    }
+
+    /// How many peers to have unchoked.
+    pub fn len(&self) -> usize {
+        self.regular.len() + usize::from(self.optimistic.is_some())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// What the choker remembers about a peer that has held a regular slot.
+#[derive(Debug, Clone, Copy, Default)]
+struct SlotHistory {
+    /// When the peer got the regular slot it holds now; `None` when it holds none.
+    since: Option<Instant>,
+    /// The last decision at which the peer held a regular slot.
+    last: Option<Instant>,
+}
+
+/// The choke algorithm for one torrent. See the [module documentation](self).
+///
+/// Call [`Choker::round`] when `now >= next_round()`, [`Choker::rerun`] for an early
+/// re-evaluation, and [`Choker::forget`] when a peer disconnects.
+#[derive(Debug, Clone)]
+pub struct Choker {
+    config: ChokerConfig,
+    /// Full rounds made so far.
+    rounds: u64,
+    next_round: Instant,
+    optimistic: Option<ConnId>,
+    history: BTreeMap<ConnId, SlotHistory>,
+}
+
+impl Choker {
+    /// A choker whose first round is due at `now`.
+    pub fn new(config: ChokerConfig, now: Instant) -> Self {
+        Choker {
+            config,
+            rounds: 0,
+            next_round: now,
+            optimistic: None,
+            history: BTreeMap::new(),
+        }
+    }
+
+    pub fn config(&self) -> &ChokerConfig {
+        &self.config
+    }
+
+    /// When the torrent should call [`Choker::round`] next: at creation, then one
+    /// [`ChokerConfig::round`] after the last round (however late that round was called).
+    pub fn next_round(&self) -> Instant {
+        self.next_round
+    }
+
+    /// The current optimistic unchoke.
+    pub fn optimistic(&self) -> Option<ConnId> {
+        self.optimistic
+    }
+
+    /// Whether `peer` is snubbing us at `now`: we are interested in it, and neither since we
+    /// became interested nor since its last block has it sent us a block for longer than
+    /// [`ChokerConfig::snub_after`]. A peer we are not interested in is never snubbing us.
+    pub fn is_snubbed(&self, now: Instant, peer: &PeerView) -> bool {
+        let Some(since) = peer.am_interested_since else {
+            return false;
+        };
+        let quiet_since = peer.last_block_at.map_or(since, |block| block.max(since));
+        now.saturating_duration_since(quiet_since) > self.config.snub_after
+    }
+
+    /// A full round: decides who is unchoked, re-drawing the optimistic unchoke if this is
+    /// a rotation round (the first round and every [`ChokerConfig::optimistic_rounds`]-th
+    /// after it). Schedules the next round one [`ChokerConfig::round`] after `now`.
+    pub fn round(
+        &mut self,
+        now: Instant,
+        peers: &[PeerView],
+        seeding: bool,
+        rng: &mut Rng,
+    ) -> Decision {
+        let rotate = self.rounds % u64::from(self.config.optimistic_rounds.max(1)) == 0;
+        self.rounds += 1;
+        self.next_round = now + self.config.round;
+        self.decide(now, peers, seeding, rng, rotate)
+    }
+
+    /// The same decision as [`Choker::round`] but out of schedule: neither the round count
+    /// nor [`Choker::next_round`] changes and the optimistic peer is kept (it is only
+    /// replaced if it left, lost interest or earned a regular slot).
+    pub fn rerun(
+        &mut self,
+        now: Instant,
+        peers: &[PeerView],
+        seeding: bool,
+        rng: &mut Rng,
+    ) -> Decision {
+        self.decide(now, peers, seeding, rng, false)
+    }
+
+    /// Forgets a peer that disconnected (its turn history, and the optimistic slot if it
+    /// held it). Call it when a connection closes: [`ConnId`]s are not reused, so a peer
+    /// that is never forgotten only costs a little memory.
+    pub fn forget(&mut self, conn: ConnId) {
+        self.history.remove(&conn);
+        if self.optimistic == Some(conn) {
+            self.optimistic = None;
+        }
+    }
+
+    fn decide(
+        &mut self,
+        now: Instant,
+        peers: &[PeerView],
+        seeding: bool,
+        rng: &mut Rng,
+        rotate: bool,
+    ) -> Decision {
+        let peers = unique_by_conn(peers);
+        let mut candidates: Vec<&PeerView> = peers
+            .iter()
+            .copied()
+            .filter(|p| p.interested && (seeding || !self.is_snubbed(now, p)))
+            .collect();
+        if seeding {
+            candidates.sort_by(|a, b| self.seeding_order(now, a, b));
+        } else {
+            candidates.sort_by(|a, b| self.downloading_order(a, b));
+        }
+        let regular: Vec<ConnId> = candidates
+            .iter()
+            .take(self.config.slots)
+            .map(|p| p.conn)
+            .collect();
+
+        // The optimistic peer keeps its slot between rotations while it is still there,
+        // interested and not promoted to a regular slot; otherwise the slot is refilled now
+        // (which does not move the rotation schedule).
+        let keep = !rotate
+            && self.optimistic.is_some_and(|current| {
+                !regular.contains(&current)
+                    && peers.iter().any(|p| p.conn == current && p.interested)
+            });
+        if !keep {
+            self.optimistic = self.draw_optimistic(now, &peers, &regular, rng);
+        }
+
+        self.record(now, &regular);
+        Decision {
+            regular,
+            optimistic: self.optimistic,
+        }
+    }
+
+    /// Downloading: fastest uploader to us first; on equal rates the peer already holding a
+    /// regular slot (no churn for nothing), then the lowest [`ConnId`].
+    fn downloading_order(&self, a: &PeerView, b: &PeerView) -> Ordering {
+        rate(b.download_rate)
+            .total_cmp(&rate(a.download_rate))
+            .then_with(|| self.holds_slot(b.conn).cmp(&self.holds_slot(a.conn)))
+            .then_with(|| a.conn.cmp(&b.conn))
+    }
+
+    /// Seeding: peers in the middle of their turn first (earliest turn first), then the
+    /// others by when they last held a slot (never first), oldest connection, [`ConnId`].
+    fn seeding_order(&self, now: Instant, a: &PeerView, b: &PeerView) -> Ordering {
+        let turn = |p: &PeerView| {
+            self.history
+                .get(&p.conn)
+                .and_then(|h| h.since)
+                .filter(|&since| now.saturating_duration_since(since) < self.config.seed_turn)
+        };
+        let last = |p: &PeerView| self.history.get(&p.conn).and_then(|h| h.last);
+        match (turn(a), turn(b)) {
+            (Some(x), Some(y)) => x.cmp(&y),
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (None, None) => last(a)
+                .cmp(&last(b))
+                .then_with(|| a.connected_at.cmp(&b.connected_at)),
+        }
+        .then_with(|| a.conn.cmp(&b.conn))
+    }
+
+    fn holds_slot(&self, conn: ConnId) -> bool {
+        self.history.get(&conn).is_some_and(|h| h.since.is_some())
+    }
+
+    /// Draws the optimistic peer among the interested peers without a regular slot,
+    /// weighting new peers. `peers` is sorted by [`ConnId`], so the draw does not depend on
+    /// the order the torrent listed them in.
+    fn draw_optimistic(
+        &self,
+        now: Instant,
+        peers: &[&PeerView],
+        regular: &[ConnId],
+        rng: &mut Rng,
+    ) -> Option<ConnId> {
+        let weighted: Vec<(ConnId, u64)> = peers
+            .iter()
+            .filter(|p| p.interested && !regular.contains(&p.conn))
+            .map(|p| (p.conn, self.weight(now, p)))
+            .filter(|&(_, weight)| weight > 0)
+            .collect();
+        let total: u64 = weighted.iter().map(|&(_, weight)| weight).sum();
+        if total == 0 {
+            return None;
+        }
+        let mut ticket = rng.below(total);
+        for (conn, weight) in weighted {
+            if ticket < weight {
+                return Some(conn);
+            }
+            ticket -= weight;
+        }
+        None
+    }
+
+    fn weight(&self, now: Instant, peer: &PeerView) -> u64 {
+        if now.saturating_duration_since(peer.connected_at) < self.config.new_peer_age {
+            u64::from(self.config.new_peer_weight)
+        } else {
+            1
+        }
+    }
+
+    /// Remembers who holds a regular slot after a decision at `now`.
+    fn record(&mut self, now: Instant, regular: &[ConnId]) {
+        for (conn, history) in &mut self.history {
+            if !regular.contains(conn) {
+                history.since = None;
+            }
+        }
+        for &conn in regular {
+            let history = self.history.entry(conn).or_default();
+            history.since.get_or_insert(now);
+            history.last = Some(now);
+        }
+    }
+}
+
+/// A rate usable as a sort key: NaN, negative and `-0.0` become `0.0`.
+fn rate(r: f64) -> f64 {
+    if r > 0.0 { r } else { 0.0 }
+}
+
+/// The first view of each [`ConnId`], sorted by [`ConnId`].
+fn unique_by_conn(peers: &[PeerView]) -> Vec<&PeerView> {
+    let mut seen = BTreeSet::new();
+    let mut unique: Vec<&PeerView> = peers.iter().filter(|p| seen.insert(p.conn)).collect();
+    unique.sort_by_key(|p| p.conn);
+    unique
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::{
+        Just, Strategy, any, prop_assert, prop_assert_eq, prop_oneof, proptest,
+    };
+
+    const SEED: u64 = 0x5eed;
+
+    fn secs(s: u64) -> Instant {
+        Instant::from_nanos(s * 1_000_000_000)
+    }
+
+    /// An interested, long-connected peer we are not interested in.
+    fn peer(conn: u64, download_rate: f64) -> PeerView {
+        PeerView {
+            conn: ConnId(conn),
+            interested: true,
+            download_rate,
+            connected_at: Instant::ZERO,
+            last_block_at: None,
+            am_interested_since: None,
+        }
+    }
+
+    fn conns(ids: &[u64]) -> Vec<ConnId> {
+        ids.iter().map(|&id| ConnId(id)).collect()
+    }
+
+    /// True when `rng` has been read since `before` was cloned from it.
+    fn consumed(before: &Rng, rng: &Rng) -> bool {
+        before.clone().next_u64() != rng.clone().next_u64()
+    }
+
+    #[test]
+    fn downloading_unchokes_the_fastest_interested_peers() {
+        let mut peers: Vec<PeerView> = (1..=8).map(|i| peer(i, 10.0 * i as f64)).collect();
+        // The fastest of all, but not interested: never unchoked.
+        peers.push(PeerView {
+            interested: false,
+            ..peer(9, 1e9)
+        });
+        let mut choker = Choker::new(ChokerConfig::default(), secs(100));
+        let mut rng = Rng::from_u64(SEED);
+        let d = choker.round(secs(100), &peers, false, &mut rng);
+        assert_eq!(d.regular, conns(&[8, 7, 6, 5]));
+        let opt = d.optimistic.expect("an optimistic unchoke");
+        assert!(conns(&[1, 2, 3, 4]).contains(&opt), "{opt}");
+        assert_eq!(d.len(), 5);
+        assert!(!d.is_unchoked(ConnId(9)));
+        for slow in conns(&[1, 2, 3, 4]) {
+            assert_eq!(d.is_unchoked(slow), slow == opt);
+        }
+        assert_eq!(choker.optimistic(), Some(opt));
+        assert_eq!(choker.next_round(), secs(110));
+    }
+
+    #[test]
+    fn ties_and_odd_rates_are_ordered_deterministically() {
+        let peers = [
+            peer(1, f64::NAN),
+            peer(2, f64::INFINITY),
+            peer(3, -5.0),
+            peer(4, 0.0),
+            peer(5, -0.0),
+            peer(6, 1.0),
+            peer(7, f64::NEG_INFINITY),
+        ];
+        let config = ChokerConfig {
+            slots: 5,
+            ..ChokerConfig::default()
+        };
+        let mut choker = Choker::new(config, secs(100));
+        let d = choker.round(secs(100), &peers, false, &mut Rng::from_u64(SEED));
+        // Infinity first, then the only positive rate, then the zeros by ConnId.
+        assert_eq!(d.regular, conns(&[2, 6, 1, 3, 4]));
+        // On equal rates the peers already unchoked keep their slots.
+        let d = choker.round(
+            secs(110),
+            &[peer(7, 0.0), peer(1, 0.0), peer(6, 0.0), peer(5, 0.0)],
+            false,
+            &mut Rng::from_u64(SEED),
+        );
+        assert_eq!(d.regular, conns(&[1, 6, 5, 7]));
+    }
+
+    #[test]
+    fn optimistic_rotates_every_third_round_exactly() {
+        // Four fast peers hold the regular slots; six slow ones compete for the optimistic one.
+        let peers: Vec<PeerView> = (1..=10)
+            .map(|i| peer(i, if i <= 4 { 1000.0 } else { 1.0 }))
+            .collect();
+        let mut choker = Choker::new(ChokerConfig::default(), secs(100));
+        let mut rng = Rng::from_u64(SEED);
+        let mut previous = None;
+        let mut changes = 0;
+        for round in 0..30 {
+            let now = secs(100 + 10 * round);
+            assert_eq!(choker.next_round(), now);
+            let before = rng.clone();
+            let d = choker.round(now, &peers, false, &mut rng);
+            let rotation = round % 3 == 0;
+            assert_eq!(consumed(&before, &rng), rotation, "round {round}");
+            assert_eq!(d.regular, conns(&[1, 2, 3, 4]));
+            let opt = d.optimistic.expect("an optimistic unchoke");
+            assert!(opt.0 > 4, "the optimistic peer {opt} is one of the top 4");
+            if !rotation {
+                assert_eq!(Some(opt), previous, "round {round}");
+            } else if previous.is_some_and(|p| p != opt) {
+                changes += 1;
+            }
+            previous = Some(opt);
+        }
+        // Nine rotations after the first draw, each picking one of six peers.
+        assert!(changes >= 5, "only {changes} changes");
+    }
+
+    #[test]
+    fn new_peers_are_three_times_as_likely_to_be_optimistic() {
+        let mut choker = Choker::new(ChokerConfig::default(), secs(100));
+        let mut rng = Rng::from_u64(SEED);
+        let mut picks: BTreeMap<ConnId, u32> = BTreeMap::new();
+        let rotations = 3000;
+        for round in 0..3 * rotations {
+            let now = secs(100 + 10 * round);
+            let mut peers: Vec<PeerView> = (1..=4).map(|i| peer(i, 1000.0)).collect();
+            // Peers 5..=8 are old; peer 9 is always 10 s old.
+            peers.extend((5..=8).map(|i| peer(i, 1.0)));
+            peers.push(PeerView {
+                connected_at: secs(90 + 10 * round),
+                ..peer(9, 1.0)
+            });
+            let d = choker.round(now, &peers, false, &mut rng);
+            if round % 3 == 0 {
+                *picks
+                    .entry(d.optimistic.expect("an optimistic unchoke"))
+                    .or_default() += 1;
+            }
+        }
+        assert_eq!(picks.values().sum::<u32>(), rotations as u32);
+        let new = f64::from(picks[&ConnId(9)]);
+        for old in 5..=8 {
+            let ratio = new / f64::from(picks[&ConnId(old)]);
+            assert!(
+                (2.4..=3.6).contains(&ratio),
+                "new/old#{old} = {ratio} ({picks:?})"
+            );
+        }
+        let old_mean = f64::from((5..=8).map(|i| picks[&ConnId(i)]).sum::<u32>()) / 4.0;
+        let ratio = new / old_mean;
+        assert!(
+            (2.7..=3.3).contains(&ratio),
+            "new/old = {ratio} ({picks:?})"
+        );
+    }
+
+    #[test]
+    fn snubbing_peer_loses_its_top_slot() {
+        // Peer 1 is the fastest on paper, but its last block came at 10 s; we have been
+        // interested in everyone since 0 s and the others delivered just now.
+        let views = |now: Instant, am_interested_since: Option<Instant>| {
+            let mut peers = vec![PeerView {
+                last_block_at: Some(secs(10)),
+                am_interested_since,
+                ..peer(1, 1e6)
+            }];
+            peers.extend((2..=5).map(|i| PeerView {
+                last_block_at: Some(now),
+                am_interested_since: Some(Instant::ZERO),
+                ..peer(i, 10.0 * i as f64)
+            }));
+            peers
+        };
+        let choker = Choker::new(ChokerConfig::default(), Instant::ZERO);
+
+        // Exactly 60 s of silence is not yet snubbing.
+        let at_60 = views(secs(70), Some(Instant::ZERO));
+        assert!(!choker.is_snubbed(secs(70), &at_60[0]));
+        let d = choker
+            .clone()
+            .round(secs(70), &at_60, false, &mut Rng::from_u64(SEED));
+        assert_eq!(d.regular[0], ConnId(1));
+
+        // More than 60 s is: the slot goes to the others, the optimistic slot may still
+        // go to peer 1 (here it is the only candidate).
+        let at_61 = views(secs(71), Some(Instant::ZERO));
+        assert!(choker.is_snubbed(secs(71), &at_61[0]));
+        let d = choker
+            .clone()
+            .round(secs(71), &at_61, false, &mut Rng::from_u64(SEED));
+        assert_eq!(d.regular, conns(&[5, 4, 3, 2]));
+        assert_eq!(d.optimistic, Some(ConnId(1)));
+
+        // Not snubbed when we were not interested in it (it had nothing we wanted)...
+        let not_interested = views(secs(71), None);
+        assert!(!choker.is_snubbed(secs(71), &not_interested[0]));
+        let d = choker
+            .clone()
+            .round(secs(71), &not_interested, false, &mut Rng::from_u64(SEED));
+        assert_eq!(d.regular[0], ConnId(1));
+
+        // ... nor when we became interested again less than 60 s ago.
+        let lately = views(secs(71), Some(secs(20)));
+        assert!(!choker.is_snubbed(secs(71), &lately[0]));
+        let d = choker
+            .clone()
+            .round(secs(71), &lately, false, &mut Rng::from_u64(SEED));
+        assert_eq!(d.regular[0], ConnId(1));
+
+        // A peer that never sent a block is timed from when we became interested.
+        let never = PeerView {
+            last_block_at: None,
+            am_interested_since: Some(secs(5)),
+            ..peer(1, 0.0)
+        };
+        assert!(!choker.is_snubbed(secs(65), &never));
+        assert!(choker.is_snubbed(secs(66), &never));
+
+        // Seeding ignores snubbing (nobody has anything for us).
+        let d = choker
+            .clone()
+            .round(secs(71), &at_61, true, &mut Rng::from_u64(SEED));
+        assert!(d.regular.contains(&ConnId(1)));
+    }
+
+    #[test]
+    fn peer_that_loses_interest_is_choked_at_the_next_round() {
+        let mut peers: Vec<PeerView> = (1..=5).map(|i| peer(i, 10.0 * i as f64)).collect();
+        let mut choker = Choker::new(ChokerConfig::default(), secs(100));
+        let mut rng = Rng::from_u64(SEED);
+        let d = choker.round(secs(100), &peers, false, &mut rng);
+        assert_eq!(d.regular, conns(&[5, 4, 3, 2]));
+        assert_eq!(d.optimistic, Some(ConnId(1)));
+
+        peers[4].interested = false;
+        let d = choker.round(secs(110), &peers, false, &mut rng);
+        assert!(!d.is_unchoked(ConnId(5)));
+        // The next best takes the freed slot, even though it was the optimistic peer; the
+        // optimistic slot stays empty as no interested peer is left for it.
+        assert_eq!(d.regular, conns(&[4, 3, 2, 1]));
+        assert_eq!(d.optimistic, None);
+    }
+
+    #[test]
+    fn newly_interested_peer_is_considered_at_a_rerun() {
+        let mut peers: Vec<PeerView> = (1..=3).map(|i| peer(i, 10.0 * i as f64)).collect();
+        peers.push(PeerView {
+            interested: false,
+            ..peer(4, 1000.0)
+        });
+        let mut choker = Choker::new(ChokerConfig::default(), secs(100));
+        let mut rng = Rng::from_u64(SEED);
+        let d = choker.round(secs(100), &peers, false, &mut rng);
+        assert_eq!(d.regular, conns(&[3, 2, 1]));
+        assert_eq!(d.optimistic, None);
+
+        peers[3].interested = true;
+        let d = choker.rerun(secs(103), &peers, false, &mut rng);
+        assert_eq!(d.regular, conns(&[4, 3, 2, 1]));
+        assert_eq!(choker.next_round(), secs(110));
+    }
+
+    #[test]
+    fn seeding_gives_every_interested_peer_a_turn() {
+        let slots = 4;
+        let interested = 10u64;
+        let mut peers: Vec<PeerView> = (1..=interested).map(|i| peer(i, 0.0)).collect();
+        peers.push(PeerView {
+            interested: false,
+            ..peer(99, 0.0)
+        });
+        let mut choker = Choker::new(ChokerConfig::default(), secs(100));
+        let mut rng = Rng::from_u64(SEED);
+        let mut turns: BTreeMap<ConnId, u32> = BTreeMap::new();
+        let mut first_turn_by: BTreeMap<ConnId, u64> = BTreeMap::new();
+        let mut turn_set = BTreeSet::new();
+        for round in 0..30u64 {
+            let d = choker.round(secs(100 + 10 * round), &peers, true, &mut rng);
+            assert_eq!(d.regular.len(), slots);
+            assert!(!d.is_unchoked(ConnId(99)));
+            assert!(d.optimistic.is_some_and(|o| !d.regular.contains(&o)));
+            // A turn lasts 30 s: three rounds with the same regular peers.
+            let set: BTreeSet<ConnId> = d.regular.iter().copied().collect();
+            if round % 3 == 0 {
+                turn_set = set;
+            } else {
+                assert_eq!(set, turn_set, "round {round}");
+            }
+            for &conn in &d.regular {
+                *turns.entry(conn).or_default() += 1;
+                first_turn_by.entry(conn).or_insert(round);
+            }
+        }
+        // Everyone's first turn starts within ceil(10 / 4) = 3 turns, i.e. by round 6.
+        assert_eq!(first_turn_by.len(), interested as usize);
+        assert!(
+            first_turn_by.values().all(|&round| round <= 6),
+            "{first_turn_by:?}"
+        );
+        // 30 rounds x 4 slots shared fairly among 10 peers: 12 rounds each, give or take a turn.
+        assert!(turns.values().all(|&n| (9..=15).contains(&n)), "{turns:?}");
+    }
+
+    #[test]
+    fn rerun_does_not_advance_the_optimistic_rotation() {
+        let peers: Vec<PeerView> = (1..=10)
+            .map(|i| peer(i, if i <= 4 { 1000.0 } else { 1.0 }))
+            .collect();
+        let mut choker = Choker::new(ChokerConfig::default(), secs(100));
+        let mut rng = Rng::from_u64(SEED);
+        for round in 0..12 {
+            let now = secs(100 + 10 * round);
+            let before = rng.clone();
+            let d = choker.round(now, &peers, false, &mut rng);
+            assert_eq!(consumed(&before, &rng), round % 3 == 0, "round {round}");
+            // Several early re-runs between rounds: same optimistic, no draw, same schedule.
+            for extra in 1..=4 {
+                let before = rng.clone();
+                let again = choker.rerun(
+                    now + Duration::from_secs(2 * extra),
+                    &peers,
+                    false,
+                    &mut rng,
+                );
+                assert!(!consumed(&before, &rng), "rerun drew at round {round}");
+                assert_eq!(again, d);
+                assert_eq!(choker.next_round(), now + Duration::from_secs(10));
+            }
+        }
+    }
+
+    #[test]
+    fn rerun_refills_a_vacant_optimistic_slot() {
+        let mut peers: Vec<PeerView> = (1..=6)
+            .map(|i| peer(i, if i <= 4 { 1000.0 } else { 1.0 }))
+            .collect();
+        let mut choker = Choker::new(ChokerConfig::default(), secs(100));
+        let mut rng = Rng::from_u64(SEED);
+        let d = choker.round(secs(100), &peers, false, &mut rng);
+        let opt = d.optimistic.expect("an optimistic unchoke");
+        let other = if opt == ConnId(5) {
+            ConnId(6)
+        } else {
+            ConnId(5)
+        };
+
+        // The optimistic peer disconnects: the torrent forgets it and re-runs.
+        choker.forget(opt);
+        assert_eq!(choker.optimistic(), None);
+        peers.retain(|p| p.conn != opt);
+        let d = choker.rerun(secs(104), &peers, false, &mut rng);
+        assert_eq!(d.optimistic, Some(other));
+        // The schedule did not move: rounds 1 and 2 keep it, round 3 re-draws.
+        for round in 1..3 {
+            let before = rng.clone();
+            let d = choker.round(secs(100 + 10 * round), &peers, false, &mut rng);
+            assert!(!consumed(&before, &rng));
+            assert_eq!(d.optimistic, Some(other));
+        }
+        let before = rng.clone();
+        choker.round(secs(130), &peers, false, &mut rng);
+        assert!(consumed(&before, &rng));
+    }
+
+    /// A changing swarm: rates, interest and membership vary with the round number.
+    fn swarm(round: u64) -> Vec<PeerView> {
+        (1..=12u64)
+            .filter(|i| (i + round) % 7 != 0)
+            .map(|i| PeerView {
+                conn: ConnId(i),
+                interested: (i * 3 + round) % 5 != 0,
+                download_rate: ((i * 37 + round * 11) % 17) as f64,
+                connected_at: secs(i * 20),
+                last_block_at: Some(secs(round * 10 - (i % 4) * 30)),
+                am_interested_since: (i % 3 != 0).then_some(Instant::ZERO),
+            })
+            .collect()
+    }
+
+    fn run(seeding: bool, reverse: bool) -> Vec<Decision> {
+        let mut choker = Choker::new(ChokerConfig::default(), secs(100));
+        let mut rng = Rng::from_u64(SEED);
+        let mut decisions = Vec::new();
+        for round in 10..70 {
+            let mut peers = swarm(round);
+            if reverse {
+                peers.reverse();
+            }
+            let now = secs(round * 10);
+            decisions.push(choker.round(now, &peers, seeding, &mut rng));
+            decisions.push(choker.rerun(now + Duration::from_secs(5), &peers, seeding, &mut rng));
+        }
+        decisions
+    }
+
+    #[test]
+    fn same_inputs_and_seed_give_same_decisions() {
+        for seeding in [false, true] {
+            let a = run(seeding, false);
+            assert_eq!(a, run(seeding, false));
+            // The order of the views does not matter either.
+            assert_eq!(a, run(seeding, true));
+            assert!(a.iter().any(|d| d.optimistic.is_some()));
+        }
+    }
+
+    #[test]
+    fn duplicate_views_count_once() {
+        let peers = [peer(1, 5.0), peer(1, 50.0), peer(2, 1.0)];
+        let mut choker = Choker::new(
+            ChokerConfig {
+                slots: 1,
+                ..ChokerConfig::default()
+            },
+            secs(100),
+        );
+        let d = choker.round(secs(100), &peers, false, &mut Rng::from_u64(SEED));
+        assert_eq!(d.regular, conns(&[1]));
+        assert_eq!(d.optimistic, Some(ConnId(2)));
+        assert_eq!(d.unchoked().collect::<Vec<_>>(), conns(&[1, 2]));
+    }
+
+    fn any_rate() -> impl Strategy<Value = f64> {
+        prop_oneof![
+            Just(f64::NAN),
+            Just(f64::INFINITY),
+            Just(f64::NEG_INFINITY),
+            Just(-0.0),
+            Just(0.0),
+            any::<f64>(),
+            0.0..1e6f64,
+        ]
+    }
+
+    fn any_view() -> impl Strategy<Value = PeerView> {
+        (
+            0u64..16,
+            any::<bool>(),
+            any_rate(),
+            0u64..400,
+            proptest::option::of(0u64..400),
+            proptest::option::of(0u64..400),
+        )
+            .prop_map(
+                |(conn, interested, download_rate, connected, block, since)| PeerView {
+                    conn: ConnId(conn),
+                    interested,
+                    download_rate,
+                    connected_at: secs(connected),
+                    last_block_at: block.map(secs),
+                    am_interested_since: since.map(secs),
+                },
+            )
+    }
+
+    /// One call: the views, seeding, which method (round, rerun, forget then rerun) and
+    /// how many seconds pass before it.
+    fn any_step() -> impl Strategy<Value = (Vec<PeerView>, bool, u8, u64)> {
+        (
+            proptest::collection::vec(any_view(), 0..14),
+            any::<bool>(),
+            0u8..4,
+            0u64..40,
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn random_views_keep_the_invariants(
+            slots in 0usize..6,
+            optimistic_rounds in 0u32..4,
+            new_peer_weight in 0u32..5,
+            seed in any::<u64>(),
+            steps in proptest::collection::vec(any_step(), 1..24),
+        ) {
+            let config = ChokerConfig { slots, optimistic_rounds, new_peer_weight, ..ChokerConfig::default() };
+            let mut choker = Choker::new(config, Instant::ZERO);
+            let mut rng = Rng::from_u64(seed);
+            let mut now = Instant::ZERO;
+            for (peers, seeding, op, dt) in steps {
+                now += Duration::from_secs(dt);
+                let d = match op {
+                    0 | 1 => choker.round(now, &peers, seeding, &mut rng),
+                    2 => choker.rerun(now, &peers, seeding, &mut rng),
+                    _ => {
+                        if let Some(p) = peers.first() {
+                            choker.forget(p.conn);
+                        }
+                        choker.rerun(now, &peers, seeding, &mut rng)
+                    }
+                };
+                prop_assert!(d.regular.len() <= slots);
+                prop_assert!(d.len() <= slots + 1);
+                prop_assert_eq!(choker.optimistic(), d.optimistic);
+                let unchoked: Vec<ConnId> = d.unchoked().collect();
+                let distinct: BTreeSet<ConnId> = unchoked.iter().copied().collect();
+                prop_assert_eq!(distinct.len(), unchoked.len());
+                for conn in unchoked {
+                    let view = peers.iter().find(|p| p.conn == conn);
+                    prop_assert!(view.is_some(), "{} is not in the input", conn);
+                    prop_assert!(view.is_some_and(|v| v.interested), "{} is not interested", conn);
+                }
+                if !seeding {
+                    for &conn in &d.regular {
+                        let view = peers.iter().find(|p| p.conn == conn);
+                        prop_assert!(view.is_some_and(|v| !choker.is_snubbed(now, v)));
+                    }
+                }
+            }
+        }
+    }
+}
