@@ -57,6 +57,10 @@ pub(crate) struct Peer {
     pub last_block_at: Instant,
     /// The peer let our requests time out; it gets one request at a time until it delivers.
     pub snubbed: bool,
+    /// When the peer last delivered a block we wanted (for the choker's snub rule).
+    pub last_piece_at: Option<Instant>,
+    /// When we last became interested in the peer.
+    pub am_interested_since: Instant,
 
     /// The peer's requests to us, not yet being read from disk.
     pub their_requests: VecDeque<BlockRequest>,
@@ -110,6 +114,8 @@ impl Peer {
             queue_depth: min_queue_depth,
             last_block_at: now,
             snubbed: false,
+            last_piece_at: None,
+            am_interested_since: now,
             their_requests: VecDeque::new(),
             reading: 0,
             unsent: 0,

@@ -47,6 +47,7 @@ impl PeerList {
         }
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.candidates.len()
     }
@@ -92,13 +93,6 @@ impl PeerList {
         self.candidates
             .values()
             .any(|c| !c.in_use && !(skip_seeds && c.seed))
-    }
-
-    /// An inbound connection from `addr` exists: do not dial it while it lasts.
-    pub fn mark_in_use(&mut self, addr: SocketAddr) {
-        if let Some(c) = self.candidates.get_mut(&addr) {
-            c.in_use = true;
-        }
     }
 
     /// A connection was established and the handshake accepted.

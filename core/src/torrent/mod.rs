@@ -154,7 +154,7 @@ impl Torrent {
             trackers: BTreeMap::new(),
             ops: BTreeMap::new(),
             download: download::Assembly::default(),
-            upload: upload::Serving::new(now),
+            upload: upload::Serving::new(now, sh.config.unchoke_slots),
             check: None,
             downloaded: 0,
             uploaded: 0,
@@ -550,6 +550,7 @@ impl Torrent {
             );
             if want {
                 peer.last_block_at = sh.now;
+                peer.am_interested_since = sh.now;
             }
         }
     }
@@ -578,6 +579,7 @@ impl Torrent {
         }
         self.picker.remove_availability(&peer.has);
         self.upload.forget_peer(conn);
+        self.upload.choker.forget(conn);
         self.peer_list.disconnected(sh.now, peer.addr, failed);
         tracing::debug!(addr = %peer.addr, %reason, "peer closed");
         sh.event(Event::PeerClosed {

@@ -2,6 +2,8 @@
 //! piece chunks, sending them as fast as the connection drains, and choosing whom to
 //! unchoke.
 //!
+//! Whom to unchoke is the [`Choker`]'s decision (tit-for-tat with an optimistic slot).
+//!
 //! Reads are issued for whole chunks ([`CHUNK`] bytes of a piece) so that the neighbouring
 //! blocks a peer asks for next come from memory, and a chunk being read serves every peer
 //! waiting for it. Upload data handed to the driver per connection stays under
@@ -13,6 +15,7 @@ use bytes::Bytes;
 
 use super::{Op, Torrent};
 use crate::api::{Action, DiskResult, Event};
+use crate::choker::{Choker, ChokerConfig, PeerView};
 use crate::id::ConnId;
 use crate::layout::BLOCK_LEN;
 use crate::session::Shared;
@@ -29,8 +32,6 @@ pub(crate) const MAX_REQUEST: u32 = 16 * 1024;
 const MAX_BAD_REQUESTS: u32 = 20;
 /// Requests arriving this soon after we choked a peer are a race, not abuse.
 const CHOKE_GRACE: Duration = Duration::from_secs(5);
-/// Time between choke rounds.
-const CHOKE_INTERVAL: Duration = Duration::from_secs(10);
 
 /// A chunk of a piece: bytes `[chunk * CHUNK, (chunk + 1) * CHUNK)` of `piece`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -47,17 +48,23 @@ pub(super) struct Serving {
     cache_bytes: usize,
     /// Chunks being read and the requests waiting for them.
     reading: BTreeMap<ChunkKey, Vec<(ConnId, BlockRequest)>>,
-    next_choke: Instant,
+    pub choker: Choker,
 }
 
 impl Serving {
-    pub fn new(now: Instant) -> Self {
+    pub fn new(now: Instant, slots: usize) -> Self {
         Serving {
             cache: BTreeMap::new(),
             lru: VecDeque::new(),
             cache_bytes: 0,
             reading: BTreeMap::new(),
-            next_choke: now,
+            choker: Choker::new(
+                ChokerConfig {
+                    slots,
+                    ..ChokerConfig::default()
+                },
+                now,
+            ),
         }
     }
 
@@ -262,66 +269,72 @@ impl Torrent {
 
     // ---- choking ------------------------------------------------------------------
 
-    /// A peer's interest changed, or a peer left: rechoke soon.
+    /// A peer's interest changed, or a peer left: fill a free slot now rather than at the
+    /// next round.
     pub(super) fn interest_changed(&mut self, sh: &mut Shared) {
         let unchoked = self.peers.values().filter(|p| !p.am_choking).count();
         let interested_choked = self
             .peers
             .values()
             .any(|p| p.am_choking && p.peer_interested);
-        if unchoked < sh.config.unchoke_slots + 1 && interested_choked {
-            self.rechoke(sh);
+        let lost_interest = self
+            .peers
+            .values()
+            .any(|p| !p.am_choking && !p.peer_interested);
+        if (unchoked < sh.config.unchoke_slots + 1 && interested_choked) || lost_interest {
+            self.rechoke(sh, false);
         }
     }
 
     pub(super) fn upload_tick(&mut self, sh: &mut Shared) {
-        if sh.now >= self.upload.next_choke {
-            self.upload.next_choke = sh.now + CHOKE_INTERVAL;
-            self.rechoke(sh);
+        if sh.now >= self.upload.choker.next_round() {
+            self.rechoke(sh, true);
         }
     }
 
-    /// Unchokes the interested peers that give us the most (while downloading) or take
-    /// the most (while seeding), up to the slots; chokes the rest.
-    fn rechoke(&mut self, sh: &mut Shared) {
+    /// Runs the choker (a full round, or a re-run that keeps the optimistic rotation) and
+    /// applies its decision.
+    fn rechoke(&mut self, sh: &mut Shared, full_round: bool) {
         let now = sh.now;
-        let seeding = self.picker.is_complete();
-        let mut candidates: Vec<(ConnId, f64)> = self
+        let views: Vec<PeerView> = self
             .peers
             .iter()
-            .filter(|(_, p)| p.is_active() && p.peer_interested)
-            .map(|(c, p)| {
-                (
-                    *c,
-                    if seeding {
-                        p.upload.get(now)
-                    } else {
-                        p.download.get(now)
-                    },
-                )
+            .filter(|(_, p)| p.is_active())
+            .map(|(&conn, p)| PeerView {
+                conn,
+                interested: p.peer_interested,
+                download_rate: p.download.get(now),
+                connected_at: p.connected_at,
+                last_block_at: p.last_piece_at,
+                am_interested_since: p.am_interested.then_some(p.am_interested_since),
             })
             .collect();
-        candidates.sort_by(|a, b| b.1.total_cmp(&a.1));
-        let slots = sh.config.unchoke_slots + 1;
-        let unchoke: Vec<ConnId> = candidates.iter().take(slots).map(|(c, _)| *c).collect();
-        let conns: Vec<ConnId> = self.peers.keys().copied().collect();
-        for conn in conns {
-            let Some(peer) = self.peers.get_mut(&conn) else {
-                continue;
-            };
+        let seeding = self.picker.is_complete();
+        let choker = &mut self.upload.choker;
+        let decision = if full_round {
+            choker.round(now, &views, seeding, &mut sh.rng)
+        } else {
+            choker.rerun(now, &views, seeding, &mut sh.rng)
+        };
+        let mut newly_unchoked = Vec::new();
+        for (&conn, peer) in &mut self.peers {
             if !peer.is_active() {
                 continue;
             }
-            let want_unchoked = unchoke.contains(&conn);
-            if want_unchoked && peer.am_choking {
+            let unchoke = decision.is_unchoked(conn);
+            if unchoke && peer.am_choking {
                 peer.am_choking = false;
                 peer.send(now, &Message::Unchoke);
-            } else if !want_unchoked && !peer.am_choking {
+                newly_unchoked.push(conn);
+            } else if !unchoke && !peer.am_choking {
                 peer.am_choking = true;
                 peer.choked_at = now;
                 peer.their_requests.clear();
                 peer.send(now, &Message::Choke);
             }
+        }
+        for conn in newly_unchoked {
+            self.serve(sh, conn);
         }
     }
 }
