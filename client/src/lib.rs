@@ -1,0 +1,22 @@
+//! # tessera-client
+//!
+//! Everything the command-line runtimes share that is not protocol: argument parsing
+//! ([`cli`]), logging, files on disk ([`storage`]), the worker pool for disk and name
+//! resolution ([`pool`]), the runtime-independent half of the event loop ([`driver`]),
+//! progress output ([`ui`]) and the commands that need no network (`info`, `verify`,
+//! `create`).
+//!
+//! A runtime supplies sockets and a way to wake its loop; nothing here knows which event
+//! loop it runs under.
+
+pub mod cli;
+pub mod error;
+pub mod exit;
+pub mod logging;
+pub mod storage;
+
+#[cfg(test)]
+pub(crate) mod testutil;
+
+pub use error::Error;
+pub use exit::{Exit, run_main};
