@@ -12,8 +12,12 @@
 pub mod cli;
 pub mod error;
 pub mod exit;
+pub mod info;
 pub mod logging;
+pub mod pool;
 pub mod storage;
+pub mod torrent;
+pub mod ui;
 
 #[cfg(test)]
 pub(crate) mod testutil;
