@@ -10,6 +10,7 @@
 //! loop it runs under.
 
 pub mod cli;
+pub mod create;
 pub mod error;
 pub mod exit;
 pub mod info;
@@ -18,6 +19,7 @@ pub mod pool;
 pub mod storage;
 pub mod torrent;
 pub mod ui;
+pub mod verify;
 
 #[cfg(test)]
 pub(crate) mod testutil;
