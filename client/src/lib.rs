@@ -11,6 +11,7 @@
 
 pub mod cli;
 pub mod create;
+pub mod driver;
 pub mod error;
 pub mod exit;
 pub mod info;
@@ -24,5 +25,21 @@ pub mod verify;
 #[cfg(test)]
 pub(crate) mod testutil;
 
+pub use cli::{Cli, Command};
+pub use driver::{Driver, Mode, Net, Plan};
 pub use error::Error;
 pub use exit::{Exit, run_main};
+pub use pool::Wake;
+
+/// Runs a command that needs no network: `info`, `verify` or `create`. (`download` and
+/// `seed` need a runtime: build a [`Driver`] from [`Plan::from_cli`].)
+pub fn run_offline(cli: &Cli) -> Result<Exit, Error> {
+    match &cli.command {
+        Command::Info(args) => info::run(args),
+        Command::Verify(args) => verify::run(args, cli.quiet),
+        Command::Create(args) => create::run(args, cli.quiet),
+        Command::Download(_) | Command::Seed(_) => Err(Error::other(
+            "internal error: download and seed need a runtime",
+        )),
+    }
+}
