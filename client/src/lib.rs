@@ -26,7 +26,7 @@ pub mod verify;
 pub(crate) mod testutil;
 
 pub use cli::{Cli, Command};
-pub use driver::{Driver, Mode, Net, Plan};
+pub use driver::{Core, Driver, Mode, Net, Plan};
 pub use error::Error;
 pub use exit::{Exit, run_main};
 pub use pool::Wake;

@@ -444,8 +444,7 @@ pub fn pump(driver: &mut Driver, net: &mut MioNet) {
     loop {
         while let Some(event) = net.next_event() {
             let now = driver.now();
-            driver.input(event.into_input(now));
-            driver.drain(net);
+            driver.feed(event.into_input(now), net);
         }
         net.flush_dirty();
         if net.events.is_empty() {
