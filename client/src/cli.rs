@@ -13,10 +13,10 @@ pub const MAX_PIECE_SIZE: u64 = 256 << 20;
 #[command(version, about = "A BitTorrent client", propagate_version = true)]
 pub struct Cli {
     /// More log output on stderr: -v info, -vv debug, -vvv trace (RUST_LOG overrides)
-    #[arg(short, long, action = ArgAction::Count, global = true)]
+    #[arg(short, long, action = ArgAction::Count, global = true, help_heading = "Global options")]
     pub verbose: u8,
     /// No progress output and no warnings; errors only
-    #[arg(short, long, global = true)]
+    #[arg(short, long, global = true, help_heading = "Global options")]
     pub quiet: bool,
     #[command(subcommand)]
     pub command: Command,

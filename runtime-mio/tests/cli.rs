@@ -18,6 +18,7 @@ fn run(args: &[&str], cwd: &Path) -> Output {
         .args(args)
         .current_dir(cwd)
         .env_remove("RUST_LOG")
+        .env_remove("RUST_BACKTRACE")
         .stdin(Stdio::null())
         .output()
         .expect("run tessera-mio")
