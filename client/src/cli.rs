@@ -1,0 +1,371 @@
+//! Command-line arguments (GUIDE section 4), shared by every runtime binary.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+
+use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+
+/// Smallest and largest piece length a torrent may have (what metainfo validation accepts).
+pub const MIN_PIECE_SIZE: u64 = 16 << 10;
+pub const MAX_PIECE_SIZE: u64 = 256 << 20;
+
+#[derive(Debug, Parser)]
+#[command(version, about = "A BitTorrent client", propagate_version = true)]
+pub struct Cli {
+    /// More log output on stderr: -v info, -vv debug, -vvv trace (RUST_LOG overrides)
+    #[arg(short, long, action = ArgAction::Count, global = true, help_heading = "Global options")]
+    pub verbose: u8,
+    /// No progress output and no warnings; errors only
+    #[arg(short, long, global = true, help_heading = "Global options")]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Download a torrent's data; exits 0 once every piece is verified on disk
+    Download(DownloadArgs),
+    /// Check existing data, then serve it to peers until interrupted
+    Seed(SeedArgs),
+    /// Show what a .torrent file describes
+    Info(InfoArgs),
+    /// Hash existing data against a .torrent file; exits 0 only when all of it is complete
+    Verify(VerifyArgs),
+    /// Make a .torrent file from a file or a directory
+    Create(CreateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DownloadArgs {
+    /// The .torrent file
+    #[arg(value_name = "TORRENT")]
+    pub torrent: PathBuf,
+    /// Directory to download into: a single file lands at DIR/<name>, a multi-file torrent
+    /// under DIR/<name>/
+    #[arg(short, long, value_name = "DIR", default_value = ".")]
+    pub output: PathBuf,
+    /// A peer to connect to besides the trackers' (repeatable)
+    #[arg(long = "peer", value_name = "HOST:PORT", value_parser = parse_peer)]
+    pub peers: Vec<SocketAddr>,
+    /// Address to accept peers on (port 0: any free port)
+    #[arg(long, value_name = "ADDR:PORT", default_value = "0.0.0.0:0")]
+    pub listen: SocketAddr,
+    /// Keep seeding after the download completes, until interrupted
+    #[arg(long)]
+    pub seed: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SeedArgs {
+    /// The .torrent file
+    #[arg(value_name = "TORRENT")]
+    pub torrent: PathBuf,
+    /// Directory holding the data, laid out as `download` leaves it
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub data: PathBuf,
+    /// Address to accept peers on (port 0: any free port)
+    #[arg(long, value_name = "ADDR:PORT", default_value = "0.0.0.0:0")]
+    pub listen: SocketAddr,
+    /// A peer to keep connected to, redialled when the connection drops (repeatable)
+    #[arg(long = "peer", value_name = "HOST:PORT", value_parser = parse_peer)]
+    pub peers: Vec<SocketAddr>,
+}
+
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    /// The .torrent file
+    #[arg(value_name = "TORRENT")]
+    pub torrent: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The .torrent file
+    #[arg(value_name = "TORRENT")]
+    pub torrent: PathBuf,
+    /// Directory holding the data, laid out as `download` leaves it
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub data: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// A file, or a directory to include recursively (symbolic links are skipped)
+    #[arg(value_name = "PATH")]
+    pub path: PathBuf,
+    /// Tracker announce URL; each one given is its own tier, in order (repeatable)
+    #[arg(long = "tracker", value_name = "URL")]
+    pub trackers: Vec<String>,
+    /// Piece length: a power of two from 16KiB to 256MiB, suffixes K/KiB, M/MiB allowed
+    /// [default: about 1000 to 2000 pieces, at most 16MiB]
+    #[arg(long, value_name = "BYTES", value_parser = parse_piece_size)]
+    pub piece_size: Option<u32>,
+    /// Where to write the torrent [default: <name>.torrent]
+    #[arg(short, long, value_name = "OUT.torrent")]
+    pub output: Option<PathBuf>,
+    /// Mark the torrent private (BEP 27: trackers only, no DHT or peer exchange)
+    #[arg(long)]
+    pub private: bool,
+    /// A comment stored in the torrent
+    #[arg(long, value_name = "TEXT")]
+    pub comment: Option<String>,
+    /// Leave out the creation date, so the same input gives the same bytes
+    #[arg(long)]
+    pub no_date: bool,
+    /// Overwrite the output file if it exists
+    #[arg(short, long)]
+    pub force: bool,
+}
+
+impl Cli {
+    /// Parses the process's arguments, exiting with clap's message (code 2) on a usage
+    /// error. `name` is the program's name in `--version` output.
+    pub fn parse_for(name: &'static str) -> Cli {
+        let matches = Cli::command().name(name).get_matches();
+        Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    }
+
+    /// Parses `args` (the first is the program name).
+    pub fn try_parse_for<I, T>(name: &'static str, args: I) -> Result<Cli, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let matches = Cli::command().name(name).try_get_matches_from(args)?;
+        Cli::from_arg_matches(&matches)
+    }
+}
+
+/// Resolves `HOST:PORT` (names through the system resolver). When a name has several
+/// addresses the first IPv4 one is used, else the first.
+pub fn parse_peer(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = s.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let Some((host, port)) = s.rsplit_once(':') else {
+        return Err(format!("expected HOST:PORT, got {s:?}"));
+    };
+    if host.is_empty() || port.parse::<u16>().is_err() {
+        return Err(format!("expected HOST:PORT with a port number, got {s:?}"));
+    }
+    let addrs: Vec<SocketAddr> = s
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {host:?}: {e}"))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or_else(|| addrs.first())
+        .copied()
+        .ok_or_else(|| format!("{host:?} resolved to no address"))
+}
+
+/// A byte count with an optional binary suffix: `B`, `K`/`KB`/`KiB`, `M`/`MB`/`MiB`,
+/// `G`/`GB`/`GiB` (case-insensitive; all multiples of 1024).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, suffix) = s.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("expected a number of bytes like 262144 or 256KiB, got {s:?}"))?;
+    let unit: u64 = match suffix.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        other => {
+            return Err(format!(
+                "unknown size suffix {other:?} (use KiB, MiB or GiB)"
+            ));
+        }
+    };
+    n.checked_mul(unit)
+        .ok_or_else(|| format!("{s:?} is too large"))
+}
+
+/// A piece length: [`parse_size`], then a power of two within the limits torrents allow.
+pub fn parse_piece_size(s: &str) -> Result<u32, String> {
+    let n = parse_size(s)?;
+    if !n.is_power_of_two() || !(MIN_PIECE_SIZE..=MAX_PIECE_SIZE).contains(&n) {
+        return Err(format!(
+            "piece size must be a power of two from 16KiB to 256MiB, got {n} bytes"
+        ));
+    }
+    u32::try_from(n).map_err(|_| format!("{n} does not fit a piece length"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_for(
+            "tessera-test",
+            std::iter::once("tessera-test").chain(args.iter().copied()),
+        )
+    }
+
+    #[test]
+    fn download_defaults_and_flags() {
+        let cli = parse(&["download", "a.torrent"]).unwrap();
+        let Command::Download(d) = cli.command else {
+            panic!("not download: {:?}", cli.command)
+        };
+        assert_eq!(d.torrent, PathBuf::from("a.torrent"));
+        assert_eq!(d.output, PathBuf::from("."));
+        assert!(d.peers.is_empty());
+        assert_eq!(d.listen, "0.0.0.0:0".parse::<SocketAddr>().unwrap());
+        assert!(!d.seed);
+        assert_eq!(cli.verbose, 0);
+        assert!(!cli.quiet);
+
+        let cli = parse(&[
+            "-vv",
+            "download",
+            "a.torrent",
+            "-o",
+            "out",
+            "--peer",
+            "127.0.0.1:6881",
+            "--peer",
+            "[::1]:7000",
+            "--listen",
+            "127.0.0.1:5000",
+            "--seed",
+            "--quiet",
+        ])
+        .unwrap();
+        let Command::Download(d) = cli.command else {
+            panic!("not download")
+        };
+        assert_eq!(d.output, PathBuf::from("out"));
+        assert_eq!(
+            d.peers,
+            vec![
+                "127.0.0.1:6881".parse::<SocketAddr>().unwrap(),
+                "[::1]:7000".parse().unwrap()
+            ]
+        );
+        assert_eq!(d.listen, "127.0.0.1:5000".parse::<SocketAddr>().unwrap());
+        assert!(d.seed);
+        assert_eq!(cli.verbose, 2);
+        assert!(cli.quiet);
+    }
+
+    #[test]
+    fn seed_info_verify() {
+        let cli = parse(&[
+            "seed",
+            "a.torrent",
+            "--data",
+            "d",
+            "--peer",
+            "localhost:6881",
+        ])
+        .unwrap();
+        let Command::Seed(s) = cli.command else {
+            panic!("not seed")
+        };
+        assert_eq!(s.data, PathBuf::from("d"));
+        assert_eq!(s.peers.len(), 1);
+        assert!(s.peers[0].ip().is_loopback());
+        assert_eq!(s.peers[0].port(), 6881);
+        assert_eq!(s.listen.port(), 0);
+
+        let cli = parse(&["info", "x.torrent"]).unwrap();
+        assert!(matches!(cli.command, Command::Info(ref i) if i.torrent == Path::new("x.torrent")));
+
+        let cli = parse(&["verify", "x.torrent"]).unwrap();
+        assert!(matches!(cli.command, Command::Verify(ref v) if v.data == Path::new(".")));
+        let cli = parse(&["-vvv", "verify", "x.torrent", "--data", "/srv"]).unwrap();
+        assert!(matches!(cli.command, Command::Verify(ref v) if v.data == Path::new("/srv")));
+        assert_eq!(cli.verbose, 3);
+    }
+
+    #[test]
+    fn create_with_piece_size_suffixes() {
+        let cli = parse(&[
+            "create",
+            "dir",
+            "--tracker",
+            "http://a/announce",
+            "--tracker",
+            "udp://b:80",
+            "--piece-size",
+            "256KiB",
+            "-o",
+            "out.torrent",
+            "--private",
+        ])
+        .unwrap();
+        let Command::Create(c) = cli.command else {
+            panic!("not create")
+        };
+        assert_eq!(c.path, PathBuf::from("dir"));
+        assert_eq!(c.trackers, vec!["http://a/announce", "udp://b:80"]);
+        assert_eq!(c.piece_size, Some(256 * 1024));
+        assert_eq!(c.output, Some(PathBuf::from("out.torrent")));
+        assert!(c.private);
+        assert!(!c.no_date && !c.force && c.comment.is_none());
+
+        let cli = parse(&["create", "f"]).unwrap();
+        assert!(
+            matches!(cli.command, Command::Create(ref c) if c.piece_size.is_none() && c.output.is_none() && !c.private)
+        );
+
+        for (text, n) in [
+            ("1MiB", 1 << 20),
+            ("16k", 16 << 10),
+            ("32768", 32768),
+            ("4 MB", 4 << 20),
+        ] {
+            assert_eq!(parse_piece_size(text), Ok(n), "{text}");
+        }
+        for bad in ["100KiB", "8KiB", "512MiB", "1.5MiB", "256XB", "", "KiB"] {
+            assert!(parse_piece_size(bad).is_err(), "{bad} accepted");
+        }
+        let err = parse(&["create", "f", "--piece-size", "100KiB"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("0"), Ok(0));
+        assert_eq!(parse_size("3g"), Ok(3 << 30));
+        assert_eq!(parse_size("7B"), Ok(7));
+        assert!(parse_size("99999999999999999999GiB").is_err());
+    }
+
+    #[test]
+    fn peers_are_resolved_or_refused() {
+        assert_eq!(
+            parse_peer("10.0.0.1:1"),
+            Ok("10.0.0.1:1".parse::<SocketAddr>().unwrap())
+        );
+        let local = parse_peer("localhost:6881").unwrap();
+        assert!(local.ip().is_loopback() && local.port() == 6881);
+        assert!(parse_peer("localhost").unwrap_err().contains("HOST:PORT"));
+        assert!(parse_peer("localhost:http").unwrap_err().contains("port"));
+        assert!(parse_peer(":80").is_err());
+        let err = parse(&["download", "a.torrent", "--peer", "nope"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains("HOST:PORT"), "{err}");
+    }
+
+    #[test]
+    fn usage_errors() {
+        assert_eq!(parse(&[]).unwrap_err().exit_code(), 2);
+        assert_eq!(parse(&["download"]).unwrap_err().exit_code(), 2);
+        assert_eq!(parse(&["fly", "x"]).unwrap_err().exit_code(), 2);
+        assert_eq!(
+            parse(&["download", "a", "--listen", "nowhere"])
+                .unwrap_err()
+                .exit_code(),
+            2
+        );
+    }
+}

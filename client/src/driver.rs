@@ -1,0 +1,1239 @@
+//! The runtime-independent half of the event loop.
+//!
+//! A runtime owns sockets and a way to sleep until something happens; the [`Driver`] owns
+//! the [`Session`], the disk pool, the storage and the progress output. The runtime:
+//!
+//! 1. builds a `Driver` (after binding its listener, whose port goes to the core) and
+//!    calls [`Driver::drain`] once;
+//! 2. sleeps until a socket is ready, the pool's wake-up fires, Ctrl-C arrives, or
+//!    [`Driver::timeout`] passes;
+//! 3. turns what happened into [`Input`]s for [`Driver::feed`] (input, then drain) or
+//!    [`Driver::accept`] (register the socket, then drain), then calls
+//!    [`Driver::disk_completions`] and [`Driver::handle_timeout`], which drain themselves;
+//! 4. stops when [`Driver::finished`] says so, and returns [`Driver::finish`].
+//!
+//! `drain` carries out every action through the runtime's [`Net`] (network) or the pool
+//! (disk, name resolution) and handles every event (progress, warnings, completion).
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tessera_core::{
+    Action, Bitfield, Config, ConnId, DiskError, DiskErrorKind, DiskResult, Event, Input, Instant,
+    Metainfo, Output, Session, Target, TorrentId, TorrentOptions, TorrentStats, TrackerEvent,
+};
+
+use crate::cli::{Cli, Command};
+use crate::error::Error;
+use crate::exit::Exit;
+use crate::info::printable;
+use crate::pool::{Completion, DiskPool, Job, Wake};
+use crate::storage::Storage;
+use crate::torrent;
+use crate::ui::{Summary, Ui};
+
+/// The network half of the actions, implemented by each runtime. None of these report
+/// back directly: the runtime feeds what follows (`Connected`, `Sent`, `Received`,
+/// `Closed`) to the driver as inputs later, from its own loop.
+pub trait Net {
+    /// Start connecting; answer with `Input::Connected` or `Input::Closed`.
+    fn connect(&mut self, conn: ConnId, addr: SocketAddr);
+    /// Queue bytes after everything queued before; report each write as `Input::Sent`.
+    fn send(&mut self, conn: ConnId, data: Bytes);
+    /// Drop the connection and whatever is queued; report nothing.
+    fn close(&mut self, conn: ConnId);
+    /// Send a UDP datagram (best effort).
+    fn send_datagram(&mut self, to: SocketAddr, data: Bytes);
+}
+
+/// What the session is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `download`: done once every piece is verified, unless `keep_seeding` (`--seed`).
+    Download { keep_seeding: bool },
+    /// `seed`: check the data, then serve it until interrupted.
+    Seed,
+}
+
+/// A `download` or `seed` command, ready to run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub torrent: PathBuf,
+    /// Where the data is (or goes).
+    pub dir: PathBuf,
+    pub peers: Vec<SocketAddr>,
+    pub listen: SocketAddr,
+    pub mode: Mode,
+    pub quiet: bool,
+}
+
+impl Plan {
+    /// The plan for `download` and `seed`; `None` for the offline commands.
+    pub fn from_cli(cli: &Cli) -> Option<Plan> {
+        match &cli.command {
+            Command::Download(d) => Some(Plan {
+                torrent: d.torrent.clone(),
+                dir: d.output.clone(),
+                peers: d.peers.clone(),
+                listen: d.listen,
+                mode: Mode::Download {
+                    keep_seeding: d.seed,
+                },
+                quiet: cli.quiet,
+            }),
+            Command::Seed(s) => Some(Plan {
+                torrent: s.torrent.clone(),
+                dir: s.data.clone(),
+                peers: s.peers.clone(),
+                listen: s.listen,
+                mode: Mode::Seed,
+                quiet: cli.quiet,
+            }),
+            Command::Info(_) | Command::Verify(_) | Command::Create(_) => None,
+        }
+    }
+}
+
+/// Slack given to the core's own bound on a clean stop (`tracker_timeout`) before the
+/// driver stops waiting for `Event::Stopped`.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// What the driver should do after a change of state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Nothing,
+    /// Start a clean stop (`Session::shutdown`).
+    Shutdown,
+    /// Stop now without waiting.
+    ExitNow,
+}
+
+/// When the run ends and how: the part of the driver that needs no session.
+#[derive(Debug)]
+struct Lifecycle {
+    mode: Mode,
+    complete: bool,
+    /// Set once a clean stop has started: the exit to report when it ends.
+    stopping: Option<Exit>,
+    /// When to give up waiting for `Event::Stopped`.
+    backstop: Instant,
+    finished: Option<Exit>,
+}
+
+impl Lifecycle {
+    fn new(mode: Mode) -> Lifecycle {
+        Lifecycle {
+            mode,
+            complete: false,
+            stopping: None,
+            backstop: Instant::FAR_FUTURE,
+            finished: None,
+        }
+    }
+
+    /// Starts a clean stop that will end with `exit`, unless one is under way.
+    fn stop(&mut self, exit: Exit, now: Instant, grace: std::time::Duration) -> Step {
+        if self.stopping.is_some() || self.finished.is_some() {
+            return Step::Nothing;
+        }
+        self.stopping = Some(exit);
+        self.backstop = now + grace;
+        Step::Shutdown
+    }
+
+    fn on_complete(&mut self, now: Instant, grace: std::time::Duration) -> Step {
+        self.complete = true;
+        match self.mode {
+            Mode::Download {
+                keep_seeding: false,
+            } => self.stop(Exit::Success, now, grace),
+            _ => Step::Nothing,
+        }
+    }
+
+    fn on_fatal(&mut self, message: String, now: Instant, grace: std::time::Duration) -> Step {
+        self.stop(Exit::Failed(message), now, grace)
+    }
+
+    /// Ctrl-C: a clean stop the first time, an immediate one the second.
+    fn on_interrupt(&mut self, now: Instant, grace: std::time::Duration) -> Step {
+        if self.finished.is_some() {
+            return Step::Nothing;
+        }
+        let exit = if self.complete || self.mode == Mode::Seed {
+            Exit::Success
+        } else {
+            Exit::Interrupted
+        };
+        match self.stopping.clone() {
+            None => self.stop(exit, now, grace),
+            Some(reason) => {
+                self.finished = Some(reason);
+                Step::ExitNow
+            }
+        }
+    }
+
+    fn on_stopped(&mut self) {
+        let exit = self.stopping.clone().unwrap_or_else(|| {
+            if self.complete {
+                Exit::Success
+            } else {
+                Exit::Failed("the session stopped unexpectedly".into())
+            }
+        });
+        self.finished.get_or_insert(exit);
+    }
+
+    /// True (once) when the backstop has passed without `Event::Stopped`.
+    fn on_time(&mut self, now: Instant) -> bool {
+        if self.finished.is_none() && now >= self.backstop {
+            if let Some(exit) = self.stopping.clone() {
+                self.finished = Some(exit);
+                return true;
+            }
+        }
+        false
+    }
+}
+
+/// What the driver uses of the core's [`Session`]. A trait only so that tests can drive
+/// the driver with a scripted core; runtimes use `Driver` (that is, `Driver<Session>`).
+pub trait Core {
+    fn handle_input(&mut self, input: Input);
+    fn poll_output(&mut self) -> Output;
+    fn accept(&mut self, now: Instant, remote: SocketAddr) -> Option<ConnId>;
+    fn shutdown(&mut self, now: Instant);
+    fn stats(&self, torrent: TorrentId) -> Option<TorrentStats>;
+}
+
+impl Core for Session {
+    fn handle_input(&mut self, input: Input) {
+        Session::handle_input(self, input);
+    }
+    fn poll_output(&mut self) -> Output {
+        Session::poll_output(self)
+    }
+    fn accept(&mut self, now: Instant, remote: SocketAddr) -> Option<ConnId> {
+        Session::accept(self, now, remote)
+    }
+    fn shutdown(&mut self, now: Instant) {
+        Session::shutdown(self, now);
+    }
+    fn stats(&self, torrent: TorrentId) -> Option<TorrentStats> {
+        Session::stats(self, torrent)
+    }
+}
+
+/// The session plus everything around it that is not sockets. See the module docs.
+pub struct Driver<S: Core = Session> {
+    session: S,
+    pool: DiskPool,
+    storages: HashMap<TorrentId, Arc<Storage>>,
+    ui: Ui,
+    /// The core's `Instant::ZERO`.
+    epoch: std::time::Instant,
+    mode: Mode,
+    meta: Arc<Metainfo>,
+    dir: PathBuf,
+    torrent: TorrentId,
+    /// From the last `Output::Timeout`.
+    deadline: Instant,
+    /// `Target::Host` connections waiting for their name; a `Close` removes them.
+    resolving: HashSet<ConnId>,
+    completions: Vec<Completion>,
+    lifecycle: Lifecycle,
+    grace: std::time::Duration,
+    peers_seen: HashSet<SocketAddr>,
+    last_stats: Option<TorrentStats>,
+    /// The last problem printed per tracker URL, so a failing tracker is reported once.
+    tracker_problems: HashMap<String, String>,
+}
+
+impl<S: Core> std::fmt::Debug for Driver<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Driver")
+            .field("mode", &self.mode)
+            .field("torrent", &self.torrent)
+            .field("deadline", &self.deadline)
+            .field("lifecycle", &self.lifecycle)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Driver {
+    /// Loads the torrent, prepares its directory, starts the disk pool (which calls `wake`
+    /// after each completion) and the session, and adds the torrent and the `--peer`s.
+    /// `listen_port` is the port of the runtime's bound listener. Call [`Driver::drain`]
+    /// next.
+    pub fn new(plan: &Plan, listen_port: u16, wake: Wake) -> Result<Driver, Error> {
+        let meta = torrent::load(&plan.torrent)?;
+        let storage = Arc::new(Storage::new(&plan.dir, meta.clone())?);
+        storage.prepare()?;
+        let pool = DiskPool::with_default_threads(wake)
+            .map_err(|e| Error::io("starting disk threads", e))?;
+
+        let config = Config {
+            listen_port,
+            ..Config::default()
+        };
+        let grace = config.tracker_timeout + SHUTDOWN_GRACE;
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed)
+            .map_err(|e| Error::other(format!("no randomness from the operating system: {e}")))?;
+        let epoch = std::time::Instant::now();
+        let mut session = Session::new(config, Instant::ZERO, seed);
+        let options = match plan.mode {
+            // A fresh download: nothing to check, every piece to fetch.
+            Mode::Download { keep_seeding } => TorrentOptions {
+                have: Some(Bitfield::new(meta.num_pieces() as usize)),
+                seed: keep_seeding,
+                wanted: None,
+            },
+            // Hash what is on disk first.
+            Mode::Seed => TorrentOptions {
+                have: None,
+                seed: true,
+                wanted: None,
+            },
+        };
+        let torrent = session.add_torrent(Instant::ZERO, meta.clone(), options);
+        if !plan.peers.is_empty() {
+            session.add_peers(Instant::ZERO, torrent, &plan.peers, plan.mode == Mode::Seed);
+        }
+        let ui = Ui::new(plan.quiet, &printable(&meta.info.name), meta.total_length());
+        let mut driver = Driver::from_parts(session, pool, ui, meta, torrent, storage, plan);
+        driver.epoch = epoch;
+        driver.grace = grace;
+        Ok(driver)
+    }
+}
+
+impl<S: Core> Driver<S> {
+    /// A driver around an existing session that has `torrent` added (for tests).
+    fn from_parts(
+        session: S,
+        pool: DiskPool,
+        ui: Ui,
+        meta: Arc<Metainfo>,
+        torrent: TorrentId,
+        storage: Arc<Storage>,
+        plan: &Plan,
+    ) -> Driver<S> {
+        Driver {
+            session,
+            pool,
+            storages: HashMap::from([(torrent, storage)]),
+            ui,
+            epoch: std::time::Instant::now(),
+            mode: plan.mode,
+            meta,
+            dir: plan.dir.clone(),
+            torrent,
+            deadline: Instant::ZERO,
+            resolving: HashSet::new(),
+            completions: Vec::new(),
+            lifecycle: Lifecycle::new(plan.mode),
+            grace: Config::default().tracker_timeout + SHUTDOWN_GRACE,
+            peers_seen: HashSet::new(),
+            last_stats: None,
+            tracker_problems: HashMap::new(),
+        }
+    }
+
+    /// The core's idea of now: time since the driver started.
+    pub fn now(&self) -> Instant {
+        Instant::from_duration(self.epoch.elapsed())
+    }
+
+    pub fn session(&self) -> &S {
+        &self.session
+    }
+
+    /// Feeds one input to the session. Call [`Driver::drain`] after it (or use
+    /// [`Driver::feed`], which does both).
+    pub fn input(&mut self, input: Input) {
+        self.session.handle_input(input);
+    }
+
+    /// [`Driver::input`] followed by [`Driver::drain`].
+    pub fn feed(&mut self, input: Input, net: &mut impl Net) -> Instant {
+        self.input(input);
+        self.drain(net)
+    }
+
+    /// A peer connected to the listener. `None`: close it. Call [`Driver::drain`] after it.
+    pub fn accept(&mut self, remote: SocketAddr) -> Option<ConnId> {
+        let now = self.now();
+        self.session.accept(now, remote)
+    }
+
+    /// Runs the session until it has nothing more to do: every action is carried out and
+    /// every event handled. Returns the instant at which [`Driver::handle_timeout`] must
+    /// run if nothing else happens first.
+    pub fn drain(&mut self, net: &mut impl Net) -> Instant {
+        loop {
+            match self.session.poll_output() {
+                Output::Timeout(deadline) => {
+                    self.deadline = deadline;
+                    break;
+                }
+                Output::Action(action) => self.execute(action, net),
+                Output::Event(event) => self.on_event(event),
+            }
+        }
+        self.refresh_ui();
+        self.deadline
+    }
+
+    /// How long the runtime may sleep: until the session's deadline or the shutdown
+    /// backstop, whichever is first. `None`: no deadline.
+    pub fn timeout(&self) -> Option<std::time::Duration> {
+        let next = self.deadline.min(self.lifecycle.backstop);
+        (next != Instant::FAR_FUTURE).then(|| next.saturating_duration_since(self.now()))
+    }
+
+    /// Feeds `Input::Timeout` when the deadline has passed (and drains), and gives up on a
+    /// clean stop that takes too long.
+    pub fn handle_timeout(&mut self, net: &mut impl Net) {
+        let now = self.now();
+        if now >= self.deadline {
+            self.session.handle_input(Input::Timeout { now });
+            self.drain(net);
+        }
+        if self.lifecycle.on_time(self.now()) {
+            self.ui
+                .warn("the trackers did not answer in time; stopping without them");
+        }
+    }
+
+    /// Feeds what the pool has finished to the session (draining after each), and starts
+    /// the connections whose host names are resolved.
+    pub fn disk_completions(&mut self, net: &mut impl Net) {
+        let mut batch = std::mem::take(&mut self.completions);
+        self.pool.drain(&mut batch);
+        for completion in batch.drain(..) {
+            let now = self.now();
+            match completion {
+                Completion::Disk { op, result } => {
+                    self.session.handle_input(Input::Disk { now, op, result });
+                }
+                Completion::Resolved { conn, result } => {
+                    if !self.resolving.remove(&conn) {
+                        continue; // closed by the core meanwhile
+                    }
+                    match result {
+                        Ok(addr) => {
+                            net.connect(conn, addr);
+                            continue;
+                        }
+                        Err(error) => self.session.handle_input(Input::Closed {
+                            now,
+                            conn,
+                            error: Some(error),
+                        }),
+                    }
+                }
+                Completion::Hashed { .. } => continue,
+            }
+            self.drain(net);
+        }
+        self.completions = batch;
+    }
+
+    /// Ctrl-C (or SIGTERM): the first asks the session for a clean stop (`stopped`
+    /// announces, connections closed), a second one ends the run at once.
+    pub fn request_shutdown(&mut self, net: &mut impl Net) {
+        let now = self.now();
+        match self.lifecycle.on_interrupt(now, self.grace) {
+            Step::Shutdown => {
+                self.ui
+                    .message("stopping: telling the trackers (Ctrl-C again to quit at once)");
+                self.session.shutdown(now);
+                self.drain(net);
+            }
+            Step::ExitNow => {
+                let dropped = self.pool.abandon();
+                tracing::debug!("quitting at once; {dropped} disk jobs dropped");
+            }
+            Step::Nothing => {}
+        }
+    }
+
+    /// `Some` once the run is over: the download is complete and the session stopped, a
+    /// fatal error happened, or Ctrl-C was pressed (twice, or once and the stop is done).
+    pub fn finished(&self) -> Option<Exit> {
+        self.lifecycle.finished.clone()
+    }
+
+    /// Prints the summary and returns how the run ended (`Interrupted` if called early).
+    /// Dropping the driver waits for disk jobs already started.
+    pub fn finish(mut self) -> Exit {
+        if let Some(stats) = self.session.stats(self.torrent) {
+            self.last_stats = Some(stats);
+        }
+        let stats = self.last_stats.clone().unwrap_or_default();
+        self.ui.finish(&Summary {
+            name: printable(&self.meta.info.name),
+            downloaded: stats.downloaded,
+            uploaded: stats.uploaded,
+            elapsed: self.epoch.elapsed(),
+            peers: self.peers_seen.len(),
+        });
+        self.lifecycle.finished.clone().unwrap_or(Exit::Interrupted)
+    }
+
+    fn execute(&mut self, action: Action, net: &mut impl Net) {
+        match action {
+            Action::Connect { conn, target } => match target {
+                Target::Addr(addr) => net.connect(conn, addr),
+                Target::Host { host, port } => {
+                    self.resolving.insert(conn);
+                    self.pool.submit(Job::Resolve { conn, host, port });
+                }
+            },
+            Action::Send { conn, data } => net.send(conn, data),
+            Action::Close { conn } => {
+                if !self.resolving.remove(&conn) {
+                    net.close(conn);
+                }
+            }
+            Action::SendDatagram { to, data } => net.send_datagram(to, data),
+            Action::Write {
+                op,
+                torrent,
+                piece,
+                offset,
+                data,
+                spans,
+                expected,
+            } => match self.storages.get(&torrent) {
+                Some(storage) => self.pool.submit(Job::Write {
+                    op,
+                    storage: storage.clone(),
+                    piece,
+                    offset,
+                    data,
+                    spans,
+                    expected,
+                }),
+                None => self.unknown_torrent(op, torrent),
+            },
+            Action::Verify {
+                op,
+                torrent,
+                spans,
+                expected,
+                ..
+            } => match self.storages.get(&torrent) {
+                Some(storage) => self.pool.submit(Job::Verify {
+                    op,
+                    storage: storage.clone(),
+                    spans,
+                    expected,
+                }),
+                None => self.unknown_torrent(op, torrent),
+            },
+            Action::Read {
+                op,
+                torrent,
+                len,
+                spans,
+                ..
+            } => match self.storages.get(&torrent) {
+                Some(storage) => self.pool.submit(Job::Read {
+                    op,
+                    storage: storage.clone(),
+                    len,
+                    spans,
+                }),
+                None => self.unknown_torrent(op, torrent),
+            },
+        }
+    }
+
+    /// A disk action for a torrent the driver has no storage for: a core bug, answered so
+    /// that the core is not left waiting.
+    fn unknown_torrent(&mut self, op: tessera_core::OpId, torrent: TorrentId) {
+        let now = self.now();
+        self.session.handle_input(Input::Disk {
+            now,
+            op,
+            result: DiskResult::Error(DiskError {
+                kind: DiskErrorKind::Other,
+                message: format!("internal error: no storage for {torrent}"),
+            }),
+        });
+    }
+
+    fn on_event(&mut self, event: Event) {
+        let now = self.now();
+        let name = printable(&self.meta.info.name);
+        match event {
+            Event::Checked { have, total, .. } => {
+                if self.mode == Mode::Seed {
+                    if have == 0 && total > 0 {
+                        self.ui.warn(&format!(
+                            "no data for {name} found under {}: it will be downloaded",
+                            self.dir.display()
+                        ));
+                    } else if have < total {
+                        self.ui.warn(&format!(
+                            "{name}: only {have} of {total} pieces on disk; the rest will be downloaded"
+                        ));
+                    } else {
+                        self.ui.message(&format!(
+                            "{name}: all {total} pieces verified, seeding (Ctrl-C to stop)"
+                        ));
+                    }
+                }
+            }
+            Event::PieceVerified { piece, .. } => tracing::trace!("piece {piece} verified"),
+            Event::HashFailed { piece, .. } => {
+                tracing::info!("piece {piece} failed its hash check; fetching it again");
+            }
+            Event::Complete { .. } => {
+                if self.mode == (Mode::Download { keep_seeding: true }) {
+                    self.ui.message(&format!(
+                        "{name}: download complete, seeding (Ctrl-C to stop)"
+                    ));
+                }
+                if self.lifecycle.on_complete(now, self.grace) == Step::Shutdown {
+                    self.session.shutdown(now);
+                }
+            }
+            Event::Tracker { url, event, .. } => self.on_tracker(url, event),
+            Event::PeerConnected { addr, id, .. } => {
+                tracing::debug!("peer {addr} connected ({id})");
+                self.peers_seen.insert(addr);
+            }
+            Event::PeerClosed { addr, reason, .. } => {
+                tracing::debug!("peer {addr} closed: {reason}");
+            }
+            Event::DiskError { message, .. } => {
+                let message = format!("disk error: {message}");
+                if self.lifecycle.on_fatal(message.clone(), now, self.grace) == Step::Shutdown {
+                    self.session.shutdown(now);
+                } else {
+                    self.ui.warn(&message);
+                }
+            }
+            Event::Stopped => self.lifecycle.on_stopped(),
+        }
+    }
+
+    fn on_tracker(&mut self, url: String, event: TrackerEvent) {
+        let url = printable(&url);
+        let problem = match event {
+            TrackerEvent::Announced { peers, interval } => {
+                tracing::info!(
+                    "{url}: {peers} peers, next announce in {}s",
+                    interval.as_secs()
+                );
+                self.tracker_problems.remove(&url);
+                return;
+            }
+            TrackerEvent::Warning(m) => format!("tracker {url} warns: {}", printable(&m)),
+            TrackerEvent::Failure(m) => format!("tracker {url} refused: {}", printable(&m)),
+            TrackerEvent::Error(m) => format!("tracker {url}: {}", printable(&m)),
+        };
+        if self.tracker_problems.get(&url) != Some(&problem) {
+            self.ui.warn(&problem);
+            self.tracker_problems.insert(url, problem);
+        } else {
+            tracing::debug!("{problem}");
+        }
+    }
+
+    fn refresh_ui(&mut self) {
+        let now = std::time::Instant::now();
+        if self.ui.wants_update(now) {
+            if let Some(stats) = self.session.stats(self.torrent) {
+                self.ui.update(now, &stats);
+                self.last_stats = Some(stats);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    const GRACE: Duration = Duration::from_secs(35);
+
+    fn at(secs: u64) -> Instant {
+        Instant::from_duration(Duration::from_secs(secs))
+    }
+
+    #[test]
+    fn download_ends_after_complete_and_a_clean_stop() {
+        let mut l = Lifecycle::new(Mode::Download {
+            keep_seeding: false,
+        });
+        assert_eq!(l.on_complete(at(10), GRACE), Step::Shutdown);
+        assert_eq!(l.backstop, at(45));
+        assert_eq!(l.finished, None);
+        l.on_stopped();
+        assert_eq!(l.finished, Some(Exit::Success));
+    }
+
+    #[test]
+    fn a_stop_that_hangs_ends_at_the_backstop() {
+        let mut l = Lifecycle::new(Mode::Download {
+            keep_seeding: false,
+        });
+        l.on_complete(at(10), GRACE);
+        assert!(!l.on_time(at(44)));
+        assert!(l.on_time(at(45)));
+        assert_eq!(l.finished, Some(Exit::Success));
+        assert!(!l.on_time(at(46)));
+    }
+
+    #[test]
+    fn keep_seeding_continues_after_complete() {
+        let mut l = Lifecycle::new(Mode::Download { keep_seeding: true });
+        assert_eq!(l.on_complete(at(1), GRACE), Step::Nothing);
+        assert_eq!(l.finished, None);
+        // Ctrl-C after completion is a success; a second one quits at once.
+        assert_eq!(l.on_interrupt(at(2), GRACE), Step::Shutdown);
+        assert_eq!(l.on_interrupt(at(3), GRACE), Step::ExitNow);
+        assert_eq!(l.finished, Some(Exit::Success));
+        assert_eq!(l.on_interrupt(at(4), GRACE), Step::Nothing);
+    }
+
+    #[test]
+    fn interrupting_an_incomplete_download_fails() {
+        let mut l = Lifecycle::new(Mode::Download {
+            keep_seeding: false,
+        });
+        assert_eq!(l.on_interrupt(at(1), GRACE), Step::Shutdown);
+        assert_eq!(l.finished, None);
+        l.on_stopped();
+        assert_eq!(l.finished, Some(Exit::Interrupted));
+    }
+
+    #[test]
+    fn seeding_ends_well_on_interrupt() {
+        let mut l = Lifecycle::new(Mode::Seed);
+        assert_eq!(l.on_complete(at(1), GRACE), Step::Nothing);
+        assert_eq!(l.on_interrupt(at(100), GRACE), Step::Shutdown);
+        l.on_stopped();
+        assert_eq!(l.finished, Some(Exit::Success));
+        // Even a seeder whose data was incomplete stops with success when asked to.
+        let mut l = Lifecycle::new(Mode::Seed);
+        l.on_interrupt(at(1), GRACE);
+        l.on_stopped();
+        assert_eq!(l.finished, Some(Exit::Success));
+    }
+
+    #[test]
+    fn disk_errors_are_fatal_and_keep_their_message() {
+        let mut l = Lifecycle::new(Mode::Seed);
+        assert_eq!(
+            l.on_fatal("disk error: full".into(), at(1), GRACE),
+            Step::Shutdown
+        );
+        // A later interrupt while stopping quits at once, still reporting the error.
+        assert_eq!(l.on_interrupt(at(2), GRACE), Step::ExitNow);
+        assert_eq!(l.finished, Some(Exit::Failed("disk error: full".into())));
+
+        let mut l = Lifecycle::new(Mode::Download {
+            keep_seeding: false,
+        });
+        l.on_fatal("disk error: x".into(), at(1), GRACE);
+        // A second fatal error does not restart the stop.
+        assert_eq!(
+            l.on_fatal("disk error: y".into(), at(2), GRACE),
+            Step::Nothing
+        );
+        l.on_stopped();
+        assert_eq!(l.finished, Some(Exit::Failed("disk error: x".into())));
+    }
+
+    #[test]
+    fn an_unexpected_stop_is_a_failure_unless_complete() {
+        let mut l = Lifecycle::new(Mode::Download {
+            keep_seeding: false,
+        });
+        l.on_stopped();
+        assert!(matches!(l.finished, Some(Exit::Failed(_))));
+    }
+
+    #[test]
+    fn plans_from_the_command_line() {
+        let cli = Cli::try_parse_for(
+            "t",
+            [
+                "t",
+                "download",
+                "x.torrent",
+                "-o",
+                "out",
+                "--peer",
+                "127.0.0.1:1",
+                "--seed",
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            Plan::from_cli(&cli),
+            Some(Plan {
+                torrent: "x.torrent".into(),
+                dir: "out".into(),
+                peers: vec!["127.0.0.1:1".parse().unwrap()],
+                listen: "0.0.0.0:0".parse().unwrap(),
+                mode: Mode::Download { keep_seeding: true },
+                quiet: false,
+            })
+        );
+        let cli = Cli::try_parse_for(
+            "t",
+            [
+                "t",
+                "-q",
+                "seed",
+                "x.torrent",
+                "--data",
+                "d",
+                "--listen",
+                "127.0.0.1:7",
+            ],
+        )
+        .unwrap();
+        let plan = Plan::from_cli(&cli).unwrap();
+        assert_eq!(plan.mode, Mode::Seed);
+        assert_eq!(plan.dir, PathBuf::from("d"));
+        assert_eq!(plan.listen.port(), 7);
+        assert!(plan.quiet);
+        let cli = Cli::try_parse_for("t", ["t", "info", "x.torrent"]).unwrap();
+        assert_eq!(Plan::from_cli(&cli), None);
+    }
+
+    // ---- The drain logic, with a scripted core and a recording network. ----
+
+    use std::collections::VecDeque;
+
+    use tessera_core::OpId;
+
+    use crate::testutil::{TestTorrent, torrent};
+
+    /// A core that hands out queued outputs and records its inputs. `react` may queue more
+    /// outputs in answer to an input.
+    struct FakeCore {
+        outputs: VecDeque<Output>,
+        inputs: Vec<Input>,
+        shutdowns: usize,
+        deadline: Instant,
+        react: fn(&Input, &mut VecDeque<Output>),
+    }
+
+    impl Core for FakeCore {
+        fn handle_input(&mut self, input: Input) {
+            (self.react)(&input, &mut self.outputs);
+            self.inputs.push(input);
+        }
+        fn poll_output(&mut self) -> Output {
+            self.outputs
+                .pop_front()
+                .unwrap_or(Output::Timeout(self.deadline))
+        }
+        fn accept(&mut self, _now: Instant, _remote: SocketAddr) -> Option<ConnId> {
+            Some(ConnId(77))
+        }
+        fn shutdown(&mut self, _now: Instant) {
+            self.shutdowns += 1;
+        }
+        fn stats(&self, _torrent: TorrentId) -> Option<TorrentStats> {
+            Some(TorrentStats::default())
+        }
+    }
+
+    #[derive(Default, Debug, PartialEq)]
+    struct FakeNet {
+        calls: Vec<String>,
+    }
+
+    impl Net for FakeNet {
+        fn connect(&mut self, conn: ConnId, addr: SocketAddr) {
+            self.calls.push(format!("connect {conn} {addr}"));
+        }
+        fn send(&mut self, conn: ConnId, data: Bytes) {
+            self.calls.push(format!("send {conn} {}", data.len()));
+        }
+        fn close(&mut self, conn: ConnId) {
+            self.calls.push(format!("close {conn}"));
+        }
+        fn send_datagram(&mut self, to: SocketAddr, data: Bytes) {
+            self.calls.push(format!("datagram {to} {}", data.len()));
+        }
+    }
+
+    const T: TorrentId = TorrentId(1);
+
+    fn no_reaction(_: &Input, _: &mut VecDeque<Output>) {}
+
+    fn driver(
+        mode: Mode,
+        dir: &std::path::Path,
+        react: fn(&Input, &mut VecDeque<Output>),
+    ) -> (Driver<FakeCore>, TestTorrent) {
+        let t = torrent("d", &[("a", 40_000, false), ("b", 10_000, false)], 16384);
+        let storage = Arc::new(Storage::new(dir, t.meta.clone()).unwrap());
+        storage.prepare().unwrap();
+        let core = FakeCore {
+            outputs: VecDeque::new(),
+            inputs: Vec::new(),
+            shutdowns: 0,
+            deadline: Instant::FAR_FUTURE,
+            react,
+        };
+        let plan = Plan {
+            torrent: "d.torrent".into(),
+            dir: dir.to_path_buf(),
+            peers: vec![],
+            listen: "127.0.0.1:0".parse().unwrap(),
+            mode,
+            quiet: true,
+        };
+        let pool = DiskPool::new(2, Arc::new(|| {})).unwrap();
+        let d = Driver::from_parts(
+            core,
+            pool,
+            Ui::new(true, "d", t.meta.total_length()),
+            t.meta.clone(),
+            T,
+            storage,
+            &plan,
+        );
+        (d, t)
+    }
+
+    fn push(d: &mut Driver<FakeCore>, outputs: impl IntoIterator<Item = Output>) {
+        d.session.outputs.extend(outputs);
+    }
+
+    /// Collects pool completions into the core until `done` holds (bounded).
+    fn settle(
+        d: &mut Driver<FakeCore>,
+        net: &mut FakeNet,
+        done: impl Fn(&Driver<FakeCore>, &FakeNet) -> bool,
+    ) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !done(d, net) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out: {:?} {:?}",
+                d.session.inputs,
+                net.calls
+            );
+            d.disk_completions(net);
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    fn disk_results(d: &Driver<FakeCore>) -> Vec<(OpId, DiskResult)> {
+        d.session
+            .inputs
+            .iter()
+            .filter_map(|i| match i {
+                Input::Disk { op, result, .. } => Some((*op, result.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn network_actions_go_to_the_net_and_the_deadline_is_returned() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut d, _) = driver(Mode::Seed, dir.path(), no_reaction);
+        let peer: SocketAddr = "127.0.0.1:6881".parse().unwrap();
+        push(
+            &mut d,
+            [
+                Output::Action(Action::Connect {
+                    conn: ConnId(1),
+                    target: Target::Addr(peer),
+                }),
+                Output::Action(Action::Send {
+                    conn: ConnId(1),
+                    data: Bytes::from_static(b"hello"),
+                }),
+                Output::Action(Action::SendDatagram {
+                    to: peer,
+                    data: Bytes::from_static(b"xy"),
+                }),
+                Output::Action(Action::Close { conn: ConnId(1) }),
+                Output::Timeout(at(3)),
+            ],
+        );
+        let mut net = FakeNet::default();
+        assert_eq!(d.drain(&mut net), at(3));
+        assert_eq!(
+            net.calls,
+            vec![
+                "connect ConnId#1 127.0.0.1:6881",
+                "send ConnId#1 5",
+                "datagram 127.0.0.1:6881 2",
+                "close ConnId#1",
+            ]
+        );
+        // A deadline in the past: the timer fires and feeds Timeout.
+        assert!(
+            d.timeout()
+                .is_some_and(|t| t <= Duration::from_secs(3) && t > Duration::from_secs(2))
+        );
+        d.session.outputs.push_back(Output::Timeout(Instant::ZERO));
+        d.drain(&mut net);
+        d.handle_timeout(&mut net);
+        assert!(matches!(
+            d.session.inputs.last(),
+            Some(Input::Timeout { .. })
+        ));
+        assert_eq!(d.timeout(), None); // FakeCore's default deadline: none
+        assert_eq!(d.accept("127.0.0.1:9".parse().unwrap()), Some(ConnId(77)));
+    }
+
+    #[test]
+    fn disk_actions_run_on_the_pool_and_come_back_as_inputs() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut d, t) = driver(Mode::Seed, dir.path(), no_reaction);
+        let l = t.meta.layout();
+        push(
+            &mut d,
+            [
+                Output::Action(Action::Write {
+                    op: OpId(1),
+                    torrent: T,
+                    piece: 2,
+                    offset: 0,
+                    data: vec![Bytes::copy_from_slice(t.piece(2))],
+                    spans: l.spans(2, 0, l.piece_len(2)),
+                    expected: t.meta.piece_hash(2),
+                }),
+                Output::Action(Action::Write {
+                    op: OpId(2),
+                    torrent: TorrentId(99),
+                    piece: 0,
+                    offset: 0,
+                    data: vec![],
+                    spans: vec![],
+                    expected: None,
+                }),
+            ],
+        );
+        let mut net = FakeNet::default();
+        d.drain(&mut net);
+        settle(&mut d, &mut net, |d, _| disk_results(d).len() == 2);
+        let results = disk_results(&d);
+        // The unknown torrent is answered at once, before the write completes.
+        assert_eq!(results[0].0, OpId(2));
+        assert!(matches!(&results[0].1, DiskResult::Error(e) if e.message.contains("no storage")));
+        assert_eq!(results[1], (OpId(1), DiskResult::Ok));
+
+        push(
+            &mut d,
+            [
+                Output::Action(Action::Verify {
+                    op: OpId(3),
+                    torrent: T,
+                    piece: 2,
+                    spans: l.spans(2, 0, l.piece_len(2)),
+                    expected: t.meta.piece_hash(2).unwrap(),
+                }),
+                Output::Action(Action::Read {
+                    op: OpId(4),
+                    torrent: T,
+                    piece: 2,
+                    offset: 100,
+                    len: 50,
+                    spans: l.spans(2, 100, 50),
+                }),
+            ],
+        );
+        d.drain(&mut net);
+        settle(&mut d, &mut net, |d, _| disk_results(d).len() == 4);
+        let results = disk_results(&d);
+        assert!(results.contains(&(OpId(3), DiskResult::Ok)));
+        assert!(results.contains(&(
+            OpId(4),
+            DiskResult::Data(Bytes::copy_from_slice(&t.piece(2)[100..150]))
+        )));
+        assert!(net.calls.is_empty());
+    }
+
+    #[test]
+    fn host_names_are_resolved_before_connecting() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut d, _) = driver(Mode::Seed, dir.path(), no_reaction);
+        let host = |conn, host: &str| {
+            Output::Action(Action::Connect {
+                conn: ConnId(conn),
+                target: Target::Host {
+                    host: host.into(),
+                    port: 8080,
+                },
+            })
+        };
+        push(
+            &mut d,
+            [host(1, "localhost"), host(2, "localhost"), host(3, "")],
+        );
+        // The core gives up on connection 2 before its name is resolved.
+        push(&mut d, [Output::Action(Action::Close { conn: ConnId(2) })]);
+        let mut net = FakeNet::default();
+        d.drain(&mut net);
+        settle(&mut d, &mut net, |d, net| {
+            !net.calls.is_empty()
+                && d.session
+                    .inputs
+                    .iter()
+                    .any(|i| matches!(i, Input::Closed { .. }))
+        });
+        // Let connection 2's resolution finish too.
+        std::thread::sleep(Duration::from_millis(50));
+        d.disk_completions(&mut net);
+        assert_eq!(net.calls.len(), 1, "{:?}", net.calls);
+        assert!(
+            net.calls[0].starts_with("connect ConnId#1 "),
+            "{:?}",
+            net.calls
+        );
+        assert!(net.calls[0].ends_with(":8080"));
+        let closed: Vec<_> = d
+            .session
+            .inputs
+            .iter()
+            .filter_map(|i| match i {
+                Input::Closed { conn, error, .. } => Some((*conn, error.clone())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(closed.len(), 1);
+        assert_eq!(closed[0].0, ConnId(3));
+        assert!(
+            closed[0]
+                .1
+                .as_deref()
+                .is_some_and(|e| e.contains("resolve"))
+        );
+        assert!(d.resolving.is_empty());
+    }
+
+    #[test]
+    fn a_download_stops_cleanly_once_complete() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut d, _) = driver(
+            Mode::Download {
+                keep_seeding: false,
+            },
+            dir.path(),
+            no_reaction,
+        );
+        let peer: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        push(
+            &mut d,
+            [
+                Output::Event(Event::PeerConnected {
+                    torrent: T,
+                    addr: peer,
+                    id: tessera_core::PeerId([0; 20]),
+                }),
+                Output::Event(Event::Complete { torrent: T }),
+            ],
+        );
+        let mut net = FakeNet::default();
+        d.drain(&mut net);
+        assert_eq!(d.session.shutdowns, 1);
+        assert_eq!(d.finished(), None);
+        // The backstop now bounds the wait.
+        assert!(d.timeout().is_some_and(|t| t <= d.grace));
+        push(&mut d, [Output::Event(Event::Stopped)]);
+        d.drain(&mut net);
+        assert_eq!(d.finished(), Some(Exit::Success));
+        assert_eq!(d.peers_seen.len(), 1);
+        assert_eq!(d.finish(), Exit::Success);
+    }
+
+    #[test]
+    fn disk_errors_end_the_run_with_their_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut d, _) = driver(Mode::Seed, dir.path(), |input, out| {
+            // The core finishes its stop as soon as a timer fires.
+            if matches!(input, Input::Timeout { .. }) {
+                out.push_back(Output::Event(Event::Stopped));
+            }
+        });
+        push(
+            &mut d,
+            [Output::Event(Event::DiskError {
+                torrent: T,
+                message: "writing /x: No space left on device".into(),
+            })],
+        );
+        // The core wants a timer right away.
+        d.session.deadline = Instant::ZERO;
+        let mut net = FakeNet::default();
+        d.drain(&mut net);
+        assert_eq!(d.session.shutdowns, 1);
+        assert_eq!(d.finished(), None);
+        d.handle_timeout(&mut net);
+        assert_eq!(
+            d.finished(),
+            Some(Exit::Failed(
+                "disk error: writing /x: No space left on device".into()
+            ))
+        );
+    }
+
+    #[test]
+    fn ctrl_c_twice_quits_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut d, _) = driver(
+            Mode::Download {
+                keep_seeding: false,
+            },
+            dir.path(),
+            no_reaction,
+        );
+        let mut net = FakeNet::default();
+        d.request_shutdown(&mut net);
+        assert_eq!(d.session.shutdowns, 1);
+        assert_eq!(d.finished(), None);
+        d.request_shutdown(&mut net);
+        assert_eq!(d.session.shutdowns, 1);
+        assert_eq!(d.finished(), Some(Exit::Interrupted));
+    }
+
+    #[test]
+    fn tracker_problems_are_reported_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut d, _) = driver(Mode::Seed, dir.path(), no_reaction);
+        let tracker = |event| {
+            Output::Event(Event::Tracker {
+                torrent: T,
+                url: "http://t/announce".into(),
+                event,
+            })
+        };
+        let down = || tracker(TrackerEvent::Error("connection refused".into()));
+        push(&mut d, [down(), down()]);
+        let mut net = FakeNet::default();
+        d.drain(&mut net);
+        assert_eq!(d.tracker_problems.len(), 1);
+        push(
+            &mut d,
+            [tracker(TrackerEvent::Announced {
+                peers: 3,
+                interval: Duration::from_secs(1800),
+            })],
+        );
+        d.drain(&mut net);
+        assert!(d.tracker_problems.is_empty());
+    }
+}

@@ -1,0 +1,432 @@
+//! A torrent's files on disk: the disk actions of the core (`Write`, `Verify`, `Read`).
+//!
+//! Files live at `root/<path components>` (the metainfo's validated paths, which start with
+//! the torrent's name). Nothing is allocated eagerly: `prepare` makes directories and
+//! zero-length files, and data files are created sparse on their first write, with
+//! positioned writes wherever the blocks land. BEP 47 padding files are never touched on
+//! disk and read as zeros.
+//!
+//! A `Storage` is shared by the disk pool's threads: every operation takes `&self`, uses
+//! positioned I/O (`pread`/`pwrite`), and open file handles are cached.
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Component, Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use bytes::{Bytes, BytesMut};
+use sha1::{Digest, Sha1};
+use tessera_core::metainfo::Metainfo;
+use tessera_core::{DiskError, DiskErrorKind, DiskResult, FileSpan};
+
+use crate::error::Error;
+
+/// Open handles kept per torrent. Past this the cache is emptied (handles in use stay
+/// open until their operation ends), which bounds descriptors for torrents of many files.
+const MAX_OPEN_FILES: usize = 128;
+
+/// Bytes read at a time when hashing.
+const HASH_CHUNK: usize = 1 << 20;
+
+#[derive(Debug)]
+struct StorageFile {
+    path: PathBuf,
+    length: u64,
+    padding: bool,
+    executable: bool,
+}
+
+#[derive(Debug, Clone)]
+struct Handle {
+    file: Arc<File>,
+    writable: bool,
+}
+
+/// Why bytes could not be read.
+enum ReadFail {
+    /// The file does not exist.
+    Missing(PathBuf),
+    /// The file ends before the span does.
+    Short(PathBuf),
+    Io(DiskError),
+}
+
+impl ReadFail {
+    /// As an error: for reads that must succeed (uploads, `create`).
+    fn into_error(self) -> DiskError {
+        match self {
+            ReadFail::Missing(path) => DiskError {
+                kind: DiskErrorKind::NotFound,
+                message: format!("reading {}: file does not exist", path.display()),
+            },
+            ReadFail::Short(path) => DiskError {
+                kind: DiskErrorKind::Other,
+                message: format!(
+                    "reading {}: file is shorter than expected (changed on disk?)",
+                    path.display()
+                ),
+            },
+            ReadFail::Io(e) => e,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Storage {
+    files: Vec<StorageFile>,
+    handles: Mutex<HashMap<usize, Handle>>,
+}
+
+impl Storage {
+    /// The storage of `meta`'s files under `root`. Refuses (rather than trusts) any path
+    /// component that could lead outside `root`, although metainfo parsing rejects those.
+    pub fn new(root: impl Into<PathBuf>, meta: Arc<Metainfo>) -> Result<Storage, Error> {
+        let root = root.into();
+        let layout = meta.layout();
+        if meta.info.files.len() != layout.num_files() {
+            return Err(Error::other(format!(
+                "torrent lists {} files but its layout has {}",
+                meta.info.files.len(),
+                layout.num_files()
+            )));
+        }
+        let mut files = Vec::with_capacity(meta.info.files.len());
+        for (i, entry) in meta.info.files.iter().enumerate() {
+            let path = join_under(&root, &entry.path).ok_or_else(|| {
+                Error::other(format!(
+                    "refusing unsafe file path {:?} in the torrent",
+                    entry.path.join("/")
+                ))
+            })?;
+            if entry.length != layout.file_len(i) {
+                return Err(Error::other(format!(
+                    "file {} has length {} but the layout says {}",
+                    path.display(),
+                    entry.length,
+                    layout.file_len(i)
+                )));
+            }
+            files.push(StorageFile {
+                path,
+                length: entry.length,
+                padding: entry.padding,
+                executable: entry.executable,
+            });
+        }
+        Ok(Storage::from_files(files))
+    }
+
+    /// Storage over arbitrary existing files laid end to end (for `create`, which hashes
+    /// data that is not described by a torrent yet).
+    pub fn from_paths(files: impl IntoIterator<Item = (PathBuf, u64)>) -> Storage {
+        Storage::from_files(
+            files
+                .into_iter()
+                .map(|(path, length)| StorageFile {
+                    path,
+                    length,
+                    padding: false,
+                    executable: false,
+                })
+                .collect(),
+        )
+    }
+
+    fn from_files(files: Vec<StorageFile>) -> Storage {
+        Storage {
+            files,
+            handles: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Where file `file` lives.
+    pub fn path(&self, file: usize) -> Option<&Path> {
+        self.files.get(file).map(|f| f.path.as_path())
+    }
+
+    /// True when file `file` exists on disk (padding files always "exist").
+    pub fn exists(&self, file: usize) -> bool {
+        self.files
+            .get(file)
+            .is_some_and(|f| f.padding || f.path.is_file())
+    }
+
+    /// Creates every directory and every zero-length file; nothing else.
+    pub fn prepare(&self) -> Result<(), Error> {
+        for f in self.files.iter().filter(|f| !f.padding) {
+            if let Some(parent) = f.path.parent() {
+                fs::create_dir_all(parent).map_err(|e| Error::at("creating", parent, e))?;
+            }
+            if f.length == 0 {
+                self.open_options(f, true)
+                    .open(&f.path)
+                    .map_err(|e| Error::at("creating", &f.path, e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `Action::Write`: puts `data` (contiguous bytes) where `spans` say. With `expected`,
+    /// `data` is a whole piece: it is hashed first and nothing is written on a mismatch.
+    pub fn write(
+        &self,
+        piece: u32,
+        offset: u32,
+        data: &[Bytes],
+        spans: &[FileSpan],
+        expected: Option<[u8; 20]>,
+    ) -> DiskResult {
+        let data_len: u64 = data.iter().map(|d| d.len() as u64).sum();
+        let span_len: u64 = spans.iter().map(|s| s.len).sum();
+        if data_len != span_len {
+            return internal(format!(
+                "write of piece {piece} at {offset}: {data_len} bytes for spans of {span_len}"
+            ));
+        }
+        if let Some(expected) = expected {
+            let mut hasher = Sha1::new();
+            for d in data {
+                hasher.update(d);
+            }
+            if <[u8; 20]>::from(hasher.finalize()) != expected {
+                return DiskResult::HashMismatch;
+            }
+        }
+        let mut chunks = data.iter();
+        let mut current: &[u8] = &[];
+        for span in spans {
+            let file = match self.file_for(span) {
+                Ok(f) => f,
+                Err(e) => return DiskResult::Error(e),
+            };
+            let handle = if file.padding {
+                None
+            } else {
+                match self.handle(span.file, true) {
+                    Ok(h) => Some(h),
+                    Err(e) => return DiskResult::Error(disk_error("opening", &file.path, &e)),
+                }
+            };
+            let mut pos = span.offset;
+            let mut left = span.len;
+            while left > 0 {
+                while current.is_empty() {
+                    match chunks.next() {
+                        Some(c) => current = c,
+                        // Lengths were checked above.
+                        None => return internal("write ran out of data".to_string()),
+                    }
+                }
+                let n = usize::try_from(left).map_or(current.len(), |l| l.min(current.len()));
+                if let Some(h) = &handle {
+                    if let Err(e) = h.file.write_all_at(&current[..n], pos) {
+                        return DiskResult::Error(disk_error("writing", &file.path, &e));
+                    }
+                }
+                current = &current[n..];
+                pos += n as u64;
+                left -= n as u64;
+            }
+        }
+        DiskResult::Ok
+    }
+
+    /// `Action::Verify`: hashes the spans as they are on disk. Missing or short files are a
+    /// mismatch, not an error.
+    pub fn verify(&self, spans: &[FileSpan], expected: [u8; 20]) -> DiskResult {
+        match self.hash_spans(spans) {
+            Ok(hash) if hash == expected => DiskResult::Ok,
+            Ok(_) | Err(ReadFail::Missing(_) | ReadFail::Short(_)) => DiskResult::HashMismatch,
+            Err(ReadFail::Io(e)) => DiskResult::Error(e),
+        }
+    }
+
+    /// The SHA-1 of the spans; any unreadable byte is an error.
+    pub fn hash(&self, spans: &[FileSpan]) -> Result<[u8; 20], DiskError> {
+        self.hash_spans(spans).map_err(ReadFail::into_error)
+    }
+
+    /// `Action::Read`: `len` bytes from the spans (which must cover exactly `len`).
+    pub fn read(&self, spans: &[FileSpan], len: u32) -> DiskResult {
+        let span_len: u64 = spans.iter().map(|s| s.len).sum();
+        if span_len != u64::from(len) {
+            return internal(format!("read of {len} bytes over spans of {span_len}"));
+        }
+        let mut buf = BytesMut::zeroed(len as usize);
+        let mut at = 0usize;
+        for span in spans {
+            // `span.len` is at most `len`, a u32.
+            let n = span.len as usize;
+            if let Err(e) = self.read_span(span, &mut buf[at..at + n]) {
+                return DiskResult::Error(e.into_error());
+            }
+            at += n;
+        }
+        DiskResult::Data(buf.freeze())
+    }
+
+    fn hash_spans(&self, spans: &[FileSpan]) -> Result<[u8; 20], ReadFail> {
+        let total: u64 = spans.iter().map(|s| s.len).sum();
+        let mut buf = vec![0u8; usize::try_from(total).map_or(HASH_CHUNK, |t| t.min(HASH_CHUNK))];
+        let mut hasher = Sha1::new();
+        for span in spans {
+            let mut pos = span.offset;
+            let mut left = span.len;
+            while left > 0 {
+                let n = usize::try_from(left).map_or(buf.len(), |l| l.min(buf.len()));
+                let sub = FileSpan {
+                    file: span.file,
+                    offset: pos,
+                    len: n as u64,
+                };
+                self.read_span(&sub, &mut buf[..n])?;
+                hasher.update(&buf[..n]);
+                pos += n as u64;
+                left -= n as u64;
+            }
+        }
+        Ok(hasher.finalize().into())
+    }
+
+    /// Fills `out` (`span.len` bytes) from the span.
+    fn read_span(&self, span: &FileSpan, out: &mut [u8]) -> Result<(), ReadFail> {
+        debug_assert_eq!(out.len() as u64, span.len);
+        let file = self.file_for(span).map_err(ReadFail::Io)?;
+        if file.padding {
+            out.fill(0);
+            return Ok(());
+        }
+        let handle = match self.handle(span.file, false) {
+            Ok(h) => h,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(ReadFail::Missing(file.path.clone()));
+            }
+            Err(e) => return Err(ReadFail::Io(disk_error("opening", &file.path, &e))),
+        };
+        match handle.file.read_exact_at(out, span.offset) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                Err(ReadFail::Short(file.path.clone()))
+            }
+            Err(e) => Err(ReadFail::Io(disk_error("reading", &file.path, &e))),
+        }
+    }
+
+    /// The file a span refers to, once the span is checked to lie inside it.
+    fn file_for(&self, span: &FileSpan) -> Result<&StorageFile, DiskError> {
+        let file = self.files.get(span.file).ok_or_else(|| DiskError {
+            kind: DiskErrorKind::Other,
+            message: format!("internal error: no file {} in this torrent", span.file),
+        })?;
+        match span.offset.checked_add(span.len) {
+            Some(end) if end <= file.length => Ok(file),
+            _ => Err(DiskError {
+                kind: DiskErrorKind::Other,
+                message: format!(
+                    "internal error: {} bytes at {} lie outside {} ({} bytes)",
+                    span.len,
+                    span.offset,
+                    file.path.display(),
+                    file.length
+                ),
+            }),
+        }
+    }
+
+    /// A cached handle for file `index`, opened read-write (creating the file and its
+    /// directory if needed) when `write`, else at least read-only.
+    fn handle(&self, index: usize, write: bool) -> io::Result<Handle> {
+        if let Some(h) = self.lock_handles().get(&index) {
+            if h.writable || !write {
+                return Ok(h.clone());
+            }
+        }
+        // Opened outside the lock: two threads may race to open the same file, which is
+        // harmless (both handles are valid; the cache keeps one).
+        let file = &self.files[index];
+        let opened = if write {
+            match self.open_options(file, true).open(&file.path) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    if let Some(parent) = file.path.parent() {
+                        fs::create_dir_all(parent)?;
+                    }
+                    self.open_options(file, true).open(&file.path)?
+                }
+                other => other?,
+            }
+        } else {
+            File::open(&file.path)?
+        };
+        let handle = Handle {
+            file: Arc::new(opened),
+            writable: write,
+        };
+        let mut handles = self.lock_handles();
+        if handles.len() >= MAX_OPEN_FILES {
+            handles.clear();
+        }
+        handles.insert(index, handle.clone());
+        Ok(handle)
+    }
+
+    fn open_options(&self, file: &StorageFile, create: bool) -> OpenOptions {
+        let mut o = OpenOptions::new();
+        o.read(true)
+            .write(true)
+            .create(create)
+            .truncate(false)
+            .mode(if file.executable { 0o777 } else { 0o666 });
+        o
+    }
+
+    fn lock_handles(&self) -> std::sync::MutexGuard<'_, HashMap<usize, Handle>> {
+        // The map stays consistent whatever panicked while holding it.
+        self.handles.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// `root` joined with `components`, if every component is a plain name (no separators,
+/// no `.`/`..`, not empty) and the result is under `root`.
+fn join_under(root: &Path, components: &[String]) -> Option<PathBuf> {
+    if components.is_empty() {
+        return None;
+    }
+    let mut path = root.to_path_buf();
+    for c in components {
+        let mut parts = Path::new(c).components();
+        match (parts.next(), parts.next()) {
+            (Some(Component::Normal(n)), None) if n == c.as_str() && !c.contains('\0') => {
+                path.push(c)
+            }
+            _ => return None,
+        }
+    }
+    path.starts_with(root).then_some(path)
+}
+
+/// Maps an io error to the core's kinds, with a message naming the file.
+pub fn disk_error(doing: &str, path: &Path, e: &io::Error) -> DiskError {
+    use io::ErrorKind as K;
+    let kind = match e.kind() {
+        K::StorageFull | K::QuotaExceeded => DiskErrorKind::NoSpace,
+        K::PermissionDenied | K::ReadOnlyFilesystem => DiskErrorKind::PermissionDenied,
+        K::NotFound => DiskErrorKind::NotFound,
+        _ => DiskErrorKind::Other,
+    };
+    DiskError {
+        kind,
+        message: format!("{doing} {}: {e}", path.display()),
+    }
+}
+
+fn internal(message: String) -> DiskResult {
+    DiskResult::Error(DiskError {
+        kind: DiskErrorKind::Other,
+        message: format!("internal error: {message}"),
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,297 @@
+//! The `tessera-mio` binary as a user runs it: exit codes and one-line errors.
+//!
+//! Tests marked `#[ignore]` need parts of the core that are still being written
+//! (metainfo parsing and encoding, the session); run them with `--ignored` once they land.
+
+// Test code: a failed setup step should panic (clippy.toml allows it in #[test]s only).
+#![allow(clippy::unwrap_used)]
+
+use std::fs;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_tessera-mio");
+
+fn run(args: &[&str], cwd: &Path) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("RUST_LOG")
+        .env_remove("RUST_BACKTRACE")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run tessera-mio")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Exit code 1 with exactly one line on stderr, `error: ...` containing `needle`.
+fn assert_one_line_error(o: &Output, needle: &str) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(1), "stderr: {err}");
+    assert_eq!(err.lines().count(), 1, "not one line: {err:?}");
+    assert!(err.starts_with("error: "), "{err:?}");
+    assert!(err.contains(needle), "{err:?} lacks {needle:?}");
+}
+
+#[test]
+fn help_and_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = run(&["--help"], dir.path());
+    assert_eq!(o.status.code(), Some(0));
+    let help = stdout(&o);
+    for cmd in ["download", "seed", "info", "verify", "create"] {
+        assert!(help.contains(cmd), "help lacks {cmd}: {help}");
+    }
+    let o = run(&["--version"], dir.path());
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(
+        stdout(&o).trim(),
+        format!("tessera-mio {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &[][..],
+        &["download"],
+        &["fly"],
+        &["create", "x", "--piece-size", "3KiB"],
+        &["download", "a.torrent", "--peer", "no-port"],
+    ] {
+        let o = run(args, dir.path());
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+    }
+}
+
+#[test]
+fn missing_torrent_files_are_one_line_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    for cmd in ["info", "verify", "download", "seed"] {
+        let o = run(&[cmd, "missing.torrent"], dir.path());
+        assert_one_line_error(&o, "missing.torrent");
+    }
+    let o = run(&["info", "magnet:?xt=urn:btih:0000"], dir.path());
+    assert_one_line_error(&o, "magnet");
+}
+
+#[test]
+fn create_refuses_empty_input() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::create_dir(dir.path().join("empty")).unwrap();
+    let o = run(&["create", "empty"], dir.path());
+    assert_one_line_error(&o, "contains no files");
+    let o = run(&["create", "nothing-here"], dir.path());
+    assert_one_line_error(&o, "nothing-here");
+}
+
+#[test]
+fn listen_address_in_use_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let o = run(
+        &["download", "whatever.torrent", "--listen", &addr],
+        dir.path(),
+    );
+    assert_one_line_error(&o, &format!("listening on {addr}"));
+}
+
+/// Writes a few files with odd sizes under `root`.
+fn sample_data(root: &Path) {
+    fs::create_dir_all(root.join("sub")).unwrap();
+    let bytes = |n: usize, k: usize| (0..n).map(|i| (i * k + i / 13) as u8).collect::<Vec<u8>>();
+    fs::write(root.join("a.bin"), bytes(100_000, 7)).unwrap();
+    fs::write(root.join("sub/b.bin"), bytes(33_333, 11)).unwrap();
+    fs::write(root.join("sub/empty"), b"").unwrap();
+}
+
+#[test]
+#[ignore = "needs NewTorrent::encode and Metainfo::from_bytes in the core"]
+fn create_info_verify_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    sample_data(&dir.path().join("data/stuff"));
+    let o = run(
+        &[
+            "create",
+            "data/stuff",
+            "--piece-size",
+            "16KiB",
+            "--tracker",
+            "http://127.0.0.1:1/announce",
+            "-o",
+            "stuff.torrent",
+            "--no-date",
+        ],
+        dir.path(),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+
+    let o = run(&["info", "stuff.torrent"], dir.path());
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let info = stdout(&o);
+    assert!(info.starts_with("name:          stuff\n"), "{info}");
+    assert!(
+        info.contains("total size:    130.2 KiB (133333 bytes)\n"),
+        "{info}"
+    );
+    assert!(
+        info.contains("pieces:        9 of 16.0 KiB (16384 bytes)\n"),
+        "{info}"
+    );
+    assert!(info.contains("  stuff/sub/empty  0 bytes\n"), "{info}");
+    assert!(
+        info.contains("  tier 1: http://127.0.0.1:1/announce\n"),
+        "{info}"
+    );
+    // Deterministic: the same input gives the same report.
+    assert_eq!(stdout(&run(&["info", "stuff.torrent"], dir.path())), info);
+
+    let o = run(&["verify", "stuff.torrent", "--data", "data"], dir.path());
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stdout(&o).starts_with("pieces: 9 of 9 complete\n"),
+        "{}",
+        stdout(&o)
+    );
+
+    fs::write(dir.path().join("data/stuff/sub/b.bin"), b"short").unwrap();
+    let o = run(&["verify", "stuff.torrent", "--data", "data"], dir.path());
+    assert_one_line_error(&o, "incomplete");
+    assert!(
+        stdout(&o).contains("incomplete  stuff/sub/b.bin"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+/// Kills a child on drop (by its PID, through `Child::kill`).
+struct Reaper(Child);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_exit(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+#[ignore = "needs the core's Session and metainfo"]
+fn download_from_a_seeding_instance_then_interrupt_the_seeder() {
+    let dir = tempfile::tempdir().unwrap();
+    sample_data(&dir.path().join("seed/stuff"));
+    let o = run(
+        &[
+            "create",
+            "seed/stuff",
+            "--piece-size",
+            "16KiB",
+            "-o",
+            "stuff.torrent",
+        ],
+        dir.path(),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    // Output goes to files (a pipe nobody reads could block a child).
+    let log = |name: &str| Stdio::from(fs::File::create(dir.path().join(name)).unwrap());
+    let read_log = |name: &str| fs::read_to_string(dir.path().join(name)).unwrap_or_default();
+    let seeder = Command::new(BIN)
+        .args([
+            "seed",
+            "stuff.torrent",
+            "--data",
+            "seed",
+            "--listen",
+            &listen,
+        ])
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .stdout(log("seed.out"))
+        .stderr(log("seed.err"))
+        .spawn()
+        .unwrap();
+    let mut seeder = Reaper(seeder);
+
+    let mut leecher = Reaper(
+        Command::new(BIN)
+            .args([
+                "download",
+                "stuff.torrent",
+                "-o",
+                "down",
+                "--listen",
+                "127.0.0.1:0",
+                "--peer",
+                &listen,
+            ])
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(log("down.out"))
+            .stderr(log("down.err"))
+            .spawn()
+            .unwrap(),
+    );
+    let status = wait_exit(&mut leecher.0, Duration::from_secs(60));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "download ended with {status:?}\nleecher: {}\nseeder: {}",
+        read_log("down.err"),
+        read_log("seed.err")
+    );
+    // The summary line is on stdout.
+    assert!(
+        read_log("down.out").starts_with("stuff: "),
+        "{}",
+        read_log("down.out")
+    );
+    for rel in ["stuff/a.bin", "stuff/sub/b.bin", "stuff/sub/empty"] {
+        assert_eq!(
+            fs::read(dir.path().join("down").join(rel)).unwrap(),
+            fs::read(dir.path().join("seed").join(rel)).unwrap(),
+            "{rel}"
+        );
+    }
+
+    // Ctrl-C stops a seeder cleanly, with success.
+    let pid = seeder.0.id().to_string();
+    let kill = Command::new("kill").args(["-INT", &pid]).status().unwrap();
+    assert!(kill.success());
+    let status = wait_exit(&mut seeder.0, Duration::from_secs(45));
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(0),
+        "seeder: {}",
+        read_log("seed.err")
+    );
+}
