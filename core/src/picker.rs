@@ -15,11 +15,41 @@
 //! The picker knows blocks and who requested them; the caller (the torrent) knows peers,
 //! queue depths and time-outs, and tells the picker when a request is gone unanswered.
 //!
-//! SKELETON: signatures fixed, bodies to be written.
+//! # State
+//!
+//! Per piece (a torrent may have about a million): its availability, its place in a random
+//! permutation drawn once (the tie-break order), and bits in the `have`, `wanted`,
+//! `single_source` and `partial` bitfields, so that candidate pieces for a peer are found
+//! 64 at a time as `peer_has & wanted & !have & !partial`.
+//!
+//! A piece is *partial* while some block of it is requested or received and it is not yet
+//! verified. Partial pieces are few; they live in a vector in the order they were started,
+//! each with a state per block (free, requested by one or more peers, received) and counts
+//! of free and received blocks. A per-piece slot index finds a partial piece in O(1).
+//!
+//! `free_blocks` counts wanted blocks that nobody has requested and that have not arrived:
+//! every block of a wanted, missing piece that is not partial, plus the free blocks of
+//! partial pieces. Endgame is exactly `free_blocks == 0`.
+//!
+//! # Single source
+//!
+//! A piece that failed its hash check keeps a mark until it is verified. When it is started
+//! again, the peer that takes its first block becomes its owner, and other peers get none of
+//! its free blocks while the owner still has a request in it. Once the owner holds no
+//! request there (it was choked, timed out, or left), the next peer to take a block becomes
+//! the owner: the piece never stalls on a peer that stopped serving it, at the price of then
+//! having two sources. In endgame, requested blocks of such a piece may be duplicated like
+//! any other; whichever copy arrives first is kept.
+//!
+//! # Unwanting a partial piece
+//!
+//! `set_wanted(piece, false)` on a partial piece drops it at once: its received blocks are
+//! discarded, its requests forgotten (late copies are [`Arrival::Unwanted`]; the caller may
+//! cancel them on the wire). If it becomes wanted again it starts from scratch.
 
 use crate::bitfield::Bitfield;
 use crate::id::ConnId;
-use crate::layout::{BlockRef, Layout};
+use crate::layout::{BLOCK_LEN, BlockRef, Layout};
 use crate::rng::Rng;
 
 #[derive(Debug, Clone)]
@@ -53,8 +83,187 @@ pub enum Arrival {
     Unwanted,
 }
 
+/// The state of one block of a partial piece.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Block {
+    /// Neither requested nor received.
+    Free,
+    /// Requested from one peer: the usual case, kept without allocating.
+    One(ConnId),
+    /// Requested from several peers (endgame); always at least two, each once.
+    Many(Vec<ConnId>),
+    /// Arrived; awaiting the piece's hash check.
+    Received,
+}
+
+impl Block {
+    fn requesters(&self) -> &[ConnId] {
+        match self {
+            Block::One(p) => std::slice::from_ref(p),
+            Block::Many(ps) => ps,
+            Block::Free | Block::Received => &[],
+        }
+    }
+}
+
+/// A piece with some block requested or received, not yet verified.
 #[derive(Debug)]
-pub struct Picker {}
+struct Partial {
+    piece: u32,
+    blocks: Vec<Block>,
+    /// Blocks in state `Free`.
+    free: u32,
+    /// Blocks in state `Received`.
+    received: u32,
+    /// Every block below this index is not free (a hint so that taking blocks from a large
+    /// piece does not rescan its head).
+    first_free: u32,
+    /// For a single-source piece: the peer its free blocks are reserved for.
+    owner: Option<ConnId>,
+}
+
+impl Partial {
+    fn new(piece: u32, blocks: u32) -> Self {
+        Partial {
+            piece,
+            blocks: vec![Block::Free; blocks as usize],
+            free: blocks,
+            received: 0,
+            first_free: 0,
+            owner: None,
+        }
+    }
+
+    fn num_blocks(&self) -> u32 {
+        self.blocks.len() as u32
+    }
+
+    /// True when no block is requested or received (the piece may stop being partial).
+    fn untouched(&self) -> bool {
+        self.free == self.num_blocks()
+    }
+
+    /// True when `peer` has a request for some block of this piece.
+    fn has_request_from(&self, peer: ConnId) -> bool {
+        self.free + self.received < self.num_blocks()
+            && self.blocks.iter().any(|b| b.requesters().contains(&peer))
+    }
+
+    /// Marks up to `max` free blocks as requested by `peer`, in block order, appending them
+    /// to `out`. Returns how many.
+    fn take_free(&mut self, peer: ConnId, max: usize, out: &mut Vec<BlockRef>) -> usize {
+        let mut taken = 0;
+        let mut i = self.first_free as usize;
+        while i < self.blocks.len() && taken < max && self.free > 0 {
+            if self.blocks[i] == Block::Free {
+                self.blocks[i] = Block::One(peer);
+                self.free -= 1;
+                taken += 1;
+                out.push(BlockRef {
+                    piece: self.piece,
+                    block: i as u32,
+                });
+            }
+            i += 1;
+        }
+        self.first_free = i as u32;
+        taken
+    }
+
+    /// Adds `peer` as a further requester of requested block `b` (endgame).
+    fn add_requester(&mut self, b: usize, peer: ConnId) {
+        let block = &mut self.blocks[b];
+        match block {
+            Block::One(first) => *block = Block::Many(vec![*first, peer]),
+            Block::Many(peers) => peers.push(peer),
+            Block::Free => {
+                *block = Block::One(peer);
+                self.free -= 1;
+            }
+            Block::Received => {}
+        }
+    }
+
+    /// Removes `peer` from block `b`'s requesters. Returns true when the block became free.
+    fn remove_requester(&mut self, b: usize, peer: ConnId) -> bool {
+        let block = &mut self.blocks[b];
+        let now_free = match block {
+            Block::One(p) => *p == peer,
+            Block::Many(peers) => {
+                peers.retain(|&p| p != peer);
+                match peers.as_slice() {
+                    [] => true,
+                    [only] => {
+                        *block = Block::One(*only);
+                        false
+                    }
+                    _ => false,
+                }
+            }
+            Block::Free | Block::Received => false,
+        };
+        if now_free {
+            *block = Block::Free;
+            self.free += 1;
+            self.first_free = self.first_free.min(b as u32);
+        }
+        now_free
+    }
+}
+
+/// Slot value for a piece that is not partial.
+const NOT_PARTIAL: u32 = u32::MAX;
+
+/// Chooses pieces and blocks to request; see the module documentation.
+#[derive(Debug)]
+pub struct Picker {
+    config: PickerConfig,
+    num_pieces: u32,
+    /// Blocks in every piece but the last.
+    nominal_blocks: u32,
+    /// Blocks in the last piece.
+    last_blocks: u32,
+    /// Connected peers that have each piece.
+    availability: Vec<u32>,
+    /// Each piece's place in a random order fixed at creation: the rarest-first tie-break.
+    priority: Vec<u32>,
+    have: Bitfield,
+    wanted: Bitfield,
+    /// Pieces that failed their hash check and are not yet verified.
+    single_source: Bitfield,
+    /// Pieces in `partials`.
+    partial: Bitfield,
+    /// Partial pieces, oldest first.
+    partials: Vec<Partial>,
+    /// Each piece's index in `partials`, or `NOT_PARTIAL`.
+    slot: Vec<u32>,
+    /// Wanted blocks neither requested nor received (see the module documentation).
+    free_blocks: u64,
+    /// Wanted pieces not yet verified.
+    wanted_missing: u32,
+    /// Reused buffer for endgame candidates: (requesters, partial index, block).
+    scratch: Vec<(usize, usize, usize)>,
+}
+
+/// `bits` cut or padded to `len` bits.
+fn resized(bits: &Bitfield, len: usize) -> Bitfield {
+    if bits.len() == len {
+        return bits.clone();
+    }
+    let mut out = Bitfield::new(len);
+    for i in bits.ones().take_while(|&i| i < len) {
+        out.set(i);
+    }
+    out
+}
+
+/// Index of the `n`-th (from 0) set bit of `word`, counting from the most significant.
+fn nth_set_bit(mut word: u64, n: u32) -> u32 {
+    for _ in 0..n {
+        word &= !(1u64 << (63 - word.leading_zeros()));
+    }
+    word.leading_zeros()
+}
 
 impl Picker {
     /// A picker for a torrent with this layout. `have` are verified pieces; `wanted` are the
@@ -66,34 +275,111 @@ impl Picker {
         config: PickerConfig,
         rng: &mut Rng,
     ) -> Self {
-        let _ = (layout, have, wanted, config, rng);
-        todo!()
+        let num_pieces = layout.num_pieces();
+        let n = num_pieces as usize;
+        let have = resized(have, n);
+        let wanted = resized(wanted, n);
+        let mut priority: Vec<u32> = (0..num_pieces).collect();
+        rng.shuffle(&mut priority);
+        let mut picker = Picker {
+            config,
+            num_pieces,
+            nominal_blocks: layout.nominal_piece_len().div_ceil(BLOCK_LEN),
+            last_blocks: layout.blocks_in_piece(num_pieces.saturating_sub(1)),
+            availability: vec![0; n],
+            priority,
+            have,
+            wanted,
+            single_source: Bitfield::new(n),
+            partial: Bitfield::new(n),
+            partials: Vec::new(),
+            slot: vec![NOT_PARTIAL; n],
+            free_blocks: 0,
+            wanted_missing: 0,
+            scratch: Vec::new(),
+        };
+        for p in 0..num_pieces {
+            if picker.wanted_and_missing(p) {
+                picker.wanted_missing += 1;
+                picker.free_blocks += u64::from(picker.blocks_in(p));
+            }
+        }
+        picker
+    }
+
+    fn blocks_in(&self, piece: u32) -> u32 {
+        if piece + 1 == self.num_pieces {
+            self.last_blocks
+        } else {
+            self.nominal_blocks
+        }
+    }
+
+    fn wanted_and_missing(&self, piece: u32) -> bool {
+        self.wanted.get(piece as usize) && !self.have.get(piece as usize)
+    }
+
+    fn slot_of(&self, piece: u32) -> Option<usize> {
+        match self.slot.get(piece as usize) {
+            Some(&s) if s != NOT_PARTIAL => Some(s as usize),
+            _ => None,
+        }
+    }
+
+    /// Starts tracking `piece` (wanted, missing, not partial) block by block, all free.
+    /// Leaves `free_blocks` alone: the piece's blocks were counted free already.
+    fn add_partial(&mut self, piece: u32) -> usize {
+        let index = self.partials.len();
+        self.partials
+            .push(Partial::new(piece, self.blocks_in(piece)));
+        self.slot[piece as usize] = index as u32;
+        self.partial.set(piece as usize);
+        index
+    }
+
+    /// Stops tracking a partial piece. The caller fixes `free_blocks`.
+    fn remove_partial(&mut self, index: usize) -> Partial {
+        let part = self.partials.remove(index);
+        self.slot[part.piece as usize] = NOT_PARTIAL;
+        self.partial.clear(part.piece as usize);
+        for (i, later) in self.partials.iter().enumerate().skip(index) {
+            self.slot[later.piece as usize] = i as u32;
+        }
+        part
     }
 
     // ---- availability -------------------------------------------------------------
 
     /// A connected peer announced these pieces (its bitfield).
     pub fn add_availability(&mut self, pieces: &Bitfield) {
-        let _ = pieces;
-        todo!()
+        for p in pieces.ones() {
+            match self.availability.get_mut(p) {
+                Some(a) => *a = a.saturating_add(1),
+                None => break,
+            }
+        }
     }
 
     /// A peer with these pieces went away.
     pub fn remove_availability(&mut self, pieces: &Bitfield) {
-        let _ = pieces;
-        todo!()
+        for p in pieces.ones() {
+            match self.availability.get_mut(p) {
+                Some(a) => *a = a.saturating_sub(1),
+                None => break,
+            }
+        }
     }
 
-    /// A connected peer announced one more piece (`have`).
+    /// A connected peer announced one more piece (`have`). Out of range is ignored.
     pub fn add_have(&mut self, piece: u32) {
-        let _ = piece;
-        todo!()
+        if let Some(a) = self.availability.get_mut(piece as usize) {
+            *a = a.saturating_add(1);
+        }
     }
 
     /// How many connected peers have `piece`.
     pub fn availability(&self, piece: u32) -> u32 {
-        let _ = piece;
-        todo!()
+        self.availability.get(piece as usize).copied().unwrap_or(0)
     }
 
     // ---- requests -----------------------------------------------------------------
@@ -103,6 +389,10 @@ impl Picker {
     /// Never returns a block of a piece the peer lacks, that we have, or that is unwanted;
     /// never a block already requested from this peer; outside endgame, never a block
     /// requested from anyone.
+    ///
+    /// Cost: O(partial pieces + blocks taken), plus a scan of the candidate bitfield words
+    /// (O(pieces / 64 + candidates)) for each new piece started, plus in endgame
+    /// O(blocks of partial pieces · log) to sort the duplicate candidates.
     pub fn pick(
         &mut self,
         peer: ConnId,
@@ -111,72 +401,288 @@ impl Picker {
         rng: &mut Rng,
         out: &mut Vec<BlockRef>,
     ) {
-        let _ = (peer, peer_has, max, rng, out);
-        todo!()
+        let mut left = max;
+
+        // 1. Free blocks of pieces already started, oldest first.
+        for part in &mut self.partials {
+            if left == 0 {
+                break;
+            }
+            if part.free == 0 || !peer_has.get(part.piece as usize) {
+                continue;
+            }
+            if self.single_source.get(part.piece as usize) {
+                match part.owner {
+                    Some(owner) if owner != peer && part.has_request_from(owner) => continue,
+                    _ => part.owner = Some(peer),
+                }
+            }
+            let taken = part.take_free(peer, left, out);
+            self.free_blocks -= taken as u64;
+            left -= taken;
+        }
+
+        // 2. New pieces: random at first, then rarest.
+        while left > 0 {
+            let Some(piece) = self.choose_new_piece(peer_has, rng) else {
+                break;
+            };
+            let index = self.add_partial(piece);
+            let part = &mut self.partials[index];
+            if self.single_source.get(piece as usize) {
+                part.owner = Some(peer);
+            }
+            let taken = part.take_free(peer, left, out);
+            self.free_blocks -= taken as u64;
+            left -= taken;
+        }
+
+        // 3. Endgame: duplicate requests, fewest requesters first.
+        if left > 0 && self.free_blocks == 0 {
+            self.pick_endgame(peer, peer_has, left, out);
+        }
+    }
+
+    /// The words of `peer_has & wanted & !have & !partial`: pieces a new request could start.
+    fn new_piece_words<'a>(&'a self, peer_has: &'a Bitfield) -> impl Iterator<Item = u64> + 'a {
+        peer_has
+            .words()
+            .iter()
+            .zip(self.wanted.words())
+            .zip(self.have.words())
+            .zip(self.partial.words())
+            .map(|(((&p, &w), &h), &q)| p & w & !h & !q)
+    }
+
+    /// The piece to start next for a peer with `peer_has`, if any.
+    fn choose_new_piece(&self, peer_has: &Bitfield, rng: &mut Rng) -> Option<u32> {
+        if self.have.count_ones() < self.config.random_first as usize {
+            // Uniformly random among the candidates.
+            let count: u64 = self
+                .new_piece_words(peer_has)
+                .map(|w| u64::from(w.count_ones()))
+                .sum();
+            if count == 0 {
+                return None;
+            }
+            let mut n = rng.below(count);
+            for (i, w) in self.new_piece_words(peer_has).enumerate() {
+                let ones = u64::from(w.count_ones());
+                if n < ones {
+                    return Some((i * 64) as u32 + nth_set_bit(w, n as u32));
+                }
+                n -= ones;
+            }
+            return None;
+        }
+        // Rarest: least availability, then lowest place in the random order.
+        let mut best: Option<(u64, u32)> = None;
+        for (i, mut w) in self.new_piece_words(peer_has).enumerate() {
+            while w != 0 {
+                let bit = w.leading_zeros();
+                w &= !(1u64 << (63 - bit));
+                let piece = (i * 64) as u32 + bit;
+                let p = piece as usize;
+                let key = (u64::from(self.availability[p]) << 32) | u64::from(self.priority[p]);
+                if best.is_none_or(|(k, _)| key < k) {
+                    best = Some((key, piece));
+                }
+            }
+        }
+        best.map(|(_, piece)| piece)
+    }
+
+    /// Gives `peer` up to `max` blocks requested by others, fewest requesters first (then
+    /// oldest piece, then block order), none with `endgame_max_requesters` already.
+    fn pick_endgame(
+        &mut self,
+        peer: ConnId,
+        peer_has: &Bitfield,
+        max: usize,
+        out: &mut Vec<BlockRef>,
+    ) {
+        let limit = self.config.endgame_max_requesters;
+        let mut candidates = std::mem::take(&mut self.scratch);
+        candidates.clear();
+        for (pi, part) in self.partials.iter().enumerate() {
+            if part.free + part.received == part.num_blocks() || !peer_has.get(part.piece as usize)
+            {
+                continue;
+            }
+            for (bi, block) in part.blocks.iter().enumerate() {
+                let rs = block.requesters();
+                if !rs.is_empty() && rs.len() < limit && !rs.contains(&peer) {
+                    candidates.push((rs.len(), pi, bi));
+                }
+            }
+        }
+        // Stable: ties stay in partial-age and block order.
+        candidates.sort_by_key(|&(n, _, _)| n);
+        for &(_, pi, bi) in candidates.iter().take(max) {
+            let part = &mut self.partials[pi];
+            part.add_requester(bi, peer);
+            out.push(BlockRef {
+                piece: part.piece,
+                block: bi as u32,
+            });
+        }
+        self.scratch = candidates;
     }
 
     /// A block arrived from `from` (requested by it or not).
+    ///
+    /// The first copy of a block of a wanted, unverified piece is accepted whether it was
+    /// requested or not (a released block may still come); other requesters are dropped and
+    /// returned in `cancel`. O(1) plus the requesters.
     pub fn on_block(&mut self, block: BlockRef, from: ConnId) -> Arrival {
-        let _ = (block, from);
-        todo!()
+        let piece = block.piece;
+        if !self.wanted_and_missing(piece) || block.block >= self.blocks_in(piece) {
+            return Arrival::Unwanted;
+        }
+        let index = match self.slot_of(piece) {
+            Some(index) => index,
+            None => self.add_partial(piece),
+        };
+        let part = &mut self.partials[index];
+        let cancel =
+            match std::mem::replace(&mut part.blocks[block.block as usize], Block::Received) {
+                Block::Received => return Arrival::Unwanted,
+                Block::Free => {
+                    part.free -= 1;
+                    self.free_blocks -= 1;
+                    Vec::new()
+                }
+                Block::One(p) if p == from => Vec::new(),
+                Block::One(p) => vec![p],
+                Block::Many(mut peers) => {
+                    peers.retain(|&p| p != from);
+                    peers
+                }
+            };
+        part.received += 1;
+        Arrival::New {
+            cancel,
+            piece_complete: part.received == part.num_blocks(),
+        }
     }
 
     /// `peer`'s request for `block` is gone unanswered (choked, rejected, timed out, or the
-    /// peer left). The block is free again unless someone else requested it too.
+    /// peer left). The block is free again unless someone else requested it too. A request
+    /// the picker does not know is ignored. O(1) (O(partial pieces) when the piece stops
+    /// being partial).
     pub fn release(&mut self, block: BlockRef, peer: ConnId) {
-        let _ = (block, peer);
-        todo!()
+        let Some(index) = self.slot_of(block.piece) else {
+            return;
+        };
+        let part = &mut self.partials[index];
+        if block.block >= part.num_blocks() {
+            return;
+        }
+        if part.remove_requester(block.block as usize, peer) {
+            self.free_blocks += 1;
+        }
+        if part.untouched() {
+            // All blocks free: counted the same as a piece never started.
+            self.remove_partial(index);
+        }
     }
 
-    /// The piece's hash matched and it is on disk.
+    /// The piece's hash matched and it is on disk. Outstanding requests for it are
+    /// forgotten (late copies are `Unwanted`).
     pub fn on_verified(&mut self, piece: u32) {
-        let _ = piece;
-        todo!()
+        if piece >= self.num_pieces || self.have.get(piece as usize) {
+            return;
+        }
+        if let Some(index) = self.slot_of(piece) {
+            let part = self.remove_partial(index);
+            self.free_blocks -= u64::from(part.free);
+        } else if self.wanted.get(piece as usize) {
+            self.free_blocks -= u64::from(self.blocks_in(piece));
+        }
+        if self.wanted.get(piece as usize) {
+            self.wanted_missing -= 1;
+        }
+        self.have.set(piece as usize);
+        self.single_source.clear(piece as usize);
     }
 
     /// The piece's hash did not match: all its blocks are wanted again, from one peer.
+    /// The piece stops being partial; whoever starts it next becomes its single source.
     pub fn on_hash_failed(&mut self, piece: u32) {
-        let _ = piece;
-        todo!()
+        if piece >= self.num_pieces || self.have.get(piece as usize) {
+            return;
+        }
+        self.single_source.set(piece as usize);
+        if let Some(index) = self.slot_of(piece) {
+            let part = self.remove_partial(index);
+            self.free_blocks += u64::from(part.num_blocks() - part.free);
+        }
     }
 
-    /// Whether a piece is to be downloaded at all (file selection).
+    /// Whether a piece is to be downloaded at all (file selection). Unwanting a partial
+    /// piece drops it with its received blocks and requests (see the module documentation).
     pub fn set_wanted(&mut self, piece: u32, wanted: bool) {
-        let _ = (piece, wanted);
-        todo!()
+        if piece >= self.num_pieces || self.wanted.get(piece as usize) == wanted {
+            return;
+        }
+        let missing = !self.have.get(piece as usize);
+        if wanted {
+            self.wanted.set(piece as usize);
+            if missing {
+                self.wanted_missing += 1;
+                self.free_blocks += u64::from(self.blocks_in(piece));
+            }
+            return;
+        }
+        if let Some(index) = self.slot_of(piece) {
+            let part = self.remove_partial(index);
+            self.free_blocks -= u64::from(part.free);
+        } else if missing {
+            self.free_blocks -= u64::from(self.blocks_in(piece));
+        }
+        if missing {
+            self.wanted_missing -= 1;
+        }
+        self.wanted.clear(piece as usize);
     }
 
     // ---- queries ------------------------------------------------------------------
 
-    /// True when the peer has a piece we want and do not have.
+    /// True when the peer has a piece we want and do not have. O(pieces / 64).
     pub fn is_interesting(&self, peer_has: &Bitfield) -> bool {
-        let _ = peer_has;
-        todo!()
+        peer_has
+            .words()
+            .iter()
+            .zip(self.wanted.words())
+            .zip(self.have.words())
+            .any(|((&p, &w), &h)| p & w & !h != 0)
     }
 
     /// True once no wanted block is free (every missing block is requested or received).
+    /// O(1).
     pub fn in_endgame(&self) -> bool {
-        todo!()
+        self.free_blocks == 0
     }
 
     /// The peers `block` is currently requested from.
     pub fn requesters(&self, block: BlockRef) -> &[ConnId] {
-        let _ = block;
-        todo!()
+        self.slot_of(block.piece)
+            .and_then(|i| self.partials[i].blocks.get(block.block as usize))
+            .map_or(&[], Block::requesters)
     }
 
     /// Verified pieces.
     pub fn have(&self) -> &Bitfield {
-        todo!()
+        &self.have
     }
 
     /// True when every wanted piece is verified.
     pub fn is_complete(&self) -> bool {
-        todo!()
+        self.wanted_missing == 0
     }
 
     /// Pieces started (some block requested or received) and not yet verified.
     pub fn partial_pieces(&self) -> usize {
-        todo!()
+        self.partials.len()
     }
 }
