@@ -214,6 +214,93 @@ impl Partial {
 /// Slot value for a piece that is not partial.
 const NOT_PARTIAL: u32 = u32::MAX;
 
+/// A leaf of [`RarityTree`] for a piece that cannot be started.
+const DEAD: u32 = u32::MAX;
+
+/// A tournament tree over pieces in tie-break order (leaf `r` is the piece of rank `r` in
+/// the random permutation). A leaf holds the piece's availability while the piece could be
+/// started (wanted, missing, not partial), [`DEAD`] otherwise; an inner node holds the least
+/// value below it. The rarest startable piece a peer has is then the leftmost least leaf it
+/// has, found by a left-to-right search that skips subtrees no better than the best so far.
+#[derive(Debug)]
+struct RarityTree {
+    /// Leaf count: a power of two, at least one.
+    leaves: usize,
+    /// `node[1]` is the root, `node[i]` has children `2i` and `2i + 1`, leaves start at
+    /// `node[leaves]`. `node[0]` is unused.
+    node: Vec<u32>,
+}
+
+impl RarityTree {
+    fn new(len: usize) -> Self {
+        let leaves = len.next_power_of_two();
+        RarityTree {
+            leaves,
+            node: vec![DEAD; 2 * leaves],
+        }
+    }
+
+    /// Sets leaf `rank` and the minima above it. O(log n).
+    fn set(&mut self, rank: usize, value: u32) {
+        let mut i = self.leaves + rank;
+        if self.node[i] == value {
+            return;
+        }
+        self.node[i] = value;
+        while i > 1 {
+            i /= 2;
+            let min = self.node[2 * i].min(self.node[2 * i + 1]);
+            if self.node[i] == min {
+                break;
+            }
+            self.node[i] = min;
+        }
+    }
+
+    /// Sets leaf `rank` only; [`RarityTree::rebuild`] must follow.
+    fn set_leaf(&mut self, rank: usize, value: u32) {
+        self.node[self.leaves + rank] = value;
+    }
+
+    /// Recomputes every inner node. O(n).
+    fn rebuild(&mut self) {
+        for i in (1..self.leaves).rev() {
+            self.node[i] = self.node[2 * i].min(self.node[2 * i + 1]);
+        }
+    }
+
+    /// The rank of the leftmost least live leaf that `accept` takes. Gives up with `Err`
+    /// after visiting `budget` nodes (when the ranks `accept` takes are scattered among
+    /// better ones it rejects, a scan of candidates is cheaper).
+    fn find(&self, accept: impl Fn(usize) -> bool, budget: usize) -> Result<Option<usize>, ()> {
+        let mut best: Option<(u32, usize)> = None;
+        // Depth-first, left child first: leaves come in rank order, so a subtree whose
+        // least value is no better than the best found cannot hold a better leaf.
+        let mut stack = Vec::with_capacity(2 * (usize::BITS as usize));
+        stack.push(1usize);
+        let mut visits = 0;
+        while let Some(i) = stack.pop() {
+            let value = self.node[i];
+            if value == DEAD || best.is_some_and(|(b, _)| value >= b) {
+                continue;
+            }
+            visits += 1;
+            if visits > budget {
+                return Err(());
+            }
+            if i >= self.leaves {
+                if accept(i - self.leaves) {
+                    best = Some((value, i - self.leaves));
+                }
+            } else {
+                stack.push(2 * i + 1);
+                stack.push(2 * i);
+            }
+        }
+        Ok(best.map(|(_, rank)| rank))
+    }
+}
+
 /// Chooses pieces and blocks to request; see the module documentation.
 #[derive(Debug)]
 pub struct Picker {
@@ -227,6 +314,10 @@ pub struct Picker {
     availability: Vec<u32>,
     /// Each piece's place in a random order fixed at creation: the rarest-first tie-break.
     priority: Vec<u32>,
+    /// The inverse of `priority`: the piece of each rank.
+    by_priority: Vec<u32>,
+    /// Availability of startable pieces in priority order, for finding the rarest.
+    rarity: RarityTree,
     have: Bitfield,
     wanted: Bitfield,
     /// Pieces that failed their hash check and are not yet verified.
@@ -279,8 +370,12 @@ impl Picker {
         let n = num_pieces as usize;
         let have = resized(have, n);
         let wanted = resized(wanted, n);
-        let mut priority: Vec<u32> = (0..num_pieces).collect();
-        rng.shuffle(&mut priority);
+        let mut by_priority: Vec<u32> = (0..num_pieces).collect();
+        rng.shuffle(&mut by_priority);
+        let mut priority = vec![0; n];
+        for (rank, &piece) in by_priority.iter().enumerate() {
+            priority[piece as usize] = rank as u32;
+        }
         let mut picker = Picker {
             config,
             num_pieces,
@@ -288,6 +383,8 @@ impl Picker {
             last_blocks: layout.blocks_in_piece(num_pieces.saturating_sub(1)),
             availability: vec![0; n],
             priority,
+            by_priority,
+            rarity: RarityTree::new(n),
             have,
             wanted,
             single_source: Bitfield::new(n),
@@ -304,7 +401,57 @@ impl Picker {
                 picker.free_blocks += u64::from(picker.blocks_in(p));
             }
         }
+        picker.rebuild_rarity();
         picker
+    }
+
+    /// The value of `piece`'s leaf in the rarity tree.
+    fn rarity_leaf(&self, piece: u32) -> u32 {
+        let p = piece as usize;
+        if self.wanted.get(p) && !self.have.get(p) && !self.partial.get(p) {
+            self.availability[p].min(DEAD - 1)
+        } else {
+            DEAD
+        }
+    }
+
+    /// Brings `piece`'s leaf in the rarity tree up to date. O(log n).
+    fn refresh(&mut self, piece: u32) {
+        let value = self.rarity_leaf(piece);
+        self.rarity
+            .set(self.priority[piece as usize] as usize, value);
+    }
+
+    /// Recomputes the whole rarity tree. O(n).
+    fn rebuild_rarity(&mut self) {
+        for piece in 0..self.num_pieces {
+            let value = self.rarity_leaf(piece);
+            self.rarity
+                .set_leaf(self.priority[piece as usize] as usize, value);
+        }
+        self.rarity.rebuild();
+    }
+
+    /// Adds one to (`up`) or takes one from the availability of each piece in `pieces`.
+    fn change_availability(&mut self, pieces: &Bitfield, up: bool) {
+        // Many changes: one O(n) rebuild beats an O(log n) update each.
+        let bulk = pieces.count_ones() > self.num_pieces as usize / 16;
+        for p in pieces.ones() {
+            let Some(a) = self.availability.get_mut(p) else {
+                break;
+            };
+            *a = if up {
+                a.saturating_add(1)
+            } else {
+                a.saturating_sub(1)
+            };
+            if !bulk {
+                self.refresh(p as u32);
+            }
+        }
+        if bulk {
+            self.rebuild_rarity();
+        }
     }
 
     fn blocks_in(&self, piece: u32) -> u32 {
@@ -334,6 +481,7 @@ impl Picker {
             .push(Partial::new(piece, self.blocks_in(piece)));
         self.slot[piece as usize] = index as u32;
         self.partial.set(piece as usize);
+        self.refresh(piece);
         index
     }
 
@@ -342,6 +490,7 @@ impl Picker {
         let part = self.partials.remove(index);
         self.slot[part.piece as usize] = NOT_PARTIAL;
         self.partial.clear(part.piece as usize);
+        self.refresh(part.piece);
         for (i, later) in self.partials.iter().enumerate().skip(index) {
             self.slot[later.piece as usize] = i as u32;
         }
@@ -352,28 +501,19 @@ impl Picker {
 
     /// A connected peer announced these pieces (its bitfield).
     pub fn add_availability(&mut self, pieces: &Bitfield) {
-        for p in pieces.ones() {
-            match self.availability.get_mut(p) {
-                Some(a) => *a = a.saturating_add(1),
-                None => break,
-            }
-        }
+        self.change_availability(pieces, true);
     }
 
     /// A peer with these pieces went away.
     pub fn remove_availability(&mut self, pieces: &Bitfield) {
-        for p in pieces.ones() {
-            match self.availability.get_mut(p) {
-                Some(a) => *a = a.saturating_sub(1),
-                None => break,
-            }
-        }
+        self.change_availability(pieces, false);
     }
 
     /// A connected peer announced one more piece (`have`). Out of range is ignored.
     pub fn add_have(&mut self, piece: u32) {
         if let Some(a) = self.availability.get_mut(piece as usize) {
             *a = a.saturating_add(1);
+            self.refresh(piece);
         }
     }
 
@@ -475,7 +615,22 @@ impl Picker {
             }
             return None;
         }
-        // Rarest: least availability, then lowest place in the random order.
+        // Rarest: least availability, then lowest place in the random order. The tree
+        // finds it in O(log n) when the peer has the rarest pieces; when it lacks many of
+        // them, scanning the candidates is cheaper.
+        let budget = self.have.words().len() + 64;
+        let found = self
+            .rarity
+            .find(|rank| peer_has.get(self.by_priority[rank] as usize), budget);
+        match found {
+            Ok(rank) => rank.map(|r| self.by_priority[r]),
+            Err(()) => self.rarest_by_scan(peer_has),
+        }
+    }
+
+    /// The rarest piece the peer could start, by looking at every candidate. O(n / 64 +
+    /// candidates).
+    fn rarest_by_scan(&self, peer_has: &Bitfield) -> Option<u32> {
         let mut best: Option<(u64, u32)> = None;
         for (i, mut w) in self.new_piece_words(peer_has).enumerate() {
             while w != 0 {
@@ -604,6 +759,7 @@ impl Picker {
         }
         self.have.set(piece as usize);
         self.single_source.clear(piece as usize);
+        self.refresh(piece);
     }
 
     /// The piece's hash did not match: all its blocks are wanted again, from one peer.
@@ -632,6 +788,7 @@ impl Picker {
                 self.wanted_missing += 1;
                 self.free_blocks += u64::from(self.blocks_in(piece));
             }
+            self.refresh(piece);
             return;
         }
         if let Some(index) = self.slot_of(piece) {
@@ -644,6 +801,7 @@ impl Picker {
             self.wanted_missing -= 1;
         }
         self.wanted.clear(piece as usize);
+        self.refresh(piece);
     }
 
     // ---- queries ------------------------------------------------------------------
@@ -1643,6 +1801,34 @@ mod props {
                 }
             }
             prop_assert_eq!(p.availability(self.n), 0);
+            // The rarity tree: leaves as the state says, inner nodes the least below.
+            for piece in 0..self.n {
+                let leaf = p.rarity.node[p.rarity.leaves + p.priority[piece as usize] as usize];
+                prop_assert_eq!(leaf, p.rarity_leaf(piece));
+            }
+            for i in 1..p.rarity.leaves {
+                let below = p.rarity.node[2 * i].min(p.rarity.node[2 * i + 1]);
+                prop_assert_eq!(p.rarity.node[i], below);
+            }
+            // The rarest piece each peer could start, by brute force.
+            for (_, bits) in &self.peers {
+                let brute = (0..self.n)
+                    .filter(|&q| {
+                        let i = q as usize;
+                        let touched = self
+                            .received
+                            .iter()
+                            .chain(self.requests.keys())
+                            .any(|b| b.piece == q);
+                        bits.get(i) && self.wanted[i] && !self.have[i] && !touched
+                    })
+                    .min_by_key(|&q| (p.availability(q), p.priority[q as usize]));
+                let by_tree = p
+                    .rarity
+                    .find(|r| bits.get(p.by_priority[r] as usize), usize::MAX);
+                prop_assert_eq!(by_tree, Ok(brute.map(|q| p.priority[q as usize] as usize)));
+                prop_assert_eq!(p.rarest_by_scan(bits), brute);
+            }
             prop_assert_eq!(p.in_endgame(), free == 0, "free blocks: {}", free);
             prop_assert_eq!(p.partial_pieces(), partial);
             let complete = (0..self.n as usize).all(|i| !self.wanted[i] || self.have[i]);
@@ -1754,6 +1940,62 @@ mod props {
     }
 
     proptest! {
+        #[test]
+        fn rarity_tree_agrees_with_a_scan(
+            pieces in 1u32..3000,
+            seed in any::<u64>(),
+            budget in prop_oneof![Just(0usize), 1usize..200, Just(usize::MAX)],
+        ) {
+            let l = layout(pieces, 1, BLOCK_LEN);
+            let n = pieces as usize;
+            let mut rng = Rng::from_u64(seed);
+            let mut wanted = Bitfield::new(n);
+            for i in 0..n {
+                if rng.chance(0.9) {
+                    wanted.set(i);
+                }
+            }
+            let cfg = PickerConfig {
+                random_first: 0,
+                ..PickerConfig::default()
+            };
+            let mut p = Picker::new(&l, &Bitfield::new(n), &wanted, cfg, &mut rng);
+            let mut peers = Vec::new();
+            for _ in 0..rng.index(6) + 1 {
+                let bits = random_bits(&mut rng, n);
+                p.add_availability(&bits);
+                peers.push(bits);
+            }
+            for _ in 0..rng.index(50) {
+                p.add_have(rng.below(u64::from(pieces)) as u32);
+            }
+            for _ in 0..rng.index(30) {
+                let piece = rng.below(u64::from(pieces)) as u32;
+                match rng.below(3) {
+                    0 => p.on_verified(piece),
+                    1 => {
+                        let _ = p.on_block(BlockRef { piece, block: 0 }, ConnId(9));
+                    }
+                    _ => p.set_wanted(piece, rng.chance(0.5)),
+                }
+            }
+            if rng.chance(0.5) {
+                let gone = peers.swap_remove(0);
+                p.remove_availability(&gone);
+            }
+            let asker = random_bits(&mut rng, n);
+            peers.push(asker);
+            for bits in &peers {
+                let scan = p.rarest_by_scan(bits);
+                match p.rarity.find(|r| bits.get(p.by_priority[r] as usize), budget) {
+                    Ok(rank) => prop_assert_eq!(rank.map(|r| p.by_priority[r]), scan),
+                    Err(()) => prop_assert!(budget < usize::MAX),
+                }
+                let mut rng = Rng::from_u64(0);
+                prop_assert_eq!(p.choose_new_piece(bits, &mut rng), scan);
+            }
+        }
+
         #[test]
         fn a_single_seeder_completes_the_download(
             layout in layout_strategy(),
