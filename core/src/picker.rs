@@ -22,6 +22,12 @@
 //! `single_source` and `partial` bitfields, so that candidate pieces for a peer are found
 //! 64 at a time as `peer_has & wanted & !have & !partial`.
 //!
+//! The rarest piece to start is found in a tournament tree (`RarityTree`) whose leaves are
+//! the pieces in tie-break order, holding the availability of pieces that could be started:
+//! a search for the leftmost least leaf the peer has costs O(log n) when the peer has the
+//! rarest pieces. When the peer lacks many better pieces, the search gives up after about
+//! as many steps as a scan of the candidate words would take, and the scan decides.
+//!
 //! A piece is *partial* while some block of it is requested or received and it is not yet
 //! verified. Partial pieces are few; they live in a vector in the order they were started,
 //! each with a state per block (free, requested by one or more peers, received) and counts
@@ -36,16 +42,30 @@
 //! A piece that failed its hash check keeps a mark until it is verified. When it is started
 //! again, the peer that takes its first block becomes its owner, and other peers get none of
 //! its free blocks while the owner still has a request in it. Once the owner holds no
-//! request there (it was choked, timed out, or left), the next peer to take a block becomes
-//! the owner: the piece never stalls on a peer that stopped serving it, at the price of then
-//! having two sources. In endgame, requested blocks of such a piece may be duplicated like
-//! any other; whichever copy arrives first is kept.
+//! request there (it was choked, timed out, left, or was answered and has not asked again),
+//! the next peer to take a block becomes the owner: the piece never stalls on a peer that
+//! stopped serving it, at the price of then having two sources. (A caller that refills a
+//! peer's queue as soon as a block arrives keeps the owner.) In endgame, requested blocks
+//! of such a piece may be duplicated like any other; whichever copy arrives first is kept.
+//! After the hash failure and until it is started again the piece is not partial.
 //!
 //! # Unwanting a partial piece
 //!
 //! `set_wanted(piece, false)` on a partial piece drops it at once: its received blocks are
 //! discarded, its requests forgotten (late copies are [`Arrival::Unwanted`]; the caller may
 //! cancel them on the wire). If it becomes wanted again it starts from scratch.
+//!
+//! # Cost
+//!
+//! With n pieces, P partial pieces and B blocks per piece:
+//! - `pick`: O(P) to walk the partial pieces, O(1) per block taken; per new piece started
+//!   O(log n) typically, at worst O(n / 64 + candidates) (random first: O(n / 64)); in
+//!   endgame O(P·B log) to order the duplicate candidates.
+//! - `on_block`, `release`, `requesters`, `in_endgame`, `is_complete`, `add_have`:
+//!   O(1) or O(log n) (plus O(P) when a piece stops being partial, and O(requesters)).
+//! - `on_verified`, `on_hash_failed`, `set_wanted`: O(P + log n).
+//! - `add_availability` / `remove_availability`: O(ones · log n), at most O(n).
+//! - `is_interesting`: O(n / 64).
 
 use crate::bitfield::Bitfield;
 use crate::id::ConnId;
@@ -454,8 +474,9 @@ impl Picker {
         }
     }
 
+    /// Blocks in `piece` (callers check the range).
     fn blocks_in(&self, piece: u32) -> u32 {
-        if piece + 1 == self.num_pieces {
+        if Some(piece) == self.num_pieces.checked_sub(1) {
             self.last_blocks
         } else {
             self.nominal_blocks
@@ -530,9 +551,9 @@ impl Picker {
     /// never a block already requested from this peer; outside endgame, never a block
     /// requested from anyone.
     ///
-    /// Cost: O(partial pieces + blocks taken), plus a scan of the candidate bitfield words
-    /// (O(pieces / 64 + candidates)) for each new piece started, plus in endgame
-    /// O(blocks of partial pieces · log) to sort the duplicate candidates.
+    /// Cost: O(partial pieces + blocks taken), plus for each new piece started O(log n)
+    /// typically and O(n / 64 + candidates) at worst, plus in endgame O(blocks of partial
+    /// pieces · log) to order the duplicate candidates.
     pub fn pick(
         &mut self,
         peer: ConnId,
