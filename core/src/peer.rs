@@ -23,6 +23,9 @@ pub(crate) enum Phase {
     Handshaking,
     /// Handshakes exchanged.
     Active,
+    /// An inbound connection from ourselves: our handshake went back so that the dialling
+    /// side learns the address is its own and closes; nothing else happens here.
+    Ourselves,
 }
 
 /// A request of ours in flight.

@@ -361,8 +361,10 @@ impl Torrent {
         if hs.peer_id == sh.peer_id {
             if outbound {
                 self.peer_list.mark_self(addr);
+                self.close_peer(sh, conn, "connected to ourselves".into(), false);
+            } else if let Some(peer) = self.peers.get_mut(&conn) {
+                peer.phase = Phase::Ourselves;
             }
-            self.close_peer(sh, conn, "connected to ourselves".into(), false);
             return false;
         }
         if self.download.is_banned(&hs.peer_id) {
@@ -566,7 +568,15 @@ impl Torrent {
 
     /// The driver reported the peer's connection gone.
     fn drop_peer(&mut self, sh: &mut Shared, conn: ConnId, reason: String) {
-        let failed = self.peers.get(&conn).is_some_and(|p| !p.is_active());
+        let Some(peer) = self.peers.get(&conn) else {
+            return;
+        };
+        let failed = !peer.is_active();
+        let reason = if peer.phase == Phase::Ourselves {
+            "connected to ourselves".into()
+        } else {
+            reason
+        };
         self.remove_peer(sh, conn, reason, failed);
     }
 
@@ -670,7 +680,7 @@ impl Torrent {
         let mut to_close = Vec::new();
         for (&conn, peer) in &mut self.peers {
             match peer.phase {
-                Phase::Connecting | Phase::Handshaking => {
+                Phase::Connecting | Phase::Handshaking | Phase::Ourselves => {
                     if now.saturating_duration_since(peer.connected_at) > CONNECT_TIMEOUT {
                         to_close.push((conn, "connection timed out".to_string(), true));
                     }
