@@ -37,5 +37,5 @@ pub use bitfield::Bitfield;
 pub use id::{ConnId, InfoHash, OpId, PeerId, TorrentId};
 pub use layout::{BLOCK_LEN, BlockRef, FileSpan, Layout};
 pub use metainfo::Metainfo;
-pub use session::{Config, Session, TorrentOptions, TorrentStats};
+pub use session::{Config, PeerInfo, Session, TorrentOptions, TorrentStats};
 pub use time::{Duration, Instant};

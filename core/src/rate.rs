@@ -67,7 +67,6 @@ impl Rate {
         sum as f64 / span.as_secs_f64()
     }
 
-    #[cfg(test)]
     pub fn total(&self) -> u64 {
         self.total
     }

@@ -121,6 +121,35 @@ pub struct TorrentStats {
     pub complete: bool,
 }
 
+/// A snapshot of one peer connection (for displays and the simulator's invariants).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeerInfo {
+    pub conn: ConnId,
+    pub addr: SocketAddr,
+    pub id: Option<PeerId>,
+    pub outbound: bool,
+    /// Handshakes exchanged.
+    pub active: bool,
+    pub am_choking: bool,
+    pub am_interested: bool,
+    pub peer_choking: bool,
+    pub peer_interested: bool,
+    /// Pieces the peer has.
+    pub pieces: u32,
+    /// Our requests in flight to the peer, and the most we allow.
+    pub requests_out: usize,
+    pub queue_depth: usize,
+    /// The peer's requests queued with us (not yet being read).
+    pub requests_in: usize,
+    /// Upload bytes handed to the driver and not yet reported sent.
+    pub unsent: usize,
+    pub download_rate: f64,
+    pub upload_rate: f64,
+    pub downloaded: u64,
+    pub uploaded: u64,
+    pub snubbed: bool,
+}
+
 /// What a connection belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Route {
@@ -270,6 +299,14 @@ impl Session {
 
     pub fn stats(&self, torrent: TorrentId) -> Option<TorrentStats> {
         self.torrents.get(&torrent).map(|t| t.stats(self.sh.now))
+    }
+
+    /// Every connection of a torrent to a peer.
+    pub fn peers(&self, torrent: TorrentId) -> Vec<PeerInfo> {
+        self.torrents
+            .get(&torrent)
+            .map(|t| t.peer_infos(self.sh.now))
+            .unwrap_or_default()
     }
 
     /// The verified pieces of a torrent (for resume files).

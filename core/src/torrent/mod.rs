@@ -24,7 +24,7 @@ use crate::peer::{Peer, Phase};
 use crate::peer_list::PeerList;
 use crate::picker::{Picker, PickerConfig};
 use crate::rate::Rate;
-use crate::session::{Route, Shared, TorrentOptions, TorrentStats};
+use crate::session::{PeerInfo, Route, Shared, TorrentOptions, TorrentStats};
 use crate::time::{Duration, Instant};
 use crate::tracker::Announcer;
 use crate::wire::{Decoder, Handshake, Message};
@@ -198,6 +198,33 @@ impl Torrent {
             checking: self.state == State::Checking,
             complete: self.picker.is_complete(),
         }
+    }
+
+    pub fn peer_infos(&self, now: Instant) -> Vec<PeerInfo> {
+        self.peers
+            .iter()
+            .map(|(&conn, p)| PeerInfo {
+                conn,
+                addr: p.addr,
+                id: p.id,
+                outbound: p.outbound,
+                active: p.is_active(),
+                am_choking: p.am_choking,
+                am_interested: p.am_interested,
+                peer_choking: p.peer_choking,
+                peer_interested: p.peer_interested,
+                pieces: p.has.count_ones() as u32,
+                requests_out: p.requests.len(),
+                queue_depth: p.queue_depth,
+                requests_in: p.their_requests.len(),
+                unsent: p.unsent,
+                download_rate: p.download.get(now),
+                upload_rate: p.upload.get(now),
+                downloaded: p.download.total(),
+                uploaded: p.upload.total(),
+                snubbed: p.snubbed,
+            })
+            .collect()
     }
 
     /// Bytes of wanted pieces not yet verified (the tracker's `left`).
