@@ -13,6 +13,7 @@ use crate::api::{Action, Event, Input, Output, Target};
 use crate::bitfield::Bitfield;
 use crate::id::{ConnId, InfoHash, OpId, PeerId, TorrentId};
 use crate::metainfo::Metainfo;
+use crate::picker::PickerConfig;
 use crate::rng::Rng;
 use crate::time::{Duration, Instant};
 use crate::torrent::Torrent;
@@ -60,6 +61,8 @@ pub struct Config {
     pub tracker_timeout: Duration,
     /// Time between housekeeping rounds (time-outs, rates, keep-alives).
     pub tick: Duration,
+    /// Piece picking policy.
+    pub picker: PickerConfig,
 }
 
 impl Default for Config {
@@ -84,6 +87,7 @@ impl Default for Config {
             max_known_peers: 1000,
             tracker_timeout: Duration::from_secs(30),
             tick: Duration::from_millis(500),
+            picker: PickerConfig::default(),
         }
     }
 }

@@ -4,7 +4,7 @@
 use super::{Op, State, Torrent};
 use crate::api::{Action, DiskResult, Event};
 use crate::bitfield::Bitfield;
-use crate::picker::{Picker, PickerConfig};
+use crate::picker::Picker;
 use crate::session::Shared;
 
 /// Pieces being hashed at once.
@@ -72,7 +72,7 @@ impl Torrent {
                 &self.layout,
                 &check.have,
                 &check.wanted,
-                PickerConfig::default(),
+                sh.config.picker.clone(),
                 &mut rng,
             );
             self.after_check(sh);

@@ -22,7 +22,7 @@ use crate::layout::Layout;
 use crate::metainfo::Metainfo;
 use crate::peer::{Peer, Phase};
 use crate::peer_list::PeerList;
-use crate::picker::{Picker, PickerConfig};
+use crate::picker::Picker;
 use crate::rate::Rate;
 use crate::session::{PeerInfo, Route, Shared, TorrentOptions, TorrentStats};
 use crate::time::{Duration, Instant};
@@ -130,7 +130,7 @@ impl Torrent {
             &layout,
             &have,
             &wanted,
-            PickerConfig::default(),
+            sh.config.picker.clone(),
             &mut picker_rng,
         );
         let announcer = Announcer::new(&meta.trackers, &mut sh.rng);
