@@ -1,0 +1,302 @@
+#!/usr/bin/env python3
+"""Writes the seed corpus in fuzz/corpus/<target>/ (committed; rerun to regenerate).
+
+Real torrents come from mktorrent when it is installed (they are kept as committed files
+otherwise); everything else is built here by hand: bencode, hand-made torrents with BEP 47
+attributes and UTF-8 paths, tracker responses (compact, dictionary, peers6, failure,
+chunked, interim 100, close-delimited) and peer wire streams with every message type.
+
+The `session` target's input is structured (`arbitrary`), so its seeds are not written
+here: fuzz/run.sh keeps a minimised set of what the fuzzer found in corpus/session/.
+"""
+
+import hashlib
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
+
+
+def bencode(v):
+    if isinstance(v, int):
+        return b"i%de" % v
+    if isinstance(v, str):
+        v = v.encode()
+    if isinstance(v, bytes):
+        return b"%d:%s" % (len(v), v)
+    if isinstance(v, list):
+        return b"l" + b"".join(bencode(x) for x in v) + b"e"
+    if isinstance(v, dict):
+        items = sorted((k.encode() if isinstance(k, str) else k, x) for k, x in v.items())
+        return b"d" + b"".join(bencode(k) + bencode(x) for k, x in items) + b"e"
+    raise TypeError(v)
+
+
+def write(target, name, data):
+    d = os.path.join(ROOT, target)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data)
+
+
+# Streaming targets: a split header first (see fuzz/src/lib.rs). `splits` cuts the stream.
+def split_header(lens=()):
+    return bytes([len(lens)]) + b"".join(struct.pack(">H", n) for n in lens)
+
+
+def content(n, seed):
+    out = bytearray()
+    x = seed
+    while len(out) < n:
+        x = hashlib.sha1(x.to_bytes(8, "big")).digest()
+        out += x
+        seed += 1
+        x = seed
+    return bytes(out[:n])
+
+
+def pieces_of(data, piece_len):
+    return b"".join(
+        hashlib.sha1(data[i : i + piece_len]).digest() for i in range(0, len(data), piece_len)
+    ) or b""
+
+
+# ---- torrents ---------------------------------------------------------------------------
+
+def hand_torrents():
+    out = {}
+    data = content(40_000, 1)
+    out["single.torrent"] = bencode({
+        "announce": "http://tracker.test/announce",
+        "info": {"name": "file.bin", "length": len(data), "piece length": 16384,
+                 "pieces": pieces_of(data, 16384)},
+    })
+    files = [(["dir", "a.txt"], 1000), (["dir", "sub", "b.bin"], 70_000), (["empty"], 0),
+             (["c"], 17)]
+    total = sum(n for _, n in files)
+    data = content(total, 2)
+    out["multi.torrent"] = bencode({
+        "announce": "http://tracker.test/announce",
+        "announce-list": [["http://a.test/announce", "udp://b.test:80"], ["http://c.test/x"]],
+        "comment": "multi-file seed", "created by": "make_seeds.py", "creation date": 1700000000,
+        "info": {"name": "multi", "piece length": 32768, "pieces": pieces_of(data, 32768),
+                 "private": 1,
+                 "files": [{"length": n, "path": p} for p, n in files]},
+    })
+    # BEP 47: padding files, executable and symlink attributes.
+    files = [
+        {"length": 1000, "path": ["a"], "attr": "x"},
+        {"length": 15384, "path": [".pad", "15384"], "attr": "p"},
+        {"length": 20000, "path": ["b"]},
+        {"path": ["link"], "attr": "l", "symlink path": ["a"]},
+    ]
+    data = content(36384, 3)
+    out["bep47.torrent"] = bencode({
+        "info": {"name": "padded", "piece length": 16384, "pieces": pieces_of(data, 16384),
+                 "files": files},
+    })
+    # UTF-8 names and path.utf-8 keys.
+    data = content(5, 4)
+    out["utf8.torrent"] = bencode({
+        "info": {"name": "na\xefve", "name.utf-8": "na\u00efve \u2603", "length": 5,
+                 "piece length": 16384, "pieces": pieces_of(data, 16384)},
+    })
+    files = [{"length": 3, "path": ["x"], "path.utf-8": ["\u00e9t\u00e9"]},
+             {"length": 4, "path": ["y"]}]
+    out["utf8-paths.torrent"] = bencode({
+        "info": {"name": "u", "piece length": 16384, "pieces": pieces_of(content(7, 5), 16384),
+                 "files": files},
+    })
+    # Unsafe paths and other rejects, so the fuzzer starts next to the checks.
+    bad = {
+        "dotdot": [{"length": 1, "path": ["..", "etc"]}],
+        "slash": [{"length": 1, "path": ["a/b"]}],
+        "backslash": [{"length": 1, "path": ["a\\b"]}],
+        "drive": [{"length": 1, "path": ["C:x"]}],
+        "empty-component": [{"length": 1, "path": [""]}],
+        "duplicate": [{"length": 1, "path": ["a"]}, {"length": 1, "path": ["a"]}],
+        "file-and-dir": [{"length": 1, "path": ["a"]}, {"length": 1, "path": ["a", "b"]}],
+    }
+    for name, files in bad.items():
+        total = sum(f["length"] for f in files)
+        out[f"bad-{name}.torrent"] = bencode({
+            "info": {"name": "t", "piece length": 16384,
+                     "pieces": pieces_of(content(total, 6), 16384), "files": files},
+        })
+    out["bad-name.torrent"] = bencode({
+        "info": {"name": "..", "length": 1, "piece length": 16384,
+                 "pieces": pieces_of(b"x", 16384)},
+    })
+    return out
+
+
+def mktorrent_torrents():
+    if shutil.which("mktorrent") is None:
+        print("mktorrent not found: keeping the committed mktorrent seeds", file=sys.stderr)
+        return {}
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        single = os.path.join(tmp, "one.bin")
+        with open(single, "wb") as f:
+            f.write(content(50_000, 7))
+        tree = os.path.join(tmp, "tree")
+        os.makedirs(os.path.join(tree, "sub", "deeper"))
+        for rel, n, seed in [("a.txt", 123, 8), ("sub/b.bin", 40_000, 9),
+                             ("sub/deeper/c", 1, 10), ("zero", 0, 11)]:
+            with open(os.path.join(tree, rel), "wb") as f:
+                f.write(content(n, seed))
+        runs = {
+            "mktorrent-single.torrent": ["-a", "http://tracker.test/announce", "-l", "15", single],
+            "mktorrent-multi.torrent": ["-a", "http://a.test/announce,http://b.test/announce",
+                                        "-a", "http://c.test/announce", "-c", "a comment",
+                                        "-l", "15", tree],
+            "mktorrent-private.torrent": ["-a", "http://tracker.test/announce", "-p",
+                                          "-s", "source", "-w", "http://web.test/seed",
+                                          "-l", "16", tree],
+        }
+        for name, args in runs.items():
+            path = os.path.join(tmp, name)
+            subprocess.run(["mktorrent", "-d", "-o", path, *args], check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            with open(path, "rb") as f:
+                out[name] = f.read()
+    return out
+
+
+# ---- tracker responses ------------------------------------------------------------------
+
+def announce_bodies():
+    compact = bytes([10, 0, 0, 1, 0x1A, 0xE1, 10, 0, 0, 2, 0x1A, 0xE2, 10, 0, 0, 1, 0x1A, 0xE1,
+                     0, 0, 0, 0, 0, 80, 1, 2, 3, 4, 0, 0])
+    v6 = bytes(15) + b"\x01" + b"\x1a\xe1" + bytes.fromhex("20010db8000000000000000000000001") + b"\x00\x50"
+    return {
+        "compact": bencode({"interval": 1800, "min interval": 60, "complete": 5,
+                            "incomplete": 3, "peers": compact}),
+        "dict": bencode({"interval": 900, "peers": [
+            {"ip": "192.0.2.1", "port": 6881, "peer id": b"-XX0001-abcdefghijkl"},
+            {"ip": "2001:db8::2", "port": 51413},
+            {"ip": "tracker.test", "port": 1},
+            {"ip": "192.0.2.1", "port": 0},
+        ]}),
+        "peers6": bencode({"interval": 60, "peers": b"", "peers6": v6,
+                           "tracker id": "abc", "warning message": "be nice"}),
+        "failure": bencode({"failure reason": "torrent not registered"}),
+        "failure-int": bencode({"failure reason": 3}),
+        "bad-compact": bencode({"interval": 1, "peers": b"12345"}),
+        "negative": bencode({"interval": -1, "complete": -5, "peers": []}),
+    }
+
+
+def http_responses(bodies):
+    out = {}
+    for name, body in bodies.items():
+        out[f"length-{name}"] = (
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n" % len(body)
+            + body)
+    body = bodies["compact"]
+    half = len(body) // 2
+    out["chunked"] = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                      + b"%x;ext=1\r\n" % half + body[:half] + b"\r\n"
+                      + b"%X\r\n" % (len(body) - half) + body[half:] + b"\r\n"
+                      + b"0\r\nX-Trailer: yes\r\n\r\n")
+    out["continue-then-ok"] = (b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: x\r\n\r\n"
+                               + out["length-failure"])
+    out["until-close"] = b"HTTP/1.0 200 OK\r\nServer: t\r\n\r\n" + bodies["dict"]
+    out["lf-only"] = b"\n\nHTTP/1.1 200 OK\nContent-Length: 2\n\nle"
+    out["not-found"] = b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\n\r\nnot found"
+    out["no-content"] = b"HTTP/1.1 204 No Content\r\n\r\n"
+    out["gzip"] = b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 1\r\n\r\nx"
+    out["switching"] = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n"
+    out["both-framings"] = (b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+                            b"3\r\nabc\r\n0\r\n\r\n")
+    return out
+
+
+# ---- peer wire --------------------------------------------------------------------------
+
+def frame(msg_id, payload=b""):
+    return struct.pack(">IB", len(payload) + 1, msg_id) + payload
+
+
+def wire_streams():
+    handshake = (b"\x13BitTorrent protocol" + bytes([0, 0, 0, 0, 0, 0x10, 0, 0x05])
+                 + bytes(range(20)) + b"-TS0100-abcdefghijkl")
+    req = struct.pack(">III", 1, 16384, 16384)
+    every = b"".join([
+        struct.pack(">I", 0),                           # keep-alive
+        frame(5, b"\xff\xf0"),                          # bitfield (12 pieces)
+        frame(0), frame(1), frame(2), frame(3),         # choke .. not interested
+        frame(4, struct.pack(">I", 7)),                 # have
+        frame(6, req),                                  # request
+        frame(7, struct.pack(">II", 1, 0) + content(64, 12)),  # piece
+        frame(8, req),                                  # cancel
+        frame(9, struct.pack(">H", 6881)),              # port
+        frame(13, struct.pack(">I", 2)),                # suggest
+        frame(14), frame(15),                           # have all, have none
+        frame(16, req),                                 # reject
+        frame(17, struct.pack(">I", 3)),                # allowed fast
+        frame(20, b"\x00" + bencode({"m": {"ut_metadata": 1}})),  # extended handshake
+        frame(99, b"unknown payload"),                  # unknown id
+    ])
+    # [flags][num_pieces u16] then the split header, then the stream.
+    h_np = lambda flags, n=12: bytes([flags]) + struct.pack(">H", n)
+    return {
+        "handshake-then-all": h_np(3) + split_header() + handshake + every,
+        "handshake-split": h_np(1) + split_header([1, 19, 8, 20, 20, 3, 2]) + handshake + every,
+        "messages-only": h_np(2) + split_header() + every,
+        "messages-split": h_np(0) + split_header([3, 5, 1, 13, 4, 70]) + every,
+        "bad-handshake": h_np(1) + split_header() + b"\x13BitTorrent protocoX" + bytes(48),
+        "too-long": h_np(0) + split_header() + struct.pack(">I", 1 << 25) + b"\x07",
+        "bad-length": h_np(0) + split_header() + struct.pack(">IB", 2, 1) + b"\x00",
+        "bitfield-too-long": h_np(2, 8) + split_header() + frame(5, b"\xff\xff\xff"),
+        "piece-too-short": h_np(0) + split_header() + frame(7, b"\x00\x00\x00"),
+        "big-piece-split": h_np(0) + split_header([9, 100, 5000, 0, 1])
+        + frame(7, struct.pack(">II", 0, 0) + content(16384, 13)),
+    }
+
+
+def main():
+    for target in ["bencode", "metainfo", "wire", "http_response", "announce"]:
+        d = os.path.join(ROOT, target)
+        os.makedirs(d, exist_ok=True)
+        for f in os.listdir(d):
+            if not f.startswith("mktorrent-") or shutil.which("mktorrent") is not None:
+                os.remove(os.path.join(d, f))
+
+    torrents = {**hand_torrents(), **mktorrent_torrents()}
+    for name, data in torrents.items():
+        write("metainfo", name, data)
+    bodies = announce_bodies()
+    for name, body in bodies.items():
+        write("announce", name, body)
+    # A first byte below 0x40 is the peer limit (see the target).
+    write("announce", "limit-1", bytes([1]) + bodies["compact"])
+    # bencode: torrents, bodies and a few shapes of their own.
+    for name, data in {**torrents, **{f"{k}.announce": v for k, v in bodies.items()}}.items():
+        write("bencode", name, data)
+    for name, data in {
+        "ints": b"li0ei-1ei9223372036854775807ei-9223372036854775808ee",
+        "nested": b"l" * 40 + b"e" * 40,
+        "dict": bencode({"": b"", "a": [1, {"b": b"\x00\xff"}], "zz": {}}),
+        "unsorted": b"d1:bi1e1:ai2ee",
+        "leading-zero": b"i01e",
+        "minus-zero": b"i-0e",
+        "overflow": b"i9223372036854775808e",
+        "trailing": b"i1ei2e",
+    }.items():
+        write("bencode", name, data)
+    for name, data in http_responses(bodies).items():
+        write("http_response", name, bytes([3]) + split_header() + data)
+    chunked = http_responses(bodies)["chunked"]
+    write("http_response", "chunked-split",
+          bytes([4]) + split_header([10, 30, 2, 1, 1, 7]) + chunked)
+    for name, data in wire_streams().items():
+        write("wire", name, data)
+
+
+if __name__ == "__main__":
+    main()
