@@ -13,14 +13,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use arbitrary::Arbitrary;
 use bytes::{Bytes, BytesMut};
 use libfuzzer_sys::fuzz_target;
 use tessera_core::api::{Action, DiskError, DiskErrorKind, DiskResult, Input, Output, Target};
 use tessera_core::metainfo::{FileEntry, Info};
-use tessera_core::wire::{BlockRequest, Handshake, Message};
+use tessera_core::wire::{BlockRequest, Decoder, Handshake, Message};
 use tessera_core::{
     BLOCK_LEN, Bitfield, BlockRef, Config, ConnId, Duration, InfoHash, Instant, Layout, Metainfo,
     OpId, PeerId, Session, TorrentId, TorrentOptions,
@@ -127,6 +127,9 @@ struct Scenario {
     seed_after: bool,
     /// File selection: a bit per piece; `None` wants everything.
     wanted: Option<u8>,
+    /// Answer every disk action at once as a healthy disk would (the `Disk` steps then
+    /// only see actions issued while this is off, i.e. none).
+    auto_disk: bool,
     steps: Vec<Step>,
 }
 
@@ -192,6 +195,15 @@ enum Step {
         host: u8,
         port: u16,
     },
+    /// A peer connects to us, handshakes, says which pieces it has (a bit per piece) and
+    /// maybe unchokes us and says it is interested, all in one read.
+    Peer {
+        host: u8,
+        peer: u8,
+        bits: u8,
+        unchoke: bool,
+        interested: bool,
+    },
     /// Tell the session about a peer to dial.
     AddPeer {
         host: u8,
@@ -220,6 +232,13 @@ enum Step {
     Messages {
         conn: u8,
         messages: Vec<Msg>,
+    },
+    /// The remote sends the blocks the session asked it for (up to `count + 1`, oldest
+    /// first), filled with `fill`.
+    Deliver {
+        conn: u8,
+        count: u8,
+        fill: u8,
     },
     /// A tracker answers (HTTP, compact peers).
     TrackerReply {
@@ -261,6 +280,60 @@ enum Step {
     Shutdown,
 }
 
+/// The far end of an open connection, as the driver sees it.
+#[derive(Debug)]
+struct Remote {
+    /// Bytes the session queued and the driver has not reported sent.
+    queued: usize,
+    /// Decodes what the session sends to a peer (`None` for trackers, which get HTTP).
+    decoder: Option<Decoder>,
+    handshake_seen: bool,
+    /// Blocks the session asked this peer for and has not cancelled or been sent.
+    requests: Vec<BlockRequest>,
+}
+
+impl Remote {
+    fn new(tracker: bool) -> Self {
+        Remote {
+            queued: 0,
+            decoder: (!tracker).then(Decoder::new),
+            handshake_seen: false,
+            requests: Vec::new(),
+        }
+    }
+
+    /// Reads what the session sent: it must be a well-formed handshake and messages.
+    fn sent(&mut self, conn: ConnId, data: Bytes) {
+        self.queued += data.len();
+        let Some(decoder) = self.decoder.as_mut() else {
+            return;
+        };
+        decoder.feed(data);
+        if !self.handshake_seen {
+            match decoder.handshake() {
+                Ok(Some(_)) => self.handshake_seen = true,
+                Ok(None) => return,
+                Err(e) => panic!("the session sent a bad handshake on {conn:?}: {e}"),
+            }
+        }
+        loop {
+            match decoder.next_message() {
+                Ok(Some(Message::Request(r))) => {
+                    assert!(
+                        r.len > 0 && r.len <= BLOCK_LEN,
+                        "the session asked for {r:?}"
+                    );
+                    self.requests.push(r);
+                }
+                Ok(Some(Message::Cancel(r))) => self.requests.retain(|q| *q != r),
+                Ok(Some(_)) => {}
+                Ok(None) => return,
+                Err(e) => panic!("the session sent malformed wire data on {conn:?}: {e}"),
+            }
+        }
+    }
+}
+
 /// A disk action waiting for its answer.
 #[derive(Debug, Clone, Copy)]
 enum DiskOp {
@@ -276,8 +349,8 @@ struct Driver {
     max_peer_requests: usize,
     now: Instant,
     deadline: Instant,
-    /// Connections the driver has open, with the bytes queued on them not yet reported sent.
-    open: BTreeMap<ConnId, usize>,
+    /// Connections the driver has open.
+    open: BTreeMap<ConnId, Remote>,
     /// Dials the session asked for, not yet answered; `true` for trackers.
     dialling: BTreeMap<ConnId, bool>,
     /// Open connections to trackers.
@@ -285,7 +358,23 @@ struct Driver {
     /// Connections the core closed or was told are closed.
     dead: BTreeSet<ConnId>,
     ops: Vec<(OpId, DiskOp)>,
+    auto_disk: bool,
     next_port: u16,
+}
+
+/// With `TESSERA_FUZZ_TRACE` set, prints the kind of every event and action to stderr
+/// (`... -runs=0 <corpus> 2>&1 | grep ^trace | sort | uniq -c` shows how deep a corpus
+/// reaches).
+fn trace(what: &str, item: &dyn std::fmt::Debug) {
+    static ON: OnceLock<bool> = OnceLock::new();
+    if *ON.get_or_init(|| std::env::var_os("TESSERA_FUZZ_TRACE").is_some()) {
+        let text = format!("{item:?}");
+        let kind = text
+            .split(|c: char| !c.is_alphanumeric())
+            .next()
+            .unwrap_or("");
+        eprintln!("trace {what} {kind}");
+    }
 }
 
 fn pick<T: Copy>(items: impl IntoIterator<Item = T>, i: u8) -> Option<T> {
@@ -416,16 +505,26 @@ impl Driver {
     }
 
     /// Drains the outputs, playing the driver's part for each, and checks the invariants.
+    /// With `auto_disk`, disk actions are answered as a healthy disk would, oldest first,
+    /// each followed by a complete drain.
     fn drain(&mut self) {
         for _ in 0..MAX_OUTPUTS {
             match self.session.poll_output() {
                 Output::Timeout(t) => {
                     self.deadline = t;
                     self.check();
-                    return;
+                    if !self.auto_disk || self.ops.is_empty() {
+                        return;
+                    }
+                    let (op, kind) = self.ops.remove(0);
+                    let input = self.disk_input(op, kind, Answer::Natural);
+                    self.session.handle_input(input);
                 }
-                Output::Event(_) => {}
-                Output::Action(a) => self.action(a),
+                Output::Event(e) => trace("event", &e),
+                Output::Action(a) => {
+                    trace("action", &a);
+                    self.action(a)
+                }
             }
         }
         panic!("poll_output did not reach Output::Timeout");
@@ -466,9 +565,9 @@ impl Driver {
             }
             Action::Send { conn, data } => {
                 self.alive(conn, "send");
-                let queued = self.open.get_mut(&conn);
-                let queued = queued.unwrap_or_else(|| panic!("send on {conn:?}, not connected"));
-                *queued += data.len();
+                let remote = self.open.get_mut(&conn);
+                let remote = remote.unwrap_or_else(|| panic!("send on {conn:?}, not connected"));
+                remote.sent(conn, data);
             }
             Action::Close { conn } => {
                 self.alive(conn, "close");
@@ -559,6 +658,11 @@ impl Driver {
     }
 
     fn answer(&mut self, op: OpId, kind: DiskOp, answer: Answer) {
+        let input = self.disk_input(op, kind, answer);
+        self.input(input);
+    }
+
+    fn disk_input(&self, op: OpId, kind: DiskOp, answer: Answer) -> Input {
         let result = match (answer, kind) {
             (Answer::Natural, DiskOp::Read { len }) => {
                 DiskResult::Data(Bytes::from(vec![0x5a; len as usize]))
@@ -580,8 +684,11 @@ impl Driver {
             }
             (Answer::Short, _) => DiskResult::Data(Bytes::new()),
         };
-        let now = self.now;
-        self.input(Input::Disk { now, op, result });
+        Input::Disk {
+            now: self.now,
+            op,
+            result,
+        }
     }
 
     fn open_conns(&self) -> impl Iterator<Item = ConnId> + '_ {
@@ -595,9 +702,33 @@ impl Driver {
                 let addr = SocketAddr::from(([192, 0, 2, *host], *port));
                 if let Some(conn) = self.session.accept(now, addr) {
                     assert!(!self.dead.contains(&conn) && !self.open.contains_key(&conn));
-                    self.open.insert(conn, 0);
+                    self.open.insert(conn, Remote::new(false));
                 }
                 self.drain();
+            }
+            Step::Peer {
+                host,
+                peer,
+                bits,
+                unchoke,
+                interested,
+            } => {
+                let addr = SocketAddr::from(([192, 0, 2, *host], 6881));
+                let Some(conn) = self.session.accept(now, addr) else {
+                    self.drain();
+                    return;
+                };
+                self.open.insert(conn, Remote::new(false));
+                self.drain();
+                let mut out = BytesMut::from(&self.handshake(*peer, [0; 8], false)[..]);
+                self.message(&Msg::Bitfield(*bits)).encode(&mut out);
+                if *unchoke {
+                    Message::Unchoke.encode(&mut out);
+                }
+                if *interested {
+                    Message::Interested.encode(&mut out);
+                }
+                self.receive(conn, out.freeze());
             }
             Step::AddPeer {
                 host,
@@ -630,7 +761,7 @@ impl Driver {
                         error: Some("connection refused".into()),
                     });
                 } else {
-                    self.open.insert(conn, 0);
+                    self.open.insert(conn, Remote::new(tracker));
                     if tracker {
                         self.trackers.insert(conn);
                     }
@@ -671,6 +802,30 @@ impl Driver {
                 let mut out = BytesMut::new();
                 for m in messages {
                     self.encode(m, &mut out);
+                }
+                self.receive(conn, out.freeze());
+            }
+            Step::Deliver { conn, count, fill } => {
+                let asked = self
+                    .open
+                    .iter()
+                    .filter(|(_, r)| !r.requests.is_empty())
+                    .map(|(c, _)| *c);
+                let Some(conn) = pick(asked, *conn) else {
+                    return;
+                };
+                let Some(remote) = self.open.get_mut(&conn) else {
+                    return;
+                };
+                let n = remote.requests.len().min(usize::from(*count % 8) + 1);
+                let mut out = BytesMut::new();
+                for r in remote.requests.drain(..n) {
+                    Message::Piece {
+                        piece: r.piece,
+                        offset: r.offset,
+                        data: Bytes::from(vec![*fill; r.len as usize]),
+                    }
+                    .encode(&mut out);
                 }
                 self.receive(conn, out.freeze());
             }
@@ -723,14 +878,14 @@ impl Driver {
                 let Some(conn) = pick(self.open_conns(), *conn) else {
                     return;
                 };
-                let queued = self.open.get(&conn).copied().unwrap_or(0);
-                let bytes = match bytes {
-                    None => queued,
-                    Some(b) => usize::from(*b).min(queued),
+                let Some(remote) = self.open.get_mut(&conn) else {
+                    return;
                 };
-                if let Some(q) = self.open.get_mut(&conn) {
-                    *q -= bytes;
-                }
+                let bytes = match bytes {
+                    None => remote.queued,
+                    Some(b) => usize::from(*b).min(remote.queued),
+                };
+                remote.queued -= bytes;
                 self.input(Input::Sent { now, conn, bytes });
             }
             Step::Close { conn, error } => {
@@ -831,6 +986,7 @@ fuzz_target!(|scenario: Scenario| {
         trackers: BTreeSet::new(),
         dead: BTreeSet::new(),
         ops: Vec::new(),
+        auto_disk: scenario.auto_disk,
         next_port: 10_000,
     };
     driver.drain();
