@@ -86,6 +86,8 @@ pub(crate) struct Peer {
     pub unrequested_blocks: u32,
     pub last_recv: Instant,
     pub last_send: Instant,
+    /// Since when part of a message has been waiting for the rest.
+    pub partial_since: Option<Instant>,
 }
 
 impl Peer {
@@ -131,6 +133,7 @@ impl Peer {
             unrequested_blocks: 0,
             last_recv: now,
             last_send: now,
+            partial_since: None,
         }
     }
 

@@ -850,6 +850,11 @@ impl Picker {
             .map_or(&[], Block::requesters)
     }
 
+    /// Whether `piece` is to be downloaded at all.
+    pub fn is_wanted(&self, piece: u32) -> bool {
+        self.wanted.get(piece as usize)
+    }
+
     /// Verified pieces.
     pub fn have(&self) -> &Bitfield {
         &self.have

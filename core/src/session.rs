@@ -99,8 +99,11 @@ pub struct TorrentOptions {
     pub have: Option<Bitfield>,
     /// Keep serving after the download completes.
     pub seed: bool,
-    /// Pieces to download (file selection). `None`: all.
-    pub wanted: Option<Bitfield>,
+    /// Files to download, by index in the metainfo's file list (`--only`). `None`: all.
+    /// Every piece holding a byte of a chosen file is fetched; bytes of other files are
+    /// never written (the driver's storage skips them) and pieces that cross into other
+    /// files are verified but never offered to peers, since we cannot serve all of them.
+    pub files: Option<Vec<bool>>,
 }
 
 /// A snapshot for progress displays.

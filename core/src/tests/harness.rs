@@ -106,7 +106,7 @@ impl MemDisk {
         MemDisk { files }
     }
 
-    fn read(&self, spans: &[FileSpan]) -> Vec<u8> {
+    pub fn read(&self, spans: &[FileSpan]) -> Vec<u8> {
         let mut out = Vec::new();
         for s in spans {
             out.extend_from_slice(
@@ -116,7 +116,7 @@ impl MemDisk {
         out
     }
 
-    fn write(&mut self, spans: &[FileSpan], data: &[u8]) {
+    pub fn write(&mut self, spans: &[FileSpan], data: &[u8]) {
         let mut pos = 0;
         for s in spans {
             let len = s.len as usize;
@@ -424,7 +424,7 @@ pub fn leecher() -> TorrentOptions {
     TorrentOptions {
         have: None,
         seed: true,
-        wanted: None,
+        files: None,
     }
 }
 
@@ -433,7 +433,7 @@ pub fn seeder() -> TorrentOptions {
     TorrentOptions {
         have: None,
         seed: true,
-        wanted: None,
+        files: None,
     }
 }
 

@@ -418,8 +418,10 @@ impl Torrent {
             piece,
         });
         let now = sh.now;
-        for peer in self.peers.values_mut().filter(|p| p.is_active()) {
-            peer.send(now, &Message::Have(piece));
+        if self.offers(piece) {
+            for peer in self.peers.values_mut().filter(|p| p.is_active()) {
+                peer.send(now, &Message::Have(piece));
+            }
         }
         let conns: Vec<ConnId> = self.peers.keys().copied().collect();
         for &conn in &conns {

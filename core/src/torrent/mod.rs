@@ -33,6 +33,8 @@ use crate::wire::{Decoder, Handshake, Message};
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// Send a keep-alive after this long without sending anything.
 const KEEPALIVE: Duration = Duration::from_secs(90);
+/// Longest a message may take to arrive once it has started (a 16 KiB block at 300 B/s).
+const MESSAGE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Blocks nobody asked for (and that we do not want) tolerated from one peer.
 const MAX_UNREQUESTED: u32 = 64;
 
@@ -90,6 +92,8 @@ pub(crate) struct Torrent {
     state: State,
     seed_after: bool,
     picker: Picker,
+    /// Wanted pieces that cross into files not chosen for download: verified, never offered.
+    hidden: Bitfield,
     peers: BTreeMap<ConnId, Peer>,
     peer_list: PeerList,
     announcer: Announcer,
@@ -115,10 +119,7 @@ impl Torrent {
     ) -> Self {
         let layout = meta.layout().clone();
         let n = layout.num_pieces() as usize;
-        let wanted = options
-            .wanted
-            .filter(|w| w.len() == n)
-            .unwrap_or_else(|| Bitfield::full(n));
+        let (wanted, hidden) = selection(&meta, options.files.as_deref());
         let have = options
             .have
             .as_ref()
@@ -148,6 +149,7 @@ impl Torrent {
             state: State::Downloading,
             seed_after: options.seed,
             picker,
+            hidden,
             peers: BTreeMap::new(),
             peer_list: PeerList::new(sh.config.max_known_peers),
             announcer,
@@ -176,6 +178,20 @@ impl Torrent {
 
     pub fn have(&self) -> &Bitfield {
         self.picker.have()
+    }
+
+    /// Whether we may offer `piece` to peers.
+    fn offers(&self, piece: u32) -> bool {
+        self.picker.have().get(piece as usize) && !self.hidden.get(piece as usize)
+    }
+
+    /// The pieces we offer to peers (our `bitfield`).
+    fn offered(&self) -> Bitfield {
+        let mut b = self.picker.have().clone();
+        for p in self.hidden.ones() {
+            b.clear(p);
+        }
+        b
     }
 
     pub fn stats(&self, now: Instant) -> TorrentStats {
@@ -413,9 +429,12 @@ impl Torrent {
         peer.phase = Phase::Active;
         peer.decoder.set_num_pieces(self.layout.num_pieces());
         peer.last_block_at = sh.now;
-        let have = self.picker.have();
-        if have.count_ones() > 0 {
-            peer.send(sh.now, &Message::Bitfield(Bytes::from(have.to_bytes())));
+        let offered = self.offered();
+        let Some(peer) = self.peers.get_mut(&conn) else {
+            return false;
+        };
+        if offered.count_ones() > 0 {
+            peer.send(sh.now, &Message::Bitfield(Bytes::from(offered.to_bytes())));
         }
         self.peer_list.connected(addr);
         sh.event(Event::PeerConnected {
@@ -439,7 +458,13 @@ impl Torrent {
                         return;
                     }
                 }
-                Ok(None) => return,
+                Ok(None) => {
+                    peer.partial_since = match peer.decoder.buffered() {
+                        0 => None,
+                        _ => Some(peer.partial_since.unwrap_or(sh.now)),
+                    };
+                    return;
+                }
                 Err(e) => {
                     self.close_peer(sh, conn, format!("protocol error: {e}"), false);
                     return;
@@ -719,6 +744,17 @@ impl Torrent {
                 to_close.push((conn, "idle".to_string(), false));
                 continue;
             }
+            if peer
+                .partial_since
+                .is_some_and(|t| now.saturating_duration_since(t) > MESSAGE_TIMEOUT)
+            {
+                to_close.push((
+                    conn,
+                    "a message is trickling in too slowly".to_string(),
+                    false,
+                ));
+                continue;
+            }
             if now.saturating_duration_since(peer.last_send) > KEEPALIVE {
                 peer.send(now, &Message::KeepAlive);
             }
@@ -749,4 +785,33 @@ impl Torrent {
             sh.send(conn, bytes);
         }
     }
+}
+
+/// The pieces to fetch for a file selection, and those among them that cross into files
+/// not chosen. Padding files count as chosen: they are never written and read as zeros.
+fn selection(meta: &Metainfo, files: Option<&[bool]>) -> (Bitfield, Bitfield) {
+    let layout = meta.layout();
+    let n = layout.num_pieces() as usize;
+    let Some(chosen) = files.filter(|f| f.len() == meta.info.files.len()) else {
+        return (Bitfield::full(n), Bitfield::new(n));
+    };
+    let mut wanted = Bitfield::new(n);
+    let mut other = Bitfield::new(n);
+    for (i, file) in meta.info.files.iter().enumerate() {
+        let target = if chosen[i] || file.padding {
+            &mut wanted
+        } else {
+            &mut other
+        };
+        for p in layout.file_pieces(i) {
+            target.set(p as usize);
+        }
+    }
+    let mut hidden = wanted.clone();
+    for p in 0..n {
+        if !other.get(p) {
+            hidden.clear(p);
+        }
+    }
+    (wanted, hidden)
 }

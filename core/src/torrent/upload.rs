@@ -124,7 +124,7 @@ impl Torrent {
         req: BlockRequest,
     ) -> Result<(), String> {
         let now = sh.now;
-        let have = self.picker.have().get(req.piece as usize);
+        let have = self.offers(req.piece);
         let in_range = self.layout.range_in_piece(req.piece, req.offset, req.len);
         let Some(peer) = self.peers.get_mut(&conn) else {
             return Ok(());
