@@ -70,6 +70,8 @@ def main():
                     help="seed without checking the data first (libtorrent checks lazily)")
     ap.add_argument("--keep-seeding", action="store_true")
     ap.add_argument("--timeout", type=float, default=900.0)
+    ap.add_argument("--no-stdin", action="store_true",
+                    help="take no commands and ignore end of file on stdin")
     args = ap.parse_args()
 
     settings = {
@@ -114,7 +116,8 @@ def main():
     total = params.ti.total_size()
 
     commands = queue.Queue()
-    threading.Thread(target=read_commands, args=(commands,), daemon=True).start()
+    if not args.no_stdin:
+        threading.Thread(target=read_commands, args=(commands,), daemon=True).start()
 
     start = time.monotonic()
     end = start + args.timeout

@@ -46,9 +46,21 @@ pub struct Aria2 {
 impl Aria2 {
     /// Seeds `torrent` from `data_dir` (holding `<name>`). Returns once it listens.
     pub fn seed(log_dir: &Path, torrent: &Path, data_dir: &Path) -> Aria2 {
+        Self::seed_with_limit(log_dir, torrent, data_dir, 0)
+    }
+
+    /// [`Aria2::seed`] with an upload limit in bytes/s (0: none).
+    pub fn seed_with_limit(
+        log_dir: &Path,
+        torrent: &Path,
+        data_dir: &Path,
+        upload_limit: u64,
+    ) -> Aria2 {
         let port = process::free_port();
         let mut cmd = command(port, data_dir, torrent);
-        cmd.arg("--seed-ratio=0.0").arg("--bt-seed-unverified=true");
+        cmd.arg("--seed-ratio=0.0")
+            .arg("--bt-seed-unverified=true")
+            .arg(format!("--max-upload-limit={upload_limit}"));
         let mut proc = Proc::spawn("aria2-seed", cmd, log_dir);
         proc.wait_for_line(
             &format!("listening on TCP port {port}"),

@@ -13,11 +13,12 @@
 //! it runs test executables (checked with cargo 1.95), and the nested build reuses the
 //! dependencies `cargo test` just compiled with the same profile, so it costs seconds. Running
 //! it every time (rather than only when the file is missing) also means a stale binary is
-//! never tested. Cargo's own output goes to our stderr, so a slow build is visible.
+//! never tested. Cargo's messages are shown if the build fails.
 //!
 //! Set `TESSERA_BIN_DIR=/some/dir` to test prebuilt binaries instead (no build is run).
 
 use std::collections::HashMap;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Mutex, PoisonError};
@@ -84,18 +85,23 @@ fn locate_or_build(package: &str, bin: &str) -> Result<PathBuf, String> {
         .arg("--message-format=json-render-diagnostics")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+        .stderr(Stdio::piped());
     eprintln!("tessera-tests: building {bin}: {cmd:?}");
     let mut child = cmd
         .spawn()
         .map_err(|e| format!("cannot run {cargo:?}: {e}"))?;
-    // Drain stdout (JSON messages) on a thread so a chatty build cannot block on the pipe.
-    let mut stdout = child.stdout.take().expect("piped stdout");
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = std::io::Read::read_to_string(&mut stdout, &mut s);
-        s
-    });
+    // Drain both pipes on threads so a chatty build cannot block on them.
+    let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_string(&mut s);
+            }
+            s
+        })
+    };
+    let reader = drain(child.stdout.take().map(|p| Box::new(p) as _));
+    let diagnostics = drain(child.stderr.take().map(|p| Box::new(p) as _));
     let deadline = Instant::now() + BUILD_TIMEOUT;
     let status = loop {
         if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
@@ -109,9 +115,12 @@ fn locate_or_build(package: &str, bin: &str) -> Result<PathBuf, String> {
         std::thread::sleep(Duration::from_millis(100));
     };
     let messages = reader.join().unwrap_or_default();
+    let diagnostics = diagnostics.join().unwrap_or_default();
     if !status.success() {
+        let lines: Vec<&str> = diagnostics.lines().collect();
+        let tail = lines[lines.len().saturating_sub(60)..].join("\n");
         return Err(format!(
-            "building {bin} failed ({status}): see cargo's messages above ({cmd:?})"
+            "building {bin} failed ({status}): {cmd:?}\n--- cargo's stderr (tail) ---\n{tail}"
         ));
     }
     let path = executable_from_messages(&messages, bin).unwrap_or_else(|| profile_dir.join(bin));

@@ -20,6 +20,7 @@ pub mod data;
 pub mod libtorrent;
 pub mod process;
 pub mod scripted_peer;
+pub mod tessera;
 pub mod torrent;
 pub mod tracker;
 pub mod transmission;

@@ -259,16 +259,44 @@ pub fn run(name: &str, cmd: Command, log_dir: &Path, timeout: Duration) -> Strin
     proc.stdout()
 }
 
-/// A loopback port that was free for both TCP and UDP a moment ago (bind port 0, read, drop).
+/// A loopback port that was free for both TCP and UDP a moment ago.
+///
+/// Taken below the kernel's ephemeral range (`ip_local_port_range`, usually 32768-60999)
+/// when there is room: a port handed out by binding port 0 comes from that range, and can be
+/// reused as the local port of some outgoing connection before our server binds it. Checked
+/// by binding it (then dropped); falls back to binding port 0.
 pub fn free_port() -> u16 {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let ephemeral_low = fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    const LOW: u16 = 10_000;
+    if ephemeral_low > LOW + 1000 {
+        let span = usize::from(ephemeral_low - LOW);
+        // Start somewhere different in each process so parallel test binaries rarely collide.
+        let start = (std::process::id() as usize).wrapping_mul(7919) % span;
+        for _ in 0..span {
+            let i = NEXT.fetch_add(1, Ordering::Relaxed);
+            let port = LOW + u16::try_from((start + i * 7) % span).expect("port fits u16");
+            if port_is_free(port) {
+                return port;
+            }
+        }
+    }
     for _ in 0..100 {
         let tcp = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         let port = tcp.local_addr().expect("local_addr").port();
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+        drop(tcp);
+        if port_is_free(port) {
             return port;
         }
     }
-    panic!("no loopback port free for both TCP and UDP after 100 tries");
+    panic!("no loopback port free for both TCP and UDP");
+}
+
+fn port_is_free(port: u16) -> bool {
+    TcpListener::bind(("127.0.0.1", port)).is_ok() && UdpSocket::bind(("127.0.0.1", port)).is_ok()
 }
 
 /// Waits at most `timeout` until something accepts TCP connections on `addr`.
@@ -297,16 +325,26 @@ pub fn poll_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
 }
 
-/// Runs a command whose output is small (well under a pipe buffer) within `timeout` and
-/// returns `(status, stdout, stderr)`; kills it by PID and panics if it overruns.
+/// Runs a command to completion within `timeout` and returns `(status, stdout, stderr)`,
+/// collected through pipes drained on threads; kills it by PID and panics if it overruns.
 pub fn run_small(cmd: &mut Command, timeout: Duration) -> (ExitStatus, String, String) {
-    use std::io::Read as _;
+    fn drain(pipe: Option<impl std::io::Read + Send + 'static>) -> thread::JoinHandle<String> {
+        thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut bytes);
+            }
+            String::from_utf8_lossy(&bytes).into_owned()
+        })
+    }
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+    let out = drain(child.stdout.take());
+    let err = drain(child.stderr.take());
     let deadline = Instant::now() + timeout;
     let status = loop {
         if let Some(status) = child.try_wait().expect("try_wait") {
@@ -319,13 +357,9 @@ pub fn run_small(cmd: &mut Command, timeout: Duration) -> (ExitStatus, String, S
         }
         thread::sleep(POLL);
     };
-    let mut out = String::new();
-    let mut err = String::new();
-    if let Some(mut s) = child.stdout.take() {
-        let _ = s.read_to_string(&mut out);
-    }
-    if let Some(mut s) = child.stderr.take() {
-        let _ = s.read_to_string(&mut err);
-    }
-    (status, out, err)
+    (
+        status,
+        out.join().unwrap_or_default(),
+        err.join().unwrap_or_default(),
+    )
 }
