@@ -131,6 +131,9 @@ impl MemDisk {
     }
 }
 
+/// Rewrites the data of a read of `piece` (to make a node lie).
+pub type Corrupter = Box<dyn FnMut(u32, &mut Vec<u8>)>;
+
 pub struct Node {
     pub session: Session,
     pub addr: SocketAddr,
@@ -139,7 +142,7 @@ pub struct Node {
     pub events: Vec<Event>,
     deadline: Instant,
     /// Hook applied to the data of every block this node serves (to make it lie).
-    pub corrupt: Option<Box<dyn FnMut(u32, &mut Vec<u8>)>>,
+    pub corrupt: Option<Corrupter>,
 }
 
 #[derive(Debug)]
@@ -416,15 +419,6 @@ impl Swarm {
             .events
             .iter()
             .any(|e| matches!(e, Event::Complete { .. }))
-    }
-}
-
-/// Options for a node that has nothing yet.
-pub fn leecher() -> TorrentOptions {
-    TorrentOptions {
-        have: None,
-        seed: true,
-        files: None,
     }
 }
 
