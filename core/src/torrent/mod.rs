@@ -233,7 +233,7 @@ impl Torrent {
                 requests_out: p.requests.len(),
                 queue_depth: p.queue_depth,
                 requests_in: p.their_requests.len(),
-                unsent: p.unsent,
+                unsent: p.unsent(),
                 download_rate: p.download.get(now),
                 upload_rate: p.upload.get(now),
                 downloaded: p.download.total(),
@@ -245,13 +245,10 @@ impl Torrent {
 
     /// Bytes of wanted pieces not yet verified (the tracker's `left`).
     fn left(&self) -> u64 {
-        let have: u64 = self
-            .picker
-            .have()
-            .ones()
-            .map(|p| u64::from(self.layout.piece_len(p as u32)))
-            .sum();
-        self.layout.total_len().saturating_sub(have)
+        (0..self.layout.num_pieces())
+            .filter(|&p| self.picker.is_wanted(p) && !self.picker.have().get(p as usize))
+            .map(|p| u64::from(self.layout.piece_len(p)))
+            .sum()
     }
 
     fn downloading(&self) -> bool {
@@ -353,7 +350,7 @@ impl Torrent {
 
     pub fn on_sent(&mut self, sh: &mut Shared, conn: ConnId, bytes: usize) {
         if let Some(peer) = self.peers.get_mut(&conn) {
-            peer.unsent = peer.unsent.saturating_sub(bytes);
+            peer.on_sent(sh.now, bytes);
             self.serve(sh, conn);
         }
     }
@@ -534,7 +531,7 @@ impl Torrent {
             }
             Message::Reject(req) => {
                 if let Some(block) = self.layout.block_at(req.piece, req.offset, req.len)
-                    && peer.take_request(block)
+                    && peer.withdraw(block)
                 {
                     self.picker.release(block, conn);
                 }
@@ -772,7 +769,6 @@ impl Torrent {
     pub fn flush(&mut self, sh: &mut Shared) {
         for (&conn, peer) in &mut self.peers {
             if let Some(bytes) = peer.take_out() {
-                peer.unsent += bytes.len();
                 sh.send(conn, bytes);
             }
         }
@@ -781,7 +777,6 @@ impl Torrent {
     /// Flushes one peer's control bytes, so that a payload can follow them in order.
     fn flush_peer(sh: &mut Shared, conn: ConnId, peer: &mut Peer) {
         if let Some(bytes) = peer.take_out() {
-            peer.unsent += bytes.len();
             sh.send(conn, bytes);
         }
     }
