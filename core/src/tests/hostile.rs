@@ -226,11 +226,15 @@ fn have_out_of_range() {
 }
 
 #[test]
-fn bitfield_after_other_messages() {
+fn late_bitfield_adds_to_announced_pieces() {
+    // aria2 sends its bitfield after other messages to peers without extensions.
     let mut s = Script::new(Config::default());
     s.msg(Message::Interested);
-    s.msg(Message::Bitfield(Bytes::from_static(&[0])));
-    s.assert_closed_with("bitfield after other messages");
+    s.msg(Message::Have(6));
+    s.msg(Message::Bitfield(Bytes::from_static(&[0b1100_0000])));
+    assert!(!s.closed, "{:?}", s.close_reason());
+    let peers = s.session.peers(crate::id::TorrentId(1));
+    assert_eq!(peers.iter().map(|p| p.pieces).collect::<Vec<_>>(), vec![3]);
 }
 
 #[test]

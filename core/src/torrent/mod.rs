@@ -507,24 +507,17 @@ impl Torrent {
                     self.peer_has_changed(sh, conn);
                 }
             }
+            // BEP 3 puts the bitfield first, but aria2 sends it after other messages to
+            // peers without extensions; a late one adds to what the peer announced.
             Message::Bitfield(bytes) => {
-                if !first {
-                    return Err("bitfield after other messages".into());
-                }
                 let has = Bitfield::from_bytes(&bytes, n as usize).map_err(|e| e.to_string())?;
-                self.set_peer_pieces(sh, conn, has);
-            }
-            Message::HaveAll => {
                 if !first {
-                    return Err("have-all after other messages".into());
+                    tracing::debug!(addr = %peer.addr, "bitfield after other messages");
                 }
-                self.set_peer_pieces(sh, conn, Bitfield::full(n as usize));
+                self.add_peer_pieces(sh, conn, &has);
             }
-            Message::HaveNone => {
-                if !first {
-                    return Err("have-none after other messages".into());
-                }
-            }
+            Message::HaveAll => self.add_peer_pieces(sh, conn, &Bitfield::full(n as usize)),
+            Message::HaveNone => {}
             Message::Request(req) => self.on_request(sh, conn, req)?,
             Message::Cancel(req) => {
                 peer.their_requests.retain(|r| *r != req);
@@ -553,13 +546,22 @@ impl Torrent {
     }
 
     /// The peer's whole piece set arrived (bitfield or have-all).
-    fn set_peer_pieces(&mut self, sh: &mut Shared, conn: ConnId, has: Bitfield) {
+    /// The peer announced a set of pieces (bitfield or have-all): what it had announced
+    /// before stays (a peer's pieces only grow).
+    fn add_peer_pieces(&mut self, sh: &mut Shared, conn: ConnId, has: &Bitfield) {
         let Some(peer) = self.peers.get_mut(&conn) else {
             return;
         };
-        // `has` replaces an empty set: nothing was counted for this peer yet.
-        self.picker.add_availability(&has);
-        peer.has = has;
+        if peer.has.none() {
+            self.picker.add_availability(has);
+            peer.has = has.clone();
+        } else {
+            for p in has.ones() {
+                if peer.has.set(p) {
+                    self.picker.add_have(p as u32);
+                }
+            }
+        }
         self.peer_has_changed(sh, conn);
     }
 
