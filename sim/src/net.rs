@@ -74,8 +74,8 @@ pub struct Iface {
     pub down_free: Instant,
     /// One-way latency from this host to the core of the network.
     pub access: Duration,
-    /// The segment being sent: (link, direction, bytes).
-    pub busy: Option<(usize, usize, usize)>,
+    /// The segment being sent: (link, direction, bytes, carries blocks).
+    pub busy: Option<(usize, usize, usize, bool)>,
     /// Directions waiting for the uplink, round robin.
     pub rr: VecDeque<(usize, usize)>,
     /// The host neither sends nor reads before this.
@@ -125,6 +125,8 @@ pub struct Dir {
     pub in_rr: bool,
     /// The sender closed: after the in-flight segments, the receiver sees the close.
     pub fin: bool,
+    /// Bytes sent and not yet reported to the sender (see `world`).
+    pub unreported: usize,
 }
 
 impl Dir {

@@ -70,6 +70,8 @@ pub struct Report {
     pub wall_seconds: f64,
     pub events: u64,
     pub inputs: u64,
+    /// Inputs by kind: -, timeout, connected, received, sent, closed, disk, datagram.
+    pub input_kinds: [u64; 8],
     pub trace_hash: u64,
     pub invariant_violations: u64,
     pub liveness_violations: u64,
@@ -89,6 +91,8 @@ pub struct Report {
     pub stuck: bool,
     /// Closes of adversaries by honest peers: (adversary, reason, count).
     pub adversary_closes: Vec<(String, String, u32)>,
+    /// Why honest peers closed connections: (reason, count).
+    pub close_reasons: Vec<(String, u64)>,
     /// Adversary connections honest peers made (handshakes completed).
     pub adversary_connections: Vec<(String, u32)>,
 }
@@ -142,6 +146,12 @@ impl Report {
             self.events as f64 / self.wall_seconds.max(1e-9),
             self.trace_hash
         );
+        let k = self.input_kinds;
+        let _ = writeln!(
+            s,
+            "  inputs: {} (timeout {}, connected {}, received {}, sent {}, closed {}, disk {})",
+            self.inputs, k[1], k[2], k[3], k[4], k[5], k[6]
+        );
         for c in &self.classes {
             if c.total == 0 {
                 continue;
@@ -165,6 +175,12 @@ impl Report {
                 self.one_copy_seconds, self.max_pieces_zero_copies, self.pieces_lost
             );
         }
+        let reasons: Vec<String> = self
+            .close_reasons
+            .iter()
+            .map(|(r, n)| format!("{r} {n}"))
+            .collect();
+        let _ = writeln!(s, "  closes by honest peers: {}", reasons.join(", "));
         for (a, r, n) in &self.adversary_closes {
             let _ = writeln!(s, "  {a} closed by honest peers {n}x: {r}");
         }
