@@ -206,12 +206,22 @@ mod tests {
             let good = full.read(&p, 1, 0, 32768, Variant::Valid);
             let bad = full.read(&p, 1, 0, 32768, Variant::Corrupt);
             assert_eq!(
-                d.write(&p, 1, 0, &[bad.slice(..16384), bad.slice(16384..)], Some(expected)),
+                d.write(
+                    &p,
+                    1,
+                    0,
+                    &[bad.slice(..16384), bad.slice(16384..)],
+                    Some(expected)
+                ),
                 DiskResult::HashMismatch
             );
             assert!(!d.piece_valid(&p, 1));
             // Unaligned pieces of a good piece.
-            let parts = [good.slice(..100), good.slice(100..20000), good.slice(20000..)];
+            let parts = [
+                good.slice(..100),
+                good.slice(100..20000),
+                good.slice(20000..),
+            ];
             assert_eq!(d.write(&p, 1, 0, &parts, Some(expected)), DiskResult::Ok);
             assert!(d.piece_valid(&p, 1));
             assert_eq!(d.verify(&p, 1, expected), DiskResult::Ok);

@@ -10,7 +10,8 @@
 //! - nothing is sent on a connection that is closed (by the core, or reported closed to it)
 //!   or not yet connected, and nothing closed twice;
 //! - a connection's unsent bytes stay within the core's `max_send_buffer` plus slack;
-//! - no honest peer is banned (for someone else's corruption).
+//! - no honest peer is banned (for someone else's corruption) or closed for any other
+//!   misbehaviour (protocol errors, invalid or too many requests, unrequested blocks).
 //!
 //! Liveness (every honest peer completes within a bound once faults heal) is checked at the
 //! end of the run by `world`.

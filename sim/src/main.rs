@@ -189,5 +189,9 @@ fn main() -> ExitCode {
     if args.json {
         println!("{}", report.json());
     }
-    if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }

@@ -170,7 +170,10 @@ impl Dir {
                 return;
             }
         }
-        self.queue.push_back(Chunk { bytes: data, wire: None });
+        self.queue.push_back(Chunk {
+            bytes: data,
+            wire: None,
+        });
     }
 
     /// Takes up to `quantum` bytes (at least one block's message when the front is one).
@@ -336,7 +339,13 @@ mod tests {
     #[test]
     fn stream_is_preserved_and_blocks_zero_copy() {
         let mut rng = ChaCha8Rng::seed_from_u64(9);
-        let p = Payload::new(crate::payload::Mode::Virtual, 10 * 16384, 32768, false, &mut rng);
+        let p = Payload::new(
+            crate::payload::Mode::Virtual,
+            10 * 16384,
+            32768,
+            false,
+            &mut rng,
+        );
         let mut d = Dir::default();
         let mut expect = BytesMut::new();
         for g in 0..10u32 {

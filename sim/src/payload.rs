@@ -345,7 +345,10 @@ mod tests {
                 assert_eq!((mp, mo, data.len() as u32), (piece, offset, len));
                 assert_eq!(p.classify(g, &data), BlockKind::Valid);
                 let at = u64::from(g) * u64::from(BLOCK_LEN);
-                assert_eq!(p.locate(&p.slice(Variant::Valid, at, len as usize)), Some((Variant::Valid, g)));
+                assert_eq!(
+                    p.locate(&p.slice(Variant::Valid, at, len as usize)),
+                    Some((Variant::Valid, g))
+                );
                 let bad = p.slice(Variant::Corrupt, at, len as usize);
                 assert_eq!(p.classify(g, &bad), BlockKind::Corrupt);
                 assert_eq!(p.locate(&bad), Some((Variant::Corrupt, g)));

@@ -268,7 +268,11 @@ impl Report {
         let _ = write!(s, "\"tracker_announces\":{},", self.tracker_announces);
         opt(&mut s, "seeder_left_at", self.seeder_left_at);
         let _ = write!(s, "\"pieces_lost\":{},", self.pieces_lost);
-        let _ = write!(s, "\"max_pieces_zero_copies\":{},", self.max_pieces_zero_copies);
+        let _ = write!(
+            s,
+            "\"max_pieces_zero_copies\":{},",
+            self.max_pieces_zero_copies
+        );
         num(&mut s, "one_copy_seconds", self.one_copy_seconds);
         let _ = write!(s, "\"stuck\":{},", self.stuck);
         s.push_str("\"adversary_closes\":[");

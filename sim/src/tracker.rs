@@ -116,7 +116,10 @@ impl Tracker {
 
     /// Registers a peer directly (scripted peers do not announce over the network).
     pub fn register(&mut self, info_hash: [u8; 20], addr: SocketAddr) {
-        self.swarms.entry(info_hash).or_default().insert(addr, false);
+        self.swarms
+            .entry(info_hash)
+            .or_default()
+            .insert(addr, false);
     }
 
     /// Peers known for `info_hash`.
@@ -244,13 +247,16 @@ mod tests {
             key: 7,
             tracker_id: None,
         };
-        let url = tessera_core::tracker::announce::announce_url(crate::payload::TRACKER_URL, &params);
+        let url =
+            tessera_core::tracker::announce::announce_url(crate::payload::TRACKER_URL, &params);
         let path = url.split_once("6969").unwrap().1;
         format!("GET {path} HTTP/1.1\r\nHost: 10.0.0.254:6969\r\n\r\n").into_bytes()
     }
 
     fn body(reply: Reply) -> Vec<u8> {
-        let Reply::Answer(b) = reply else { panic!("no answer") };
+        let Reply::Answer(b) = reply else {
+            panic!("no answer")
+        };
         let at = b.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
         b[at + 4..].to_vec()
     }
@@ -260,7 +266,9 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         let mut t = Tracker::new(120, 30);
         // Binary info hash with bytes that need percent-encoding.
-        let ih = [0u8, 1, 0x25, 0x26, 0xff, b'a', 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x3d];
+        let ih = [
+            0u8, 1, 0x25, 0x26, 0xff, b'a', 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x3d,
+        ];
         let a: IpAddr = "10.1.0.1".parse().unwrap();
         let b: IpAddr = "10.1.0.2".parse().unwrap();
         let req = request(ih, 6881, AnnounceEvent::Started);

@@ -14,8 +14,8 @@ use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::{Rng as _, SeedableRng};
 use tessera_core::picker::Strategy;
 use tessera_core::{
-    Action, Bitfield, Config, ConnId, DiskError, DiskErrorKind, DiskResult, Duration, Event,
-    Input, Instant, OpId, Output, Session, Target, TorrentId, TorrentOptions,
+    Action, Bitfield, Config, ConnId, DiskError, DiskErrorKind, DiskResult, Duration, Event, Input,
+    Instant, OpId, Output, Session, Target, TorrentId, TorrentOptions,
 };
 
 use crate::adversary::{Script, ScriptOut};
@@ -134,23 +134,63 @@ impl Host {
 
 #[derive(Debug)]
 enum Ev {
-    Join { rec: usize },
-    Leave { rec: usize, rejoin: Option<Duration> },
-    Timer { host: usize, epoch: u64 },
-    UplinkDone { host: usize },
-    UplinkKick { host: usize },
-    Deliver { link: usize, dir: usize },
-    Fin { link: usize, dir: usize },
-    Reset { link: usize, side: usize },
-    ConnectArrive { link: usize },
-    ConnectReply { link: usize, ok: bool },
-    ConnectFail { link: usize, error: &'static str },
-    DiskDone { host: usize, op: OpId, result: DiskResult },
-    ScriptTick { host: usize },
-    Partition { until: Instant },
+    Join {
+        rec: usize,
+    },
+    Leave {
+        rec: usize,
+        rejoin: Option<Duration>,
+    },
+    Timer {
+        host: usize,
+        epoch: u64,
+    },
+    UplinkDone {
+        host: usize,
+    },
+    UplinkKick {
+        host: usize,
+    },
+    Deliver {
+        link: usize,
+        dir: usize,
+    },
+    Fin {
+        link: usize,
+        dir: usize,
+    },
+    Reset {
+        link: usize,
+        side: usize,
+    },
+    ConnectArrive {
+        link: usize,
+    },
+    ConnectReply {
+        link: usize,
+        ok: bool,
+    },
+    ConnectFail {
+        link: usize,
+        error: &'static str,
+    },
+    DiskDone {
+        host: usize,
+        op: OpId,
+        result: DiskResult,
+    },
+    ScriptTick {
+        host: usize,
+    },
+    Partition {
+        until: Instant,
+    },
     Heal,
     RandomReset,
-    Stall { rec: usize, until: Instant },
+    Stall {
+        rec: usize,
+        until: Instant,
+    },
     Bandwidth,
     Sample,
 }
@@ -192,6 +232,20 @@ pub struct World {
     close_reasons: BTreeMap<String, u64>,
 }
 
+/// Close reasons that blame the peer: an honest peer must never get one.
+const MISBEHAVIOUR: &[&str] = &[
+    "banned",
+    "protocol error",
+    "too many invalid requests",
+    "requests queued",
+    "nobody asked for",
+    "bitfield after",
+    "have-all after",
+    "have for piece",
+    "unknown message",
+    "not a block we ask for",
+];
+
 /// A close reason without its numbers (so that reasons group).
 fn short_reason(reason: &str) -> String {
     reason
@@ -230,7 +284,10 @@ impl World {
         let mut plan = stream(&mut master);
         let rng = stream(&mut master);
         let mut content = stream(&mut master);
-        let corrupt = sc.adversaries.iter().any(|a| a.0 == Adversary::Corrupt && a.1 > 0);
+        let corrupt = sc
+            .adversaries
+            .iter()
+            .any(|a| a.0 == Adversary::Corrupt && a.1 > 0);
         let payload = Arc::new(Payload::new(
             sc.mode,
             sc.size,
@@ -355,7 +412,9 @@ impl World {
             (!from.is_empty()).then(|| from[(rng.next_u64() % from.len() as u64) as usize])
         };
         for _ in 0..f.churn_leaves {
-            let Some(rec) = pick(rng, &leechers) else { break };
+            let Some(rec) = pick(rng, &leechers) else {
+                break;
+            };
             let at = t0 + between(rng, Duration::from_secs(5), window);
             let down = between(rng, Duration::from_secs(5), Duration::from_secs(40));
             heal = heal.max(at + down);
@@ -378,7 +437,9 @@ impl World {
             self.q.at(at, Ev::RandomReset);
         }
         for _ in 0..f.stalls {
-            let Some(rec) = pick(rng, &leechers) else { break };
+            let Some(rec) = pick(rng, &leechers) else {
+                break;
+            };
             let at = t0 + between(rng, Duration::from_secs(2), window);
             let until = at + between(rng, Duration::from_secs(3), Duration::from_secs(20));
             heal = heal.max(until);
@@ -393,7 +454,9 @@ impl World {
             self.q.at(at, Ev::Partition { until });
         }
         for _ in 0..f.disk_faulty {
-            let Some(rec) = pick(rng, &leechers) else { break };
+            let Some(rec) = pick(rng, &leechers) else {
+                break;
+            };
             let from = t0 + between(rng, Duration::ZERO, window / 2);
             let until = from + between(rng, Duration::from_secs(5), window / 2);
             heal = heal.max(until);
@@ -413,10 +476,7 @@ impl World {
         // upload rate, whichever is longer) plus a minute of slack.
         let size = self.payload.size() as f64;
         let honest: Vec<&Record> = self.records.iter().filter(|r| r.class.honest()).collect();
-        let min_down = honest
-            .iter()
-            .map(|r| r.down)
-            .fold(f64::INFINITY, f64::min);
+        let min_down = honest.iter().map(|r| r.down).fold(f64::INFINITY, f64::min);
         let total_up: f64 = honest
             .iter()
             .filter(|r| r.class != Class::FreeRider)
@@ -511,7 +571,8 @@ impl World {
                     _ => return,
                 };
                 self.script_outs(host, outs);
-                self.q.at(now + Duration::from_secs(1), Ev::ScriptTick { host });
+                self.q
+                    .at(now + Duration::from_secs(1), Ev::ScriptTick { host });
             }
             Ev::Partition { until } => self.partition(until),
             Ev::Heal => {
@@ -617,7 +678,8 @@ impl World {
                 self.hosts[h].next_local += 1;
                 self.dial(h, local, t);
             }
-            self.q.at(now + Duration::from_secs(1), Ev::ScriptTick { host: h });
+            self.q
+                .at(now + Duration::from_secs(1), Ev::ScriptTick { host: h });
             return;
         }
         let seeder = class == Class::Seeder;
@@ -677,14 +739,24 @@ impl World {
         let new: Vec<usize> = have.ones().filter(|&p| !node.counted.get(p)).collect();
         for p in new {
             node.counted.set(p);
-            Self::bump(&mut self.copies, &mut self.at_zero, &mut self.at_one, p, true);
+            Self::bump(
+                &mut self.copies,
+                &mut self.at_zero,
+                &mut self.at_one,
+                p,
+                true,
+            );
         }
     }
 
     fn bump(copies: &mut [u32], zero: &mut u32, one: &mut u32, p: usize, up: bool) {
         let c = &mut copies[p];
         let before = *c;
-        *c = if up { before + 1 } else { before.saturating_sub(1) };
+        *c = if up {
+            before + 1
+        } else {
+            before.saturating_sub(1)
+        };
         let after = *c;
         for (v, d) in [(before, -1i64), (after, 1)] {
             match v {
@@ -706,7 +778,13 @@ impl World {
             let lat = link.latency;
             match link.ends[other].state {
                 EndState::Open | EndState::Dialling => {
-                    self.q.at(now + lat, Ev::Reset { link: l, side: other });
+                    self.q.at(
+                        now + lat,
+                        Ev::Reset {
+                            link: l,
+                            side: other,
+                        },
+                    );
                 }
                 EndState::Unborn => link.dead = true,
                 EndState::Closed => {}
@@ -726,7 +804,13 @@ impl World {
         self.records[rec].host = None;
         if let Kind::Node(node) = kind {
             for p in node.counted.ones() {
-                Self::bump(&mut self.copies, &mut self.at_zero, &mut self.at_one, p, false);
+                Self::bump(
+                    &mut self.copies,
+                    &mut self.at_zero,
+                    &mut self.at_one,
+                    p,
+                    false,
+                );
             }
             self.records[rec].have = node.session.have(node.torrent).cloned();
             self.records[rec].disk = Some(node.disk);
@@ -892,7 +976,14 @@ impl World {
                         _ => return,
                     }
                 };
-                self.q.at(now + DISK_LATENCY, Ev::DiskDone { host: h, op, result });
+                self.q.at(
+                    now + DISK_LATENCY,
+                    Ev::DiskDone {
+                        host: h,
+                        op,
+                        result,
+                    },
+                );
             }
             Action::Verify {
                 op,
@@ -904,7 +995,14 @@ impl World {
                     Kind::Node(n) => n.disk.verify(&self.payload, piece, expected),
                     _ => return,
                 };
-                self.q.at(now + DISK_LATENCY, Ev::DiskDone { host: h, op, result });
+                self.q.at(
+                    now + DISK_LATENCY,
+                    Ev::DiskDone {
+                        host: h,
+                        op,
+                        result,
+                    },
+                );
             }
             Action::Read {
                 op,
@@ -927,7 +1025,14 @@ impl World {
                         _ => return,
                     }
                 };
-                self.q.at(now + DISK_LATENCY, Ev::DiskDone { host: h, op, result });
+                self.q.at(
+                    now + DISK_LATENCY,
+                    Ev::DiskDone {
+                        host: h,
+                        op,
+                        result,
+                    },
+                );
             }
             Action::SendDatagram { .. } => {}
         }
@@ -1008,9 +1113,12 @@ impl World {
                     return;
                 }
                 *self.close_reasons.entry(short_reason(&reason)).or_default() += 1;
-                if reason.contains("banned") && class.honest() {
+                if class.honest() && MISBEHAVIOUR.iter().any(|m| reason.contains(m)) {
                     let who = self.node_name(other);
-                    self.violation(h, format!("honest peer {who} banned: {reason}"));
+                    self.violation(
+                        h,
+                        format!("honest peer {who} closed as misbehaving: {reason}"),
+                    );
                 }
                 if let Class::Adversary(a) = class {
                     *self
@@ -1108,8 +1216,7 @@ impl World {
         }
         let (from, to) = (link.ends[0].host, link.ends[1].host);
         let lat = link.latency;
-        if !self.hosts[to].alive() || self.hosts[to].iface.group != self.hosts[from].iface.group
-        {
+        if !self.hosts[to].alive() || self.hosts[to].iface.group != self.hosts[from].iface.group {
             let left = self.net.connect_timeout.saturating_sub(lat);
             self.q.at(
                 now + left,
@@ -1140,7 +1247,8 @@ impl World {
         self.trace.mix(to as u64);
         let Some(local) = local else {
             self.links[l].dead = true;
-            self.q.at(now + lat, Ev::ConnectReply { link: l, ok: false });
+            self.q
+                .at(now + lat, Ev::ConnectReply { link: l, ok: false });
             return;
         };
         let link = &mut self.links[l];

@@ -42,12 +42,20 @@ fn same_seed_same_trace_different_seed_different_trace() {
     let a = run(sc.clone());
     let b = run(sc.clone());
     assert_ok(&a);
-    assert_eq!(a.trace_hash, b.trace_hash, "seed {s}: same seed, different trace");
+    assert_eq!(
+        a.trace_hash, b.trace_hash,
+        "seed {s}: same seed, different trace"
+    );
     assert_eq!(a.events, b.events, "seed {s}");
     assert_eq!(a.sim_seconds, b.sim_seconds, "seed {s}");
     sc.seed = s + 1;
     let c = run(sc);
-    assert_ne!(a.trace_hash, c.trace_hash, "seeds {s} and {} gave one trace", s + 1);
+    assert_ne!(
+        a.trace_hash,
+        c.trace_hash,
+        "seeds {s} and {} gave one trace",
+        s + 1
+    );
 }
 
 #[test]
@@ -98,7 +106,11 @@ fn disk_errors_restart_the_node_and_it_still_completes() {
     sc.fault_window = tessera_core::Duration::from_secs(10);
     let r = run(sc);
     assert_ok(&r);
-    assert!(r.disk_errors > 0, "no disk error was injected:\n{}", r.text());
+    assert!(
+        r.disk_errors > 0,
+        "no disk error was injected:\n{}",
+        r.text()
+    );
 }
 
 /// A small swarm with one adversary of `kind`.
@@ -129,7 +141,9 @@ fn silent_liar_does_not_stop_the_swarm() {
     // It claims everything and never answers: requests time out and go elsewhere.
     let r = with_adversary(Adversary::LiarSilent, seed(23), 2);
     assert!(
-        r.adversary_connections.iter().any(|(a, n)| a == "liar-silent" && *n > 0),
+        r.adversary_connections
+            .iter()
+            .any(|(a, n)| a == "liar-silent" && *n > 0),
         "the liar never got a connection:\n{}",
         r.text()
     );
@@ -144,7 +158,11 @@ fn garbage_sender_is_closed() {
 #[test]
 fn oversized_length_prefix_is_closed() {
     let r = with_adversary(Adversary::Oversized, seed(25), 1);
-    assert!(r.closes_of("oversized", "protocol error") > 0, "{}", r.text());
+    assert!(
+        r.closes_of("oversized", "protocol error") > 0,
+        "{}",
+        r.text()
+    );
 }
 
 #[test]
