@@ -153,10 +153,7 @@ impl Script {
             }
         }
         let mut requests = Vec::new();
-        loop {
-            let Some(c) = self.conns.get_mut(&conn) else {
-                break;
-            };
+        while let Some(c) = self.conns.get_mut(&conn) {
             match c.decoder.next_message() {
                 Ok(Some(Message::Request(r))) => requests.push(r),
                 Ok(Some(_)) => {}
@@ -220,11 +217,11 @@ impl Script {
                     self.hostile_messages += u64::from(FLOOD_BURST);
                     out.push(ScriptOut::Send(conn, Self::encode(&msgs)));
                 }
-                Adversary::LiarSilent | Adversary::LiarGarbage | Adversary::Flood => {
-                    // Keep-alives keep the connection from idling out.
-                    if now.saturating_duration_since(since).as_secs() % 60 == 0 {
-                        out.push(ScriptOut::Send(conn, Self::encode(&[Message::KeepAlive])));
-                    }
+                // Keep-alives keep the connection from idling out.
+                Adversary::LiarSilent | Adversary::LiarGarbage | Adversary::Flood
+                    if now.saturating_duration_since(since).as_secs() % 60 == 0 =>
+                {
+                    out.push(ScriptOut::Send(conn, Self::encode(&[Message::KeepAlive])));
                 }
                 _ => {}
             }

@@ -104,7 +104,7 @@ fn parse_adversary(s: &str) -> Result<(Adversary, u32), String> {
 impl Args {
     fn scenario(&self, seed: u64) -> Result<Scenario, String> {
         let piece_size = u32::try_from(self.piece_size).map_err(|_| "piece size too large")?;
-        if piece_size < 16384 || !piece_size.is_multiple_of(16384) {
+        if piece_size < 16384 || piece_size % 16384 != 0 {
             return Err("--piece-size must be a multiple of 16 KiB".into());
         }
         if self.size == 0 {
