@@ -25,18 +25,26 @@ done
 echo
 echo "### Tit-for-tat: 10 free riders among 50 reciprocating leechers"
 echo
-echo "| seed | leechers median (s) | free riders median (s) | leechers max (s) | free riders max (s) |"
-echo "|---|---|---|---|---|"
-for s in "${SEEDS[@]}"; do
-  $SIM "${COMMON[@]}" --seed "$s" --free-riders 10 | field '"| %s | %.1f | %.1f | %.1f | %.1f |" % (d["seed"], d["classes"]["leecher"]["median"], d["classes"]["free-rider"]["median"], d["classes"]["leecher"]["max"], d["classes"]["free-rider"]["max"])'
+echo "| links | after completing | seed | leechers median (s) | free riders median (s) | leechers max (s) | free riders max (s) |"
+echo "|---|---|---|---|---|---|---|"
+for variant in default equal; do
+  if [ "$variant" = default ]; then extra=(); after=seed; links="256 KiB/s-2 MiB/s"
+  else extra=(--up-min 1MiB --up-max 1MiB --seeder-up 1MiB --leave-on-complete); after=leave; links="all 1 MiB/s"; fi
+  for s in "${SEEDS[@]}"; do
+    $SIM "${COMMON[@]}" --seed "$s" --free-riders 10 "${extra[@]}" | field '"| '"$links"' | '"$after"' | %s | %.1f | %.1f | %.1f | %.1f |" % (d["seed"], d["classes"]["leecher"]["median"], d["classes"]["free-rider"]["median"], d["classes"]["leecher"]["max"], d["classes"]["free-rider"]["max"])'
+  done
 done
 echo
 echo "### Endgame on and off: the tail from the 95th percentile to the last completion"
 echo
-echo "| endgame | seed | median (s) | p95 (s) | max (s) | tail max - p95 (s) |"
-echo "|---|---|---|---|---|---|"
-for eg in on off; do
-  for s in "${SEEDS[@]}"; do
-    $SIM "${COMMON[@]}" --seed "$s" --endgame "$eg" | field '"| %s | %s | %.1f | %.1f | %.1f | %.2f |" % ("on" if d["endgame"] else "off", d["seed"], d["median_completion"], d["p95_completion"], d["max_completion"], d["max_completion"]-d["p95_completion"])'
+echo "| links | endgame | seed | median (s) | p95 (s) | max (s) | tail max - p95 (s) | invariant violations |"
+echo "|---|---|---|---|---|---|---|---|"
+for variant in default wide; do
+  if [ "$variant" = default ]; then extra=(); links="256 KiB/s-2 MiB/s"
+  else extra=(--up-min 64KiB --up-max 4MiB); links="64 KiB/s-4 MiB/s"; fi
+  for eg in on off; do
+    for s in "${SEEDS[@]}"; do
+      $SIM "${COMMON[@]}" --seed "$s" --endgame "$eg" "${extra[@]}" | field '"| '"$links"' | %s | %s | %.1f | %.1f | %.1f | %.2f | %s |" % ("on" if d["endgame"] else "off", d["seed"], d["median_completion"], d["p95_completion"], d["max_completion"], d["max_completion"]-d["p95_completion"], d["invariant_violations"])'
+    done
   done
 done

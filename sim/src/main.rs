@@ -82,6 +82,9 @@ struct Args {
     /// Seeders' upload rate, per second.
     #[arg(long, default_value = "2MiB", value_parser = parse_size)]
     seeder_up: u64,
+    /// Leechers and free riders leave as soon as they complete (no seeding).
+    #[arg(long)]
+    leave_on_complete: bool,
     /// Give up after this many simulated seconds [default: the liveness bound].
     #[arg(long)]
     time_limit: Option<f64>,
@@ -138,6 +141,7 @@ impl Args {
         }
         sc.adversaries.extend(self.adversaries.iter().copied());
         sc.seeder_leaves_after = self.seeder_leaves_after;
+        sc.leave_on_complete = self.leave_on_complete;
         sc.up_min = self.up_min as f64;
         sc.up_max = self.up_max.max(self.up_min) as f64;
         sc.seeder_up = self.seeder_up as f64;

@@ -132,6 +132,8 @@ pub struct Scenario {
     pub fault_window: Duration,
     /// The only seeder leaves once it has uploaded this many copies of the torrent.
     pub seeder_leaves_after: Option<f64>,
+    /// Leechers (and free riders) leave as soon as they complete instead of seeding.
+    pub leave_on_complete: bool,
     /// Give up after this much simulated time (`None`: the liveness bound plus a margin).
     pub time_limit: Option<Duration>,
     /// Tracker `interval` and `min interval`, seconds.
@@ -164,6 +166,7 @@ impl Scenario {
             join_spread: Duration::from_secs(5),
             fault_window: Duration::from_secs(60),
             seeder_leaves_after: None,
+            leave_on_complete: false,
             time_limit: None,
             tracker_interval: 300,
             tracker_min_interval: 30,

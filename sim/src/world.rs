@@ -1095,6 +1095,9 @@ impl World {
                     if r.must_complete && !r.gone {
                         self.remaining -= 1;
                     }
+                    if r.must_complete && self.sc.leave_on_complete {
+                        self.q.at(now, Ev::Leave { rec, rejoin: None });
+                    }
                 }
             }
             Event::HashFailed { .. } => self.hash_failures += 1,
@@ -1476,6 +1479,7 @@ impl World {
             self.seeder_left_at = Some(now);
             self.records[rec].gone = true;
             self.kill(h);
+            self.max_zero = self.max_zero.max(self.at_zero);
             return;
         }
         self.kick(h);
