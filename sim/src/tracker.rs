@@ -27,6 +27,7 @@ struct Swarm {
     peers: Vec<SocketAddr>,
     index: BTreeMap<SocketAddr, usize>,
     seeds: BTreeMap<SocketAddr, bool>,
+    seed_count: usize,
 }
 
 impl Swarm {
@@ -35,7 +36,10 @@ impl Swarm {
             self.index.insert(addr, self.peers.len());
             self.peers.push(addr);
         }
-        self.seeds.insert(addr, seed);
+        if let Some(was) = self.seeds.insert(addr, seed) {
+            self.seed_count -= usize::from(was);
+        }
+        self.seed_count += usize::from(seed);
     }
 
     fn remove(&mut self, addr: SocketAddr) {
@@ -45,7 +49,47 @@ impl Swarm {
                 self.index.insert(*moved, i);
             }
         }
-        self.seeds.remove(&addr);
+        if let Some(was) = self.seeds.remove(&addr) {
+            self.seed_count -= usize::from(was);
+        }
+    }
+
+    fn is_seed(&self, addr: &SocketAddr) -> bool {
+        self.seeds.get(addr).copied().unwrap_or(false)
+    }
+
+    /// Up to `want` distinct peers other than `me` (and, when `no_seeds`, no seeds), drawn
+    /// uniformly. Rejection sampling when the swarm is large, a shuffle otherwise.
+    fn sample(
+        &self,
+        me: SocketAddr,
+        want: usize,
+        no_seeds: bool,
+        rng: &mut ChaCha8Rng,
+    ) -> Vec<SocketAddr> {
+        let ok = |a: &SocketAddr| *a != me && !(no_seeds && self.is_seed(a));
+        let n = self.peers.len();
+        if n > 4 * want.max(1) && !no_seeds {
+            let mut chosen = std::collections::BTreeSet::new();
+            let mut out = Vec::with_capacity(want);
+            let mut tries = 0;
+            while out.len() < want && tries < 8 * want {
+                tries += 1;
+                let i = (rng.next_u64() % n as u64) as usize;
+                if chosen.insert(i) && ok(&self.peers[i]) {
+                    out.push(self.peers[i]);
+                }
+            }
+            return out;
+        }
+        let mut others: Vec<SocketAddr> = self.peers.iter().copied().filter(ok).collect();
+        let take = want.min(others.len());
+        for i in 0..take {
+            let j = i + (rng.next_u64() % (others.len() - i) as u64) as usize;
+            others.swap(i, j);
+        }
+        others.truncate(take);
+        others
     }
 }
 
@@ -53,6 +97,9 @@ impl Swarm {
 pub struct Tracker {
     pub interval: u32,
     pub min_interval: u32,
+    /// A seed's announce gets only leechers back (as XBT and many trackers do): seeds have
+    /// nothing to gain from each other.
+    pub seeds_get_leechers: bool,
     swarms: BTreeMap<[u8; 20], Swarm>,
     /// Request bytes gathered per connection.
     pending: BTreeMap<u64, Vec<u8>>,
@@ -108,6 +155,7 @@ impl Tracker {
         Tracker {
             interval,
             min_interval,
+            seeds_get_leechers: true,
             swarms: BTreeMap::new(),
             pending: BTreeMap::new(),
             announces: 0,
@@ -198,21 +246,16 @@ impl Tracker {
         } else if port != 0 {
             swarm.insert(me, left == Some(0));
         }
-        // A uniform sample of the others: partial Fisher-Yates over a copy of the indices.
-        let others: Vec<SocketAddr> = swarm.peers.iter().copied().filter(|a| *a != me).collect();
-        let mut idx: Vec<usize> = (0..others.len()).collect();
-        let take = numwant.min(idx.len());
-        let mut compact = Vec::with_capacity(take * 6);
-        for i in 0..take {
-            let j = i + (rng.next_u64() % (idx.len() - i) as u64) as usize;
-            idx.swap(i, j);
-            let a = others[idx[i]];
+        let seed = left == Some(0);
+        let no_seeds = seed && self.seeds_get_leechers;
+        let mut compact = Vec::new();
+        for a in swarm.sample(me, numwant, no_seeds, rng) {
             if let IpAddr::V4(ip) = a.ip() {
                 compact.extend_from_slice(&ip.octets());
                 compact.extend_from_slice(&a.port().to_be_bytes());
             }
         }
-        let complete = swarm.seeds.values().filter(|s| **s).count() as i64;
+        let complete = swarm.seed_count as i64;
         let incomplete = swarm.peers.len() as i64 - complete;
         let body = encode(
             &DictBuilder::new()
