@@ -31,7 +31,7 @@ for variant in default equal; do
   if [ "$variant" = default ]; then extra=(); after=seed; links="256 KiB/s-2 MiB/s"
   else extra=(--up-min 1MiB --up-max 1MiB --seeder-up 1MiB --leave-on-complete); after=leave; links="all 1 MiB/s"; fi
   for s in "${SEEDS[@]}"; do
-    $SIM "${COMMON[@]}" --seed "$s" --free-riders 10 "${extra[@]}" | field '"| '"$links"' | '"$after"' | %s | %.1f | %.1f | %.1f | %.1f |" % (d["seed"], d["classes"]["leecher"]["median"], d["classes"]["free-rider"]["median"], d["classes"]["leecher"]["max"], d["classes"]["free-rider"]["max"])'
+    { $SIM "${COMMON[@]}" --seed "$s" --free-riders 10 "${extra[@]}" || true; } | field '"| '"$links"' | '"$after"' | %s | %.1f | %.1f | %.1f | %.1f |" % (d["seed"], d["classes"]["leecher"]["median"], d["classes"]["free-rider"]["median"], d["classes"]["leecher"]["max"], d["classes"]["free-rider"]["max"])'
   done
 done
 echo
@@ -44,7 +44,7 @@ for variant in default wide; do
   else extra=(--up-min 64KiB --up-max 4MiB); links="64 KiB/s-4 MiB/s"; fi
   for eg in on off; do
     for s in "${SEEDS[@]}"; do
-      $SIM "${COMMON[@]}" --seed "$s" --endgame "$eg" "${extra[@]}" | field '"| '"$links"' | %s | %s | %.1f | %.1f | %.1f | %.2f | %s |" % ("on" if d["endgame"] else "off", d["seed"], d["median_completion"], d["p95_completion"], d["max_completion"], d["max_completion"]-d["p95_completion"], d["invariant_violations"])'
+      { $SIM "${COMMON[@]}" --seed "$s" --endgame "$eg" "${extra[@]}" || true; } | field '"| '"$links"' | %s | %s | %.1f | %.1f | %.1f | %.2f | %s |" % ("on" if d["endgame"] else "off", d["seed"], d["median_completion"], d["p95_completion"], d["max_completion"], d["max_completion"]-d["p95_completion"], d["invariant_violations"])'
     done
   done
 done
