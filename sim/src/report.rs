@@ -31,6 +31,8 @@ pub struct ClassTimes {
     pub name: String,
     pub total: usize,
     pub times: Vec<f64>,
+    /// Payload bytes the class uploaded.
+    pub uploaded: u64,
 }
 
 impl ClassTimes {
@@ -159,13 +161,14 @@ impl Report {
             let f = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.1}"));
             let _ = writeln!(
                 s,
-                "  {:<14} {:>5} of {:<5} completed; median {} s, p95 {} s, max {} s",
+                "  {:<14} {:>5} of {:<5} completed; median {} s, p95 {} s, max {} s; uploaded {:.1} MiB",
                 c.name,
                 c.times.len(),
                 c.total,
                 f(c.quantile(0.5)),
                 f(c.quantile(0.95)),
-                f(c.max())
+                f(c.max()),
+                c.uploaded as f64 / 1048576.0
             );
         }
         if let Some(t) = self.seeder_left_at {
@@ -251,10 +254,11 @@ impl Report {
             }
             let _ = write!(
                 s,
-                "\"{}\":{{\"total\":{},\"completed\":{},",
+                "\"{}\":{{\"total\":{},\"completed\":{},\"uploaded\":{},",
                 c.name,
                 c.total,
-                c.times.len()
+                c.times.len(),
+                c.uploaded
             );
             opt(&mut s, "median", c.quantile(0.5));
             opt(&mut s, "p95", c.quantile(0.95));
@@ -301,6 +305,7 @@ mod tests {
             name: "x".into(),
             total: 4,
             times: vec![4.0, 1.0, 3.0, 2.0],
+            uploaded: 0,
         };
         assert_eq!(c.quantile(0.5), Some(2.0));
         assert_eq!(c.quantile(0.95), Some(4.0));

@@ -82,6 +82,8 @@ struct Record {
     disk: Option<Disk>,
     have: Option<Bitfield>,
     lives: u8,
+    /// Payload bytes uploaded in earlier lives.
+    uploaded: u64,
     /// Left for good.
     gone: bool,
     must_complete: bool,
@@ -369,6 +371,7 @@ impl World {
             disk: None,
             have: None,
             lives: 0,
+            uploaded: 0,
             gone: false,
             must_complete,
             disk_faulty: None,
@@ -813,6 +816,8 @@ impl World {
                 );
             }
             self.records[rec].have = node.session.have(node.torrent).cloned();
+            self.records[rec].uploaded +=
+                node.session.stats(node.torrent).map_or(0, |s| s.uploaded);
             self.records[rec].disk = Some(node.disk);
         }
     }
@@ -1689,6 +1694,12 @@ impl World {
 
     fn finish(mut self, wall: f64, stuck: bool) -> Report {
         let now = self.q.now();
+        for host in &self.hosts {
+            if let (Kind::Node(node), Some(rec)) = (&host.kind, host.rec) {
+                self.records[rec].uploaded +=
+                    node.session.stats(node.torrent).map_or(0, |s| s.uploaded);
+            }
+        }
         let mut liveness = 0;
         let mut honest = 0;
         let mut completed = 0;
@@ -1700,6 +1711,7 @@ impl World {
                 ..ClassTimes::default()
             });
             c.total += 1;
+            c.uploaded += r.uploaded;
             if let (Some(j), Some(d)) = (r.joined_at, r.completed_at) {
                 c.times.push((d - j).as_secs_f64());
             }
