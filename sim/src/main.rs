@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, ValueEnum};
 use tessera_core::Duration;
 use tessera_core::picker::Strategy;
-use tessera_sim::{Adversary, Faults, Mode, Scenario, parse_size};
+use tessera_sim::{Adversary, Mode, Scenario, parse_size};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum FaultLevel {
@@ -128,17 +128,12 @@ impl Args {
             Picker::Sequential => Strategy::Sequential,
         };
         sc.endgame = self.endgame == OnOff::On;
-        let per = (self.peers / 20).max(1);
-        let hostile: Vec<(Adversary, u32)> = Adversary::ALL.iter().map(|&a| (a, per)).collect();
-        match self.faults {
-            FaultLevel::None => {}
-            FaultLevel::Churn => sc.faults = Faults::churn(self.peers),
-            FaultLevel::Hostile => sc.adversaries = hostile,
-            FaultLevel::All => {
-                sc.faults = Faults::all(self.peers);
-                sc.adversaries = hostile;
-            }
-        }
+        sc.set_fault_level(match self.faults {
+            FaultLevel::None => "none",
+            FaultLevel::Churn => "churn",
+            FaultLevel::Hostile => "hostile",
+            FaultLevel::All => "all",
+        })?;
         sc.adversaries.extend(self.adversaries.iter().copied());
         sc.seeder_leaves_after = self.seeder_leaves_after;
         sc.leave_on_complete = self.leave_on_complete;

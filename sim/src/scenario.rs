@@ -174,6 +174,27 @@ impl Scenario {
         }
     }
 
+    /// One adversary of each kind per 20 leechers (`--faults hostile`).
+    pub fn hostile(peers: u32) -> Vec<(Adversary, u32)> {
+        let per = (peers / 20).max(1);
+        Adversary::ALL.iter().map(|&a| (a, per)).collect()
+    }
+
+    /// The `--faults` levels of the command line: `none`, `churn`, `hostile`, `all`.
+    pub fn set_fault_level(&mut self, level: &str) -> Result<(), String> {
+        match level {
+            "none" => {}
+            "churn" => self.faults = Faults::churn(self.peers),
+            "hostile" => self.adversaries = Scenario::hostile(self.peers),
+            "all" => {
+                self.faults = Faults::all(self.peers);
+                self.adversaries = Scenario::hostile(self.peers);
+            }
+            other => return Err(format!("unknown fault level {other:?}")),
+        }
+        Ok(())
+    }
+
     pub fn adversary_count(&self) -> u32 {
         self.adversaries.iter().map(|a| a.1).sum()
     }

@@ -500,10 +500,12 @@ impl World {
             None => self.bound,
         };
         let mut stuck = false;
+        let mut done = false;
         while let Some(ev) = self.q.pop(limit) {
             self.events += 1;
             self.handle(ev);
             if self.remaining == 0 && self.pending_joins == 0 {
+                done = true;
                 break;
             }
             if self.is_stuck() {
@@ -512,7 +514,9 @@ impl World {
             }
         }
         let wall = started.elapsed().as_secs_f64();
-        self.finish(wall, stuck)
+        // Out of events before the limit, or at it: the limit counts as reached.
+        let end = if done || stuck { self.q.now() } else { limit };
+        self.finish(wall, stuck, end)
     }
 
     /// No seeder is left, nobody is joining, and some piece has no copy: nothing can finish.
@@ -1692,8 +1696,7 @@ impl World {
 
     // ---- the end ----------------------------------------------------------------------
 
-    fn finish(mut self, wall: f64, stuck: bool) -> Report {
-        let now = self.q.now();
+    fn finish(mut self, wall: f64, stuck: bool, now: Instant) -> Report {
         for host in &self.hosts {
             if let (Kind::Node(node), Some(rec)) = (&host.kind, host.rec) {
                 self.records[rec].uploaded +=
@@ -1738,11 +1741,50 @@ impl World {
             for i in late {
                 let name = self.node_name(i);
                 let bound = self.bound;
+                let r = &self.records[i];
+                let state = match r.host.map(|h| &self.hosts[h].kind) {
+                    Some(Kind::Node(n)) => {
+                        let st = n.session.stats(n.torrent).unwrap_or_default();
+                        let peers = n.session.peers(n.torrent);
+                        let unchoked_by = peers.iter().filter(|p| !p.peer_choking).count();
+                        let interested = peers.iter().filter(|p| p.am_interested).count();
+                        let asking: Vec<String> = peers
+                            .iter()
+                            .filter(|p| p.requests_out > 0)
+                            .map(|p| {
+                                let who = match p.addr.ip() {
+                                    IpAddr::V4(ip) => self
+                                        .by_ip
+                                        .get(&ip)
+                                        .and_then(|&h| self.hosts[h].rec)
+                                        .map_or("?".into(), |o| self.node_name(o)),
+                                    IpAddr::V6(_) => "?".into(),
+                                };
+                                format!(
+                                    "{who} x{}{}",
+                                    p.requests_out,
+                                    if p.snubbed { " (snubbed)" } else { "" }
+                                )
+                            })
+                            .collect();
+                        format!(
+                            "up, {}/{} pieces, {} peers ({} unchoke us, we want from {}), requests to [{}], {} lives",
+                            st.pieces_have,
+                            st.pieces_total,
+                            st.peers,
+                            unchoked_by,
+                            interested,
+                            asking.join(", "),
+                            r.lives
+                        )
+                    }
+                    _ => format!("down, {} lives", r.lives),
+                };
                 self.inv.list.push(crate::invariants::Violation {
                     at: now,
                     node: name,
                     what: format!(
-                        "liveness: not complete by the bound ({:.0} s)",
+                        "liveness: not complete by the bound ({:.0} s): {state}",
                         bound.since_epoch().as_secs_f64()
                     ),
                 });

@@ -68,3 +68,21 @@ fn free_riders_are_slower_than_reciprocating_peers() {
         r.text()
     );
 }
+
+/// A piece that failed its hash check is fetched from one peer only; a peer that takes
+/// requests and never answers (a silent liar claiming every piece) keeps becoming that
+/// piece's owner: each time its one request (it is snubbed) times out, it is first in
+/// line again. `tessera-sim --peers 20 --faults all --payload real --size 2MiB --seed 104`:
+/// leecher#14 sits at 7/8 pieces for over 100 s, 25 peers unchoking it, its only request
+/// outstanding to liar-silent#23.
+#[test]
+#[ignore = "core: a silent peer can own a single-source piece forever"]
+fn a_silent_peer_cannot_hold_a_single_source_piece_forever() {
+    let mut sc = Scenario::new(104);
+    sc.peers = 20;
+    sc.mode = tessera_sim::Mode::Real;
+    sc.size = 2 << 20;
+    sc.set_fault_level("all").expect("level");
+    let r = run(sc);
+    assert!(r.ok(), "{}", r.text());
+}
