@@ -93,6 +93,9 @@ pub struct Report {
     pub stuck: bool,
     /// Closes of adversaries by honest peers: (adversary, reason, count).
     pub adversary_closes: Vec<(String, String, u32)>,
+    /// Leechers' unchoke slots, sampled each second, by class of the peer holding them:
+    /// (class, slot-seconds, of which the peer was interested).
+    pub unchoke_slots: Vec<(String, u64, u64)>,
     /// Why honest peers closed connections: (reason, count).
     pub close_reasons: Vec<(String, u64)>,
     /// Adversary connections honest peers made (handshakes completed).
@@ -184,6 +187,18 @@ impl Report {
             .map(|(r, n)| format!("{r} {n}"))
             .collect();
         let _ = writeln!(s, "  closes by honest peers: {}", reasons.join(", "));
+        if !self.unchoke_slots.is_empty() {
+            let slots: Vec<String> = self
+                .unchoke_slots
+                .iter()
+                .map(|(c, n, i)| format!("{c} {n} ({i} interested)"))
+                .collect();
+            let _ = writeln!(
+                s,
+                "  leechers' unchoke slot-seconds by holder: {}",
+                slots.join(", ")
+            );
+        }
         for (a, r, n) in &self.adversary_closes {
             let _ = writeln!(s, "  {a} closed by honest peers {n}x: {r}");
         }
@@ -279,6 +294,14 @@ impl Report {
         );
         num(&mut s, "one_copy_seconds", self.one_copy_seconds);
         let _ = write!(s, "\"stuck\":{},", self.stuck);
+        s.push_str("\"unchoke_slots\":{");
+        for (i, (c, n, _)) in self.unchoke_slots.iter().enumerate() {
+            if i > 0 {
+                s.push(',');
+            }
+            let _ = write!(s, "\"{c}\":{n}");
+        }
+        s.push_str("},");
         s.push_str("\"adversary_closes\":[");
         for (i, (a, r, n)) in self.adversary_closes.iter().enumerate() {
             if i > 0 {

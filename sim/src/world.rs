@@ -232,6 +232,9 @@ pub struct World {
     adversary_conns: BTreeMap<Adversary, u32>,
     /// Why honest nodes closed connections (to anyone), by reason.
     close_reasons: BTreeMap<String, u64>,
+    /// Sampled each second when free riders exist: leechers' unchoke slots held by peers of
+    /// each class, and how many of those peers were interested.
+    slots_by_class: BTreeMap<Class, (u64, u64)>,
 }
 
 /// Close reasons that blame the peer: an honest peer must never get one.
@@ -341,6 +344,7 @@ impl World {
             adversary_closes: BTreeMap::new(),
             adversary_conns: BTreeMap::new(),
             close_reasons: BTreeMap::new(),
+            slots_by_class: BTreeMap::new(),
             payload,
             sc,
         };
@@ -1667,6 +1671,9 @@ impl World {
                 self.one_copy_secs += SAMPLE.as_secs_f64();
             }
         }
+        if self.sc.free_riders > 0 {
+            self.sample_slots();
+        }
         if !self.sc.check_peers_every_event {
             let hosts: Vec<usize> = (0..self.hosts.len())
                 .filter(|&h| matches!(self.hosts[h].kind, Kind::Node(_)))
@@ -1692,6 +1699,35 @@ impl World {
             }
         }
         self.q.at(now + SAMPLE, Ev::Sample);
+    }
+
+    /// Counts who holds the leechers' unchoke slots (the tit-for-tat experiment).
+    fn sample_slots(&mut self) {
+        for h in 0..self.hosts.len() {
+            let Kind::Node(node) = &self.hosts[h].kind else {
+                continue;
+            };
+            if self.records[node.rec].class != Class::Leecher {
+                continue;
+            }
+            for p in node.session.peers(node.torrent) {
+                if p.am_choking {
+                    continue;
+                }
+                let IpAddr::V4(ip) = p.addr.ip() else {
+                    continue;
+                };
+                let Some(other) = self.by_ip.get(&ip).and_then(|&o| self.hosts[o].rec) else {
+                    continue;
+                };
+                let e = self
+                    .slots_by_class
+                    .entry(self.records[other].class)
+                    .or_default();
+                e.0 += 1;
+                e.1 += u64::from(p.peer_interested);
+            }
+        }
     }
 
     // ---- the end ----------------------------------------------------------------------
@@ -1840,6 +1876,11 @@ impl World {
                 .map(|((a, r), n)| (a.name().to_string(), r, n))
                 .collect(),
             close_reasons: self.close_reasons.into_iter().collect(),
+            unchoke_slots: self
+                .slots_by_class
+                .into_iter()
+                .map(|(c, (n, i))| (c.name().to_string(), n, i))
+                .collect(),
             adversary_connections: self
                 .adversary_conns
                 .into_iter()
