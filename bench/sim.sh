@@ -20,7 +20,7 @@ for n in "${NS[@]}"; do
   out=bench/results/sim-$n.txt
   /usr/bin/time -f "%U %e %M" -o "$out.time" \
     "$SIM" --peers "$n" --size "$SIZE" --piece-size 256KiB --seed "$SEED" --sampled-checks --json >"$out" || true
-  read -r user wall rss <"$out.time" || true
+  read -r user wall rss < <(tail -n 1 "$out.time") || true
   tail -n 1 "$out" | python3 -c '
 import json, sys
 d = json.loads(sys.stdin.read())
