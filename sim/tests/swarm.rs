@@ -189,3 +189,27 @@ fn sequential_picker_and_no_endgame_complete() {
     let r = run(sc);
     assert_ok(&r);
 }
+
+/// Stopping before the liveness bound fails the run (not everyone completed) without
+/// claiming a liveness violation: the bound had not passed.
+#[test]
+fn a_run_cut_short_fails_without_blaming_liveness() {
+    let mut sc = small(seed(51));
+    sc.time_limit = Some(tessera_core::Duration::from_secs(2));
+    let r = run(sc);
+    assert!(!r.ok(), "{}", r.text());
+    assert!(r.completed < r.honest, "{}", r.text());
+    assert!(r.liveness_bound > 2.0);
+    assert_eq!(r.liveness_violations, 0, "{}", r.text());
+}
+
+#[test]
+fn a_seeder_leaving_too_early_loses_pieces_and_the_run_says_so() {
+    let mut sc = small(seed(52));
+    sc.seeder_leaves_after = Some(0.5);
+    let r = run(sc);
+    assert!(r.stuck, "{}", r.text());
+    assert!(r.pieces_lost > 0, "{}", r.text());
+    assert!(!r.ok());
+    assert!(r.seeder_left_at.is_some());
+}
