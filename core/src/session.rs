@@ -35,6 +35,9 @@ pub struct Config {
     pub max_half_open: usize,
     /// Upload slots for the choker (tit-for-tat), besides the optimistic one.
     pub unchoke_slots: usize,
+    /// Whether the choker has an optimistic unchoke slot. `false` with `unchoke_slots: 0`
+    /// makes a free rider that never uploads (the simulator's experiments use it).
+    pub optimistic_unchoke: bool,
     /// A peer that delivers nothing for this long while we wait for blocks has its
     /// requests handed to others.
     pub request_timeout: Duration,
@@ -75,6 +78,7 @@ impl Default for Config {
             max_connections: 200,
             max_half_open: 16,
             unchoke_slots: 4,
+            optimistic_unchoke: true,
             request_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(180),
             min_queue_depth: 16,

@@ -287,7 +287,8 @@ impl Torrent {
             .peers
             .values()
             .any(|p| !p.am_choking && !p.peer_interested);
-        if (unchoked < sh.config.unchoke_slots + 1 && interested_choked) || lost_interest {
+        let slots = sh.config.unchoke_slots + usize::from(sh.config.optimistic_unchoke);
+        if (unchoked < slots && interested_choked) || lost_interest {
             self.rechoke(sh, false);
         }
     }
@@ -317,11 +318,14 @@ impl Torrent {
             .collect();
         let seeding = self.picker.is_complete();
         let choker = &mut self.upload.choker;
-        let decision = if full_round {
+        let mut decision = if full_round {
             choker.round(now, &views, seeding, &mut sh.rng)
         } else {
             choker.rerun(now, &views, seeding, &mut sh.rng)
         };
+        if !sh.config.optimistic_unchoke {
+            decision.optimistic = None;
+        }
         let mut newly_unchoked = Vec::new();
         for (&conn, peer) in &mut self.peers {
             if !peer.is_active() {
