@@ -291,13 +291,13 @@ impl Driver {
             Mode::Download { keep_seeding } => TorrentOptions {
                 have: Some(Bitfield::new(meta.num_pieces() as usize)),
                 seed: keep_seeding,
-                wanted: None,
+                files: None,
             },
             // Hash what is on disk first.
             Mode::Seed => TorrentOptions {
                 have: None,
                 seed: true,
-                wanted: None,
+                files: None,
             },
         };
         let torrent = session.add_torrent(Instant::ZERO, meta.clone(), options);

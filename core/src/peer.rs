@@ -15,6 +15,9 @@ use crate::rate::Rate;
 use crate::time::Instant;
 use crate::wire::{self, BlockRequest, Decoder, Message};
 
+/// Withdrawn requests remembered per peer.
+const MAX_RELEASED: usize = 1024;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Phase {
     /// Outbound TCP connect in progress.
@@ -69,10 +72,21 @@ pub(crate) struct Peer {
     pub their_requests: VecDeque<BlockRequest>,
     /// Reads in flight on behalf of this peer.
     pub reading: usize,
-    /// Upload bytes handed to the runtime and not yet reported sent.
-    pub unsent: usize,
-    /// When we last choked the peer (requests arriving shortly after are a race, not abuse).
+    /// Bytes handed to the runtime for this connection, in total.
+    pub emitted: u64,
+    /// Bytes the runtime reported written (`Input::Sent`), in total.
+    pub acked: u64,
+    /// When our last `choke` left our send buffer (requests arriving shortly after are a
+    /// race, not abuse).
     pub choked_at: Instant,
+    /// While our last `choke` is still queued: the stream position just past it.
+    pub choke_marker: Option<u64>,
+    /// Blocks whose requests we withdrew (cancelled, timed out, choked): a copy may still
+    /// arrive, and it was asked for. Bounded to the most recent ones.
+    pub released: VecDeque<BlockRef>,
+    /// Pieces whose requests this peer let time out: not asked of it again until it
+    /// delivers something.
+    pub avoid: Option<Bitfield>,
 
     /// Control messages waiting to be flushed as one `Send`.
     pub out: BytesMut,
@@ -86,6 +100,8 @@ pub(crate) struct Peer {
     pub unrequested_blocks: u32,
     pub last_recv: Instant,
     pub last_send: Instant,
+    /// Since when part of a message has been waiting for the rest.
+    pub partial_since: Option<Instant>,
 }
 
 impl Peer {
@@ -121,8 +137,12 @@ impl Peer {
             am_interested_since: now,
             their_requests: VecDeque::new(),
             reading: 0,
-            unsent: 0,
+            emitted: 0,
+            acked: 0,
             choked_at: now,
+            choke_marker: None,
+            released: VecDeque::new(),
+            avoid: None,
             out: BytesMut::new(),
             download: Rate::new(now),
             upload: Rate::new(now),
@@ -131,6 +151,7 @@ impl Peer {
             unrequested_blocks: 0,
             last_recv: now,
             last_send: now,
+            partial_since: None,
         }
     }
 
@@ -146,9 +167,83 @@ impl Peer {
         self.last_send = now;
     }
 
-    /// Takes the queued control bytes, if any.
+    /// Takes the queued control bytes, if any, counting them as handed to the runtime.
     pub fn take_out(&mut self) -> Option<Bytes> {
-        (!self.out.is_empty()).then(|| self.out.split().freeze())
+        if self.out.is_empty() {
+            return None;
+        }
+        let bytes = self.out.split().freeze();
+        self.emitted += bytes.len() as u64;
+        Some(bytes)
+    }
+
+    /// Upload bytes handed to the runtime and not yet reported written.
+    pub fn unsent(&self) -> usize {
+        usize::try_from(self.emitted - self.acked).unwrap_or(usize::MAX)
+    }
+
+    /// The runtime wrote `bytes` more of this connection's data.
+    pub fn on_sent(&mut self, now: Instant, bytes: usize) {
+        self.acked = (self.acked + bytes as u64).min(self.emitted);
+        if self.choke_marker.is_some_and(|m| self.acked >= m) {
+            self.choke_marker = None;
+            self.choked_at = now;
+        }
+    }
+
+    /// Chokes the peer: queues the message and drops its queued requests.
+    pub fn choke(&mut self, now: Instant) {
+        self.am_choking = true;
+        self.their_requests.clear();
+        self.send(now, &Message::Choke);
+        self.choke_marker = Some(self.emitted + self.out.len() as u64);
+    }
+
+    /// True once our last choke has been on the wire for `grace`.
+    pub fn choked_for(&self, now: Instant, grace: crate::time::Duration) -> bool {
+        self.am_choking
+            && self.choke_marker.is_none()
+            && now.saturating_duration_since(self.choked_at) > grace
+    }
+
+    /// Withdraws our request for `block` (it may still arrive: see `released`).
+    pub fn withdraw(&mut self, block: BlockRef) -> bool {
+        if !self.take_request(block) {
+            return false;
+        }
+        self.remember_released(block);
+        true
+    }
+
+    /// Withdraws every request in flight, returning the blocks.
+    pub fn withdraw_all(&mut self) -> Vec<BlockRef> {
+        let blocks: Vec<BlockRef> = self.requests.drain(..).map(|r| r.block).collect();
+        for &b in &blocks {
+            self.remember_released(b);
+        }
+        blocks
+    }
+
+    fn remember_released(&mut self, block: BlockRef) {
+        if self.released.len() >= MAX_RELEASED {
+            self.released.pop_front();
+        }
+        self.released.push_back(block);
+    }
+
+    /// True when `block` was requested from this peer: in flight (removed now) or withdrawn
+    /// recently.
+    pub fn was_requested(&mut self, block: BlockRef) -> bool {
+        if self.take_request(block) {
+            return true;
+        }
+        match self.released.iter().position(|b| *b == block) {
+            Some(i) => {
+                self.released.remove(i);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Queues the header of a `piece` message; the caller sends the payload right after the

@@ -92,7 +92,7 @@ impl PeerList {
     pub fn has_dialable(&self, skip_seeds: bool) -> bool {
         self.candidates
             .values()
-            .any(|c| !c.in_use && !(skip_seeds && c.seed))
+            .any(|c| !(c.in_use || skip_seeds && c.seed))
     }
 
     /// A connection was established and the handshake accepted.

@@ -4,6 +4,8 @@
 //!   have; ties broken by a random order fixed per picker (drawn from the session seed).
 //! - Random first: until `random_first` pieces are verified, a uniformly random available
 //!   piece instead, so that we quickly have something to trade.
+//! - Sequential ([`Strategy::Sequential`], for streaming and for experiments): the
+//!   lowest-index available piece instead of the rarest. Random first does not apply.
 //! - Partial pieces first: a peer first gets free blocks of pieces already started (that
 //!   it has), oldest first, so pieces complete quickly and few are held in memory.
 //! - A piece that failed its hash check is fetched again from one peer only (its blocks go
@@ -72,12 +74,25 @@ use crate::id::ConnId;
 use crate::layout::{BLOCK_LEN, BlockRef, Layout};
 use crate::rng::Rng;
 
+/// How a new piece is chosen once partial pieces have no free block for a peer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Strategy {
+    /// The piece fewest connected peers have (after `random_first` random ones).
+    #[default]
+    RarestFirst,
+    /// The lowest-index piece the peer has; `random_first` is ignored.
+    Sequential,
+}
+
 #[derive(Debug, Clone)]
 pub struct PickerConfig {
-    /// Verified pieces below which new pieces are chosen at random rather than rarest.
+    /// Verified pieces below which new pieces are chosen at random rather than rarest
+    /// (rarest-first only).
     pub random_first: u32,
-    /// Most peers a block may be requested from at once in endgame.
+    /// Most peers a block may be requested from at once in endgame (1: no endgame).
     pub endgame_max_requesters: usize,
+    /// Rarest first (the default) or sequential.
+    pub strategy: Strategy,
 }
 
 impl Default for PickerConfig {
@@ -85,6 +100,7 @@ impl Default for PickerConfig {
         PickerConfig {
             random_first: 4,
             endgame_max_requesters: 2,
+            strategy: Strategy::RarestFirst,
         }
     }
 }
@@ -617,6 +633,14 @@ impl Picker {
 
     /// The piece to start next for a peer with `peer_has`, if any.
     fn choose_new_piece(&self, peer_has: &Bitfield, rng: &mut Rng) -> Option<u32> {
+        if self.config.strategy == Strategy::Sequential {
+            // The first set bit of the candidate words. O(n / 64).
+            return self
+                .new_piece_words(peer_has)
+                .enumerate()
+                .find(|&(_, w)| w != 0)
+                .map(|(i, w)| (i * 64) as u32 + w.leading_zeros());
+        }
         if self.have.count_ones() < self.config.random_first as usize {
             // Uniformly random among the candidates.
             let count: u64 = self
@@ -850,6 +874,11 @@ impl Picker {
             .map_or(&[], Block::requesters)
     }
 
+    /// Whether `piece` is to be downloaded at all.
+    pub fn is_wanted(&self, piece: u32) -> bool {
+        self.wanted.get(piece as usize)
+    }
+
     /// Verified pieces.
     pub fn have(&self) -> &Bitfield {
         &self.have
@@ -890,6 +919,7 @@ mod tests {
         PickerConfig {
             random_first,
             endgame_max_requesters,
+            strategy: super::Strategy::RarestFirst,
         }
     }
 
@@ -965,6 +995,61 @@ mod tests {
         let mut sorted = one.clone();
         sorted.sort_unstable();
         assert_eq!(sorted, (0..64).collect::<Vec<u32>>(), "every piece once");
+    }
+
+    #[test]
+    fn sequential_picks_the_lowest_index_available_piece() {
+        let l = even(64, 2);
+        let cfg = PickerConfig {
+            random_first: 4,
+            endgame_max_requesters: 2,
+            strategy: Strategy::Sequential,
+        };
+        let mut p = fresh(&l, cfg, 7);
+        // Pieces 0..10 are common, piece 40 is the rarest: sequential ignores rarity and
+        // random first alike.
+        let most = bits(64, &(0..64).filter(|&i| i != 40).collect::<Vec<_>>());
+        p.add_availability(&Bitfield::full(64));
+        p.add_availability(&most);
+        let has = bits(64, &[3, 5, 40, 63]);
+        let mut out = Vec::new();
+        p.pick(A, &has, 3, &mut Rng::from_u64(1), &mut out);
+        // Both blocks of piece 3 (the lowest it has), then the first of piece 5.
+        assert_eq!(
+            out,
+            vec![
+                BlockRef { piece: 3, block: 0 },
+                BlockRef { piece: 3, block: 1 },
+                BlockRef { piece: 5, block: 0 },
+            ]
+        );
+        // Another peer gets the free block of started piece 5 first, then piece 40.
+        let mut out = Vec::new();
+        p.pick(B, &bits(64, &[5, 40]), 2, &mut Rng::from_u64(2), &mut out);
+        assert_eq!(
+            out,
+            vec![
+                BlockRef { piece: 5, block: 1 },
+                BlockRef {
+                    piece: 40,
+                    block: 0
+                },
+            ]
+        );
+        // Partial pieces first, then the lowest new one; verified pieces are skipped.
+        p.on_verified(0);
+        let mut out = Vec::new();
+        p.pick(C, &Bitfield::full(64), 2, &mut Rng::from_u64(3), &mut out);
+        assert_eq!(
+            out,
+            vec![
+                BlockRef {
+                    piece: 40,
+                    block: 1
+                },
+                BlockRef { piece: 1, block: 0 },
+            ]
+        );
     }
 
     #[test]
@@ -1420,6 +1505,8 @@ mod props {
     use super::*;
     use crate::rng::Rng;
     use proptest::prelude::*;
+    // The proptest trait, not the picker's `Strategy` enum (both come in through globs).
+    use proptest::strategy::Strategy;
     use proptest::test_runner::TestCaseError;
     use std::collections::{BTreeMap, BTreeSet};
 
@@ -1479,10 +1566,17 @@ mod props {
     }
 
     fn config_strategy() -> impl Strategy<Value = PickerConfig> {
-        (0u32..5, 0usize..4).prop_map(|(random_first, endgame_max_requesters)| PickerConfig {
-            random_first,
-            endgame_max_requesters,
-        })
+        (0u32..5, 0usize..4, any::<bool>()).prop_map(
+            |(random_first, endgame_max_requesters, sequential)| PickerConfig {
+                random_first,
+                endgame_max_requesters,
+                strategy: if sequential {
+                    super::Strategy::Sequential
+                } else {
+                    super::Strategy::RarestFirst
+                },
+            },
+        )
     }
 
     /// A random bitfield of `len` bits: empty, full, or about `density` set.

@@ -35,6 +35,9 @@ pub struct Config {
     pub max_half_open: usize,
     /// Upload slots for the choker (tit-for-tat), besides the optimistic one.
     pub unchoke_slots: usize,
+    /// Whether the choker has an optimistic unchoke slot. `false` with `unchoke_slots: 0`
+    /// makes a free rider that never uploads (the simulator's experiments use it).
+    pub optimistic_unchoke: bool,
     /// A peer that delivers nothing for this long while we wait for blocks has its
     /// requests handed to others.
     pub request_timeout: Duration,
@@ -75,6 +78,7 @@ impl Default for Config {
             max_connections: 200,
             max_half_open: 16,
             unchoke_slots: 4,
+            optimistic_unchoke: true,
             request_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(180),
             min_queue_depth: 16,
@@ -99,8 +103,11 @@ pub struct TorrentOptions {
     pub have: Option<Bitfield>,
     /// Keep serving after the download completes.
     pub seed: bool,
-    /// Pieces to download (file selection). `None`: all.
-    pub wanted: Option<Bitfield>,
+    /// Files to download, by index in the metainfo's file list (`--only`). `None`: all.
+    /// Every piece holding a byte of a chosen file is fetched; bytes of other files are
+    /// never written (the driver's storage skips them) and pieces that cross into other
+    /// files are verified but never offered to peers, since we cannot serve all of them.
+    pub files: Option<Vec<bool>>,
 }
 
 /// A snapshot for progress displays.

@@ -174,13 +174,13 @@ pub enum WireError {
     BadHandshake,
     /// `len` is the frame's length prefix (id byte included); `id` is `None` when the length
     /// alone exceeded [`MAX_FRAME`].
-    #[error("message {id:?} with length {len} exceeds the limit of {max}")]
+    #[error("{} of {len} bytes exceeds the limit of {max}", MessageName(*id))]
     TooLong { id: Option<u8>, len: u32, max: u32 },
     /// A fixed-size message whose length prefix is not its size.
-    #[error("message id {id} has length {len}, expected {expected}")]
+    #[error("{} of {len} bytes, expected {expected}", MessageName(Some(*id)))]
     BadLength { id: u8, len: u32, expected: u32 },
     /// A `piece` or `extended` message too short for its fixed fields.
-    #[error("message id {id} has length {len}, expected at least {min}")]
+    #[error("{} of {len} bytes, expected at least {min}", MessageName(Some(*id)))]
     TooShort { id: u8, len: u32, min: u32 },
     /// Usage error: [`Decoder::next_message`] was called before [`Decoder::handshake`]
     /// returned the handshake. Nothing was consumed; the decoder is still usable.
@@ -190,6 +190,35 @@ pub enum WireError {
     /// (or on a decoder made by [`Decoder::after_handshake`]). Nothing was consumed.
     #[error("handshake called after the handshake was decoded")]
     HandshakeDone,
+}
+
+/// Names a message id for error messages: `a have message`, `a message` (id unknown yet).
+struct MessageName(Option<u8>);
+
+impl std::fmt::Display for MessageName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = match self.0 {
+            None => return f.write_str("a message"),
+            Some(0) => "choke",
+            Some(1) => "unchoke",
+            Some(2) => "interested",
+            Some(3) => "not-interested",
+            Some(4) => "have",
+            Some(5) => "bitfield",
+            Some(6) => "request",
+            Some(7) => "piece",
+            Some(8) => "cancel",
+            Some(9) => "port",
+            Some(13) => "suggest",
+            Some(14) => "have-all",
+            Some(15) => "have-none",
+            Some(16) => "reject",
+            Some(17) => "allowed-fast",
+            Some(20) => "extended",
+            Some(id) => return write!(f, "a message with unknown id {id}"),
+        };
+        write!(f, "a {name} message")
+    }
 }
 
 /// Appends a frame header for message `id` with `payload` bytes after the id byte.

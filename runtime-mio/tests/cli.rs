@@ -1,7 +1,4 @@
 //! The `tessera-mio` binary as a user runs it: exit codes and one-line errors.
-//!
-//! Tests marked `#[ignore]` need parts of the core that are still being written
-//! (metainfo parsing and encoding, the session); run them with `--ignored` once they land.
 
 // Test code: a failed setup step should panic (clippy.toml allows it in #[test]s only).
 #![allow(clippy::unwrap_used)]
@@ -116,7 +113,6 @@ fn sample_data(root: &Path) {
 }
 
 #[test]
-#[ignore = "needs NewTorrent::encode and Metainfo::from_bytes in the core"]
 fn create_info_verify_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     sample_data(&dir.path().join("data/stuff"));
@@ -204,7 +200,6 @@ fn free_port() -> u16 {
 }
 
 #[test]
-#[ignore = "needs the core's Session and metainfo"]
 fn download_from_a_seeding_instance_then_interrupt_the_seeder() {
     let dir = tempfile::tempdir().unwrap();
     sample_data(&dir.path().join("seed/stuff"));

@@ -192,7 +192,6 @@ fn unusable_inputs_are_clear_errors() {
 }
 
 #[test]
-#[ignore = "needs NewTorrent::encode (metainfo work in progress in the core)"]
 fn encoded_torrent_is_a_bencoded_dictionary() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("stuff");
@@ -204,7 +203,6 @@ fn encoded_torrent_is_a_bencoded_dictionary() {
 }
 
 #[test]
-#[ignore = "needs NewTorrent::encode and Metainfo::from_bytes (metainfo work in progress in the core)"]
 fn created_torrent_round_trips_through_metainfo() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("stuff");

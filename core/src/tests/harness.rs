@@ -106,7 +106,7 @@ impl MemDisk {
         MemDisk { files }
     }
 
-    fn read(&self, spans: &[FileSpan]) -> Vec<u8> {
+    pub fn read(&self, spans: &[FileSpan]) -> Vec<u8> {
         let mut out = Vec::new();
         for s in spans {
             out.extend_from_slice(
@@ -116,7 +116,7 @@ impl MemDisk {
         out
     }
 
-    fn write(&mut self, spans: &[FileSpan], data: &[u8]) {
+    pub fn write(&mut self, spans: &[FileSpan], data: &[u8]) {
         let mut pos = 0;
         for s in spans {
             let len = s.len as usize;
@@ -131,6 +131,9 @@ impl MemDisk {
     }
 }
 
+/// Rewrites the data of a read of `piece` (to make a node lie).
+pub type Corrupter = Box<dyn FnMut(u32, &mut Vec<u8>)>;
+
 pub struct Node {
     pub session: Session,
     pub addr: SocketAddr,
@@ -139,7 +142,7 @@ pub struct Node {
     pub events: Vec<Event>,
     deadline: Instant,
     /// Hook applied to the data of every block this node serves (to make it lie).
-    pub corrupt: Option<Box<dyn FnMut(u32, &mut Vec<u8>)>>,
+    pub corrupt: Option<Corrupter>,
 }
 
 #[derive(Debug)]
@@ -419,21 +422,12 @@ impl Swarm {
     }
 }
 
-/// Options for a node that has nothing yet.
-pub fn leecher() -> TorrentOptions {
-    TorrentOptions {
-        have: None,
-        seed: true,
-        wanted: None,
-    }
-}
-
 /// Options for a node that has everything (verified by the check).
 pub fn seeder() -> TorrentOptions {
     TorrentOptions {
         have: None,
         seed: true,
-        wanted: None,
+        files: None,
     }
 }
 

@@ -2,4 +2,5 @@
 //! clock, with an in-memory disk, and scripted peers where a test needs a misbehaving one.
 
 mod harness;
+mod hostile;
 mod session;

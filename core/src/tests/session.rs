@@ -34,7 +34,7 @@ fn leecher_downloads_from_seeder() {
         TorrentOptions {
             have: empty_have(&meta),
             seed: false,
-            wanted: None,
+            files: None,
         },
     );
     let seed_addr = swarm.addr(seed);
@@ -107,7 +107,7 @@ fn corrupt_seeder_is_banned_and_download_completes() {
         TorrentOptions {
             have: empty_have(&meta),
             seed: false,
-            wanted: None,
+            files: None,
         },
     );
     let peers = [swarm.addr(liar), swarm.addr(honest)];
@@ -170,7 +170,7 @@ fn three_leechers_share_pieces() {
             TorrentOptions {
                 have: empty_have(&meta),
                 seed: true,
-                wanted: None,
+                files: None,
             },
         ));
     }
@@ -185,4 +185,66 @@ fn three_leechers_share_pieces() {
         assert_eq!(swarm.nodes[l].disk.concat(), data);
     }
     let _ = seed;
+}
+
+#[test]
+fn file_selection_fetches_its_pieces_and_offers_only_whole_ones() {
+    let (meta, data) = small_torrent();
+    let mut swarm = Swarm::new();
+    let seed = swarm.add(
+        Config::default(),
+        &meta,
+        MemDisk::full(&meta, &data),
+        seeder(),
+    );
+    // Only "b c.bin": bytes 100_000..400_001, pieces 3..=12; pieces 3 and 12 also hold
+    // bytes of other files.
+    let files = Some(vec![false, false, true, false]);
+    let leech = swarm.add(
+        Config::default(),
+        &meta,
+        MemDisk::empty(&meta),
+        TorrentOptions {
+            have: empty_have(&meta),
+            seed: true,
+            files,
+        },
+    );
+    swarm.add_peers(leech, &[swarm.addr(seed)]);
+    assert!(swarm.run_until(Duration::from_secs(60), |s| s.complete(leech)));
+    let have: Vec<usize> = swarm.nodes[leech]
+        .session
+        .have(swarm.nodes[leech].torrent)
+        .unwrap()
+        .ones()
+        .collect();
+    assert_eq!(have, (3..=12).collect::<Vec<_>>());
+    assert_eq!(
+        &swarm.nodes[leech].disk.concat()[100_000..400_001],
+        &data[100_000..400_001]
+    );
+
+    // A newcomer that only knows the leecher sees the eight pieces inside the file.
+    let newcomer = swarm.add(
+        Config::default(),
+        &meta,
+        MemDisk::empty(&meta),
+        TorrentOptions {
+            have: empty_have(&meta),
+            seed: false,
+            files: None,
+        },
+    );
+    swarm.add_peers(newcomer, &[swarm.addr(leech)]);
+    let leech_addr = swarm.addr(leech);
+    let seen = |s: &Swarm| {
+        s.nodes[newcomer]
+            .session
+            .peers(s.nodes[newcomer].torrent)
+            .iter()
+            .find(|p| p.addr == leech_addr && p.active)
+            .map(|p| p.pieces)
+    };
+    swarm.run_until(Duration::from_secs(5), |s| seen(s).is_some());
+    assert_eq!(seen(&swarm), Some(8));
 }

@@ -93,7 +93,16 @@ impl Torrent {
             return;
         }
         let mut picked = Vec::with_capacity(room);
-        picker.pick(conn, &peer.has, room, &mut sh.rng, &mut picked);
+        match &peer.avoid {
+            None => picker.pick(conn, &peer.has, room, &mut sh.rng, &mut picked),
+            Some(avoid) => {
+                let mut has = peer.has.clone();
+                for p in avoid.ones() {
+                    has.clear(p);
+                }
+                picker.pick(conn, &has, room, &mut sh.rng, &mut picked);
+            }
+        }
         for block in picked {
             let req = BlockRequest {
                 piece: block.piece,
@@ -130,8 +139,8 @@ impl Torrent {
         let Some(peer) = self.peers.get_mut(&conn) else {
             return;
         };
-        for r in peer.requests.drain(..) {
-            self.picker.release(r.block, conn);
+        for block in peer.withdraw_all() {
+            self.picker.release(block, conn);
         }
     }
 
@@ -154,7 +163,7 @@ impl Torrent {
         let Some(peer) = self.peers.get_mut(&conn) else {
             return Ok(());
         };
-        let requested = peer.take_request(block);
+        let requested = peer.was_requested(block);
         peer.download.add(now, u64::from(len));
         self.downloaded += u64::from(len);
         self.down_rate.add(now, u64::from(len));
@@ -173,7 +182,9 @@ impl Torrent {
                 piece_complete,
             } => {
                 peer.last_block_at = now;
+                peer.last_piece_at = Some(now);
                 peer.snubbed = false;
+                peer.avoid = None;
                 let source = Source {
                     conn,
                     addr: peer.addr,
@@ -182,7 +193,7 @@ impl Torrent {
                 let req = BlockRequest { piece, offset, len };
                 for other in cancel {
                     if let Some(p) = self.peers.get_mut(&other)
-                        && p.take_request(block)
+                        && p.withdraw(block)
                     {
                         p.send(now, &Message::Cancel(req));
                     }
@@ -418,8 +429,10 @@ impl Torrent {
             piece,
         });
         let now = sh.now;
-        for peer in self.peers.values_mut().filter(|p| p.is_active()) {
-            peer.send(now, &Message::Have(piece));
+        if self.offers(piece) {
+            for peer in self.peers.values_mut().filter(|p| p.is_active()) {
+                peer.send(now, &Message::Have(piece));
+            }
         }
         let conns: Vec<ConnId> = self.peers.keys().copied().collect();
         for &conn in &conns {
@@ -519,11 +532,18 @@ impl Torrent {
                 timed_out.push(conn);
             }
         }
+        let n = self.layout.num_pieces() as usize;
         for conn in timed_out {
             if let Some(peer) = self.peers.get_mut(&conn) {
                 tracing::debug!(addr = %peer.addr, requests = peer.requests.len(), "requests timed out");
                 peer.snubbed = true;
                 peer.last_block_at = now;
+                let avoid = peer
+                    .avoid
+                    .get_or_insert_with(|| crate::bitfield::Bitfield::new(n));
+                for r in &peer.requests {
+                    avoid.set(r.block.piece as usize);
+                }
             }
             self.release_requests(conn);
         }

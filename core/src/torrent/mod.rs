@@ -33,6 +33,8 @@ use crate::wire::{Decoder, Handshake, Message};
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// Send a keep-alive after this long without sending anything.
 const KEEPALIVE: Duration = Duration::from_secs(90);
+/// Longest a message may take to arrive once it has started (a 16 KiB block at 300 B/s).
+const MESSAGE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Blocks nobody asked for (and that we do not want) tolerated from one peer.
 const MAX_UNREQUESTED: u32 = 64;
 
@@ -90,6 +92,8 @@ pub(crate) struct Torrent {
     state: State,
     seed_after: bool,
     picker: Picker,
+    /// Wanted pieces that cross into files not chosen for download: verified, never offered.
+    hidden: Bitfield,
     peers: BTreeMap<ConnId, Peer>,
     peer_list: PeerList,
     announcer: Announcer,
@@ -115,10 +119,7 @@ impl Torrent {
     ) -> Self {
         let layout = meta.layout().clone();
         let n = layout.num_pieces() as usize;
-        let wanted = options
-            .wanted
-            .filter(|w| w.len() == n)
-            .unwrap_or_else(|| Bitfield::full(n));
+        let (wanted, hidden) = selection(&meta, options.files.as_deref());
         let have = options
             .have
             .as_ref()
@@ -148,6 +149,7 @@ impl Torrent {
             state: State::Downloading,
             seed_after: options.seed,
             picker,
+            hidden,
             peers: BTreeMap::new(),
             peer_list: PeerList::new(sh.config.max_known_peers),
             announcer,
@@ -176,6 +178,20 @@ impl Torrent {
 
     pub fn have(&self) -> &Bitfield {
         self.picker.have()
+    }
+
+    /// Whether we may offer `piece` to peers.
+    fn offers(&self, piece: u32) -> bool {
+        self.picker.have().get(piece as usize) && !self.hidden.get(piece as usize)
+    }
+
+    /// The pieces we offer to peers (our `bitfield`).
+    fn offered(&self) -> Bitfield {
+        let mut b = self.picker.have().clone();
+        for p in self.hidden.ones() {
+            b.clear(p);
+        }
+        b
     }
 
     pub fn stats(&self, now: Instant) -> TorrentStats {
@@ -217,7 +233,7 @@ impl Torrent {
                 requests_out: p.requests.len(),
                 queue_depth: p.queue_depth,
                 requests_in: p.their_requests.len(),
-                unsent: p.unsent,
+                unsent: p.unsent(),
                 download_rate: p.download.get(now),
                 upload_rate: p.upload.get(now),
                 downloaded: p.download.total(),
@@ -229,13 +245,10 @@ impl Torrent {
 
     /// Bytes of wanted pieces not yet verified (the tracker's `left`).
     fn left(&self) -> u64 {
-        let have: u64 = self
-            .picker
-            .have()
-            .ones()
-            .map(|p| u64::from(self.layout.piece_len(p as u32)))
-            .sum();
-        self.layout.total_len().saturating_sub(have)
+        (0..self.layout.num_pieces())
+            .filter(|&p| self.picker.is_wanted(p) && !self.picker.have().get(p as usize))
+            .map(|p| u64::from(self.layout.piece_len(p)))
+            .sum()
     }
 
     fn downloading(&self) -> bool {
@@ -337,7 +350,7 @@ impl Torrent {
 
     pub fn on_sent(&mut self, sh: &mut Shared, conn: ConnId, bytes: usize) {
         if let Some(peer) = self.peers.get_mut(&conn) {
-            peer.unsent = peer.unsent.saturating_sub(bytes);
+            peer.on_sent(sh.now, bytes);
             self.serve(sh, conn);
         }
     }
@@ -413,9 +426,12 @@ impl Torrent {
         peer.phase = Phase::Active;
         peer.decoder.set_num_pieces(self.layout.num_pieces());
         peer.last_block_at = sh.now;
-        let have = self.picker.have();
-        if have.count_ones() > 0 {
-            peer.send(sh.now, &Message::Bitfield(Bytes::from(have.to_bytes())));
+        let offered = self.offered();
+        let Some(peer) = self.peers.get_mut(&conn) else {
+            return false;
+        };
+        if offered.count_ones() > 0 {
+            peer.send(sh.now, &Message::Bitfield(Bytes::from(offered.to_bytes())));
         }
         self.peer_list.connected(addr);
         sh.event(Event::PeerConnected {
@@ -439,7 +455,13 @@ impl Torrent {
                         return;
                     }
                 }
-                Ok(None) => return,
+                Ok(None) => {
+                    peer.partial_since = match peer.decoder.buffered() {
+                        0 => None,
+                        _ => Some(peer.partial_since.unwrap_or(sh.now)),
+                    };
+                    return;
+                }
                 Err(e) => {
                     self.close_peer(sh, conn, format!("protocol error: {e}"), false);
                     return;
@@ -485,31 +507,24 @@ impl Torrent {
                     self.peer_has_changed(sh, conn);
                 }
             }
+            // BEP 3 puts the bitfield first, but aria2 sends it after other messages to
+            // peers without extensions; a late one adds to what the peer announced.
             Message::Bitfield(bytes) => {
-                if !first {
-                    return Err("bitfield after other messages".into());
-                }
                 let has = Bitfield::from_bytes(&bytes, n as usize).map_err(|e| e.to_string())?;
-                self.set_peer_pieces(sh, conn, has);
-            }
-            Message::HaveAll => {
                 if !first {
-                    return Err("have-all after other messages".into());
+                    tracing::debug!(addr = %peer.addr, "bitfield after other messages");
                 }
-                self.set_peer_pieces(sh, conn, Bitfield::full(n as usize));
+                self.add_peer_pieces(sh, conn, &has);
             }
-            Message::HaveNone => {
-                if !first {
-                    return Err("have-none after other messages".into());
-                }
-            }
+            Message::HaveAll => self.add_peer_pieces(sh, conn, &Bitfield::full(n as usize)),
+            Message::HaveNone => {}
             Message::Request(req) => self.on_request(sh, conn, req)?,
             Message::Cancel(req) => {
                 peer.their_requests.retain(|r| *r != req);
             }
             Message::Reject(req) => {
                 if let Some(block) = self.layout.block_at(req.piece, req.offset, req.len)
-                    && peer.take_request(block)
+                    && peer.withdraw(block)
                 {
                     self.picker.release(block, conn);
                 }
@@ -531,13 +546,22 @@ impl Torrent {
     }
 
     /// The peer's whole piece set arrived (bitfield or have-all).
-    fn set_peer_pieces(&mut self, sh: &mut Shared, conn: ConnId, has: Bitfield) {
+    /// The peer announced a set of pieces (bitfield or have-all): what it had announced
+    /// before stays (a peer's pieces only grow).
+    fn add_peer_pieces(&mut self, sh: &mut Shared, conn: ConnId, has: &Bitfield) {
         let Some(peer) = self.peers.get_mut(&conn) else {
             return;
         };
-        // `has` replaces an empty set: nothing was counted for this peer yet.
-        self.picker.add_availability(&has);
-        peer.has = has;
+        if peer.has.none() {
+            self.picker.add_availability(has);
+            peer.has = has.clone();
+        } else {
+            for p in has.ones() {
+                if peer.has.set(p) {
+                    self.picker.add_have(p as u32);
+                }
+            }
+        }
         self.peer_has_changed(sh, conn);
     }
 
@@ -719,6 +743,17 @@ impl Torrent {
                 to_close.push((conn, "idle".to_string(), false));
                 continue;
             }
+            if peer
+                .partial_since
+                .is_some_and(|t| now.saturating_duration_since(t) > MESSAGE_TIMEOUT)
+            {
+                to_close.push((
+                    conn,
+                    "a message is trickling in too slowly".to_string(),
+                    false,
+                ));
+                continue;
+            }
             if now.saturating_duration_since(peer.last_send) > KEEPALIVE {
                 peer.send(now, &Message::KeepAlive);
             }
@@ -736,7 +771,6 @@ impl Torrent {
     pub fn flush(&mut self, sh: &mut Shared) {
         for (&conn, peer) in &mut self.peers {
             if let Some(bytes) = peer.take_out() {
-                peer.unsent += bytes.len();
                 sh.send(conn, bytes);
             }
         }
@@ -745,8 +779,36 @@ impl Torrent {
     /// Flushes one peer's control bytes, so that a payload can follow them in order.
     fn flush_peer(sh: &mut Shared, conn: ConnId, peer: &mut Peer) {
         if let Some(bytes) = peer.take_out() {
-            peer.unsent += bytes.len();
             sh.send(conn, bytes);
         }
     }
+}
+
+/// The pieces to fetch for a file selection, and those among them that cross into files
+/// not chosen. Padding files count as chosen: they are never written and read as zeros.
+fn selection(meta: &Metainfo, files: Option<&[bool]>) -> (Bitfield, Bitfield) {
+    let layout = meta.layout();
+    let n = layout.num_pieces() as usize;
+    let Some(chosen) = files.filter(|f| f.len() == meta.info.files.len()) else {
+        return (Bitfield::full(n), Bitfield::new(n));
+    };
+    let mut wanted = Bitfield::new(n);
+    let mut other = Bitfield::new(n);
+    for (i, file) in meta.info.files.iter().enumerate() {
+        let target = if chosen[i] || file.padding {
+            &mut wanted
+        } else {
+            &mut other
+        };
+        for p in layout.file_pieces(i) {
+            target.set(p as usize);
+        }
+    }
+    let mut hidden = wanted.clone();
+    for p in 0..n {
+        if !other.get(p) {
+            hidden.clear(p);
+        }
+    }
+    (wanted, hidden)
 }

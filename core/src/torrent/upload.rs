@@ -30,7 +30,9 @@ const CACHE_BYTES: usize = 16 << 20;
 pub(crate) const MAX_REQUEST: u32 = 16 * 1024;
 /// Invalid requests tolerated from one peer before it is disconnected.
 const MAX_BAD_REQUESTS: u32 = 20;
-/// Requests arriving this soon after we choked a peer are a race, not abuse.
+/// Upload data handed to the runtime per connection, at least (more for fast peers).
+const MIN_SEND_WINDOW: usize = 256 * 1024;
+/// Requests arriving this soon after our choke left the send buffer are a race, not abuse.
 const CHOKE_GRACE: Duration = Duration::from_secs(5);
 
 /// A chunk of a piece: bytes `[chunk * CHUNK, (chunk + 1) * CHUNK)` of `piece`.
@@ -124,7 +126,7 @@ impl Torrent {
         req: BlockRequest,
     ) -> Result<(), String> {
         let now = sh.now;
-        let have = self.picker.have().get(req.piece as usize);
+        let have = self.offers(req.piece);
         let in_range = self.layout.range_in_piece(req.piece, req.offset, req.len);
         let Some(peer) = self.peers.get_mut(&conn) else {
             return Ok(());
@@ -136,7 +138,7 @@ impl Torrent {
         } else if !have {
             Some("for a piece we do not have")
         } else if peer.am_choking {
-            (now.saturating_duration_since(peer.choked_at) > CHOKE_GRACE).then_some("while choked")
+            peer.choked_for(now, CHOKE_GRACE).then_some("while choked")
         } else {
             None
         };
@@ -164,12 +166,16 @@ impl Torrent {
 
     /// Sends or starts reading queued requests of `conn` while its send buffer has room.
     pub(super) fn serve(&mut self, sh: &mut Shared, conn: ConnId) {
-        let limit = sh.config.max_send_buffer;
+        let now = sh.now;
+        let max = sh.config.max_send_buffer.max(MIN_SEND_WINDOW);
         loop {
             let Some(peer) = self.peers.get_mut(&conn) else {
                 return;
             };
-            if peer.am_choking || peer.unsent + peer.reading * BLOCK_LEN as usize >= limit {
+            // About a second of data at the peer's rate, so that control messages queued
+            // behind it (a choke, a have) wait no longer than that.
+            let window = (peer.upload.get(now) as usize).clamp(MIN_SEND_WINDOW, max);
+            if peer.am_choking || peer.unsent() + peer.reading * BLOCK_LEN as usize >= window {
                 return;
             }
             let Some(req) = peer.their_requests.pop_front() else {
@@ -224,7 +230,7 @@ impl Torrent {
         let now = sh.now;
         peer.send_piece_header(now, req);
         Torrent::flush_peer(sh, conn, peer);
-        peer.unsent += data.len();
+        peer.emitted += data.len() as u64;
         peer.upload.add(now, u64::from(req.len));
         self.uploaded += u64::from(req.len);
         self.up_rate.add(now, u64::from(req.len));
@@ -281,7 +287,8 @@ impl Torrent {
             .peers
             .values()
             .any(|p| !p.am_choking && !p.peer_interested);
-        if (unchoked < sh.config.unchoke_slots + 1 && interested_choked) || lost_interest {
+        let slots = sh.config.unchoke_slots + usize::from(sh.config.optimistic_unchoke);
+        if (unchoked < slots && interested_choked) || lost_interest {
             self.rechoke(sh, false);
         }
     }
@@ -311,11 +318,14 @@ impl Torrent {
             .collect();
         let seeding = self.picker.is_complete();
         let choker = &mut self.upload.choker;
-        let decision = if full_round {
+        let mut decision = if full_round {
             choker.round(now, &views, seeding, &mut sh.rng)
         } else {
             choker.rerun(now, &views, seeding, &mut sh.rng)
         };
+        if !sh.config.optimistic_unchoke {
+            decision.optimistic = None;
+        }
         let mut newly_unchoked = Vec::new();
         for (&conn, peer) in &mut self.peers {
             if !peer.is_active() {
@@ -327,10 +337,7 @@ impl Torrent {
                 peer.send(now, &Message::Unchoke);
                 newly_unchoked.push(conn);
             } else if !unchoke && !peer.am_choking {
-                peer.am_choking = true;
-                peer.choked_at = now;
-                peer.their_requests.clear();
-                peer.send(now, &Message::Choke);
+                peer.choke(now);
             }
         }
         for conn in newly_unchoked {

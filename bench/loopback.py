@@ -1,0 +1,530 @@
+#!/usr/bin/python3
+"""Loopback download benchmark: one seeder, one leecher at a time, one single-file torrent.
+
+Run with Debian's python (it has the libtorrent bindings):
+
+    /usr/bin/python3 bench/loopback.py                      # 1 GiB, 256 KiB and 1 MiB pieces, 3 runs
+    /usr/bin/python3 bench/loopback.py --size 256MiB --runs 1 --leechers libtorrent,aria2
+
+For every piece size and leecher, each run downloads into a fresh directory under
+`/usr/bin/time -v` (CPU seconds = user + sys, peak RSS), is checked against the seed's SHA-1,
+and is timed from process start to exit. The table shows the median MiB/s over the runs; raw
+results go to bench/results/ as JSON. The seeder's data is real pseudo-random bytes (never
+sparse), written once. Every process is started and stopped by PID; every wait is bounded.
+
+Peers find each other through a private opentracker (aria2 can only learn peers that way);
+leechers that can be told a peer also get the seeder's address directly.
+
+Extending: a seeder is a class with start()/stop() and an address; add it to SEEDERS and pick
+it with --seeder (e.g. `--seeder tessera-mio` to time leechers downloading FROM Tessera). A
+leecher is a class whose command() returns the argv of a process that downloads and exits 0
+when done; add it to LEECHERS.
+"""
+import argparse
+import hashlib
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+import libtorrent as lt
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LT_SCRIPT = os.path.join(REPO, "tests", "scripts", "lt_peer.py")
+PYTHON = "/usr/bin/python3"
+RESULTS_DIR = os.path.join(REPO, "bench", "results")
+
+# ---- small utilities ------------------------------------------------------------------------
+
+
+def parse_size(text):
+    units = {"": 1, "k": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mib": 1 << 20,
+             "g": 1 << 30, "gib": 1 << 30}
+    t = text.strip().lower()
+    num = t.rstrip("kmgib")
+    unit = t[len(num):]
+    if unit not in units:
+        raise argparse.ArgumentTypeError("bad size %r (use e.g. 256MiB, 1GiB)" % text)
+    return int(float(num) * units[unit])
+
+
+def human(n):
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size and n % size == 0:
+            return "%d %s" % (n // size, unit)
+    return "%d B" % n
+
+
+def log(*words):
+    print("bench:", *words, file=sys.stderr, flush=True)
+
+
+def free_port():
+    """A port below the ephemeral range that binds for TCP and UDP right now."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low = int(f.read().split()[0])
+    except OSError:
+        low = 32768
+    for _ in range(1000):
+        port = random.randrange(10000, max(low, 11000))
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t, \
+                    socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+                t.bind(("127.0.0.1", port))
+                u.bind(("127.0.0.1", port))
+                return port
+        except OSError:
+            continue
+    raise RuntimeError("no free port")
+
+
+def wait_port(port, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("%s: nothing listens on 127.0.0.1:%d after %ds" % (what, port, timeout))
+
+
+class Proc:
+    """A process with output in files, stopped by PID (SIGTERM, SIGKILL after 3 s).
+
+    Each runs in a process group of its own, whose id is its PID, and stop() signals that
+    group: a leecher under /usr/bin/time is then stopped together with time itself."""
+    live = []
+
+    def __init__(self, name, argv, logdir, stdin=subprocess.DEVNULL, env=None):
+        self.name = name
+        self.out_path = os.path.join(logdir, name + ".out")
+        self.err_path = os.path.join(logdir, name + ".err")
+        with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
+            self.p = subprocess.Popen(argv, stdout=out, stderr=err, stdin=stdin, env=env,
+                                      start_new_session=True)
+        Proc.live.append(self)
+
+    def tail(self, n=15):
+        text = []
+        for path in (self.out_path, self.err_path):
+            try:
+                with open(path, errors="replace") as f:
+                    lines = f.read().splitlines()[-n:]
+            except OSError:
+                lines = []
+            text.append("--- %s ---\n%s" % (path, "\n".join(lines)))
+        return "\n".join(text)
+
+    def wait_line(self, needle, timeout):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with open(self.out_path, errors="replace") as f:
+                for line in f:
+                    if needle in line:
+                        return line.strip()
+            if self.p.poll() is not None:
+                raise RuntimeError("%s exited (%s) before printing %r\n%s"
+                                   % (self.name, self.p.returncode, needle, self.tail()))
+            time.sleep(0.05)
+        raise RuntimeError("%s printed no %r in %ds\n%s" % (self.name, needle, timeout, self.tail()))
+
+    def signal_group(self, sig):
+        try:
+            os.killpg(self.p.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def stop(self):
+        if self.p.poll() is None:
+            self.signal_group(signal.SIGTERM)
+            try:
+                self.p.wait(3)
+            except subprocess.TimeoutExpired:
+                self.signal_group(signal.SIGKILL)
+                self.p.wait(10)
+        if self in Proc.live:
+            Proc.live.remove(self)
+
+    @classmethod
+    def stop_all(cls):
+        for proc in list(cls.live):
+            proc.stop()
+
+
+# ---- data, torrents, tracker ----------------------------------------------------------------
+
+
+def make_data(path, size, seed=1):
+    """Real pseudo-random bytes (never sparse), with the file's SHA-1."""
+    rng = random.Random(seed)
+    sha = hashlib.sha1()
+    chunk = 4 << 20
+    with open(path, "wb") as f:
+        left = size
+        while left:
+            block = rng.randbytes(min(chunk, left))
+            f.write(block)
+            sha.update(block)
+            left -= len(block)
+    return sha.hexdigest()
+
+
+def file_sha1(path):
+    sha = hashlib.sha1()
+    with open(path, "rb") as f:
+        while True:
+            block = f.read(4 << 20)
+            if not block:
+                return sha.hexdigest()
+            sha.update(block)
+
+
+class Opentracker:
+    """Debian's opentracker: whitelist-only, chroots into its dir, refuses to run as root."""
+
+    def __init__(self, workdir, info_hashes, port):
+        self.port = port
+        root = os.path.join(workdir, "opentracker")
+        os.makedirs(root, exist_ok=True)
+        os.chmod(root, 0o755)
+        with open(os.path.join(root, "whitelist.txt"), "w") as f:
+            f.write("".join(h + "\n" for h in info_hashes))
+        os.chmod(os.path.join(root, "whitelist.txt"), 0o644)
+        conf = os.path.join(workdir, "opentracker.conf")
+        with open(conf, "w") as f:
+            f.write("listen.tcp_udp 127.0.0.1:%d\naccess.whitelist whitelist.txt\n"
+                    "tracker.rootdir %s\ntracker.user nobody\n" % (self.port, root))
+        self.proc = Proc("opentracker", ["opentracker", "-f", conf], workdir)
+        wait_port(self.port, 10, "opentracker")
+
+    @property
+    def url(self):
+        return "http://127.0.0.1:%d/announce" % self.port
+
+    def seeders(self, info_hash):
+        raw = bytes.fromhex(info_hash)
+        q = "".join("%%%02X" % b for b in raw)
+        with urllib.request.urlopen("http://127.0.0.1:%d/scrape?info_hash=%s" % (self.port, q),
+                                    timeout=5) as r:
+            d = lt.bdecode(r.read())
+        entry = d.get(b"files", {}).get(raw)
+        return entry.get(b"complete", 0) if entry else 0
+
+    def wait_seeders(self, info_hash, n, timeout):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.seeders(info_hash) >= n:
+                return
+            time.sleep(0.1)
+        raise RuntimeError("seeder did not announce %s within %ds" % (info_hash, timeout))
+
+
+def make_torrent(data_path, piece_size, announce, out):
+    log2 = piece_size.bit_length() - 1
+    assert 1 << log2 == piece_size and 15 <= log2 <= 28, "piece size must be 2^15..2^28"
+    if os.path.exists(out):
+        os.remove(out)
+    subprocess.run(["mktorrent", "-l", str(log2), "-a", announce, "-d", "-o", out, data_path],
+                   check=True, stdout=subprocess.DEVNULL, timeout=600)
+    return str(lt.torrent_info(out).info_hash())
+
+
+# ---- seeders --------------------------------------------------------------------------------
+
+
+class LibtorrentSeeder:
+    name = "libtorrent"
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+
+    def start(self, torrent, data_dir, logdir):
+        self.port = free_port()
+        self.proc = Proc("seed-libtorrent", [PYTHON, LT_SCRIPT, "seed", "--torrent", torrent,
+                                             "--dir", data_dir, "--port", str(self.port)],
+                         logdir, stdin=subprocess.PIPE)
+        self.proc.wait_line("SEEDING", 600)
+
+    def stop(self):
+        self.proc.stop()
+
+
+class TesseraSeeder:
+    """`tessera-mio seed` (not yet validated: the binary is not ready)."""
+    name = "tessera-mio"
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+
+    def start(self, torrent, data_dir, logdir):
+        self.port = free_port()
+        self.proc = Proc("seed-tessera-mio", [self.ctx.tessera, "seed", torrent, "--data", data_dir,
+                                              "--listen", "127.0.0.1:%d" % self.port], logdir)
+        wait_port(self.port, 600, "tessera-mio seed")
+
+    def stop(self):
+        self.proc.stop()
+
+
+SEEDERS = {c.name: c for c in (LibtorrentSeeder, TesseraSeeder)}
+
+# ---- leechers -------------------------------------------------------------------------------
+# command(torrent, out_dir, seeder_port, logdir) -> argv of a process that exits 0 when done.
+
+
+class TesseraLeecher:
+    name = "tessera-mio"
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+
+    def available(self):
+        return os.access(self.ctx.tessera, os.X_OK), self.ctx.tessera
+
+    def command(self, torrent, out, seeder_port, logdir):
+        return [self.ctx.tessera, "download", torrent, "-o", out,
+                "--listen", "127.0.0.1:%d" % free_port(), "--peer", "127.0.0.1:%d" % seeder_port]
+
+
+class RqbitLeecher:
+    """rqbit 9.x: `download -e` exits when done. It announces a wrong port unless
+    --announce-port goes with --listen-port."""
+    name = "rqbit"
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+
+    def available(self):
+        return self.ctx.rqbit is not None, self.ctx.rqbit or "rqbit not on PATH or in ~/.cargo/bin"
+
+    def command(self, torrent, out, seeder_port, logdir):
+        port = str(free_port())
+        return [self.ctx.rqbit, "--disable-dht", "--disable-dht-persistence", "--disable-lsd",
+                "--disable-upnp-port-forward", "--ipv4-only", "--listen-ip", "127.0.0.1",
+                "--listen-port", port, "--announce-port", port,
+                "download", "--disable-http-api", "--exit-on-finish", "--overwrite",
+                "--initial-peers", "127.0.0.1:%d" % seeder_port, "-o", out, torrent]
+
+
+class Aria2Leecher:
+    """aria2 learns peers from the tracker only; --seed-time=0 exits once verified."""
+    name = "aria2"
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+
+    def available(self):
+        return shutil.which("aria2c") is not None, "aria2c"
+
+    def command(self, torrent, out, seeder_port, logdir):
+        return ["aria2c", "--interface=127.0.0.1", "--disable-ipv6=true", "--enable-dht=false",
+                "--enable-dht6=false", "--bt-enable-lpd=false", "--enable-peer-exchange=false",
+                "--listen-port=%d" % free_port(), "--seed-time=0", "--file-allocation=none",
+                "--summary-interval=0", "--console-log-level=warn", "--bt-max-peers=0",
+                "--stop-with-process=%d" % os.getpid(), "--dir=" + out, torrent]
+
+
+class LibtorrentLeecher:
+    name = "libtorrent"
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+
+    def available(self):
+        return True, LT_SCRIPT
+
+    def command(self, torrent, out, seeder_port, logdir):
+        return [PYTHON, LT_SCRIPT, "leech", "--no-stdin", "--torrent", torrent, "--dir", out,
+                "--port", str(free_port()), "--peer", "127.0.0.1:%d" % seeder_port]
+
+
+LEECHERS = {c.name: c for c in (TesseraLeecher, RqbitLeecher, Aria2Leecher, LibtorrentLeecher)}
+
+# ---- one run --------------------------------------------------------------------------------
+
+
+def parse_time_v(path):
+    """user+sys CPU seconds and peak RSS (KiB) from `/usr/bin/time -v` output."""
+    fields = {}
+    with open(path, errors="replace") as f:
+        for line in f:
+            key, _, value = line.strip().rpartition(": ")
+            fields[key] = value
+    cpu = float(fields["User time (seconds)"]) + float(fields["System time (seconds)"])
+    return cpu, int(fields["Maximum resident set size (kbytes)"])
+
+
+def one_run(ctx, leecher, torrent, piece_size, seeder, run_index):
+    tag = "%s-%s-%d" % (leecher.name, human(piece_size).replace(" ", ""), run_index)
+    rundir = os.path.join(ctx.workdir, "runs", tag)
+    out = os.path.join(rundir, "out")
+    os.makedirs(out)
+    timefile = os.path.join(rundir, "time.txt")
+    argv = ["/usr/bin/time", "-v", "-o", timefile] + leecher.command(
+        torrent, out, seeder.port, rundir)
+    env = dict(os.environ, HOME=rundir, NO_COLOR="1")
+    start = time.monotonic()
+    proc = Proc("leech", argv, rundir, env=env)
+    result = {"client": leecher.name, "piece_size": piece_size, "run": run_index,
+              "size": ctx.size, "argv": argv[4:], "seeder": seeder.name}
+    try:
+        proc.p.wait(ctx.timeout)
+        seconds = time.monotonic() - start
+    except subprocess.TimeoutExpired:
+        proc.stop()
+        result.update(ok=False, error="timeout after %ds" % ctx.timeout, tail=proc.tail())
+        return result
+    proc.stop()
+    if proc.p.returncode != 0:
+        result.update(ok=False, error="exit status %d" % proc.p.returncode, tail=proc.tail())
+        return result
+    cpu, rss_kib = parse_time_v(timefile)
+    result.update(seconds=seconds, mib_per_s=ctx.size / (1 << 20) / seconds, cpu_s=cpu,
+                  peak_rss_mib=rss_kib / 1024)
+    got = os.path.join(out, ctx.data_name)
+    if not ctx.no_verify:
+        digest = file_sha1(got) if os.path.exists(got) else None
+        if digest != ctx.data_sha1:
+            result.update(ok=False, error="downloaded data differs (sha1 %s)" % digest)
+            return result
+    result["ok"] = True
+    shutil.rmtree(out, ignore_errors=True)
+    return result
+
+
+# ---- main -----------------------------------------------------------------------------------
+
+
+def find_rqbit():
+    for cand in (shutil.which("rqbit"), os.path.expanduser("~/.cargo/bin/rqbit")):
+        if cand and os.access(cand, os.X_OK):
+            return cand
+    return None
+
+
+def table(results, runs):
+    rows = ["| client | piece size | median MiB/s | CPU s | peak RSS MiB | runs |",
+            "|---|---|---:|---:|---:|---|"]
+    keys = []
+    for r in results:
+        k = (r["client"], r["piece_size"])
+        if k not in keys:
+            keys.append(k)
+    for client, piece in keys:
+        rs = [r for r in results if r["client"] == client and r["piece_size"] == piece]
+        ok = [r for r in rs if r["ok"]]
+        if ok:
+            rows.append("| %s | %s | %.0f | %.1f | %.0f | %d/%d |" % (
+                client, human(piece), statistics.median(r["mib_per_s"] for r in ok),
+                statistics.median(r["cpu_s"] for r in ok),
+                max(r["peak_rss_mib"] for r in ok), len(ok), len(rs)))
+        else:
+            rows.append("| %s | %s | failed | | | 0/%d |" % (client, human(piece), len(rs)))
+    return "\n".join(rows)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--size", type=parse_size, default=1 << 30, help="default 1GiB")
+    ap.add_argument("--pieces", default="256KiB,1MiB", help="comma-separated piece sizes")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--leechers", default=",".join(LEECHERS),
+                    help="comma-separated, from: " + ", ".join(LEECHERS))
+    ap.add_argument("--seeder", default="libtorrent", choices=sorted(SEEDERS))
+    ap.add_argument("--tessera", default=os.path.join(REPO, "target", "release", "tessera-mio"),
+                    help="the tessera-mio binary (build it with cargo build --release first)")
+    ap.add_argument("--timeout", type=int, default=600, help="seconds per download")
+    ap.add_argument("--workdir", help="default: a new temp dir, removed at the end")
+    ap.add_argument("--no-verify", action="store_true", help="skip the SHA-1 check of downloads")
+    ctx = ap.parse_args()
+    ctx.rqbit = find_rqbit()
+    pieces = [parse_size(p) for p in ctx.pieces.split(",")]
+
+    leechers = []
+    for name in ctx.leechers.split(","):
+        if name not in LEECHERS:
+            ap.error("unknown leecher %r" % name)
+        leecher = LEECHERS[name](ctx)
+        ok, what = leecher.available()
+        if ok:
+            leechers.append(leecher)
+        else:
+            log("skipping %s: %s not found" % (name, what))
+    if not leechers:
+        ap.error("no leecher available")
+
+    own_workdir = ctx.workdir is None
+    ctx.workdir = ctx.workdir or tempfile.mkdtemp(prefix="tessera-bench-")
+    os.makedirs(ctx.workdir, exist_ok=True)
+    results = []
+    try:
+        seed_dir = os.path.join(ctx.workdir, "seed")
+        os.makedirs(seed_dir, exist_ok=True)
+        ctx.data_name = "bench-%s.bin" % human(ctx.size).replace(" ", "")
+        data_path = os.path.join(seed_dir, ctx.data_name)
+        log("writing %s of pseudo-random data to %s" % (human(ctx.size), data_path))
+        ctx.data_sha1 = make_data(data_path, ctx.size)
+
+        # The tracker must know every info hash before it starts: make the torrents with its
+        # URL first (its port is chosen up front).
+        tracker_port = free_port()
+        url = "http://127.0.0.1:%d/announce" % tracker_port
+        torrents = {}
+        for piece in pieces:
+            path = os.path.join(ctx.workdir, "bench-%d.torrent" % piece)
+            torrents[piece] = (path, make_torrent(data_path, piece, url, path))
+        tracker = Opentracker(ctx.workdir, [h for _, h in torrents.values()], tracker_port)
+
+        for piece in pieces:
+            torrent, info_hash = torrents[piece]
+            seeder = SEEDERS[ctx.seeder](ctx)
+            log("piece size %s: starting the %s seeder" % (human(piece), seeder.name))
+            seeder.start(torrent, seed_dir, ctx.workdir)
+            try:
+                tracker.wait_seeders(info_hash, 1, 60)
+                for leecher in leechers:
+                    for i in range(ctx.runs):
+                        r = one_run(ctx, leecher, torrent, piece, seeder, i)
+                        results.append(r)
+                        if r["ok"]:
+                            log("%s %s run %d: %.1f s, %.0f MiB/s, CPU %.1f s, RSS %.0f MiB" % (
+                                leecher.name, human(piece), i, r["seconds"], r["mib_per_s"],
+                                r["cpu_s"], r["peak_rss_mib"]))
+                        else:
+                            log("%s %s run %d FAILED: %s\n%s" % (
+                                leecher.name, human(piece), i, r["error"], r.get("tail", "")))
+            finally:
+                seeder.stop()
+    finally:
+        Proc.stop_all()
+        if own_workdir:
+            shutil.rmtree(ctx.workdir, ignore_errors=True)
+
+    print("Loopback download, %s single file, seeder %s, %s\n" % (
+        human(ctx.size), ctx.seeder, time.strftime("%Y-%m-%d")))
+    print(table(results, ctx.runs))
+    os.makedirs(RESULTS_DIR, exist_ok=True)
+    out = os.path.join(RESULTS_DIR, "loopback-%s.json" % time.strftime("%Y%m%d-%H%M%S"))
+    with open(out, "w") as f:
+        json.dump({"size": ctx.size, "seeder": ctx.seeder, "runs": ctx.runs,
+                   "host_cpus": os.cpu_count(), "results": results}, f, indent=1)
+    print("\nraw results: %s" % os.path.relpath(out, REPO))
+    return 0 if all(r["ok"] for r in results) else 1
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        Proc.stop_all()
+        sys.exit(130)

@@ -1,0 +1,134 @@
+//! The end-to-end harness: Tessera's binaries against real BitTorrent clients on loopback.
+//!
+//! - [`process`]: spawned processes with captured output, bounded waits, stop-by-PID on drop;
+//!   free loopback ports.
+//! - [`bins`]: finding (building once per process) `tessera-mio` / `tessera-smol`.
+//! - [`data`]: deterministic pseudo-random file sets and byte-for-byte tree comparison.
+//! - [`bencode`], [`torrent`]: torrents made with mktorrent or by hand, parsed by the harness's
+//!   own code (info hash included) so the tests never trust the code under test.
+//! - [`tracker`]: Debian's opentracker. [`libtorrent`], [`aria2`], [`transmission`]: real
+//!   clients as seeders and leechers. [`scripted_peer`]: a corrupting seeder in plain std.
+//!
+//! Every end-to-end test takes [`serial()`] first: the machines have two cores, and two swarms
+//! at once would make both slow and flaky. Set `TESSERA_E2E_KEEP=1` to keep a failed test's
+//! temporary directory (data, torrents, every process's stdout/stderr).
+
+pub mod aria2;
+pub mod bencode;
+pub mod bins;
+pub mod data;
+pub mod libtorrent;
+pub mod process;
+pub mod scripted_peer;
+pub mod tessera;
+pub mod torrent;
+pub mod tracker;
+pub mod transmission;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use tempfile::TempDir;
+
+use crate::torrent::Torrent;
+use crate::tracker::Opentracker;
+
+/// The process-wide lock every end-to-end test holds for its whole run (a panicking test
+/// poisons it; the next one takes it anyway).
+pub fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The seed for the standard data set; any value works, a fixed one keeps runs comparable.
+pub const DATA_SEED: u64 = 0x7E55_E7A0;
+
+/// A temporary directory with the standard multi-file data set, its torrent, and an
+/// opentracker that serves it.
+///
+/// Layout: `seed/<name>/...` (the data; `seed/` is what seeders get as their data dir),
+/// `set.torrent`, `logs/` (captured output of every process), plus whatever a test adds.
+#[derive(Debug)]
+pub struct Fixture {
+    pub tracker: Opentracker,
+    pub torrent: Torrent,
+    /// Holds `<name>/...`; compare a downloader's output dir against it.
+    pub seed_dir: PathBuf,
+    dir: Option<TempDir>,
+}
+
+impl Fixture {
+    /// The torrent's name (top directory of the set).
+    pub const NAME: &'static str = "tessera set";
+
+    /// The standard multi-file set ([`data::multi_file_set`]) with pieces of `2^piece_log2`
+    /// bytes, announced to a fresh opentracker that already whitelists it.
+    pub fn multi_file(piece_log2: u32) -> Fixture {
+        let dir = tempfile::Builder::new()
+            .prefix("tessera-e2e-")
+            .tempdir()
+            .expect("create temp dir");
+        let root = dir.path().to_owned();
+        let logs = root.join("logs");
+        let mut tracker = Opentracker::start(&logs, &[]);
+        let seed_dir = root.join("seed");
+        data::make_files(
+            &seed_dir.join(Self::NAME),
+            &data::multi_file_set(),
+            DATA_SEED,
+        );
+        let torrent_path = root.join("set.torrent");
+        torrent::mktorrent(
+            &seed_dir.join(Self::NAME),
+            piece_log2,
+            &tracker.announce_url(),
+            &torrent_path,
+            &logs,
+        );
+        let torrent = Torrent::load(&torrent_path);
+        assert!(
+            torrent.files.iter().any(|f| f.length == 0),
+            "mktorrent dropped the zero-length file: {:?}",
+            torrent.files
+        );
+        assert!(
+            torrent.pieces_spanning_files() > 0,
+            "no piece spans two files"
+        );
+        tracker.allow(torrent.info_hash);
+        Fixture {
+            tracker,
+            torrent,
+            seed_dir,
+            dir: Some(dir),
+        }
+    }
+
+    /// The temporary directory.
+    pub fn path(&self) -> &Path {
+        self.dir.as_ref().expect("fixture dir").path()
+    }
+
+    /// Where processes' captured output goes.
+    pub fn logs(&self) -> PathBuf {
+        self.path().join("logs")
+    }
+
+    /// A new empty directory `<temp>/<name>`.
+    pub fn new_dir(&self, name: &str) -> PathBuf {
+        let p = self.path().join(name);
+        fs::create_dir_all(&p).unwrap_or_else(|e| panic!("creating {}: {e}", p.display()));
+        p
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        if std::thread::panicking() && std::env::var_os("TESSERA_E2E_KEEP").is_some() {
+            if let Some(dir) = self.dir.take() {
+                eprintln!("tessera-tests: kept {}", dir.keep().display());
+            }
+        }
+    }
+}

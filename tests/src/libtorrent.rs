@@ -1,0 +1,116 @@
+//! libtorrent (rasterbar 2.0, Debian's python3-libtorrent) as a seeder or a leecher, through
+//! `scripts/lt_peer.py` run by Debian's `/usr/bin/python3` (the pyenv python3 first on PATH
+//! lacks the bindings). See the script for the settings: loopback only, DHT/LSD/UPnP/NAT-PMP
+//! and uTP off, several connections per IP allowed, `min_reconnect_time` 1 s.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::process::{self, Proc};
+
+/// Debian's python, which has the libtorrent bindings.
+pub const PYTHON: &str = "/usr/bin/python3";
+
+/// The script driving libtorrent.
+pub fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/lt_peer.py")
+}
+
+/// Options shared by [`LtPeer::seed`] and [`LtPeer::leech`].
+#[derive(Debug, Clone, Default)]
+pub struct LtOptions {
+    /// Peers to dial once the torrent is checked.
+    pub peers: Vec<SocketAddr>,
+    /// Per-torrent upload limit in bytes/s (0: none). Change it later with
+    /// [`LtPeer::set_upload_limit`].
+    pub upload_limit: u64,
+    /// Leech: stay and seed after completing instead of exiting.
+    pub keep_seeding: bool,
+}
+
+/// A running libtorrent peer.
+#[derive(Debug)]
+pub struct LtPeer {
+    proc: Proc,
+    port: u16,
+}
+
+impl LtPeer {
+    /// Seeds `torrent` from `data_dir` (which holds `<name>`, as a downloader's output dir
+    /// would). Returns once libtorrent has checked the data and is seeding.
+    pub fn seed(log_dir: &Path, torrent: &Path, data_dir: &Path, opts: &LtOptions) -> LtPeer {
+        let mut peer = Self::start("seed", log_dir, torrent, data_dir, opts);
+        peer.proc.wait_for_line("SEEDING", Duration::from_secs(120));
+        peer
+    }
+
+    /// Starts downloading `torrent` into `out_dir`; wait with [`LtPeer::wait_done`].
+    pub fn leech(log_dir: &Path, torrent: &Path, out_dir: &Path, opts: &LtOptions) -> LtPeer {
+        Self::start("leech", log_dir, torrent, out_dir, opts)
+    }
+
+    fn start(mode: &str, log_dir: &Path, torrent: &Path, dir: &Path, opts: &LtOptions) -> LtPeer {
+        let port = process::free_port();
+        let mut cmd = Command::new(PYTHON);
+        cmd.arg(script())
+            .arg(mode)
+            .arg("--torrent")
+            .arg(torrent)
+            .arg("--dir")
+            .arg(dir)
+            .arg("--port")
+            .arg(port.to_string())
+            .arg("--upload-limit")
+            .arg(opts.upload_limit.to_string());
+        for p in &opts.peers {
+            cmd.arg("--peer").arg(p.to_string());
+        }
+        if opts.keep_seeding {
+            cmd.arg("--keep-seeding");
+        }
+        let mut proc = Proc::spawn_with_stdin(&format!("libtorrent-{mode}"), cmd, log_dir);
+        proc.wait_for_line("LISTENING", Duration::from_secs(30));
+        LtPeer { proc, port }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    pub fn proc(&mut self) -> &mut Proc {
+        &mut self.proc
+    }
+
+    /// Leech: waits at most `timeout` until every piece is downloaded and verified. Returns
+    /// the seconds libtorrent measured from adding the torrent to completion.
+    pub fn wait_done(&mut self, timeout: Duration) -> f64 {
+        let line = self.proc.wait_for_line("DONE", timeout);
+        line.split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("bad DONE line from lt_peer: {line:?}"))
+    }
+
+    /// Changes the per-torrent upload limit (bytes/s, 0 lifts it).
+    pub fn set_upload_limit(&mut self, bytes_per_sec: u64) {
+        self.proc
+            .send_line(&format!("upload-limit {bytes_per_sec}"));
+        self.proc
+            .wait_for_line("OK upload-limit", Duration::from_secs(10));
+    }
+
+    /// Payload bytes uploaded and downloaded for this torrent so far.
+    pub fn transferred(&mut self) -> (u64, u64) {
+        self.proc.send_line("stats");
+        let line = self.proc.wait_for_line("STATS", Duration::from_secs(10));
+        let field = |name: &str| -> u64 {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(name)?.strip_prefix('='))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("no {name} in {line:?}"))
+        };
+        (field("uploaded"), field("downloaded"))
+    }
+}

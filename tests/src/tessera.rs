@@ -1,0 +1,103 @@
+//! Running Tessera's binaries with the command-line contract of GUIDE.md section 4.
+//!
+//! ```text
+//! <bin> download <TORRENT> -o DIR [--peer HOST:PORT]... [--listen ADDR:PORT] [--seed]
+//! <bin> seed     <TORRENT> [--data DIR] [--listen ADDR:PORT] [--peer HOST:PORT]...
+//! <bin> info     <TORRENT>
+//! <bin> verify   <TORRENT> --data DIR
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus};
+use std::time::Duration;
+
+use crate::bins;
+use crate::process::{self, Proc};
+
+/// One of Tessera's binaries.
+#[derive(Debug, Clone)]
+pub struct Tessera {
+    pub name: &'static str,
+    pub path: PathBuf,
+}
+
+impl Tessera {
+    /// `tessera-mio`, built if needed (see [`crate::bins`]).
+    pub fn mio() -> Tessera {
+        Tessera {
+            name: "tessera-mio",
+            path: bins::tessera_mio(),
+        }
+    }
+
+    /// `tessera-smol`, built if needed.
+    pub fn smol() -> Tessera {
+        Tessera {
+            name: "tessera-smol",
+            path: bins::tessera_smol(),
+        }
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(&self.path);
+        // Plain output, and a backtrace if it ever panics.
+        cmd.env("RUST_BACKTRACE", "1").env("NO_COLOR", "1");
+        cmd
+    }
+
+    /// Starts `download <torrent> -o <out> --listen 127.0.0.1:0 [--peer ..]...`.
+    pub fn download(
+        &self,
+        log_dir: &Path,
+        torrent: &Path,
+        out: &Path,
+        peers: &[SocketAddr],
+    ) -> Proc {
+        let mut cmd = self.command();
+        cmd.arg("download")
+            .arg(torrent)
+            .arg("-o")
+            .arg(out)
+            .arg("--listen")
+            .arg("127.0.0.1:0");
+        for p in peers {
+            cmd.arg("--peer").arg(p.to_string());
+        }
+        Proc::spawn(&format!("{}-download", self.name), cmd, log_dir)
+    }
+
+    /// Starts `seed <torrent> --data <data> --listen <listen> [--peer ..]...`.
+    pub fn seed(
+        &self,
+        log_dir: &Path,
+        torrent: &Path,
+        data: &Path,
+        listen: SocketAddr,
+        peers: &[SocketAddr],
+    ) -> Proc {
+        let mut cmd = self.command();
+        cmd.arg("seed")
+            .arg(torrent)
+            .arg("--data")
+            .arg(data)
+            .arg("--listen")
+            .arg(listen.to_string());
+        for p in peers {
+            cmd.arg("--peer").arg(p.to_string());
+        }
+        Proc::spawn(&format!("{}-seed", self.name), cmd, log_dir)
+    }
+
+    /// Runs a short subcommand (`info`, `verify`, ...) to completion within `timeout`:
+    /// `(status, stdout, stderr)`.
+    pub fn run(
+        &self,
+        args: &[&std::ffi::OsStr],
+        timeout: Duration,
+    ) -> (ExitStatus, String, String) {
+        let mut cmd = self.command();
+        cmd.args(args);
+        process::run_small(&mut cmd, timeout)
+    }
+}
