@@ -125,8 +125,8 @@ struct Scenario {
     have: Have,
     /// Keep seeding after completion.
     seed_after: bool,
-    /// File selection: a bit per piece; `None` wants everything.
-    wanted: Option<u8>,
+    /// File selection: a bit per file; `None` wants everything.
+    files: Option<u8>,
     /// Answer every disk action at once as a healthy disk would (the `Disk` steps then
     /// only see actions issued while this is off, i.e. none).
     auto_disk: bool,
@@ -969,7 +969,9 @@ fuzz_target!(|scenario: Scenario| {
             Have::Resume(mask) => Some(bits(mask)),
         },
         seed: scenario.seed_after,
-        wanted: scenario.wanted.map(bits),
+        files: scenario
+            .files
+            .map(|mask| (0..FILES.len()).map(|i| mask & (1 << i) != 0).collect()),
     };
     let now = Instant::ZERO + Duration::from_secs(1_000);
     let mut session = Session::new(config, now, [scenario.seed; 32]);
