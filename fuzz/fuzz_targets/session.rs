@@ -6,6 +6,8 @@
 //!
 //! Nothing may panic, and these must hold throughout:
 //! - every peer's queued requests stay within `max_peer_requests`;
+//! - every peer's unsent bytes are what the driver was given and has not reported sent;
+//! - the torrent's stats agree with its bitfield and stay within its size;
 //! - no action names a connection the core closed or was told is closed;
 //! - disk actions stay inside the torrent's files, and a write's data fills its spans;
 //! - `poll_output` reaches `Output::Timeout`.
@@ -654,7 +656,22 @@ impl Driver {
                 !self.dead.contains(&p.conn),
                 "closed connection still a peer"
             );
+            let queued = self.open.get(&p.conn).map_or(0, |r| r.queued);
+            assert_eq!(
+                p.unsent, queued,
+                "the session's count of unsent bytes differs from the driver's"
+            );
         }
+        let stats = self.session.stats(self.torrent).expect("the torrent");
+        let have = self.session.have(self.torrent).expect("the torrent");
+        assert_eq!(have.len(), self.layout().num_pieces() as usize);
+        assert_eq!(stats.pieces_have as usize, have.count_ones());
+        assert!(stats.pieces_have <= stats.pieces_total);
+        assert!(stats.bytes_have <= stats.total_len);
+        assert!(
+            stats.wasted <= stats.downloaded,
+            "more wasted than downloaded"
+        );
     }
 
     fn answer(&mut self, op: OpId, kind: DiskOp, answer: Answer) {
