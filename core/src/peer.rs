@@ -96,6 +96,8 @@ pub(crate) struct Peer {
     pub hash_failures: u32,
     /// Requests that broke the rules (piece we lack, out of range, too long, while choked).
     pub bad_requests: u32,
+    /// Requests that arrived while choked, well after our choke went out.
+    pub choked_requests: u32,
     /// Blocks received that nobody asked for.
     pub unrequested_blocks: u32,
     pub last_recv: Instant,
@@ -148,6 +150,7 @@ impl Peer {
             upload: Rate::new(now),
             hash_failures: 0,
             bad_requests: 0,
+            choked_requests: 0,
             unrequested_blocks: 0,
             last_recv: now,
             last_send: now,

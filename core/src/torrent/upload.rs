@@ -28,6 +28,8 @@ const CHUNK: u32 = 128 * 1024;
 const CACHE_BYTES: usize = 16 << 20;
 /// Largest block we serve (BEP 3 clients use 16 KiB).
 pub(crate) const MAX_REQUEST: u32 = 16 * 1024;
+/// Requests while choked (after the grace) tolerated between two unchokes.
+const MAX_CHOKED_REQUESTS: u32 = 300;
 /// Invalid requests tolerated from one peer before it is disconnected.
 const MAX_BAD_REQUESTS: u32 = 20;
 /// Upload data handed to the runtime per connection, at least (more for fast peers).
@@ -137,11 +139,22 @@ impl Torrent {
             Some("outside the piece")
         } else if !have {
             Some("for a piece we do not have")
-        } else if peer.am_choking {
-            peer.choked_for(now, CHOKE_GRACE).then_some("while choked")
         } else {
             None
         };
+        if problem.is_none() && peer.am_choking {
+            // Requests sent before the peer saw our choke can arrive long after it left us
+            // (they wait in the peer's own queues), so only many of them are abuse.
+            if peer.choked_for(now, CHOKE_GRACE) {
+                peer.choked_requests += 1;
+                if peer.choked_requests > MAX_CHOKED_REQUESTS {
+                    return Err(format!(
+                        "more than {MAX_CHOKED_REQUESTS} requests while choked"
+                    ));
+                }
+            }
+            return Ok(());
+        }
         if let Some(problem) = problem {
             peer.bad_requests += 1;
             tracing::debug!(addr = %peer.addr, ?req, "request {problem}");
@@ -311,6 +324,7 @@ impl Torrent {
                 conn,
                 interested: p.peer_interested,
                 download_rate: p.download.get(now),
+                downloaded: p.download.total(),
                 connected_at: p.connected_at,
                 last_block_at: p.last_piece_at,
                 am_interested_since: p.am_interested.then_some(p.am_interested_since),
@@ -334,6 +348,7 @@ impl Torrent {
             let unchoke = decision.is_unchoked(conn);
             if unchoke && peer.am_choking {
                 peer.am_choking = false;
+                peer.choked_requests = 0;
                 peer.send(now, &Message::Unchoke);
                 newly_unchoked.push(conn);
             } else if !unchoke && !peer.am_choking {
