@@ -147,4 +147,10 @@ fn usage_errors_are_the_same() {
         help.contains("Usage: tessera [OPTIONS] <COMMAND>"),
         "{help}"
     );
+    // Every subcommand takes the same flags.
+    for cmd in ["download", "seed", "info", "verify", "create"] {
+        let (code, help, _) = same(&[cmd, "--help"], dir.path());
+        assert_eq!(code, Some(0), "{cmd}");
+        assert!(help.contains(&format!("Usage: tessera {cmd} ")), "{help}");
+    }
 }
