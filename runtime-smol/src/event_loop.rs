@@ -271,15 +271,20 @@ async fn datagram_loop(udp: Rc<Async<UdpSocket>>, events: Sender<Wakeup>) {
                     return;
                 }
             }
-            // ICMP errors from earlier sends surface here; the socket is fine.
-            Err(e) => tracing::debug!("receiving a datagram: {e}"),
+            // ICMP errors from earlier sends surface here; the socket is fine. Let the
+            // other tasks run before trying again, in case it is not.
+            Err(e) => {
+                tracing::debug!("receiving a datagram: {e}");
+                future::yield_now().await;
+            }
         }
     }
 }
 
-/// Turns each signal into a [`Wakeup::Interrupt`].
+/// Turns each signal into a [`Wakeup::Interrupt`]. Ends only if the pipe breaks
+/// (signal-hook keeps the other end for good).
 async fn signal_loop(pipe: Async<UnixStream>, events: Sender<Wakeup>) {
-    while let Ok(n) = pipe.read_with(|p| signals::take(p)).await {
+    while let Ok(n @ 1..) = pipe.read_with(|p| signals::take(p)).await {
         for _ in 0..n {
             if events.send(Wakeup::Interrupt).await.is_err() {
                 return;
