@@ -346,8 +346,14 @@ fn a_busy_driver_holds_back_the_peers() {
         done.store(true, Ordering::SeqCst);
         peer
     });
-    h.stall(Duration::from_secs(1));
-    assert_eq!(h.wakeups.len(), EVENT_QUEUE, "the queue fills up");
+    let deadline = StdInstant::now() + LIMIT;
+    while h.wakeups.len() < EVENT_QUEUE {
+        assert!(StdInstant::now() < deadline, "the queue never filled up");
+        h.stall(Duration::from_millis(50));
+    }
+    // Long enough for the peer to finish, were anything still reading.
+    h.stall(Duration::from_millis(500));
+    assert_eq!(h.wakeups.len(), EVENT_QUEUE);
     assert!(
         !finished.load(Ordering::SeqCst),
         "the peer wrote everything while nobody read"
