@@ -342,6 +342,7 @@ async fn drive(ex: &LocalExecutor<'static>, plan: &Plan) -> Result<Exit, Error> 
     let mut driver = Driver::new(plan, sockets.local.port(), wake)?;
     let (events, wakeups) = channel::bounded(EVENT_QUEUE);
     let mut net = SmolNet::new(ex, events.clone(), udp.clone());
+    // Kept until the end: dropping a task cancels it.
     let mut tasks = vec![
         ex.spawn(accept_loop(listener, events.clone())),
         ex.spawn(signal_loop(signals, events.clone())),
@@ -352,18 +353,18 @@ async fn drive(ex: &LocalExecutor<'static>, plan: &Plan) -> Result<Exit, Error> 
 
     driver.drain(&mut net);
     while driver.finished().is_none() {
+        // Sleep until a task reports something, the pool finishes a job or the deadline.
         let timer = driver.timeout().map_or_else(Timer::never, Timer::after);
-        let first = future::or(async { wakeups.recv().await.ok() }, async {
-            let disk = async {
-                let _ = disk_wakeups.recv().await;
-            };
-            future::or(disk, async {
-                timer.await;
-            })
-            .await;
+        let net_event = async { wakeups.recv().await.ok() };
+        let disk = async {
+            let _ = disk_wakeups.recv().await;
             None
-        })
-        .await;
+        };
+        let deadline = async {
+            timer.await;
+            None
+        };
+        let first = future::or(net_event, future::or(disk, deadline)).await;
         if let Some(wakeup) = first {
             dispatch(&mut driver, &mut net, wakeup);
             // And whatever else is queued, without waiting: at most EVENT_QUEUE, since the
