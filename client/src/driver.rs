@@ -304,7 +304,9 @@ impl Driver {
         };
         let torrent = session.add_torrent(Instant::ZERO, meta.clone(), options);
         if !plan.peers.is_empty() {
-            session.add_peers(Instant::ZERO, torrent, &plan.peers, plan.mode == Mode::Seed);
+            // Peers the user named are redialled with back-off until they answer (a seeder
+            // started a moment later, a peer that restarts).
+            session.add_peers(Instant::ZERO, torrent, &plan.peers, true);
         }
         let ui = Ui::new(plan.quiet, &printable(&meta.info.name), meta.total_length());
         let mut driver = Driver::from_parts(session, pool, ui, meta, torrent, storage, plan);

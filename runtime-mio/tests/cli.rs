@@ -67,6 +67,12 @@ fn usage_errors_exit_2() {
     ] {
         let o = run(args, dir.path());
         assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        let err = stderr(&o);
+        assert!(
+            (err.starts_with("error: ") && err.trim_end().lines().count() == 1)
+                || (args.is_empty() && err.contains("Usage:")),
+            "a usage error is one line: {args:?}: {err}"
+        );
     }
 }
 
