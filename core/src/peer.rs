@@ -9,9 +9,10 @@ use std::net::SocketAddr;
 use bytes::{Bytes, BytesMut};
 
 use crate::bitfield::Bitfield;
-use crate::id::PeerId;
+use crate::id::{ConnId, PeerId, TorrentId};
 use crate::layout::BlockRef;
 use crate::rate::Rate;
+use crate::session::Shared;
 use crate::time::Instant;
 use crate::wire::{self, BlockRequest, Decoder, Message};
 
@@ -40,6 +41,10 @@ pub(crate) struct Outstanding {
 
 #[derive(Debug)]
 pub(crate) struct Peer {
+    pub torrent: TorrentId,
+    pub conn: ConnId,
+    /// Listed in `Shared::queued` since bytes were last queued in `out`.
+    listed: bool,
     pub addr: SocketAddr,
     pub outbound: bool,
     pub phase: Phase,
@@ -109,12 +114,16 @@ pub(crate) struct Peer {
 impl Peer {
     pub fn new(
         now: Instant,
+        (torrent, conn): (TorrentId, ConnId),
         addr: SocketAddr,
         outbound: bool,
         num_pieces: u32,
         min_queue_depth: usize,
     ) -> Self {
         Peer {
+            torrent,
+            conn,
+            listed: false,
             addr,
             outbound,
             phase: if outbound {
@@ -159,15 +168,24 @@ impl Peer {
     }
 
     /// Queues a control message.
-    pub fn send(&mut self, now: Instant, msg: &Message) {
+    pub fn send(&mut self, sh: &mut Shared, msg: &Message) {
         msg.encode(&mut self.out);
-        self.last_send = now;
+        self.queued(sh);
     }
 
     /// Queues raw bytes (the handshake).
-    pub fn send_raw(&mut self, now: Instant, bytes: &[u8]) {
+    pub fn send_raw(&mut self, sh: &mut Shared, bytes: &[u8]) {
         self.out.extend_from_slice(bytes);
-        self.last_send = now;
+        self.queued(sh);
+    }
+
+    /// Lists the connection for the next flush (once until flushed).
+    fn queued(&mut self, sh: &mut Shared) {
+        self.last_send = sh.now;
+        if !self.listed {
+            self.listed = true;
+            sh.queued.push((self.torrent, self.conn));
+        }
     }
 
     /// Takes the queued control bytes, if any, counting them as handed to the runtime.
@@ -175,6 +193,7 @@ impl Peer {
         if self.out.is_empty() {
             return None;
         }
+        self.listed = false;
         let bytes = self.out.split().freeze();
         self.emitted += bytes.len() as u64;
         Some(bytes)
@@ -195,10 +214,10 @@ impl Peer {
     }
 
     /// Chokes the peer: queues the message and drops its queued requests.
-    pub fn choke(&mut self, now: Instant) {
+    pub fn choke(&mut self, sh: &mut Shared) {
         self.am_choking = true;
         self.their_requests.clear();
-        self.send(now, &Message::Choke);
+        self.send(sh, &Message::Choke);
         self.choke_marker = Some(self.emitted + self.out.len() as u64);
     }
 
@@ -251,9 +270,9 @@ impl Peer {
 
     /// Queues the header of a `piece` message; the caller sends the payload right after the
     /// flushed header, as its own buffer.
-    pub fn send_piece_header(&mut self, now: Instant, req: BlockRequest) {
+    pub fn send_piece_header(&mut self, sh: &mut Shared, req: BlockRequest) {
         wire::encode_piece_header(req.piece, req.offset, req.len, &mut self.out);
-        self.last_send = now;
+        self.queued(sh);
     }
 
     pub fn is_seed(&self) -> bool {

@@ -68,6 +68,10 @@ impl Assembly {
     pub fn is_banned(&self, id: &PeerId) -> bool {
         self.banned.contains(id)
     }
+
+    pub fn ban(&mut self, id: PeerId) {
+        self.banned.insert(id);
+    }
 }
 
 impl Torrent {
@@ -113,7 +117,7 @@ impl Torrent {
                 block,
                 sent: sh.now,
             });
-            peer.send(sh.now, &Message::Request(req));
+            peer.send(sh, &Message::Request(req));
         }
     }
 
@@ -195,7 +199,7 @@ impl Torrent {
                     if let Some(p) = self.peers.get_mut(&other)
                         && p.withdraw(block)
                     {
-                        p.send(now, &Message::Cancel(req));
+                        p.send(sh, &Message::Cancel(req));
                     }
                 }
                 self.store(block, data, source);
@@ -428,10 +432,9 @@ impl Torrent {
             torrent: self.id,
             piece,
         });
-        let now = sh.now;
         if self.offers(piece) {
             for peer in self.peers.values_mut().filter(|p| p.is_active()) {
-                peer.send(now, &Message::Have(piece));
+                peer.send(sh, &Message::Have(piece));
             }
         }
         let conns: Vec<ConnId> = self.peers.keys().copied().collect();

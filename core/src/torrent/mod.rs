@@ -35,6 +35,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 const KEEPALIVE: Duration = Duration::from_secs(90);
 /// Longest a message may take to arrive once it has started (a 16 KiB block at 300 B/s).
 const MESSAGE_TIMEOUT: Duration = Duration::from_secs(60);
+/// While seeding, how often an address from the trackers may be dialled.
+const SEED_DIAL_INTERVAL: Duration = Duration::from_secs(1);
 /// Blocks nobody asked for (and that we do not want) tolerated from one peer.
 const MAX_UNREQUESTED: u32 = 64;
 
@@ -108,6 +110,8 @@ pub(crate) struct Torrent {
     down_rate: Rate,
     up_rate: Rate,
     stopping: bool,
+    /// While seeding, no tracker address is dialled before this.
+    next_seed_dial: Instant,
 }
 
 impl Torrent {
@@ -164,6 +168,7 @@ impl Torrent {
             down_rate: Rate::new(now),
             up_rate: Rate::new(now),
             stopping: false,
+            next_seed_dial: now,
             meta,
         };
         if options.have.is_none() {
@@ -276,7 +281,7 @@ impl Torrent {
         }
         peer.phase = Phase::Handshaking;
         peer.connected_at = sh.now;
-        peer.send_raw(sh.now, &hs);
+        peer.send_raw(sh, &hs);
     }
 
     fn our_handshake(&self, sh: &Shared) -> [u8; crate::wire::HANDSHAKE_LEN] {
@@ -306,6 +311,7 @@ impl Torrent {
         }
         let mut peer = Peer::new(
             sh.now,
+            (self.id, conn),
             addr,
             false,
             self.layout.num_pieces(),
@@ -313,7 +319,7 @@ impl Torrent {
         );
         peer.decoder = decoder;
         let ours = self.our_handshake(sh);
-        peer.send_raw(sh.now, &ours);
+        peer.send_raw(sh, &ours);
         self.peers.insert(conn, peer);
         if self.on_handshake(sh, conn, hs) {
             self.process(sh, conn);
@@ -431,7 +437,7 @@ impl Torrent {
             return false;
         };
         if offered.count_ones() > 0 {
-            peer.send(sh.now, &Message::Bitfield(Bytes::from(offered.to_bytes())));
+            peer.send(sh, &Message::Bitfield(Bytes::from(offered.to_bytes())));
         }
         self.peer_list.connected(addr);
         sh.event(Event::PeerConnected {
@@ -451,7 +457,7 @@ impl Torrent {
             match peer.decoder.next_message() {
                 Ok(Some(msg)) => {
                     if let Err(reason) = self.on_message(sh, conn, msg) {
-                        self.close_peer(sh, conn, reason, false);
+                        self.ban_peer(sh, conn, reason);
                         return;
                     }
                 }
@@ -463,11 +469,25 @@ impl Torrent {
                     return;
                 }
                 Err(e) => {
-                    self.close_peer(sh, conn, format!("protocol error: {e}"), false);
+                    self.ban_peer(sh, conn, format!("protocol error: {e}"));
                     return;
                 }
             }
         }
+    }
+
+    /// Closes a peer that broke the protocol, and never deals with it again (its address
+    /// if we dialled it, its peer id either way).
+    fn ban_peer(&mut self, sh: &mut Shared, conn: ConnId, reason: String) {
+        if let Some(peer) = self.peers.get(&conn) {
+            if peer.outbound {
+                self.peer_list.ban(peer.addr);
+            }
+            if let Some(id) = peer.id {
+                self.download.ban(id);
+            }
+        }
+        self.close_peer(sh, conn, reason, false);
     }
 
     /// Applies one message; `Err(reason)` closes the peer.
@@ -594,7 +614,7 @@ impl Torrent {
         if want != peer.am_interested {
             peer.am_interested = want;
             peer.send(
-                sh.now,
+                sh,
                 if want {
                     &Message::Interested
                 } else {
@@ -686,7 +706,7 @@ impl Torrent {
         if self.picker.is_complete() && !self.seed_after {
             return;
         }
-        let skip_seeds = self.picker.is_complete();
+        let seeding = self.picker.is_complete();
         loop {
             let half_open = self.peers.values().filter(|p| !p.is_active()).count();
             if self.peers.len() >= sh.config.max_peers_per_torrent
@@ -695,12 +715,23 @@ impl Torrent {
             {
                 return;
             }
-            let Some(addr) = self.peer_list.next_to_dial(sh.now, skip_seeds) else {
+            // A seed waits for leechers to come; it dials the peers it was told to keep
+            // (`--peer`) and otherwise one address a second, so that a crowd finishing
+            // together does not dial each other in a storm only to find everyone seeding.
+            let persistent_only = seeding && sh.now < self.next_seed_dial;
+            let Some((addr, persistent)) =
+                self.peer_list
+                    .next_matching(sh.now, seeding, persistent_only)
+            else {
                 return;
             };
+            if seeding && !persistent {
+                self.next_seed_dial = sh.now + SEED_DIAL_INTERVAL;
+            }
             let conn = sh.connect(Route::Peer(self.id), Target::Addr(addr));
             let peer = Peer::new(
                 sh.now,
+                (self.id, conn),
                 addr,
                 true,
                 self.layout.num_pieces(),
@@ -755,7 +786,7 @@ impl Torrent {
                 continue;
             }
             if now.saturating_duration_since(peer.last_send) > KEEPALIVE {
-                peer.send(now, &Message::KeepAlive);
+                peer.send(sh, &Message::KeepAlive);
             }
         }
         for (conn, reason, failed) in to_close {
@@ -768,11 +799,17 @@ impl Torrent {
     }
 
     /// Flushes queued control messages to the driver.
-    pub fn flush(&mut self, sh: &mut Shared) {
-        for (&conn, peer) in &mut self.peers {
-            if let Some(bytes) = peer.take_out() {
-                sh.send(conn, bytes);
-            }
+    pub fn flush(&mut self, sh: &mut Shared, conn: ConnId) {
+        if let Some(peer) = self.peers.get_mut(&conn) {
+            Torrent::flush_peer(sh, conn, peer);
+        }
+    }
+
+    /// Work deferred to the end of an input: at most one choker re-run however many
+    /// peers changed their interest.
+    pub fn after_input(&mut self, sh: &mut Shared) {
+        if std::mem::take(&mut self.upload.rechoke_pending) {
+            self.maybe_rechoke(sh);
         }
     }
 
