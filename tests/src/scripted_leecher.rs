@@ -13,6 +13,8 @@
 //!   near `u32::MAX`.
 //! - [`Behaviour::Oversized`]: requests of `len` bytes (1 MiB, say) inside pieces the seeder
 //!   has.
+//! - [`Behaviour::Lacking`]: requests for pieces the seeder does not offer.
+//! - [`Behaviour::WhileChoked`]: not interested, so never unchoked, and requests anyway.
 //!
 //! A hostile leecher then reads (and discards) whatever comes until the seeder closes the
 //! connection (EOF or reset, or a failed write while flooding) or a bound passes, and
@@ -57,6 +59,12 @@ pub enum Behaviour {
     OutOfRange { count: u32 },
     /// `count` requests of `len` bytes at offset 0 of pieces at least that long.
     Oversized { count: u32, len: u32 },
+    /// `count` valid-looking 16 KiB requests for pieces the seeder's bitfield and `have`s do
+    /// not offer (a partial seeder).
+    Lacking { count: u32 },
+    /// Never `interested`: waits `wait_secs` (still choked), then sends `count` requests for
+    /// pieces the seeder has.
+    WhileChoked { count: u32, wait_secs: u32 },
 }
 
 impl Behaviour {
@@ -203,6 +211,8 @@ struct Conn {
     wanted: Vec<(u32, u32, u32)>,
     /// The seeder chokes us (the state at connection start).
     choked: bool,
+    /// Pieces the seeder offers (bitfield and `have`s).
+    has: Vec<bool>,
 }
 
 enum Msg {
@@ -275,7 +285,7 @@ impl Conn {
     }
 
     /// Handles a message from the seeder; returns a received block `(piece, offset, data)`.
-    fn handle(&mut self, t: &Torrent, id: u8, body: Vec<u8>) -> Option<(u32, u32, Vec<u8>)> {
+    fn handle(&mut self, id: u8, body: Vec<u8>) -> Option<(u32, u32, Vec<u8>)> {
         let word = |b: &[u8], i: usize| {
             b.get(i..i + 4)
                 .map(|w| u32::from_be_bytes(w.try_into().expect("4")))
@@ -293,12 +303,17 @@ impl Conn {
                     self.r.unchoked_after = Some(self.connected_at.elapsed());
                 }
             }
-            4 => self.r.pieces_offered += 1,
+            4 => {
+                if let Some(p) = word(&body, 0).and_then(|p| self.has.get_mut(p as usize)) {
+                    *p = true;
+                }
+                self.r.pieces_offered = self.has.iter().filter(|h| **h).count() as u32;
+            }
             5 => {
-                let n = t.num_pieces() as usize;
-                self.r.pieces_offered = (0..n)
-                    .filter(|&i| body.get(i / 8).is_some_and(|b| b & (0x80 >> (i % 8)) != 0))
-                    .count() as u32;
+                for (i, h) in self.has.iter_mut().enumerate() {
+                    *h = body.get(i / 8).is_some_and(|b| b & (0x80 >> (i % 8)) != 0);
+                }
+                self.r.pieces_offered = self.has.iter().filter(|h| **h).count() as u32;
             }
             7 => {
                 let (Some(piece), Some(offset)) = (word(&body, 0), word(&body, 4)) else {
@@ -388,6 +403,7 @@ fn run(
         r: report,
         wanted: Vec::new(),
         choked: true,
+        has: vec![false; t.num_pieces() as usize],
     };
     let mut hostile_at = None;
     let end = session(
@@ -443,13 +459,21 @@ fn session(
         ))));
     }
     c.r.handshake = true;
-    c.write(&message(2, &[]))?; // interested
+    let wait = match behaviour {
+        Behaviour::WhileChoked { wait_secs, .. } => Duration::from_secs(wait_secs.into()),
+        _ => {
+            c.write(&message(2, &[]))?; // interested
+            UNCHOKE_WAIT
+        }
+    };
 
-    // Wait (bounded) for unchoke.
-    let deadline = Instant::now() + UNCHOKE_WAIT;
-    while c.r.unchoked_after.is_none() && Instant::now() < deadline {
+    // Wait (bounded) for unchoke; the choked requester just waits.
+    let deadline = Instant::now() + wait;
+    while (c.r.unchoked_after.is_none() || matches!(behaviour, Behaviour::WhileChoked { .. }))
+        && Instant::now() < deadline
+    {
         if let Some(Msg::Other(id, body)) = c.read_msg(deadline, stop)? {
-            c.handle(t, id, body);
+            c.handle(id, body);
         }
     }
 
@@ -481,7 +505,7 @@ fn session(
                 }
             }
             c.write(&batch)?;
-            drain_until_closed(c, t, stop)
+            drain_until_closed(c, stop)
         }
         Behaviour::OutOfRange { count } => {
             let last = t.num_pieces() - 1;
@@ -503,7 +527,39 @@ fn session(
             }
             *hostile_at = Some(Instant::now());
             c.write(&burst)?;
-            drain_until_closed(c, t, stop)
+            drain_until_closed(c, stop)
+        }
+        Behaviour::Lacking { count } => {
+            let lacking: Vec<u32> = (0..t.num_pieces())
+                .filter(|&p| !c.has[p as usize])
+                .collect();
+            if lacking.is_empty() {
+                return Err(Stop::Closed(Ending::Failed(
+                    "the seeder offers every piece: none to ask for that it lacks".into(),
+                )));
+            }
+            let mut burst = Vec::new();
+            for k in 0..count as usize {
+                let piece = lacking[k % lacking.len()];
+                let len = u32::try_from(t.piece_len(piece).min(u64::from(BLOCK))).expect("fits");
+                burst.extend_from_slice(&request(piece, 0, len));
+                c.r.requests_sent += 1;
+            }
+            *hostile_at = Some(Instant::now());
+            c.write(&burst)?;
+            drain_until_closed(c, stop)
+        }
+        Behaviour::WhileChoked { count, .. } => {
+            let mut burst = Vec::new();
+            for k in 0..count {
+                let piece = k % t.num_pieces();
+                let len = u32::try_from(t.piece_len(piece).min(u64::from(BLOCK))).expect("fits");
+                burst.extend_from_slice(&request(piece, 0, len));
+                c.r.requests_sent += 1;
+            }
+            *hostile_at = Some(Instant::now());
+            c.write(&burst)?;
+            drain_until_closed(c, stop)
         }
         Behaviour::Oversized { count, len } => {
             let pieces: Vec<u32> = (0..t.num_pieces())
@@ -521,18 +577,18 @@ fn session(
             }
             *hostile_at = Some(Instant::now());
             c.write(&burst)?;
-            drain_until_closed(c, t, stop)
+            drain_until_closed(c, stop)
         }
     }
 }
 
 /// Reads and checks whatever the seeder sends until it closes, the stop flag, or
 /// [`CLOSE_WAIT`].
-fn drain_until_closed(c: &mut Conn, t: &Torrent, stop: &AtomicBool) -> Result<(), Stop> {
+fn drain_until_closed(c: &mut Conn, stop: &AtomicBool) -> Result<(), Stop> {
     let deadline = Instant::now() + CLOSE_WAIT;
     while Instant::now() < deadline {
         if let Some(Msg::Other(id, body)) = c.read_msg(deadline, stop)? {
-            c.handle(t, id, body);
+            c.handle(id, body);
         }
     }
     Ok(())
@@ -579,7 +635,7 @@ fn polite(
             }
             let deadline = Instant::now() + Duration::from_millis(200);
             if let Some(Msg::Other(id, body)) = c.read_msg(deadline, stop)? {
-                if let Some((p, o, block)) = c.handle(t, id, body) {
+                if let Some((p, o, block)) = c.handle(id, body) {
                     let b = (o / BLOCK) as usize;
                     if p == piece && o % BLOCK == 0 && !got[b] {
                         data[o as usize..o as usize + block.len()].copy_from_slice(&block);
@@ -606,15 +662,15 @@ fn polite(
         }
     }
     c.write(&message(3, &[]))?; // not interested: done
-    idle(c, t, stop, last_sent)
+    idle(c, stop, last_sent)
 }
 
 /// Stays connected, sending keep-alives, until stopped or closed.
-fn idle(c: &mut Conn, t: &Torrent, stop: &AtomicBool, mut last_sent: Instant) -> Result<(), Stop> {
+fn idle(c: &mut Conn, stop: &AtomicBool, mut last_sent: Instant) -> Result<(), Stop> {
     loop {
         let deadline = Instant::now() + Duration::from_millis(200);
         if let Some(Msg::Other(id, body)) = c.read_msg(deadline, stop)? {
-            c.handle(t, id, body);
+            c.handle(id, body);
         }
         if last_sent.elapsed() > KEEP_ALIVE_EVERY {
             c.write(&0u32.to_be_bytes())?;

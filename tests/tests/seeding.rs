@@ -5,11 +5,13 @@
 //! adding one `#[test]` line per scenario once it exists. Tessera runs with `-vv` (debug logs
 //! on stderr, kept with the other logs under `TESSERA_E2E_KEEP=1`).
 
+use std::fs;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use tessera_tests::aria2::Aria2;
-use tessera_tests::data::{Compare, compare_trees};
+use tessera_tests::data::{Compare, compare_files, compare_trees};
 use tessera_tests::libtorrent::{LtOptions, LtPeer};
 use tessera_tests::process::{self, Proc, RssSampler};
 use tessera_tests::scripted_leecher::{Behaviour, Ending, LeecherReport, ScriptedLeecher};
@@ -234,43 +236,7 @@ fn hostile_leechers_are_cut_off(t: &Tessera) {
     eprintln!("polite: {polite:?}");
 
     for r in &reports {
-        assert!(
-            r.handshake,
-            "{:?}: no handshake from {}: {:?}\n{}",
-            r.behaviour,
-            t.name,
-            r.ending,
-            seeder.tail()
-        );
-        assert!(
-            r.ending.cut_off(),
-            "{:?}: {} did not close the connection within {:?} of the hostile requests \
-             (ending {:?})\n{r:?}\n{}",
-            r.behaviour,
-            t.name,
-            tessera_tests::scripted_leecher::CLOSE_WAIT,
-            r.ending,
-            seeder.tail()
-        );
-        let after = r.closed_after.expect("cut off after the hostile burst");
-        assert!(
-            after <= CUT_OFF_BOUND,
-            "{:?}: {} took {after:.1?} to close the connection (bound {CUT_OFF_BOUND:?})",
-            r.behaviour,
-            t.name
-        );
-        assert_eq!(
-            r.bad_blocks, 0,
-            "{:?}: {} sent blocks nobody asked for or longer than 16 KiB: {r:?}",
-            r.behaviour, t.name
-        );
-        assert!(
-            r.largest_block <= 16 * 1024,
-            "{:?}: {} sent a {}-byte block",
-            r.behaviour,
-            t.name,
-            r.largest_block
-        );
+        assert_cut_off(t, &seeder, r, CUT_OFF_BOUND);
     }
     assert!(
         polite_done && polite.pieces_verified == 4 && polite.bad_blocks == 0,
@@ -307,6 +273,109 @@ fn hostile_leechers_are_cut_off(t: &Tessera) {
     honest.wait_done(DOWNLOAD_TIMEOUT);
     honest.proc().wait_success(Duration::from_secs(60));
     compare_trees(&fx.seed_dir, &out, Compare::exact());
+    assert_still_seeding(&mut seeder);
+}
+
+/// A partial seeder (one file missing): its bitfield offers exactly the pieces on disk; a
+/// leecher asking for 40 pieces it lacks is cut off, and so is one that never said
+/// `interested` (so stays choked) and sends 30 requests after the 5 s grace; a polite leecher
+/// beside them is served.
+fn partial_seed_cuts_off_unservable_requests(t: &Tessera) {
+    const CUT_OFF_BOUND: Duration = Duration::from_secs(10);
+    const MISSING: &str = "zeta/last.bin";
+    let fx = Fixture::multi_file(18);
+    let data = fx.new_dir("partial");
+    for f in &fx.torrent.files {
+        let rel = f
+            .path
+            .strip_prefix(Fixture::NAME)
+            .expect("under the torrent's name");
+        if rel == Path::new(MISSING) {
+            continue;
+        }
+        let to = data.join(&f.path);
+        fs::create_dir_all(to.parent().expect("a parent")).expect("create dirs");
+        fs::copy(fx.seed_dir.join(&f.path), &to).expect("copy a data file");
+    }
+    let missing = fx
+        .torrent
+        .files
+        .iter()
+        .find(|f| f.path.ends_with(MISSING))
+        .expect("the missing file is in the torrent");
+    let offered = (0..fx.torrent.num_pieces())
+        .filter(|&p| {
+            let start = u64::from(p) * fx.torrent.piece_length;
+            start + fx.torrent.piece_len(p) <= missing.offset
+                || start >= missing.offset + missing.length
+        })
+        .count() as u32;
+    assert!(offered > 0 && offered < fx.torrent.num_pieces());
+
+    let (mut seeder, addr) = start_seed_from(t, &fx, &data, &[], "pieces on disk");
+    let polite = ScriptedLeecher::start(
+        addr,
+        &fx.torrent,
+        Behaviour::Polite {
+            first: 0,
+            pieces: 4,
+        },
+    );
+    let hostile = [
+        ScriptedLeecher::start(addr, &fx.torrent, Behaviour::Lacking { count: 40 }),
+        ScriptedLeecher::start(
+            addr,
+            &fx.torrent,
+            Behaviour::WhileChoked {
+                count: 30,
+                wait_secs: 7,
+            },
+        ),
+    ];
+    let ended = process::poll_until(Duration::from_secs(90), || {
+        hostile.iter().all(ScriptedLeecher::is_finished)
+    });
+    assert!(ended, "a hostile leecher's thread did not end within 90 s");
+    let polite_done =
+        process::poll_until(Duration::from_secs(60), || polite.pieces_verified() >= 4);
+    let reports: Vec<LeecherReport> = hostile.into_iter().map(ScriptedLeecher::finish).collect();
+    let polite = polite.finish();
+    for r in reports.iter().chain([&polite]) {
+        eprintln!("{r:?}");
+    }
+    assert_eq!(
+        polite.pieces_offered, offered,
+        "{} offers {} pieces with {MISSING} missing; {offered} are on disk",
+        t.name, polite.pieces_offered
+    );
+    for r in &reports {
+        assert_cut_off(t, &seeder, r, CUT_OFF_BOUND);
+    }
+    assert_eq!(
+        reports[1].unchoked_after, None,
+        "{} unchoked a peer that never said it was interested: {:?}",
+        t.name, reports[1]
+    );
+    assert!(
+        polite_done && polite.pieces_verified == 4 && polite.bad_blocks == 0,
+        "the polite scripted leecher was not served 4 good pieces: {polite:?}\n{}",
+        seeder.tail()
+    );
+    assert_eq!(
+        polite.ending,
+        Ending::Open,
+        "{} closed the polite leecher",
+        t.name
+    );
+    // The partial seeder left the data it had as it was.
+    for f in fx
+        .torrent
+        .files
+        .iter()
+        .filter(|f| !f.path.ends_with(MISSING))
+    {
+        compare_files(&fx.seed_dir.join(&f.path), &data.join(&f.path));
+    }
     assert_still_seeding(&mut seeder);
 }
 
@@ -393,16 +462,20 @@ fn loopback(port: u16) -> SocketAddr {
 /// `seed --data <seed dir> --listen 127.0.0.1:<free> [--peer ..] -vv`; returns once it has
 /// checked the data and opentracker lists it.
 fn start_seed(t: &Tessera, fx: &Fixture, peers: &[SocketAddr]) -> (Proc, SocketAddr) {
+    start_seed_from(t, fx, &fx.seed_dir, peers, SEEDING_LINE)
+}
+
+/// [`start_seed`] from `data`, waiting for `checked` on stderr.
+fn start_seed_from(
+    t: &Tessera,
+    fx: &Fixture,
+    data: &Path,
+    peers: &[SocketAddr],
+    checked: &str,
+) -> (Proc, SocketAddr) {
     let addr = loopback(process::free_port());
-    let mut p = t.seed_with(
-        &fx.logs(),
-        &fx.torrent.path,
-        &fx.seed_dir,
-        addr,
-        peers,
-        LOGS,
-    );
-    p.wait_for_stderr_line(SEEDING_LINE, CHECK_TIMEOUT);
+    let mut p = t.seed_with(&fx.logs(), &fx.torrent.path, data, addr, peers, LOGS);
+    p.wait_for_stderr_line(checked, CHECK_TIMEOUT);
     let listed = process::poll_until(ANNOUNCE_TIMEOUT, || {
         fx.tracker.peers(fx.torrent.info_hash).contains(&addr)
     });
@@ -431,6 +504,48 @@ fn wait_listed(fx: &Fixture, addrs: &[SocketAddr]) -> Vec<SocketAddr> {
         fx.torrent.info_hash
     );
     last
+}
+
+/// The seeder closed the hostile leecher's connection within `bound` of its first bad request
+/// and sent it no block it did not ask for, nor any longer than 16 KiB.
+fn assert_cut_off(t: &Tessera, seeder: &Proc, r: &LeecherReport, bound: Duration) {
+    assert!(
+        r.handshake,
+        "{:?}: no handshake from {}: {:?}\n{}",
+        r.behaviour,
+        t.name,
+        r.ending,
+        seeder.tail()
+    );
+    assert!(
+        r.ending.cut_off(),
+        "{:?}: {} did not close the connection within {:?} of the hostile requests \
+         (ending {:?})\n{r:?}\n{}",
+        r.behaviour,
+        t.name,
+        tessera_tests::scripted_leecher::CLOSE_WAIT,
+        r.ending,
+        seeder.tail()
+    );
+    let after = r.closed_after.expect("cut off after the hostile burst");
+    assert!(
+        after <= bound,
+        "{:?}: {} took {after:.1?} to close the connection (bound {bound:?})",
+        r.behaviour,
+        t.name
+    );
+    assert_eq!(
+        r.bad_blocks, 0,
+        "{:?}: {} sent blocks nobody asked for or longer than 16 KiB: {r:?}",
+        r.behaviour, t.name
+    );
+    assert!(
+        r.largest_block <= 16 * 1024,
+        "{:?}: {} sent a {}-byte block",
+        r.behaviour,
+        t.name,
+        r.largest_block
+    );
 }
 
 fn assert_still_seeding(p: &mut Proc) {
@@ -472,6 +587,12 @@ fn mio_chain_libtorrent_tessera_aria2() {
 fn mio_seed_cuts_off_hostile_leechers() {
     let _serial = serial();
     hostile_leechers_are_cut_off(&Tessera::mio());
+}
+
+#[test]
+fn mio_partial_seed_cuts_off_unservable_requests() {
+    let _serial = serial();
+    partial_seed_cuts_off_unservable_requests(&Tessera::mio());
 }
 
 #[test]
