@@ -7,6 +7,8 @@
 //! - [`Behaviour::Polite`]: downloads a few pieces with 16 KiB requests, a few in flight,
 //!   checks each against the torrent's SHA-1, says `not interested` and stays connected
 //!   (keep-alives) until stopped. A control: a seeder must serve it and never drop it.
+//!   It announces each piece it gets with `have`. [`Behaviour::PoliteLateBitfield`] also
+//!   sends a bitfield after its first piece, as aria2 does.
 //! - [`Behaviour::Flood`]: writes a flood of valid 16 KiB requests without reading a byte.
 //! - [`Behaviour::OutOfRange`]: requests that cannot be served: pieces past the last one and
 //!   at `u32::MAX`, blocks starting at or running past the end of their piece, an offset
@@ -53,6 +55,10 @@ const KEEP_ALIVE_EVERY: Duration = Duration::from_secs(20);
 pub enum Behaviour {
     /// Download `pieces` pieces starting at `first` (wrapping), check them, then idle.
     Polite { first: u32, pieces: u32 },
+    /// [`Behaviour::Polite`], and after its first piece it sends a `bitfield` (after `have`s
+    /// and requests), as aria2 1.36 does with a peer that supports no extension: BEP 3 wants
+    /// the bitfield first, but clients meet this in the wild.
+    PoliteLateBitfield { first: u32, pieces: u32 },
     /// `count` valid 16 KiB requests written back to back, nothing read meanwhile.
     Flood { count: u32 },
     /// `count` requests no seeder can serve (kinds in rotation).
@@ -69,7 +75,10 @@ pub enum Behaviour {
 
 impl Behaviour {
     pub fn is_hostile(&self) -> bool {
-        !matches!(self, Behaviour::Polite { .. })
+        !matches!(
+            self,
+            Behaviour::Polite { .. } | Behaviour::PoliteLateBitfield { .. }
+        )
     }
 }
 
@@ -478,7 +487,10 @@ fn session(
     }
 
     match behaviour {
-        Behaviour::Polite { first, pieces } => polite(c, t, first, pieces, stop, progress),
+        Behaviour::Polite { first, pieces } => polite(c, t, first, pieces, false, stop, progress),
+        Behaviour::PoliteLateBitfield { first, pieces } => {
+            polite(c, t, first, pieces, true, stop, progress)
+        }
         Behaviour::Flood { count } => {
             *hostile_at = Some(Instant::now());
             let per_piece = t.piece_length.div_ceil(u64::from(BLOCK));
@@ -599,9 +611,11 @@ fn polite(
     t: &Torrent,
     first: u32,
     pieces: u32,
+    late_bitfield: bool,
     stop: &AtomicBool,
     progress: &AtomicU64,
 ) -> Result<(), Stop> {
+    let mut mine = vec![0u8; (t.num_pieces() as usize).div_ceil(8)];
     let mut todo: Vec<u32> = (0..pieces.min(t.num_pieces()))
         .map(|k| (first + k) % t.num_pieces())
         .collect();
@@ -657,6 +671,11 @@ fn polite(
         if sha1(&data) == t.pieces[piece as usize] {
             c.r.pieces_verified += 1;
             progress.store(u64::from(c.r.pieces_verified), Ordering::SeqCst);
+            mine[piece as usize / 8] |= 0x80 >> (piece % 8);
+            c.write(&message(4, &piece.to_be_bytes()))?; // have
+            if late_bitfield && c.r.pieces_verified == 1 {
+                c.write(&message(5, &mine))?;
+            }
         } else {
             c.r.bad_blocks += 1;
         }

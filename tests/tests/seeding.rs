@@ -218,8 +218,9 @@ fn hostile_leechers_are_cut_off(t: &Tessera) {
         hostile.iter().all(ScriptedLeecher::is_finished)
     });
     assert!(ended, "a hostile leecher's thread did not end within 90 s");
-    let polite_done =
-        process::poll_until(Duration::from_secs(60), || polite.pieces_verified() >= 4);
+    let polite_done = process::poll_until(Duration::from_secs(60), || {
+        polite.pieces_verified() >= 4 || polite.is_finished()
+    });
     let honest_done_early = honest.proc().stdout().contains("DONE");
     let reports: Vec<LeecherReport> = hostile.into_iter().map(ScriptedLeecher::finish).collect();
     let polite = polite.finish();
@@ -336,8 +337,9 @@ fn partial_seed_cuts_off_unservable_requests(t: &Tessera) {
         hostile.iter().all(ScriptedLeecher::is_finished)
     });
     assert!(ended, "a hostile leecher's thread did not end within 90 s");
-    let polite_done =
-        process::poll_until(Duration::from_secs(60), || polite.pieces_verified() >= 4);
+    let polite_done = process::poll_until(Duration::from_secs(60), || {
+        polite.pieces_verified() >= 4 || polite.is_finished()
+    });
     let reports: Vec<LeecherReport> = hostile.into_iter().map(ScriptedLeecher::finish).collect();
     let polite = polite.finish();
     for r in reports.iter().chain([&polite]) {
@@ -376,6 +378,41 @@ fn partial_seed_cuts_off_unservable_requests(t: &Tessera) {
     {
         compare_files(&fx.seed_dir.join(&f.path), &data.join(&f.path));
     }
+    assert_still_seeding(&mut seeder);
+}
+
+/// aria2 1.36, downloading from a peer that supports no extension, sends `interested`,
+/// requests and `have`s, and later a `bitfield` (seen on the wire from `aria2c` against
+/// `tessera-mio seed`). BEP 3 puts the bitfield first, but a seeder that drops such a peer
+/// cannot serve aria2 at all. A scripted leecher doing the same must get all its pieces.
+fn late_bitfield_is_tolerated(t: &Tessera) {
+    let fx = Fixture::multi_file(18);
+    let (mut seeder, addr) = start_seed(t, &fx, &[]);
+    let leecher = ScriptedLeecher::start(
+        addr,
+        &fx.torrent,
+        Behaviour::PoliteLateBitfield {
+            first: 7,
+            pieces: 4,
+        },
+    );
+    let done = process::poll_until(Duration::from_secs(30), || {
+        leecher.pieces_verified() >= 4 || leecher.is_finished()
+    });
+    let report = leecher.finish();
+    eprintln!("{report:?}");
+    assert!(
+        done && report.pieces_verified == 4 && report.bad_blocks == 0,
+        "{} did not serve 4 good pieces to a leecher that sent its bitfield late: {report:?}\n{}",
+        t.name,
+        seeder.tail()
+    );
+    assert_eq!(
+        report.ending,
+        Ending::Open,
+        "{} closed a leecher that sent its bitfield late",
+        t.name
+    );
     assert_still_seeding(&mut seeder);
 }
 
@@ -593,6 +630,12 @@ fn mio_seed_cuts_off_hostile_leechers() {
 fn mio_partial_seed_cuts_off_unservable_requests() {
     let _serial = serial();
     partial_seed_cuts_off_unservable_requests(&Tessera::mio());
+}
+
+#[test]
+fn mio_seed_tolerates_a_late_bitfield() {
+    let _serial = serial();
+    late_bitfield_is_tolerated(&Tessera::mio());
 }
 
 #[test]

@@ -157,7 +157,9 @@ fn polite_scripted_leecher_checks_pieces() {
         pieces: 6,
     };
     let leecher = ScriptedLeecher::start(lt.addr(), &fx.torrent, polite);
-    let done = poll_until(Duration::from_secs(60), || leecher.pieces_verified() >= 6);
+    let done = poll_until(Duration::from_secs(60), || {
+        leecher.pieces_verified() >= 6 || leecher.is_finished()
+    });
     let report = leecher.finish();
     assert!(
         done,
@@ -171,7 +173,9 @@ fn polite_scripted_leecher_checks_pieces() {
     // Pieces 3, 6 are corrupted (piece % 3 == 0), 4, 5, 7, 8 are not.
     let scripted = ScriptedSeeder::start(&fx.torrent, &fx.seed_dir, |piece| piece % 3 == 0);
     let leecher = ScriptedLeecher::start(scripted.addr(), &fx.torrent, polite);
-    let done = poll_until(Duration::from_secs(60), || leecher.pieces_verified() >= 4);
+    let done = poll_until(Duration::from_secs(60), || {
+        leecher.pieces_verified() >= 4 || leecher.is_finished()
+    });
     // The two corrupted pieces are reported as bad, not verified.
     let settled = poll_until(Duration::from_secs(10), || {
         scripted.stats().blocks_served >= 96
