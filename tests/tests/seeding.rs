@@ -82,8 +82,16 @@ fn transmission_downloads_from_seed(t: &Tessera) {
     let (mut seeder, _addr) = start_seed(t, &fx, &[tr.peer_addr()]);
     let started = Instant::now();
     tr.wait_complete(fx.torrent.info_hash, DOWNLOAD_TIMEOUT);
+    // For the record: how often Tessera had to (re)dial it. transmission pipelines as many
+    // requests as it expects to receive in 10 s unless the peer advertises a limit (BEP 10
+    // `reqq`), which can trip the 500-queued-requests rule.
+    let dials = seeder
+        .stderr()
+        .lines()
+        .filter(|l| l.contains("connected (-TR"))
+        .count();
     eprintln!(
-        "transmission downloaded {} bytes from {} in {:.1?}",
+        "transmission downloaded {} bytes from {} in {:.1?} over {dials} connection(s)",
         fx.torrent.total_length,
         t.name,
         started.elapsed()
