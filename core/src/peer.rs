@@ -64,6 +64,8 @@ pub(crate) struct Peer {
     pub requests: VecDeque<Outstanding>,
     /// How many requests we keep in flight to this peer.
     pub queue_depth: usize,
+    /// The most requests the peer accepts queued (its BEP 10 `reqq`).
+    pub max_requests: Option<usize>,
     /// When the peer last delivered a block we wanted (or when we started waiting).
     pub last_block_at: Instant,
     /// The peer let our requests time out; it gets one request at a time until it delivers.
@@ -103,6 +105,8 @@ pub(crate) struct Peer {
     pub bad_requests: u32,
     /// Requests that arrived while choked, well after our choke went out.
     pub choked_requests: u32,
+    /// Requests dropped because the peer's queue with us was full.
+    pub dropped_requests: u32,
     /// Blocks received that nobody asked for.
     pub unrequested_blocks: u32,
     pub last_recv: Instant,
@@ -142,6 +146,7 @@ impl Peer {
             seen_message: false,
             requests: VecDeque::new(),
             queue_depth: min_queue_depth,
+            max_requests: None,
             last_block_at: now,
             snubbed: false,
             last_piece_at: None,
@@ -160,6 +165,7 @@ impl Peer {
             hash_failures: 0,
             bad_requests: 0,
             choked_requests: 0,
+            dropped_requests: 0,
             unrequested_blocks: 0,
             last_recv: now,
             last_send: now,
@@ -301,7 +307,12 @@ impl Peer {
 
     /// Requests in flight that the queue depth still allows.
     pub fn request_room(&self) -> usize {
-        let depth = if self.snubbed { 1 } else { self.queue_depth };
+        let depth = if self.snubbed {
+            1
+        } else {
+            self.queue_depth
+                .min(self.max_requests.unwrap_or(usize::MAX))
+        };
         depth.saturating_sub(self.requests.len())
     }
 }

@@ -437,14 +437,16 @@ impl Torrent {
                 peer.send(sh, &Message::Have(piece));
             }
         }
-        let conns: Vec<ConnId> = self.peers.keys().copied().collect();
-        for &conn in &conns {
-            self.update_interest(sh, conn);
+        // Only a peer that has this piece can have lost our interest with it.
+        let downloading = self.state == State::Downloading;
+        for peer in self.peers.values_mut() {
+            if peer.is_active() && peer.am_interested && peer.has.get(piece as usize) {
+                let want = downloading && self.picker.is_interesting(&peer.has);
+                Torrent::set_interest(sh, peer, want);
+            }
         }
-        if self.picker.is_complete() && self.state == State::Downloading {
+        if self.picker.is_complete() && downloading {
             self.completed(sh);
-        } else {
-            self.request_all(sh);
         }
     }
 

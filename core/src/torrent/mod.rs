@@ -17,6 +17,7 @@ use bytes::Bytes;
 
 use crate::api::{DiskResult, Event, Target};
 use crate::bitfield::Bitfield;
+use crate::extension::{self, ExtHandshake};
 use crate::id::{ConnId, OpId, PeerId, TorrentId};
 use crate::layout::Layout;
 use crate::metainfo::Metainfo;
@@ -285,12 +286,13 @@ impl Torrent {
     }
 
     fn our_handshake(&self, sh: &Shared) -> [u8; crate::wire::HANDSHAKE_LEN] {
-        Handshake {
+        let mut hs = Handshake {
             reserved: [0; 8],
             info_hash: self.meta.info_hash,
             peer_id: sh.peer_id,
-        }
-        .encode()
+        };
+        hs.set(Handshake::EXTENSION_PROTOCOL);
+        hs.encode()
     }
 
     /// An inbound connection whose handshake named this torrent.
@@ -439,6 +441,21 @@ impl Torrent {
         if offered.count_ones() > 0 {
             peer.send(sh, &Message::Bitfield(Bytes::from(offered.to_bytes())));
         }
+        if hs.has(Handshake::EXTENSION_PROTOCOL) {
+            let ours = ExtHandshake {
+                reqq: u32::try_from(sh.config.max_peer_requests).ok(),
+                port: (sh.config.listen_port != 0).then_some(sh.config.listen_port),
+                client: Some(sh.config.user_agent.clone()),
+            };
+            let payload = Bytes::from(ours.encode());
+            peer.send(
+                sh,
+                &Message::Extended {
+                    id: extension::HANDSHAKE_ID,
+                    payload,
+                },
+            );
+        }
         self.peer_list.connected(addr);
         sh.event(Event::PeerConnected {
             torrent: self.id,
@@ -554,6 +571,17 @@ impl Torrent {
                 offset,
                 data,
             } => self.on_block(sh, conn, piece, offset, data)?,
+            Message::Extended {
+                id: extension::HANDSHAKE_ID,
+                payload,
+            } => match ExtHandshake::parse(&payload) {
+                Ok(ext) => {
+                    peer.max_requests = ext.reqq.map(|q| q as usize);
+                    tracing::debug!(addr = %peer.addr, client = ?ext.client, reqq = ?ext.reqq, "extension handshake");
+                }
+                Err(e) => tracing::debug!(addr = %peer.addr, "{e}"),
+            },
+            // We offer no extension messages, so other ids are not for us.
             Message::Port(_)
             | Message::Suggest(_)
             | Message::AllowedFast(_)
@@ -611,6 +639,11 @@ impl Torrent {
             return;
         }
         let want = self.state == State::Downloading && self.picker.is_interesting(&peer.has);
+        Torrent::set_interest(sh, peer, want);
+    }
+
+    /// Sends interested / not interested if `want` differs from what the peer was told.
+    fn set_interest(sh: &mut Shared, peer: &mut Peer, want: bool) {
         if want != peer.am_interested {
             peer.am_interested = want;
             peer.send(

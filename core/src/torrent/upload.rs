@@ -28,6 +28,9 @@ const CHUNK: u32 = 128 * 1024;
 const CACHE_BYTES: usize = 16 << 20;
 /// Largest block we serve (BEP 3 clients use 16 KiB).
 pub(crate) const MAX_REQUEST: u32 = 16 * 1024;
+/// Requests dropped for a full queue, in multiples of the queue, before a peer is
+/// disconnected as a flooder.
+const FLOOD_FACTOR: usize = 4;
 /// Requests while choked (after the grace) tolerated between two unchokes.
 const MAX_CHOKED_REQUESTS: u32 = 300;
 /// Invalid requests tolerated from one peer before it is disconnected.
@@ -169,11 +172,18 @@ impl Torrent {
         if peer.am_choking {
             return Ok(());
         }
-        if peer.their_requests.len() >= sh.config.max_peer_requests {
-            return Err(format!(
-                "more than {} requests queued",
-                sh.config.max_peer_requests
-            ));
+        let max = sh.config.max_peer_requests;
+        if peer.their_requests.len() >= max {
+            // Over the queue we advertise (`reqq`): a peer that does not know it may
+            // pipeline past it, so the excess is dropped; only a flood is disconnected.
+            peer.dropped_requests += 1;
+            if peer.dropped_requests as usize > FLOOD_FACTOR * max {
+                return Err(format!(
+                    "request flood: {} requests beyond the {max} it may queue",
+                    peer.dropped_requests
+                ));
+            }
+            return Ok(());
         }
         peer.their_requests.push_back(req);
         self.serve(sh, conn);
