@@ -103,7 +103,7 @@ impl PeerList {
             return None;
         }
         let eligible = |c: &Candidate| {
-            !c.in_use && !(skip_seeds && c.seed) && (c.persistent || !persistent_only)
+            !(c.in_use || (skip_seeds && c.seed) || (persistent_only && !c.persistent))
         };
         let found = self
             .candidates
