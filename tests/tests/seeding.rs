@@ -287,7 +287,7 @@ fn hostile_leechers_are_cut_off(t: &Tessera) {
 
 /// A partial seeder (one file missing): its bitfield offers exactly the pieces on disk; a
 /// leecher asking for 40 pieces it lacks is cut off, and so is one that never said
-/// `interested` (so stays choked) and sends 30 requests after the 5 s grace; a polite leecher
+/// `interested` (so stays choked) and sends 400 requests after the 5 s grace (more than the 300 tolerated); a polite leecher
 /// beside them is served.
 fn partial_seed_cuts_off_unservable_requests(t: &Tessera) {
     const CUT_OFF_BOUND: Duration = Duration::from_secs(10);
@@ -335,8 +335,10 @@ fn partial_seed_cuts_off_unservable_requests(t: &Tessera) {
         ScriptedLeecher::start(
             addr,
             &fx.torrent,
+            // Tessera tolerates 300 requests while choked (after a grace period), since
+            // requests sent before a peer saw our choke can arrive long after it left.
             Behaviour::WhileChoked {
-                count: 30,
+                count: 400,
                 wait_secs: 7,
             },
         ),
