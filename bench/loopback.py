@@ -321,17 +321,20 @@ class LibtorrentSeeder:
 class TesseraSeeder:
     """`tessera-mio seed`: hashes the data first, then announces and serves."""
     name = "tessera-mio"
+    binary = "tessera"  # the ctx attribute holding the binary's path
 
     def __init__(self, ctx):
         self.ctx = ctx
 
     def available(self):
-        return os.access(self.ctx.tessera, os.X_OK), self.ctx.tessera
+        path = getattr(self.ctx, self.binary)
+        return os.access(path, os.X_OK), path
 
     def start(self, torrent, data_dir, logdir):
         self.port = free_port()
-        self.proc = Proc("seed-tessera-mio", [self.ctx.tessera, "seed", torrent, "--data", data_dir,
-                                              "--listen", "127.0.0.1:%d" % self.port, "-v"],
+        self.proc = Proc("seed-" + self.name, [getattr(self.ctx, self.binary), "seed", torrent,
+                                               "--data", data_dir,
+                                               "--listen", "127.0.0.1:%d" % self.port, "-v"],
                          logdir, env=dict(os.environ, NO_COLOR="1"))
         self.proc.wait_line("pieces verified, seeding", 600, stderr=True)
         self.pid = self.proc.p.pid
@@ -340,7 +343,14 @@ class TesseraSeeder:
         self.proc.stop()
 
 
-SEEDERS = {c.name: c for c in (LibtorrentSeeder, TesseraSeeder)}
+class TesseraSmolSeeder(TesseraSeeder):
+    """`tessera-smol seed`: the same client on the smol runtime."""
+    name = "tessera-smol"
+    binary = "tessera_smol"
+
+
+SEEDERS = {c.name: c for c in (LibtorrentSeeder, TesseraSeeder, TesseraSmolSeeder)}
+DEFAULT_SEEDERS = "libtorrent,tessera-mio"
 
 # ---- leechers -------------------------------------------------------------------------------
 # command(torrent, out_dir, seeder_port, logdir) -> argv of a process that exits 0 when done.
@@ -348,15 +358,17 @@ SEEDERS = {c.name: c for c in (LibtorrentSeeder, TesseraSeeder)}
 
 class TesseraLeecher:
     name = "tessera-mio"
+    binary = "tessera"
 
     def __init__(self, ctx):
         self.ctx = ctx
 
     def available(self):
-        return os.access(self.ctx.tessera, os.X_OK), self.ctx.tessera
+        path = getattr(self.ctx, self.binary)
+        return os.access(path, os.X_OK), path
 
     def command(self, torrent, out, seeder_port, logdir):
-        return [self.ctx.tessera, "download", torrent, "-o", out,
+        return [getattr(self.ctx, self.binary), "download", torrent, "-o", out,
                 "--listen", "127.0.0.1:%d" % free_port(), "--peer", "127.0.0.1:%d" % seeder_port]
 
 
@@ -412,7 +424,13 @@ class LibtorrentLeecher:
                 "--port", str(free_port()), "--peer", "127.0.0.1:%d" % seeder_port]
 
 
-LEECHERS = {c.name: c for c in (TesseraLeecher, RqbitLeecher, Aria2Leecher, LibtorrentLeecher)}
+class TesseraSmolLeecher(TesseraLeecher):
+    name = "tessera-smol"
+    binary = "tessera_smol"
+
+
+LEECHERS = {c.name: c for c in (TesseraLeecher, TesseraSmolLeecher, RqbitLeecher, Aria2Leecher,
+                                LibtorrentLeecher)}
 
 # ---- one run --------------------------------------------------------------------------------
 
@@ -540,12 +558,15 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--leechers", default=",".join(LEECHERS),
                     help="comma-separated, from: " + ", ".join(LEECHERS))
-    ap.add_argument("--seeders", default=",".join(SEEDERS),
+    ap.add_argument("--seeders", default=DEFAULT_SEEDERS,
                     help="comma-separated, from: %s (each serves every leecher in turn)"
                     % ", ".join(SEEDERS))
     ap.add_argument("--seeder", choices=sorted(SEEDERS), help="one seeder only (old spelling)")
     ap.add_argument("--tessera", default=os.path.join(REPO, "target", "release", "tessera-mio"),
                     help="the tessera-mio binary (build it with cargo build --release first)")
+    ap.add_argument("--tessera-smol", dest="tessera_smol",
+                    default=os.path.join(REPO, "target", "release", "tessera-smol"),
+                    help="the tessera-smol binary")
     ap.add_argument("--timeout", type=int, default=600, help="seconds per download")
     ap.add_argument("--stall-timeout", type=int, default=60,
                     help="give a download up when nothing was written for this many seconds")
