@@ -219,8 +219,8 @@ impl Ui {
     pub fn message(&self, line: &str) {
         match &self.mode {
             Mode::Quiet => {}
-            Mode::Plain(_) => crate::output::error_line(&line),
-            Mode::Bar(bar) => bar.suspend(|| crate::output::error_line(&line)),
+            Mode::Plain(_) => crate::output::error_line(line),
+            Mode::Bar(bar) => bar.suspend(|| crate::output::error_line(line)),
         }
     }
 
