@@ -122,8 +122,10 @@ impl Cli {
     /// Parses the process's arguments, exiting with clap's message (code 2) on a usage
     /// error. `name` is the program's name in `--version` output.
     pub fn parse_for(name: &'static str) -> Cli {
-        let matches = Cli::command().name(name).get_matches();
-        Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+        match Cli::try_parse_for(name, std::env::args_os()) {
+            Ok(cli) => cli,
+            Err(e) => exit_usage(name, &e),
+        }
     }
 
     /// Parses `args` (the first is the program name).
@@ -135,6 +137,29 @@ impl Cli {
         let matches = Cli::command().name(name).try_get_matches_from(args)?;
         Cli::from_arg_matches(&matches)
     }
+}
+
+/// Help and version go to stdout as clap renders them (exit 0); a usage error is one line
+/// on stderr, `error: ...` plus where to look, and exit code 2.
+fn exit_usage(name: &str, e: &clap::Error) -> ! {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        e.exit();
+    }
+    let rendered = e.to_string();
+    let before_usage = rendered.split("Usage:").next().unwrap_or_default();
+    let line: Vec<&str> = before_usage
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("For more information"))
+        .collect();
+    crate::output::error_line(&format!("{} (see `{name} --help`)", line.join(" ")));
+    std::process::exit(2);
 }
 
 /// Resolves `HOST:PORT` (names through the system resolver). When a name has several

@@ -3,13 +3,14 @@
 //! A runtime owns sockets and a way to sleep until something happens; the [`Driver`] owns
 //! the [`Session`], the disk pool, the storage and the progress output. The runtime:
 //!
-//! 1. builds a `Driver` (after binding its listener, whose port goes to the core) and
-//!    calls [`Driver::drain`] once;
+//! 1. builds a `Driver` (after binding its listener with [`crate::net::bind`], whose port
+//!    goes to the core) and calls [`Driver::drain`] once;
 //! 2. sleeps until a socket is ready, the pool's wake-up fires, Ctrl-C arrives, or
 //!    [`Driver::timeout`] passes;
-//! 3. turns what happened into [`Input`]s for [`Driver::feed`] (input, then drain) or
-//!    [`Driver::accept`] (register the socket, then drain), then calls
-//!    [`Driver::disk_completions`] and [`Driver::handle_timeout`], which drain themselves;
+//! 3. turns what happened into [`NetEvent`]s for [`Driver::feed_event`] (input, then
+//!    drain), [`Driver::accept`] (register the socket, then drain) or
+//!    [`Driver::request_shutdown`], then calls [`Driver::disk_completions`] and
+//!    [`Driver::handle_timeout`], which drain themselves;
 //! 4. stops when [`Driver::finished`] says so, and returns [`Driver::finish`].
 //!
 //! `drain` carries out every action through the runtime's [`Net`] (network) or the pool
@@ -30,6 +31,7 @@ use crate::cli::{Cli, Command};
 use crate::error::Error;
 use crate::exit::Exit;
 use crate::info::printable;
+use crate::net::NetEvent;
 use crate::pool::{Completion, DiskPool, Job, Wake};
 use crate::storage::Storage;
 use crate::torrent;
@@ -302,7 +304,9 @@ impl Driver {
         };
         let torrent = session.add_torrent(Instant::ZERO, meta.clone(), options);
         if !plan.peers.is_empty() {
-            session.add_peers(Instant::ZERO, torrent, &plan.peers, plan.mode == Mode::Seed);
+            // Peers the user named are redialled with back-off until they answer (a seeder
+            // started a moment later, a peer that restarts).
+            session.add_peers(Instant::ZERO, torrent, &plan.peers, true);
         }
         let ui = Ui::new(plan.quiet, &printable(&meta.info.name), meta.total_length());
         let mut driver = Driver::from_parts(session, pool, ui, meta, torrent, storage, plan);
@@ -363,6 +367,14 @@ impl<S: Core> Driver<S> {
     pub fn feed(&mut self, input: Input, net: &mut impl Net) -> Instant {
         self.input(input);
         self.drain(net)
+    }
+
+    /// A network event, stamped with the current time, fed as its input (then drained).
+    /// Events about a connection the core closed must not be fed: the runtime drops them
+    /// when [`Net::close`] is called.
+    pub fn feed_event(&mut self, event: NetEvent, net: &mut impl Net) -> Instant {
+        let now = self.now();
+        self.feed(event.into_input(now), net)
     }
 
     /// A peer connected to the listener. `None`: close it. Call [`Driver::drain`] after it.
@@ -582,7 +594,9 @@ impl<S: Core> Driver<S> {
                         ));
                     } else if have < total {
                         self.ui.warn(&format!(
-                            "{name}: only {have} of {total} pieces on disk; the rest will be downloaded"
+                            "{name}: {} of {total} pieces missing or failing the check: not served, \
+                             to be downloaded; serving the other {have}",
+                            total - have
                         ));
                     } else {
                         self.ui.message(&format!(

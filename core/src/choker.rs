@@ -106,6 +106,11 @@ pub struct PeerView {
     pub interested: bool,
     /// Payload bytes per second the peer currently sends us. Ranks peers while downloading.
     pub download_rate: f64,
+    /// Payload bytes the peer has sent us on this connection in all. Breaks ties between
+    /// peers with the same current rate (most often zero): a peer that has reciprocated
+    /// before goes ahead of one that never gave anything, so a free rider only gets a
+    /// regular slot when nobody who ever uploaded to us wants it.
+    pub downloaded: u64,
     /// When the connection was made. Peers younger than [`ChokerConfig::new_peer_age`] are
     /// favoured for the optimistic unchoke; older connections go first in round robin ties.
     pub connected_at: Instant,
@@ -298,6 +303,7 @@ impl Choker {
     fn downloading_order(&self, a: &PeerView, b: &PeerView) -> Ordering {
         rate(b.download_rate)
             .total_cmp(&rate(a.download_rate))
+            .then_with(|| b.downloaded.cmp(&a.downloaded))
             .then_with(|| self.holds_slot(b.conn).cmp(&self.holds_slot(a.conn)))
             .then_with(|| a.conn.cmp(&b.conn))
     }
@@ -412,6 +418,7 @@ mod tests {
             conn: ConnId(conn),
             interested: true,
             download_rate,
+            downloaded: 0,
             connected_at: Instant::ZERO,
             last_block_at: None,
             am_interested_since: None,
@@ -448,6 +455,23 @@ mod tests {
         }
         assert_eq!(choker.optimistic(), Some(opt));
         assert_eq!(choker.next_round(), secs(110));
+    }
+
+    #[test]
+    fn among_equal_rates_past_reciprocation_wins() {
+        let mut choker = Choker::new(ChokerConfig::default(), Instant::ZERO);
+        let mut rng = Rng::from_u64(SEED);
+        // Nobody sends anything right now; peers 5..=8 gave us data earlier, 1..=4 never did.
+        let views: Vec<PeerView> = (1..=8)
+            .map(|i| PeerView {
+                downloaded: if i > 4 { 1 << 20 } else { 0 },
+                ..peer(i, 0.0)
+            })
+            .collect();
+        let d = choker.round(Instant::ZERO, &views, false, &mut rng);
+        let mut regular = d.regular.clone();
+        regular.sort();
+        assert_eq!(regular, (5..=8).map(ConnId).collect::<Vec<_>>());
     }
 
     #[test]
@@ -765,6 +789,7 @@ mod tests {
                 conn: ConnId(i),
                 interested: (i * 3 + round) % 5 != 0,
                 download_rate: ((i * 37 + round * 11) % 17) as f64,
+                downloaded: i * 1000,
                 connected_at: secs(i * 20),
                 last_block_at: Some(secs(round * 10 - (i % 4) * 30)),
                 am_interested_since: (i % 3 != 0).then_some(Instant::ZERO),
@@ -841,6 +866,7 @@ mod tests {
                     conn: ConnId(conn),
                     interested,
                     download_rate,
+                    downloaded: conn * 7 % 3,
                     connected_at: secs(connected),
                     last_block_at: block.map(secs),
                     am_interested_since: since.map(secs),

@@ -3,20 +3,22 @@
 //! Socket readiness becomes [`NetEvent`]s queued in [`MioNet`]; [`pump`] feeds them to the
 //! driver one at a time with a drain after each, then writes what the core queued. The
 //! loop sleeps in `poll` until a socket, the waker or a signal is ready, or until the
-//! driver's deadline.
+//! driver's deadline. Reads, writes, events and signals are `tessera-client`'s
+//! ([`tessera_client::net`], [`tessera_client::signals`]); this file is the waiting.
 
 use std::collections::{HashMap, VecDeque};
-use std::io::{self, IoSlice, Read, Write};
+use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::Bytes;
 use mio::event::Event;
 use mio::net::{TcpListener, TcpStream, UdpSocket, UnixStream};
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
-use tessera_client::{Driver, Error, Exit, Net, Plan, Wake};
-use tessera_core::{ConnId, Input, Instant};
+use tessera_client::net::{self as client_net, NetEvent, ReadBuf, SendQueue};
+use tessera_client::{Driver, Error, Exit, Net, Plan, Wake, signals};
+use tessera_core::ConnId;
 
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
@@ -25,48 +27,10 @@ const UDP: Token = Token(3);
 /// Connections get tokens from here on.
 const FIRST_CONN: usize = 16;
 
-/// A connection's read buffer is this big when (re)allocated...
-const READ_CHUNK: usize = 64 << 10;
-/// ...and replaced once less than this is left of it.
-const MIN_READ: usize = 4 << 10;
 /// Bytes read from one connection per wake-up before the others get a turn.
 const READ_BUDGET: usize = 1 << 20;
 /// Datagrams read per wake-up before the sockets get a turn.
 const UDP_BUDGET: usize = 256;
-/// Buffers handed to one `writev`.
-const MAX_IOVECS: usize = 64;
-
-/// Something that happened on the network, turned into an [`Input`] when it is fed.
-#[derive(Debug, PartialEq, Eq)]
-pub enum NetEvent {
-    Connected(ConnId),
-    Received(ConnId, Bytes),
-    Sent(ConnId, usize),
-    Closed(ConnId, Option<String>),
-    Datagram(SocketAddr, Bytes),
-}
-
-impl NetEvent {
-    fn conn(&self) -> Option<ConnId> {
-        match self {
-            NetEvent::Connected(c)
-            | NetEvent::Received(c, _)
-            | NetEvent::Sent(c, _)
-            | NetEvent::Closed(c, _) => Some(*c),
-            NetEvent::Datagram(..) => None,
-        }
-    }
-
-    fn into_input(self, now: Instant) -> Input {
-        match self {
-            NetEvent::Connected(conn) => Input::Connected { now, conn },
-            NetEvent::Received(conn, data) => Input::Received { now, conn, data },
-            NetEvent::Sent(conn, bytes) => Input::Sent { now, conn, bytes },
-            NetEvent::Closed(conn, error) => Input::Closed { now, conn, error },
-            NetEvent::Datagram(from, data) => Input::Datagram { now, from, data },
-        }
-    }
-}
 
 #[derive(Debug)]
 struct Conn {
@@ -75,11 +39,10 @@ struct Conn {
     /// An outbound connect not yet confirmed.
     connecting: bool,
     /// What the core asked to send and the socket has not taken yet.
-    queue: VecDeque<Bytes>,
+    queue: SendQueue,
     /// Listed in `MioNet::dirty`.
     dirty: bool,
-    /// Initialised bytes to read into; what a read fills is split off and frozen.
-    read_buf: BytesMut,
+    read_buf: ReadBuf,
     /// The last read stopped at the budget: listed in `MioNet::more_to_read`.
     pending_read: bool,
     /// The round (wake-up) of the last read.
@@ -128,7 +91,7 @@ impl Net for MioNet {
         }
         // Unknown: closed by the peer, with the `Closed` not yet fed. Nothing to do.
         if let Some(c) = self.conns.get_mut(&conn) {
-            c.queue.push_back(data);
+            c.queue.push(data);
             if !c.dirty {
                 c.dirty = true;
                 self.dirty.push(conn);
@@ -200,9 +163,9 @@ impl MioNet {
                 stream,
                 token,
                 connecting,
-                queue: VecDeque::new(),
+                queue: SendQueue::default(),
                 dirty: false,
-                read_buf: BytesMut::new(),
+                read_buf: ReadBuf::new(),
                 pending_read: false,
                 read_round: 0,
             },
@@ -318,30 +281,23 @@ impl MioNet {
                 }
                 return;
             }
-            if c.read_buf.len() < MIN_READ {
-                // Zeroed once per allocation (calloc); never re-zeroed, since what a read
-                // does not fill is never handed out.
-                c.read_buf = BytesMut::zeroed(READ_CHUNK);
-            }
-            match c.stream.read(&mut c.read_buf) {
-                Ok(0) => return self.remove(id, None),
-                Ok(n) => {
-                    total += n;
-                    let data = c.read_buf.split_to(n).freeze();
+            match c.read_buf.read_from(&mut c.stream) {
+                Ok(None) => return self.remove(id, None),
+                Ok(Some(data)) => {
+                    total += data.len();
                     self.events.push_back(NetEvent::Received(id, data));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     c.pending_read = false;
                     return;
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return self.remove(id, Some(e.to_string())),
             }
         }
     }
 
-    /// Writes queued buffers (several per `writev`) until the socket would block, and
-    /// reports what it took as one `Sent`.
+    /// Writes queued buffers until the socket would block, and reports what it took as
+    /// one `Sent`.
     fn flush(&mut self, id: ConnId) {
         let Some(c) = self.conns.get_mut(&id) else {
             return;
@@ -351,24 +307,13 @@ impl MioNet {
         }
         let mut sent = 0usize;
         let mut error = None;
-        while !c.queue.is_empty() {
-            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
-            let mut k = 0;
-            for (slot, buf) in slices.iter_mut().zip(c.queue.iter()) {
-                *slot = IoSlice::new(buf);
-                k += 1;
-            }
-            match c.stream.write_vectored(&slices[..k]) {
-                Ok(0) => {
-                    error = Some("the connection accepts no more data".to_string());
-                    break;
-                }
-                Ok(n) => {
-                    sent += n;
-                    advance(&mut c.queue, n);
-                }
+        // Until the queue is empty (0) or the socket full; an error after a partial write
+        // shows on the next call.
+        loop {
+            match c.queue.write_to(&mut c.stream) {
+                Ok(0) => break,
+                Ok(n) => sent += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     error = Some(e.to_string());
                     break;
@@ -422,64 +367,16 @@ impl MioNet {
     }
 }
 
-/// Drops the first `n` bytes of the queue.
-fn advance(queue: &mut VecDeque<Bytes>, mut n: usize) {
-    while n > 0 {
-        let Some(front) = queue.front_mut() else {
-            return;
-        };
-        if front.len() <= n {
-            n -= front.len();
-            queue.pop_front();
-        } else {
-            front.advance(n);
-            n = 0;
-        }
-    }
-}
-
 /// Feeds every pending network event to the driver (a drain after each), then writes what
 /// the core queued, until neither produces anything more.
 pub fn pump(driver: &mut Driver, net: &mut MioNet) {
     loop {
         while let Some(event) = net.next_event() {
-            let now = driver.now();
-            driver.feed(event.into_input(now), net);
+            driver.feed_event(event, net);
         }
         net.flush_dirty();
         if net.events.is_empty() {
             return;
-        }
-    }
-}
-
-/// SIGINT and SIGTERM through a socket pair the loop polls (signal-hook's self-pipe).
-struct Signals {
-    read: UnixStream,
-}
-
-impl Signals {
-    fn new(registry: &Registry) -> io::Result<Signals> {
-        let (read, write) = std::os::unix::net::UnixStream::pair()?;
-        read.set_nonblocking(true)?;
-        signal_hook::low_level::pipe::register(signal_hook::consts::SIGINT, write.try_clone()?)?;
-        signal_hook::low_level::pipe::register(signal_hook::consts::SIGTERM, write)?;
-        let mut read = UnixStream::from_std(read);
-        registry.register(&mut read, SIGNALS, Interest::READABLE)?;
-        Ok(Signals { read })
-    }
-
-    /// How many signals arrived since the last call (one byte each).
-    fn take(&mut self) -> usize {
-        let mut buf = [0u8; 16];
-        let mut n = 0;
-        loop {
-            match self.read.read(&mut buf) {
-                Ok(0) => return n,
-                Ok(k) => n += k,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return n,
-            }
         }
     }
 }
@@ -507,54 +404,37 @@ fn accept_all(listener: &TcpListener, driver: &mut Driver, net: &mut MioNet) {
     }
 }
 
-/// A UDP socket for trackers: on the listening port when free, else on any port.
-fn bind_udp(ip: std::net::IpAddr, port: u16) -> Option<UdpSocket> {
-    let socket = UdpSocket::bind(SocketAddr::new(ip, port))
-        .or_else(|_| UdpSocket::bind(SocketAddr::new(ip, 0)));
-    match socket {
-        Ok(s) => Some(s),
-        Err(e) => {
-            tracing::warn!("no UDP socket ({e}): UDP trackers will not be reachable");
-            None
-        }
-    }
-}
-
 /// Runs `download` or `seed` to the end.
 pub fn run(plan: &Plan) -> Result<Exit, Error> {
     let mut poll = Poll::new().map_err(|e| Error::io("creating the event loop", e))?;
-    let mut signals = Signals::new(poll.registry()).map_err(|e| Error::io("handling Ctrl-C", e))?;
-    let std_listener = std::net::TcpListener::bind(plan.listen)
-        .map_err(|e| Error::io(format!("listening on {}", plan.listen), e))?;
-    std_listener
-        .set_nonblocking(true)
-        .map_err(|e| Error::io("listening", e))?;
-    let local = std_listener
-        .local_addr()
-        .map_err(|e| Error::io("listening", e))?;
-    tracing::info!("listening on {local}");
-    let mut listener = TcpListener::from_std(std_listener);
-    poll.registry()
-        .register(&mut listener, LISTENER, Interest::READABLE)
-        .map_err(|e| Error::io("listening", e))?;
-    let mut udp = bind_udp(local.ip(), local.port());
-    if let Some(u) = &mut udp {
-        poll.registry()
-            .register(u, UDP, Interest::READABLE)
-            .map_err(|e| Error::io("registering the UDP socket", e))?;
-    }
-
-    let waker =
-        Arc::new(Waker::new(poll.registry(), WAKER).map_err(|e| Error::io("creating a waker", e))?);
-    let wake: Wake = Arc::new(move || {
-        // Fails only if the loop is gone.
-        let _ = waker.wake();
-    });
-    let mut driver = Driver::new(plan, local.port(), wake)?;
     let registry = poll
         .registry()
         .try_clone()
         .map_err(|e| Error::io("creating the event loop", e))?;
+    let ctrl_c = |e| Error::io("handling Ctrl-C", e);
+    let mut signals = UnixStream::from_std(signals::pipe().map_err(ctrl_c)?);
+    registry
+        .register(&mut signals, SIGNALS, Interest::READABLE)
+        .map_err(ctrl_c)?;
+    let sockets = client_net::bind(plan.listen)?;
+    let mut listener = TcpListener::from_std(sockets.listener);
+    registry
+        .register(&mut listener, LISTENER, Interest::READABLE)
+        .map_err(|e| Error::io("listening", e))?;
+    let mut udp = sockets.udp.map(UdpSocket::from_std);
+    if let Some(u) = &mut udp {
+        registry
+            .register(u, UDP, Interest::READABLE)
+            .map_err(|e| Error::io("registering the UDP socket", e))?;
+    }
+    let waker =
+        Arc::new(Waker::new(&registry, WAKER).map_err(|e| Error::io("creating a waker", e))?);
+    let wake: Wake = Arc::new(move || {
+        // Fails only if the loop is gone.
+        let _ = waker.wake();
+    });
+
+    let mut driver = Driver::new(plan, sockets.local.port(), wake)?;
     let mut net = MioNet::new(registry, udp);
     let mut events = Events::with_capacity(1024);
 
@@ -579,7 +459,7 @@ pub fn run(plan: &Plan) -> Result<Exit, Error> {
                 // Completions are collected below on every round.
                 WAKER => {}
                 SIGNALS => {
-                    for _ in 0..signals.take() {
+                    for _ in 0..signals::take(&signals).unwrap_or(0) {
                         driver.request_shutdown(&mut net);
                     }
                 }

@@ -152,7 +152,7 @@ impl Harness {
             TorrentOptions {
                 have: Some(have),
                 seed: true,
-                wanted: None,
+                files: None,
             },
         );
         let mut h = Harness {

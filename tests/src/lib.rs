@@ -8,6 +8,8 @@
 //!   own code (info hash included) so the tests never trust the code under test.
 //! - [`tracker`]: Debian's opentracker. [`libtorrent`], [`aria2`], [`transmission`]: real
 //!   clients as seeders and leechers. [`scripted_peer`]: a corrupting seeder in plain std.
+//!   [`scripted_leecher`]: a polite or hostile (flooding, out-of-range, oversized) leecher.
+//! - [`process::RssSampler`]: a process's resident memory, sampled from `/proc`.
 //!
 //! Every end-to-end test takes [`serial()`] first: the machines have two cores, and two swarms
 //! at once would make both slow and flaky. Set `TESSERA_E2E_KEEP=1` to keep a failed test's
@@ -19,6 +21,7 @@ pub mod bins;
 pub mod data;
 pub mod libtorrent;
 pub mod process;
+pub mod scripted_leecher;
 pub mod scripted_peer;
 pub mod tessera;
 pub mod torrent;

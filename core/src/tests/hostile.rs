@@ -267,16 +267,29 @@ fn block_of_the_wrong_size() {
 #[test]
 fn requests_while_choked_too_long_and_out_of_range() {
     let mut s = Script::new(Config::default());
-    // Not interested, so never unchoked: requests after the grace period are abuse.
+    // Not interested, so never unchoked: many requests after the grace period are abuse.
     s.wait(Duration::from_secs(6));
-    for i in 0..30 {
+    for i in 0..400 {
         s.msg(Message::Request(BlockRequest {
-            piece: i % 7,
+            piece: i % 6,
             offset: 0,
             len: 16384,
         }));
+        if s.closed {
+            break;
+        }
     }
-    s.assert_closed_with("invalid requests");
+    s.assert_closed_with("more than 300 requests while choked");
+    // Requests outside a piece are never a race: twenty are enough.
+    let mut s = Script::new(Config::default());
+    for _ in 0..30 {
+        s.msg(Message::Request(BlockRequest {
+            piece: 6,
+            offset: 16384,
+            len: 16384,
+        }));
+    }
+    s.assert_closed_with("too many invalid requests (last one outside the piece)");
 }
 
 #[test]
@@ -316,7 +329,7 @@ fn request_flood_is_cut_off_and_memory_stays_bounded() {
     }
     let before = s.sent.len();
     s.feed(&frames);
-    s.assert_closed_with("requests queued");
+    s.assert_closed_with("request flood: 401 requests beyond the 100 it may queue");
     assert!(
         s.sent.len() - before < 5 << 20,
         "sent {} bytes to a flooder",

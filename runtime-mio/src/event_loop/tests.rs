@@ -6,6 +6,8 @@ use std::net::{TcpListener as StdListener, TcpStream as StdStream, UdpSocket as 
 use std::thread;
 use std::time::Instant as StdInstant;
 
+use tessera_client::net::READ_CHUNK;
+
 use super::*;
 
 struct Harness {
@@ -338,18 +340,4 @@ fn accepted_streams_and_datagrams() {
     // The peer resets: closed with or without an error, but closed.
     drop(client);
     h.until("the close", |s| closed(s, conn).is_some());
-}
-
-#[test]
-fn advance_drops_whole_and_partial_buffers() {
-    let mut q: VecDeque<Bytes> = [&b"abc"[..], b"de", b"fghij"]
-        .into_iter()
-        .map(Bytes::from_static)
-        .collect();
-    advance(&mut q, 4);
-    assert_eq!(q, [Bytes::from_static(b"e"), Bytes::from_static(b"fghij")]);
-    advance(&mut q, 3);
-    assert_eq!(q, [Bytes::from_static(b"hij")]);
-    advance(&mut q, 10);
-    assert!(q.is_empty());
 }

@@ -1,0 +1,383 @@
+//! The smol event loop: one task owns the [`Driver`]; every connection, the listener, the
+//! UDP socket and the signal pipe are tasks of their own on the same single-threaded
+//! executor, and tell the driver what happened through one bounded channel of [`Wakeup`]s.
+//!
+//! The driver task sleeps until that channel, the disk pool's wake-up channel or a
+//! [`Timer`] at the driver's deadline is ready, feeds each [`NetEvent`] with a drain after
+//! it, then collects disk completions and timeouts. A connection task races a reader (each
+//! read frozen into `Bytes` and sent as `Received`) against a writer (the core's `Send`s
+//! arrive on an unbounded per-connection channel, go into a [`SendQueue`] and are written
+//! with `writev`; each write is reported as `Sent`). Reads, writes, events and signals are
+//! `tessera-client`'s ([`tessera_client::net`], [`tessera_client::signals`]); this file is
+//! the waiting.
+//!
+//! Back-pressure: the core stops producing upload data for a connection once
+//! `Config::max_send_buffer` of it is unreported by `Sent` (its other messages are bounded
+//! by its request limits), so the unbounded send channel stays bounded; the event channel
+//! is bounded, so while the driver is busy, readers stop reading and TCP slows the peers
+//! down; disk results come only from the pool, whose work the core bounds.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::os::unix::net::UnixStream;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use smol::channel::{self, Receiver, Sender};
+use smol::{Async, LocalExecutor, Task, Timer, future};
+use tessera_client::net::{self as client_net, NetEvent, ReadBuf, SendQueue};
+use tessera_client::{Driver, Error, Exit, Net, Plan, Wake, signals};
+use tessera_core::ConnId;
+
+/// Wake-ups waiting for the driver task. While it is full, connection tasks stop reading.
+/// 64 reads (up to 4 MiB) per pass of the driver: on loopback, 16 was clearly slower (more,
+/// smaller passes) and 256 no faster.
+const EVENT_QUEUE: usize = 64;
+/// Largest UDP datagram.
+const DATAGRAM: usize = 65536;
+/// Pause after a failed `accept` (out of descriptors, most likely) before trying again.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+
+/// What the other tasks tell the driver task.
+#[derive(Debug)]
+pub enum Wakeup {
+    Net(NetEvent),
+    /// A peer connected to the listener.
+    Accepted(Async<TcpStream>, SocketAddr),
+    /// Ctrl-C or SIGTERM.
+    Interrupt,
+}
+
+/// A connection's task and the way to its writer.
+#[derive(Debug)]
+struct Conn {
+    /// The core's `Send`s, in order (bounded by the core; see the module docs).
+    queue: Sender<Bytes>,
+    /// Dropping it cancels the task, which closes the socket.
+    _task: Task<()>,
+}
+
+/// The connection tasks, as the driver's [`Net`].
+#[derive(Debug)]
+pub struct SmolNet<'ex> {
+    ex: &'ex LocalExecutor<'static>,
+    events: Sender<Wakeup>,
+    conns: HashMap<ConnId, Conn>,
+    udp: Option<Rc<Async<UdpSocket>>>,
+}
+
+impl Net for SmolNet<'_> {
+    fn connect(&mut self, conn: ConnId, addr: SocketAddr) {
+        tracing::trace!("{conn}: connecting to {addr}");
+        let (queue, sends) = channel::unbounded();
+        let task = self
+            .ex
+            .spawn(outbound(conn, addr, sends, self.events.clone()));
+        self.conns.insert(conn, Conn { queue, _task: task });
+    }
+
+    fn send(&mut self, conn: ConnId, data: Bytes) {
+        // Unknown: closed by the peer, with the `Closed` not yet fed. Nothing to do.
+        if let Some(c) = self.conns.get(&conn) {
+            // Fails only once the task has ended, and then its `Closed` is on the way.
+            let _ = c.queue.try_send(data);
+        }
+    }
+
+    fn close(&mut self, conn: ConnId) {
+        // The core has forgotten it: what its task already queued is dropped by `admit`.
+        if self.conns.remove(&conn).is_some() {
+            tracing::trace!("{conn}: closed by the core");
+        }
+    }
+
+    fn send_datagram(&mut self, to: SocketAddr, data: Bytes) {
+        match &self.udp {
+            // Best effort, like the datagram itself (a full buffer drops it); the core retries.
+            Some(udp) => {
+                if let Err(e) = udp.get_ref().send_to(&data, to) {
+                    tracing::debug!("sending a datagram to {to}: {e}");
+                }
+            }
+            None => tracing::debug!("no UDP socket: datagram to {to} dropped"),
+        }
+    }
+}
+
+impl<'ex> SmolNet<'ex> {
+    pub fn new(
+        ex: &'ex LocalExecutor<'static>,
+        events: Sender<Wakeup>,
+        udp: Option<Rc<Async<UdpSocket>>>,
+    ) -> SmolNet<'ex> {
+        SmolNet {
+            ex,
+            events,
+            conns: HashMap::new(),
+            udp,
+        }
+    }
+
+    /// Takes over an accepted stream.
+    pub fn adopt(&mut self, conn: ConnId, stream: Async<TcpStream>) {
+        let (queue, sends) = channel::unbounded();
+        let task = self
+            .ex
+            .spawn(connection(conn, stream, sends, self.events.clone()));
+        self.conns.insert(conn, Conn { queue, _task: task });
+    }
+
+    /// Whether `event` may be fed to the core: not if it is about a connection the core
+    /// closed. A `Closed` also forgets the connection (its task has ended).
+    pub fn admit(&mut self, event: &NetEvent) -> bool {
+        match event {
+            NetEvent::Closed(conn, _) => self.conns.remove(conn).is_some(),
+            other => other.conn().is_none_or(|c| self.conns.contains_key(&c)),
+        }
+    }
+}
+
+/// An outbound connection's task: connect, then serve.
+async fn outbound(conn: ConnId, addr: SocketAddr, sends: Receiver<Bytes>, events: Sender<Wakeup>) {
+    let stream = match Async::<TcpStream>::connect(addr).await {
+        Ok(stream) => stream,
+        Err(e) => {
+            let error = Some(format!("connecting to {addr}: {e}"));
+            let _ = events
+                .send(Wakeup::Net(NetEvent::Closed(conn, error)))
+                .await;
+            return;
+        }
+    };
+    tracing::trace!("{conn}: connected to {addr}");
+    if events
+        .send(Wakeup::Net(NetEvent::Connected(conn)))
+        .await
+        .is_ok()
+    {
+        connection(conn, stream, sends, events).await;
+    }
+}
+
+/// A connected stream's task: read and write until either ends the connection, then
+/// report it closed.
+async fn connection(
+    conn: ConnId,
+    stream: Async<TcpStream>,
+    sends: Receiver<Bytes>,
+    events: Sender<Wakeup>,
+) {
+    // Small protocol messages (requests, haves) should not wait for Nagle.
+    let _ = stream.get_ref().set_nodelay(true);
+    let error = future::or(
+        read_loop(conn, &stream, &events),
+        write_loop(conn, &stream, sends, &events),
+    )
+    .await;
+    tracing::trace!(
+        "{conn}: closed ({})",
+        error.as_deref().unwrap_or("end of stream")
+    );
+    let _ = events
+        .send(Wakeup::Net(NetEvent::Closed(conn, error)))
+        .await;
+}
+
+/// Reads until the end of the stream (`None`) or an error. Waits while the event channel
+/// is full: that is the back-pressure on peers.
+async fn read_loop(
+    conn: ConnId,
+    stream: &Async<TcpStream>,
+    events: &Sender<Wakeup>,
+) -> Option<String> {
+    let mut buf = ReadBuf::new();
+    loop {
+        match stream.read_with(|s| buf.read_from(s)).await {
+            Ok(Some(data)) => {
+                let event = Wakeup::Net(NetEvent::Received(conn, data));
+                if events.send(event).await.is_err() {
+                    return None; // the loop is gone
+                }
+            }
+            Ok(None) => return None,
+            Err(e) => return Some(e.to_string()),
+        }
+    }
+}
+
+/// Writes what the core queued, reporting each write as `Sent`; returns only on an error.
+async fn write_loop(
+    conn: ConnId,
+    stream: &Async<TcpStream>,
+    sends: Receiver<Bytes>,
+    events: &Sender<Wakeup>,
+) -> Option<String> {
+    let mut queue = SendQueue::default();
+    loop {
+        if queue.is_empty() {
+            match sends.recv().await {
+                Ok(data) => queue.push(data),
+                // The net dropped the connection; its task is being cancelled.
+                Err(_) => return future::pending().await,
+            }
+        }
+        while let Ok(data) = sends.try_recv() {
+            queue.push(data);
+        }
+        match stream.write_with(|s| queue.write_to(s)).await {
+            Ok(0) => {} // only empty buffers were queued
+            Ok(n) => {
+                if events
+                    .send(Wakeup::Net(NetEvent::Sent(conn, n)))
+                    .await
+                    .is_err()
+                {
+                    return None;
+                }
+            }
+            Err(e) => return Some(e.to_string()),
+        }
+    }
+}
+
+/// Hands every inbound connection to the driver task.
+async fn accept_loop(listener: Async<TcpListener>, events: Sender<Wakeup>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, addr)) => {
+                if events.send(Wakeup::Accepted(stream, addr)).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                tracing::warn!("accepting a connection: {e}");
+                Timer::after(ACCEPT_PAUSE).await;
+            }
+        }
+    }
+}
+
+/// Hands every datagram to the driver task.
+async fn datagram_loop(udp: Rc<Async<UdpSocket>>, events: Sender<Wakeup>) {
+    let mut buf = vec![0u8; DATAGRAM];
+    loop {
+        match udp.recv_from(&mut buf).await {
+            Ok((n, from)) => {
+                let data = Bytes::copy_from_slice(&buf[..n]);
+                if events
+                    .send(Wakeup::Net(NetEvent::Datagram(from, data)))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            // ICMP errors from earlier sends surface here; the socket is fine. Let the
+            // other tasks run before trying again, in case it is not.
+            Err(e) => {
+                tracing::debug!("receiving a datagram: {e}");
+                future::yield_now().await;
+            }
+        }
+    }
+}
+
+/// Turns each signal into a [`Wakeup::Interrupt`]. Ends only if the pipe breaks
+/// (signal-hook keeps the other end for good).
+async fn signal_loop(pipe: Async<UnixStream>, events: Sender<Wakeup>) {
+    while let Ok(n @ 1..) = pipe.read_with(|p| signals::take(p)).await {
+        for _ in 0..n {
+            if events.send(Wakeup::Interrupt).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Hands one wake-up to the driver (which drains after it).
+fn dispatch(driver: &mut Driver, net: &mut SmolNet<'_>, wakeup: Wakeup) {
+    match wakeup {
+        Wakeup::Net(event) => {
+            if net.admit(&event) {
+                driver.feed_event(event, net);
+            }
+        }
+        Wakeup::Accepted(stream, addr) => match driver.accept(addr) {
+            Some(conn) => {
+                tracing::trace!("{conn}: accepted from {addr}");
+                net.adopt(conn, stream);
+                driver.drain(net);
+            }
+            None => tracing::debug!("refused a connection from {addr}"),
+        },
+        Wakeup::Interrupt => driver.request_shutdown(net),
+    }
+}
+
+/// Runs `download` or `seed` to the end.
+pub fn run(plan: &Plan) -> Result<Exit, Error> {
+    let ex = LocalExecutor::new();
+    smol::block_on(ex.run(drive(&ex, plan)))
+}
+
+async fn drive(ex: &LocalExecutor<'static>, plan: &Plan) -> Result<Exit, Error> {
+    let ctrl_c = |e| Error::io("handling Ctrl-C", e);
+    let signals = Async::new(signals::pipe().map_err(ctrl_c)?).map_err(ctrl_c)?;
+    let sockets = client_net::bind(plan.listen)?;
+    let listener = Async::new(sockets.listener).map_err(|e| Error::io("listening", e))?;
+    let udp = match sockets.udp {
+        Some(u) => Some(Rc::new(
+            Async::new(u).map_err(|e| Error::io("registering the UDP socket", e))?,
+        )),
+        None => None,
+    };
+    let (disk_done, disk_wakeups) = channel::bounded(1);
+    let wake: Wake = Arc::new(move || {
+        // Full: a wake-up is pending already. Closed: the loop is gone.
+        let _ = disk_done.try_send(());
+    });
+
+    let mut driver = Driver::new(plan, sockets.local.port(), wake)?;
+    let (events, wakeups) = channel::bounded(EVENT_QUEUE);
+    let mut net = SmolNet::new(ex, events.clone(), udp.clone());
+    // Kept until the end: dropping a task cancels it.
+    let mut tasks = vec![
+        ex.spawn(accept_loop(listener, events.clone())),
+        ex.spawn(signal_loop(signals, events.clone())),
+    ];
+    if let Some(udp) = udp {
+        tasks.push(ex.spawn(datagram_loop(udp, events)));
+    }
+
+    driver.drain(&mut net);
+    while driver.finished().is_none() {
+        // Sleep until a task reports something, the pool finishes a job or the deadline.
+        let timer = driver.timeout().map_or_else(Timer::never, Timer::after);
+        let net_event = async { wakeups.recv().await.ok() };
+        let disk = async {
+            let _ = disk_wakeups.recv().await;
+            None
+        };
+        let deadline = async {
+            timer.await;
+            None
+        };
+        let first = future::or(net_event, future::or(disk, deadline)).await;
+        if let Some(wakeup) = first {
+            dispatch(&mut driver, &mut net, wakeup);
+            // And whatever else is queued, without waiting: at most EVENT_QUEUE, since the
+            // other tasks cannot run meanwhile.
+            while let Ok(wakeup) = wakeups.try_recv() {
+                dispatch(&mut driver, &mut net, wakeup);
+            }
+        }
+        driver.disk_completions(&mut net);
+        driver.handle_timeout(&mut net);
+    }
+    Ok(driver.finish())
+}
+
+#[cfg(test)]
+mod tests;
