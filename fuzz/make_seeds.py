@@ -260,7 +260,7 @@ def wire_streams():
 
 
 def main():
-    for target in ["bencode", "metainfo", "wire", "http_response", "announce"]:
+    for target in ["bencode", "metainfo", "wire", "http_response", "announce", "extension"]:
         d = os.path.join(ROOT, target)
         os.makedirs(d, exist_ok=True)
         for f in os.listdir(d):
@@ -296,6 +296,15 @@ def main():
           bytes([4]) + split_header([10, 30, 2, 1, 1, 7]) + chunked)
     for name, data in wire_streams().items():
         write("wire", name, data)
+    for name, data in {
+        "tessera": bencode({"m": {}, "p": 6881, "reqq": 500, "v": "Tessera/0.1"}),
+        "libtorrent": bencode({"m": {"ut_metadata": 2, "ut_pex": 1}, "metadata_size": 31235,
+                               "reqq": 250, "v": "libTorrent 2.0", "yourip": b"\x7f\x00\x00\x01"}),
+        "out-of-range": bencode({"m": {}, "p": 70000, "reqq": -1, "v": b"\xff\xfe"}),
+        "zero": bencode({"p": 0, "reqq": 0}),
+        "not-a-dict": bencode([1, 2]),
+    }.items():
+        write("extension", name, data)
 
 
 if __name__ == "__main__":

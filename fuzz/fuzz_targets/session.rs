@@ -21,6 +21,7 @@ use arbitrary::Arbitrary;
 use bytes::{Bytes, BytesMut};
 use libfuzzer_sys::fuzz_target;
 use tessera_core::api::{Action, DiskError, DiskErrorKind, DiskResult, Input, Output, Target};
+use tessera_core::extension::ExtHandshake;
 use tessera_core::metainfo::{FileEntry, Info};
 use tessera_core::wire::{BlockRequest, Decoder, Handshake, Message};
 use tessera_core::{
@@ -173,6 +174,12 @@ enum Msg {
     Suggest(Piece),
     AllowedFast(Piece),
     Extended(u8, Vec<u8>),
+    /// A BEP 10 extension handshake (extended message 0) with these fields.
+    ExtHandshake {
+        reqq: Option<u32>,
+        port: Option<u16>,
+        client: Option<String>,
+    },
     Unknown(u8, Vec<u8>),
 }
 
@@ -205,6 +212,8 @@ enum Step {
         bits: u8,
         unchoke: bool,
         interested: bool,
+        /// Set the extension protocol bit and send an extension handshake with this `reqq`.
+        extensions: Option<u8>,
     },
     /// Tell the session about a peer to dial.
     AddPeer {
@@ -460,6 +469,17 @@ impl Driver {
             Msg::Extended(id, payload) => Message::Extended {
                 id: *id,
                 payload: Bytes::copy_from_slice(payload),
+            },
+            Msg::ExtHandshake { reqq, port, client } => Message::Extended {
+                id: 0,
+                payload: Bytes::from(
+                    ExtHandshake {
+                        reqq: *reqq,
+                        port: *port,
+                        client: client.clone(),
+                    }
+                    .encode(),
+                ),
             },
             Msg::Unknown(id, payload) => {
                 // Ids the decoder does not know, framed by hand below.
@@ -729,6 +749,7 @@ impl Driver {
                 bits,
                 unchoke,
                 interested,
+                extensions,
             } => {
                 let addr = SocketAddr::from(([192, 0, 2, *host], 6881));
                 let Some(conn) = self.session.accept(now, addr) else {
@@ -737,7 +758,24 @@ impl Driver {
                 };
                 self.open.insert(conn, Remote::new(false));
                 self.drain();
-                let mut out = BytesMut::from(&self.handshake(*peer, [0; 8], false)[..]);
+                let mut reserved = Handshake {
+                    reserved: [0; 8],
+                    info_hash: InfoHash([0; 20]),
+                    peer_id: PeerId([0; 20]),
+                };
+                if extensions.is_some() {
+                    reserved.set(Handshake::EXTENSION_PROTOCOL);
+                }
+                let hs = self.handshake(*peer, reserved.reserved, false);
+                let mut out = BytesMut::from(&hs[..]);
+                if let Some(reqq) = extensions {
+                    let ext = Msg::ExtHandshake {
+                        reqq: Some(u32::from(*reqq)),
+                        port: None,
+                        client: None,
+                    };
+                    self.message(&ext).encode(&mut out);
+                }
                 self.message(&Msg::Bitfield(*bits)).encode(&mut out);
                 if *unchoke {
                     Message::Unchoke.encode(&mut out);
