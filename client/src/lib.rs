@@ -19,6 +19,8 @@ pub mod info;
 pub mod logging;
 pub mod net;
 pub mod pool;
+pub mod resume;
+pub mod select;
 pub mod signals;
 pub mod storage;
 pub mod torrent;
