@@ -363,14 +363,16 @@ impl Driver {
                         None
                     }
                 };
+                // Saved at once when the core knows what is on disk: the file then exists
+                // before the data can fill the disk (see `resume::write_resume`).
                 let resumer = Resumer {
                     path,
                     storage: storage.clone(),
                     info_hash: meta.info_hash.0,
                     known: have.is_some(),
-                    unsaved: false,
+                    unsaved: true,
                     saving: false,
-                    next_save: std::time::Instant::now() + SAVE_INTERVAL,
+                    next_save: std::time::Instant::now(),
                     last_error: None,
                 };
                 (have, Some(resumer))

@@ -10,12 +10,16 @@
 //! u32 version                      1
 //! [20] info hash
 //! u32 pieces, u32 files            must match the torrent
-//! per file: u8 state               0 untracked (padding or empty), 1 not chosen (--only),
-//!                                  2 missing, 3 present: u64 size, i64 mtime s, u32 mtime ns
-//! u8 state of the part file        2 or 3, as above
+//! per file, 21 bytes:              u8 state: 0 untracked (padding or empty), 1 not chosen
+//!                                  (--only), 2 missing, 3 present; then u64 size,
+//!                                  i64 mtime seconds, u32 mtime nanoseconds (0 unless present)
+//! the part file, 21 bytes          state 2 or 3, as above
 //! u32 bitfield bytes, bitfield     verified pieces, BitTorrent bit order
 //! [20] SHA-1 of everything above   so that a torn or corrupted file is refused
 //! ```
+//!
+//! All resume files of a torrent have the same length, which lets a save on a full disk
+//! overwrite the old file in place ([`write_resume`]).
 //!
 //! It is written atomically (a temporary file, fsync, rename over the old one, fsync of
 //! the directory), after the data files were fsynced, so that the pieces it lists are on
@@ -340,17 +344,16 @@ fn u32_of(n: usize) -> u32 {
 }
 
 fn encode_state(out: &mut Vec<u8>, s: &FileState) {
-    match s {
-        FileState::Untracked => out.push(0),
-        FileState::NotChosen => out.push(1),
-        FileState::Missing => out.push(2),
-        FileState::Present { size, mtime } => {
-            out.push(3);
-            out.extend_from_slice(&size.to_be_bytes());
-            out.extend_from_slice(&mtime.secs.to_be_bytes());
-            out.extend_from_slice(&mtime.nanos.to_be_bytes());
-        }
-    }
+    let (kind, size, mtime) = match s {
+        FileState::Untracked => (0, 0, Mtime { secs: 0, nanos: 0 }),
+        FileState::NotChosen => (1, 0, Mtime { secs: 0, nanos: 0 }),
+        FileState::Missing => (2, 0, Mtime { secs: 0, nanos: 0 }),
+        FileState::Present { size, mtime } => (3, *size, *mtime),
+    };
+    out.push(kind);
+    out.extend_from_slice(&size.to_be_bytes());
+    out.extend_from_slice(&mtime.secs.to_be_bytes());
+    out.extend_from_slice(&mtime.nanos.to_be_bytes());
 }
 
 struct Reader<'a> {
@@ -381,22 +384,19 @@ impl<'a> Reader<'a> {
     }
 
     fn state(&mut self) -> Result<FileState, Rejected> {
-        Ok(match self.take(1)?[0] {
+        let kind = self.take(1)?[0];
+        let size = u64::from_be_bytes(self.array()?);
+        let secs = i64::from_be_bytes(self.array()?);
+        let nanos = u32::from_be_bytes(self.array()?);
+        Ok(match kind {
             0 => FileState::Untracked,
             1 => FileState::NotChosen,
             2 => FileState::Missing,
-            3 => {
-                let size = u64::from_be_bytes(self.array()?);
-                let secs = i64::from_be_bytes(self.array()?);
-                let nanos = u32::from_be_bytes(self.array()?);
-                if nanos >= 1_000_000_000 {
-                    return Err(Rejected::Invalid("bad modification time".into()));
-                }
-                FileState::Present {
-                    size,
-                    mtime: Mtime { secs, nanos },
-                }
-            }
+            3 if nanos < 1_000_000_000 => FileState::Present {
+                size,
+                mtime: Mtime { secs, nanos },
+            },
+            3 => return Err(Rejected::Invalid("bad modification time".into())),
             other => return Err(Rejected::Invalid(format!("unknown file state {other}"))),
         })
     }
@@ -445,7 +445,28 @@ pub fn save(
         files: storage.file_states(),
         part: storage.part_state(),
     };
-    write_atomically(path, &data.encode()).map_err(|e| format!("writing {}: {e}", path.display()))
+    write_resume(path, &data.encode()).map_err(|e| format!("writing {}: {e}", path.display()))
+}
+
+/// [`write_atomically`], except on a full disk: then an existing resume file of the same
+/// length (a torrent's resume files all have one length) is overwritten in place, which
+/// needs no new space. A write torn by a crash then fails the checksum and the data is
+/// hashed next time, so this is as safe, only less tidy.
+pub fn write_resume(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    match write_atomically(path, bytes) {
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+            ) && fs::metadata(path).is_ok_and(|m| m.len() == bytes.len() as u64) =>
+        {
+            use std::os::unix::fs::FileExt;
+            let f = OpenOptions::new().write(true).open(path)?;
+            f.write_all_at(bytes, 0)?;
+            f.sync_data()
+        }
+        other => other,
+    }
 }
 
 /// Writes `bytes` to `path` atomically: a temporary file next to it, fsynced, renamed over
