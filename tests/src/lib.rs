@@ -8,6 +8,10 @@
 //!   own code (info hash included) so the tests never trust the code under test.
 //! - [`tracker`]: Debian's opentracker. [`libtorrent`], [`aria2`], [`transmission`]: real
 //!   clients as seeders and leechers. [`scripted_peer`]: a corrupting seeder in plain std.
+//! - [`fake_tracker`]: an HTTP tracker with canned (hostile) answers; [`hostile_peer`]: a peer
+//!   that floods requests or sends a 4 GiB length prefix; [`memory`]: RSS from /proc.
+//! - [`resume_file`]: Tessera's resume files read independently; [`mounts`]: full and
+//!   read-only directories as root; [`lt_create`]: torrents with BEP 47 padding files.
 //!
 //! Every end-to-end test takes [`serial()`] first: the machines have two cores, and two swarms
 //! at once would make both slow and flaky. Set `TESSERA_E2E_KEEP=1` to keep a failed test's
@@ -17,8 +21,14 @@ pub mod aria2;
 pub mod bencode;
 pub mod bins;
 pub mod data;
+pub mod fake_tracker;
+pub mod hostile_peer;
 pub mod libtorrent;
+pub mod lt_create;
+pub mod memory;
+pub mod mounts;
 pub mod process;
+pub mod resume_file;
 pub mod scripted_peer;
 pub mod tessera;
 pub mod torrent;
