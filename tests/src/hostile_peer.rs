@@ -2,8 +2,9 @@
 //!
 //! It listens on 127.0.0.1, answers the BEP 3 handshake with the right info hash, then:
 //!
-//! - [`Attack::FloodRequests`]: says `interested` and sends `n` `request` messages (piece 0,
-//!   offset 0, 16 KiB) as fast as the socket takes them, never reading an answer;
+//! - [`Attack::FloodRequests`]: says `interested` and sends `n` `request` messages (16 KiB at
+//!   the start of the first piece the remote's bitfield offers, else piece 0) as fast as the
+//!   socket takes them, never reading an answer;
 //! - [`Attack::HugeLength`]: sends a length prefix of 0xFFFFFFFF (a 4 GiB message) and then
 //!   zeros, up to 4 GiB, as fast as the socket takes them.
 //!
@@ -36,6 +37,8 @@ struct Counters {
     cut_off: AtomicU64,
     /// Connections that got the whole attack out.
     completed: AtomicU64,
+    /// Connections the remote closed (end of stream or reset seen while reading).
+    remote_closes: AtomicU64,
 }
 
 /// A snapshot of the counters.
@@ -47,6 +50,7 @@ pub struct HostileStats {
     pub attack_bytes: u64,
     pub cut_off: u64,
     pub completed: u64,
+    pub remote_closes: u64,
 }
 
 #[derive(Debug)]
@@ -55,6 +59,28 @@ struct Shared {
     attack: Attack,
     counters: Counters,
     stop: AtomicBool,
+}
+
+/// The connection's reading half: drains and drops what the remote sends (its bitfield,
+/// keep-alives) and counts its close.
+fn drain(mut reader: TcpStream, s: Arc<Shared>) {
+    let _ = reader.set_read_timeout(Some(Duration::from_millis(200)));
+    let mut sink = [0u8; 16384];
+    while !s.stop.load(Ordering::SeqCst) {
+        match reader.read(&mut sink) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => break,
+        }
+    }
+    if !s.stop.load(Ordering::SeqCst) {
+        s.counters.remote_closes.fetch_add(1, Ordering::SeqCst);
+    }
 }
 
 #[derive(Debug)]
@@ -83,7 +109,7 @@ impl HostilePeer {
                     Ok((stream, _)) => {
                         s.counters.connections.fetch_add(1, Ordering::SeqCst);
                         let s = Arc::clone(&s);
-                        workers.push(thread::spawn(move || run_attack(stream, &s)));
+                        workers.push(thread::spawn(move || run_attack(stream, s)));
                     }
                     Err(_) => thread::sleep(Duration::from_millis(10)),
                 }
@@ -112,6 +138,7 @@ impl HostilePeer {
             attack_bytes: get(&c.attack_bytes),
             cut_off: get(&c.cut_off),
             completed: get(&c.completed),
+            remote_closes: get(&c.remote_closes),
         }
     }
 }
@@ -125,7 +152,8 @@ impl Drop for HostilePeer {
     }
 }
 
-fn run_attack(mut stream: TcpStream, s: &Shared) {
+fn run_attack(mut stream: TcpStream, shared: Arc<Shared>) {
+    let s = &*shared;
     let _ = stream.set_nonblocking(false);
     let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
     // A write blocked for this long means the remote stopped reading without closing.
@@ -148,14 +176,19 @@ fn run_attack(mut stream: TcpStream, s: &Shared) {
         return;
     }
     s.counters.handshakes.fetch_add(1, Ordering::SeqCst);
-    // The remote's messages are drained and dropped on another thread, so that its
-    // bitfield and keep-alives never block it.
-    if let Ok(mut reader) = stream.try_clone() {
-        thread::spawn(move || {
-            let mut sink = [0u8; 16384];
-            while matches!(reader.read(&mut sink), Ok(n) if n > 0) {}
-        });
-    }
+    let piece = if matches!(s.attack, Attack::FloodRequests(_)) {
+        first_piece_offered(&mut stream)
+    } else {
+        0
+    };
+    // The remote's messages are drained on another thread, so that they never block it.
+    let reader = stream
+        .try_clone()
+        .map(|r| {
+            let sh = Arc::clone(&shared);
+            thread::spawn(move || drain(r, sh))
+        })
+        .ok();
     let cut_off = || {
         s.counters.cut_off.fetch_add(1, Ordering::SeqCst);
     };
@@ -174,7 +207,7 @@ fn run_attack(mut stream: TcpStream, s: &Shared) {
                 return cut_off(); // interested
             }
             let mut request = vec![0, 0, 0, 13, 6];
-            request.extend_from_slice(&0u32.to_be_bytes());
+            request.extend_from_slice(&piece.to_be_bytes());
             request.extend_from_slice(&0u32.to_be_bytes());
             request.extend_from_slice(&16384u32.to_be_bytes());
             let batch = request.repeat(1024);
@@ -203,6 +236,31 @@ fn run_attack(mut stream: TcpStream, s: &Shared) {
         }
     }
     s.counters.completed.fetch_add(1, Ordering::SeqCst);
-    // Stay connected a while: the remote should close us.
-    thread::sleep(Duration::from_secs(2));
+    // Stay connected until the remote closes us (or we are stopped).
+    if let Some(r) = reader {
+        let _ = r.join();
+    }
+}
+
+/// Reads the remote's first message for up to a second: the first piece of its bitfield
+/// (0 when it sends none).
+fn first_piece_offered(stream: &mut TcpStream) -> u32 {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+    let mut len = [0u8; 4];
+    if stream.read_exact(&mut len).is_err() {
+        return 0;
+    }
+    let len = u32::from_be_bytes(len) as usize;
+    if len == 0 || len > 1 << 20 {
+        return 0;
+    }
+    let mut msg = vec![0u8; len];
+    if stream.read_exact(&mut msg).is_err() || msg[0] != 5 {
+        return 0;
+    }
+    msg[1..]
+        .iter()
+        .enumerate()
+        .find(|(_, b)| **b != 0)
+        .map_or(0, |(i, b)| (i * 8 + b.leading_zeros() as usize) as u32)
 }
