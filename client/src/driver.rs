@@ -345,6 +345,8 @@ impl Driver {
             Mode::Download { .. } => {
                 let path = resume::resume_path(&plan.dir, &hash);
                 let startup = resume::startup(&meta, &storage, &path, plan.recheck);
+                // Resume data that was just read needs no saving until something changes.
+                let unsaved = !matches!(startup, Startup::Resume(_));
                 let have = match startup {
                     Startup::Fresh => Some(Bitfield::new(n)),
                     Startup::Resume(have) => {
@@ -370,7 +372,7 @@ impl Driver {
                     storage: storage.clone(),
                     info_hash: meta.info_hash.0,
                     known: have.is_some(),
-                    unsaved: true,
+                    unsaved,
                     saving: false,
                     next_save: std::time::Instant::now(),
                     last_error: None,
@@ -700,7 +702,8 @@ impl<S: Core> Driver<S> {
         let Some(r) = self.resumer.as_ref() else {
             return;
         };
-        if !r.known {
+        // Nothing verified since the last save, and that one worked: the file is current.
+        if !r.known || (!r.unsaved && r.last_error.is_none()) {
             return;
         }
         let Some(have) = self.session.have(self.torrent) else {

@@ -273,13 +273,14 @@ impl Storage {
     }
 
     /// Creates every directory and every zero-length file of the chosen files; nothing
-    /// else.
+    /// else. What exists already is left alone (so that complete data on a read-only
+    /// file system needs no write).
     pub fn prepare(&self) -> Result<(), Error> {
         for f in self.files.iter().filter(|f| !f.padding && !f.skipped) {
-            if let Some(parent) = f.path.parent() {
+            if let Some(parent) = f.path.parent().filter(|p| !p.is_dir()) {
                 fs::create_dir_all(parent).map_err(|e| Error::at("creating", parent, e))?;
             }
-            if f.length == 0 {
+            if f.length == 0 && !f.path.is_file() {
                 open_options(f.executable)
                     .open(&f.path)
                     .map_err(|e| Error::at("creating", &f.path, e))?;
