@@ -42,7 +42,7 @@ fn error_line(dl: &Proc) -> String {
     let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
     assert_eq!(errors.len(), 1, "expected one error line:\n{err}");
     assert_eq!(
-        err.lines().filter(|l| !l.trim().is_empty()).last(),
+        err.lines().rfind(|l| !l.trim().is_empty()),
         Some(errors[0]),
         "the error is not the last line:\n{err}"
     );
