@@ -24,7 +24,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Download a torrent's data; exits 0 once every piece is verified on disk
+    /// Download a torrent's data, resuming what DIR holds; exits 0 once every piece is
+    /// verified on disk, or after a clean stop with Ctrl-C (the same command resumes)
     Download(DownloadArgs),
     /// Check existing data, then serve it to peers until interrupted
     Seed(SeedArgs),
