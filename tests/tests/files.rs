@@ -243,6 +243,58 @@ fn only_then_everything(t: &Tessera) {
     );
 }
 
+/// `--only` with a tiny `--max-buffered`: pieces of 1 MiB are spilled to disk half-received
+/// and checked from disk once complete, including the two that c.bin shares with its
+/// neighbours, whose other bytes are in the part file. The download completes, fetching
+/// each piece once.
+fn only_with_spilled_pieces(t: &Tessera) {
+    let dir = tempfile::Builder::new()
+        .prefix("tessera-e2e-")
+        .tempdir()
+        .expect("temp dir");
+    let seed = dir.path().join("seed");
+    let spec = [
+        FileSpec::new("a.bin", 3_000_001),
+        FileSpec::new("c.bin", 2_000_001),
+        FileSpec::new("sub/b.bin", 3_000_001),
+    ];
+    data::make_files(&seed.join("spill"), &spec, DATA_SEED);
+    let logs = dir.path().join("logs");
+    let path = dir.path().join("spill.torrent");
+    tessera_tests::torrent::mktorrent(
+        &seed.join("spill"),
+        20,
+        "http://127.0.0.1:1/announce",
+        &path,
+        &logs,
+    );
+    let mut seeder = LtPeer::seed(&logs, &path, &seed, &LtOptions::default());
+    let out = dir.path().join("out");
+    let mut dl = t.download_with(
+        &logs,
+        &path,
+        &out,
+        &[seeder.addr()],
+        &["--only", "c.bin", "--max-buffered", "64KiB"],
+    );
+    dl.wait_success(RUN_TIMEOUT);
+    compare_files(&seed.join("spill/c.bin"), &out.join("spill/c.bin"));
+    assert!(!out.join("spill/a.bin").exists() && !out.join("spill/sub").exists());
+    let (uploaded, _) = seeder.transferred();
+    // c.bin spans bytes 3,000,001..5,000,002: pieces 2, 3 and 4 of 1 MiB.
+    eprintln!(
+        "{}: --only c.bin with spilling fetched {uploaded} bytes",
+        t.name
+    );
+    assert!(uploaded <= 3 << 20, "{} fetched {uploaded} bytes", t.name);
+}
+
+#[test]
+fn mio_only_with_spilled_pieces() {
+    let _serial = serial();
+    only_with_spilled_pieces(&Tessera::mio());
+}
+
 #[test]
 fn mio_padding_files_are_never_written_hybrid() {
     let _serial = serial();
