@@ -160,7 +160,8 @@ fn kill_and_resume(t: &Tessera) {
     );
 }
 
-/// Ctrl-C at ~40 %: exit 0, a resume file listing what was verified; the same command
+/// Ctrl-C at ~40 %: `stopped` to the tracker, exit 0, a resume file listing what was
+/// verified; the same command
 /// resumes from it without hashing and without fetching those pieces again. A third run
 /// of the completed download needs no peer at all.
 fn ctrl_c_and_resume(t: &Tessera) {
@@ -170,6 +171,12 @@ fn ctrl_c_and_resume(t: &Tessera) {
     let torrent = &fx.torrent.path;
     let mut dl = t.download(&fx.logs(), torrent, &out, &[]);
     wait_uploaded(&mut seeder, &mut dl, total * 2 / 5);
+    let hash = fx.torrent.info_hash;
+    assert!(
+        fx.tracker.scrape(hash).incomplete >= 1,
+        "{} has not announced itself as a leecher",
+        t.name
+    );
     dl.signal("INT");
     let status = dl.wait_exit(Duration::from_secs(30));
     assert_eq!(
@@ -180,6 +187,13 @@ fn ctrl_c_and_resume(t: &Tessera) {
         dl.tail()
     );
     let at_stop = settled_upload(&mut seeder);
+    // The clean stop told the tracker (`event=stopped`): no leecher left.
+    assert_eq!(
+        fx.tracker.scrape(hash).incomplete,
+        0,
+        "{} did not send `stopped` to the tracker",
+        t.name
+    );
     let resume = Resume::load(&resume_file::path(&out, fx.torrent.info_hash))
         .unwrap_or_else(|e| panic!("{}: no valid resume file after Ctrl-C: {e}", t.name));
     let verified = resume.count();
