@@ -688,9 +688,17 @@ impl<S: Core> Driver<S> {
                                     r.unsaved = true;
                                 }
                             }
-                            Output::Event(Event::DiskError { message, .. }) => {
+                            Output::Event(Event::Complete { .. }) => {
+                                self.lifecycle.complete = true;
+                            }
+                            // Reported unless the run already ends with a disk error.
+                            Output::Event(Event::DiskError { message, .. })
+                                if !matches!(self.lifecycle.finished, Some(Exit::Failed(_))) =>
+                            {
                                 self.ui.warn(&format!("disk error: {message}"));
                             }
+                            // Nothing new is started now: actions (a check of a spilled
+                            // piece, say) are dropped, and their pieces count as in flight.
                             Output::Event(_) | Output::Action(_) => {}
                         }
                     }
