@@ -1096,11 +1096,22 @@ mod tests {
         shutdowns: usize,
         deadline: Instant,
         react: fn(&Input, &mut VecDeque<Output>),
+        /// What `have` answers: the pieces whose `Disk` results were fed so far.
+        have: Bitfield,
     }
 
     impl Core for FakeCore {
         fn handle_input(&mut self, input: Input) {
             (self.react)(&input, &mut self.outputs);
+            if let Input::Disk {
+                op,
+                result: DiskResult::Ok,
+                ..
+            } = &input
+            {
+                // Tests use the piece as the op id.
+                self.have.set(op.0 as usize);
+            }
             self.inputs.push(input);
         }
         fn poll_output(&mut self) -> Output {
@@ -1118,7 +1129,7 @@ mod tests {
             Some(TorrentStats::default())
         }
         fn have(&self, _torrent: TorrentId) -> Option<Bitfield> {
-            None
+            Some(self.have.clone())
         }
     }
 
@@ -1160,6 +1171,7 @@ mod tests {
             shutdowns: 0,
             deadline: Instant::FAR_FUTURE,
             react,
+            have: Bitfield::new(t.meta.num_pieces() as usize),
         };
         let plan = Plan {
             torrent: "d.torrent".into(),
@@ -1479,6 +1491,97 @@ mod tests {
         d.request_shutdown(&mut net);
         assert_eq!(d.session.shutdowns, 1);
         assert_eq!(d.finished(), Some(Exit::Interrupted));
+    }
+
+    #[test]
+    fn ctrl_c_waits_for_queued_writes_then_saves_resume_data() {
+        let dir = tempfile::tempdir().unwrap();
+        // Like the core: a write that succeeded is a verified piece.
+        let (mut d, t) = driver(
+            Mode::Download {
+                keep_seeding: false,
+            },
+            dir.path(),
+            |input, out| {
+                if let Input::Disk {
+                    op,
+                    result: DiskResult::Ok,
+                    ..
+                } = input
+                {
+                    out.push_back(Output::Event(Event::PieceVerified {
+                        torrent: T,
+                        piece: op.0 as u32,
+                    }));
+                }
+            },
+        );
+        let path = dir.path().join(".tessera/x.resume");
+        d.resumer = Some(Resumer {
+            path: path.clone(),
+            storage: d.storages[&T].clone(),
+            info_hash: t.meta.info_hash.0,
+            known: true,
+            unsaved: false,
+            saving: false,
+            next_save: std::time::Instant::now() + SAVE_INTERVAL,
+            last_error: None,
+        });
+        let l = t.meta.layout();
+        // Two verified pieces handed to the pool, not yet written when Ctrl-C comes.
+        for p in [1u32, 3] {
+            push(
+                &mut d,
+                [Output::Action(Action::Write {
+                    op: OpId(u64::from(p)),
+                    torrent: T,
+                    piece: p,
+                    offset: 0,
+                    data: vec![Bytes::copy_from_slice(t.piece(p))],
+                    spans: l.spans(p, 0, l.piece_len(p)),
+                    expected: t.meta.piece_hash(p),
+                })],
+            );
+        }
+        let mut net = FakeNet::default();
+        d.drain(&mut net);
+        d.request_shutdown(&mut net);
+        push(&mut d, [Output::Event(Event::Stopped)]);
+        d.drain(&mut net);
+        assert_eq!(d.finished(), Some(Exit::Success));
+        assert_eq!(d.finish(), Exit::Success);
+        let saved = resume::ResumeData::load(&path).unwrap();
+        let listed: Vec<usize> = saved.have.ones().collect();
+        assert_eq!(listed, vec![1, 3]);
+        assert_eq!(saved.info_hash, t.meta.info_hash.0);
+    }
+
+    #[test]
+    fn a_second_ctrl_c_saves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut d, t) = driver(
+            Mode::Download {
+                keep_seeding: false,
+            },
+            dir.path(),
+            no_reaction,
+        );
+        let path = dir.path().join(".tessera/x.resume");
+        d.resumer = Some(Resumer {
+            path: path.clone(),
+            storage: d.storages[&T].clone(),
+            info_hash: t.meta.info_hash.0,
+            known: true,
+            unsaved: true,
+            saving: false,
+            next_save: std::time::Instant::now() + SAVE_INTERVAL,
+            last_error: None,
+        });
+        let mut net = FakeNet::default();
+        d.request_shutdown(&mut net);
+        d.request_shutdown(&mut net);
+        assert_eq!(d.finish(), Exit::Interrupted);
+        assert!(!path.exists());
     }
 
     #[test]
