@@ -15,8 +15,13 @@ sparse), written once. Every process is started and stopped by PID; every wait i
 Peers find each other through a private opentracker (aria2 can only learn peers that way);
 leechers that can be told a peer also get the seeder's address directly.
 
-Extending: a seeder is a class with start()/stop() and an address; add it to SEEDERS and pick
-it with --seeder (e.g. `--seeder tessera-mio` to time leechers downloading FROM Tessera). A
+Seeders: `--seeders libtorrent,tessera-mio` (the default) runs every leecher against each seeder
+in turn, in one run of the script. One seeder process serves all of its leechers' runs, one
+after the other; for each run the seeder's CPU seconds (user + sys ticks from /proc/<pid>/stat,
+before and after) and its peak RSS (VmHWM from /proc/<pid>/status, reset through
+/proc/<pid>/clear_refs before the run) are recorded next to the leecher's.
+
+Extending: a seeder is a class with start()/stop(), a port and a pid; add it to SEEDERS. A
 leecher is a class whose command() returns the argv of a process that downloads and exits 0
 when done; add it to LEECHERS.
 """
@@ -125,10 +130,10 @@ class Proc:
             text.append("--- %s ---\n%s" % (path, "\n".join(lines)))
         return "\n".join(text)
 
-    def wait_line(self, needle, timeout):
+    def wait_line(self, needle, timeout, stderr=False):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            with open(self.out_path, errors="replace") as f:
+            with open(self.err_path if stderr else self.out_path, errors="replace") as f:
                 for line in f:
                     if needle in line:
                         return line.strip()
@@ -220,6 +225,27 @@ class Opentracker:
         entry = d.get(b"files", {}).get(raw)
         return entry.get(b"complete", 0) if entry else 0
 
+    def peer_ports(self, info_hash):
+        """Ports of the peers it lists now, asked by announcing a probe (port 1, as a leecher)
+        that is removed again at once with `stopped`."""
+        q = "".join("%%%02X" % b for b in bytes.fromhex(info_hash))
+        base = ("http://127.0.0.1:%d/announce?info_hash=%s&peer_id=-BE0000-benchprobe00&port=1"
+                "&uploaded=0&downloaded=0&left=1&compact=1&numwant=200&event=" % (self.port, q))
+        with urllib.request.urlopen(base + "started", timeout=5) as r:
+            d = lt.bdecode(r.read())
+        urllib.request.urlopen(base + "stopped", timeout=5).close()
+        peers = d.get(b"peers", b"") if d else b""
+        return {int.from_bytes(peers[i + 4:i + 6], "big") for i in range(0, len(peers) - 5, 6)} - {1}
+
+    def wait_listed(self, info_hash, port, timeout):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if port in self.peer_ports(info_hash):
+                return
+            time.sleep(0.1)
+        raise RuntimeError("the tracker does not list port %d for %s after %ds"
+                           % (port, info_hash, timeout))
+
     def wait_seeders(self, info_hash, n, timeout):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -242,41 +268,89 @@ def make_torrent(data_path, piece_size, announce, out):
 # ---- seeders --------------------------------------------------------------------------------
 
 
+def proc_cpu_seconds(pid):
+    """user + sys CPU seconds of a live process (all its threads), from /proc/<pid>/stat."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    # fields[0] is the state (field 3 of stat(5)); utime and stime are fields 14 and 15.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def proc_status_kib(pid, field):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError("no %s in /proc/%d/status" % (field, pid))
+
+
+def reset_peak_rss(pid):
+    """Resets VmHWM to the current RSS (Linux 4.0+); False if that is not allowed here."""
+    try:
+        with open("/proc/%d/clear_refs" % pid, "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
 class LibtorrentSeeder:
+    """tests/scripts/lt_peer.py seed: the Python process is libtorrent (all its threads).
+    libtorrent 2.0 maps the data file into memory, so its RSS counts the pages it reads."""
     name = "libtorrent"
 
     def __init__(self, ctx):
         self.ctx = ctx
 
+    def available(self):
+        return True, LT_SCRIPT
+
     def start(self, torrent, data_dir, logdir):
         self.port = free_port()
         self.proc = Proc("seed-libtorrent", [PYTHON, LT_SCRIPT, "seed", "--torrent", torrent,
-                                             "--dir", data_dir, "--port", str(self.port)],
+                                             "--dir", data_dir, "--port", str(self.port),
+                                             "--timeout", "86400"],
                          logdir, stdin=subprocess.PIPE)
         self.proc.wait_line("SEEDING", 600)
+        self.pid = self.proc.p.pid
 
     def stop(self):
         self.proc.stop()
 
 
 class TesseraSeeder:
-    """`tessera-mio seed` (not yet validated: the binary is not ready)."""
+    """`tessera-mio seed`: hashes the data first, then announces and serves."""
     name = "tessera-mio"
+    binary = "tessera"  # the ctx attribute holding the binary's path
 
     def __init__(self, ctx):
         self.ctx = ctx
 
+    def available(self):
+        path = getattr(self.ctx, self.binary)
+        return os.access(path, os.X_OK), path
+
     def start(self, torrent, data_dir, logdir):
         self.port = free_port()
-        self.proc = Proc("seed-tessera-mio", [self.ctx.tessera, "seed", torrent, "--data", data_dir,
-                                              "--listen", "127.0.0.1:%d" % self.port], logdir)
-        wait_port(self.port, 600, "tessera-mio seed")
+        self.proc = Proc("seed-" + self.name, [getattr(self.ctx, self.binary), "seed", torrent,
+                                               "--data", data_dir,
+                                               "--listen", "127.0.0.1:%d" % self.port, "-v"],
+                         logdir, env=dict(os.environ, NO_COLOR="1"))
+        self.proc.wait_line("pieces verified, seeding", 600, stderr=True)
+        self.pid = self.proc.p.pid
 
     def stop(self):
         self.proc.stop()
 
 
-SEEDERS = {c.name: c for c in (LibtorrentSeeder, TesseraSeeder)}
+class TesseraSmolSeeder(TesseraSeeder):
+    """`tessera-smol seed`: the same client on the smol runtime."""
+    name = "tessera-smol"
+    binary = "tessera_smol"
+
+
+SEEDERS = {c.name: c for c in (LibtorrentSeeder, TesseraSeeder, TesseraSmolSeeder)}
+DEFAULT_SEEDERS = "libtorrent,tessera-mio"
 
 # ---- leechers -------------------------------------------------------------------------------
 # command(torrent, out_dir, seeder_port, logdir) -> argv of a process that exits 0 when done.
@@ -284,15 +358,17 @@ SEEDERS = {c.name: c for c in (LibtorrentSeeder, TesseraSeeder)}
 
 class TesseraLeecher:
     name = "tessera-mio"
+    binary = "tessera"
 
     def __init__(self, ctx):
         self.ctx = ctx
 
     def available(self):
-        return os.access(self.ctx.tessera, os.X_OK), self.ctx.tessera
+        path = getattr(self.ctx, self.binary)
+        return os.access(path, os.X_OK), path
 
     def command(self, torrent, out, seeder_port, logdir):
-        return [self.ctx.tessera, "download", torrent, "-o", out,
+        return [getattr(self.ctx, self.binary), "download", torrent, "-o", out,
                 "--listen", "127.0.0.1:%d" % free_port(), "--peer", "127.0.0.1:%d" % seeder_port]
 
 
@@ -348,7 +424,13 @@ class LibtorrentLeecher:
                 "--port", str(free_port()), "--peer", "127.0.0.1:%d" % seeder_port]
 
 
-LEECHERS = {c.name: c for c in (TesseraLeecher, RqbitLeecher, Aria2Leecher, LibtorrentLeecher)}
+class TesseraSmolLeecher(TesseraLeecher):
+    name = "tessera-smol"
+    binary = "tessera_smol"
+
+
+LEECHERS = {c.name: c for c in (TesseraLeecher, TesseraSmolLeecher, RqbitLeecher, Aria2Leecher,
+                                LibtorrentLeecher)}
 
 # ---- one run --------------------------------------------------------------------------------
 
@@ -364,8 +446,21 @@ def parse_time_v(path):
     return cpu, int(fields["Maximum resident set size (kbytes)"])
 
 
+def allocated_bytes(root):
+    """Bytes allocated on disk under `root` (st_blocks), to see a download progress."""
+    total = 0
+    for d, _, files in os.walk(root):
+        for f in files:
+            try:
+                total += os.lstat(os.path.join(d, f)).st_blocks * 512
+            except OSError:
+                pass
+    return total
+
+
 def one_run(ctx, leecher, torrent, piece_size, seeder, run_index):
-    tag = "%s-%s-%d" % (leecher.name, human(piece_size).replace(" ", ""), run_index)
+    tag = "%s-%s-%s-%d" % (seeder.name, leecher.name, human(piece_size).replace(" ", ""),
+                           run_index)
     rundir = os.path.join(ctx.workdir, "runs", tag)
     out = os.path.join(rundir, "out")
     os.makedirs(out)
@@ -373,17 +468,35 @@ def one_run(ctx, leecher, torrent, piece_size, seeder, run_index):
     argv = ["/usr/bin/time", "-v", "-o", timefile] + leecher.command(
         torrent, out, seeder.port, rundir)
     env = dict(os.environ, HOME=rundir, NO_COLOR="1")
-    start = time.monotonic()
-    proc = Proc("leech", argv, rundir, env=env)
     result = {"client": leecher.name, "piece_size": piece_size, "run": run_index,
               "size": ctx.size, "argv": argv[4:], "seeder": seeder.name}
-    try:
-        proc.p.wait(ctx.timeout)
-        seconds = time.monotonic() - start
-    except subprocess.TimeoutExpired:
-        proc.stop()
-        result.update(ok=False, error="timeout after %ds" % ctx.timeout, tail=proc.tail())
-        return result
+    hwm_reset = reset_peak_rss(seeder.pid)
+    seeder_cpu0 = proc_cpu_seconds(seeder.pid)
+    start = time.monotonic()
+    proc = Proc("leech", argv, rundir, env=env)
+    # Wait for the exit; give up at the timeout, or once nothing was written for
+    # --stall-timeout seconds (a leecher the seeder cut off may otherwise wait forever).
+    last_size, last_change = -1, start
+    while proc.p.poll() is None:
+        now = time.monotonic()
+        size = allocated_bytes(out)
+        if size != last_size:
+            last_size, last_change = size, now
+        if now - start > ctx.timeout or now - last_change > ctx.stall_timeout:
+            proc.stop()
+            why = ("timeout after %ds" % ctx.timeout if now - start > ctx.timeout else
+                   "stalled: nothing written for %ds (%d bytes on disk)"
+                   % (ctx.stall_timeout, size))
+            result.update(ok=False, error=why, tail=proc.tail())
+            return result
+        time.sleep(0.05)
+    seconds = time.monotonic() - start
+    if seeder.proc.p.poll() is not None:
+        raise RuntimeError("the %s seeder exited (%s)\n%s"
+                           % (seeder.name, seeder.proc.p.returncode, seeder.proc.tail()))
+    result.update(seeder_cpu_s=proc_cpu_seconds(seeder.pid) - seeder_cpu0,
+                  seeder_peak_rss_mib=proc_status_kib(seeder.pid, "VmHWM") / 1024,
+                  seeder_rss_reset=hwm_reset)
     proc.stop()
     if proc.p.returncode != 0:
         result.update(ok=False, error="exit status %d" % proc.p.returncode, tail=proc.tail())
@@ -413,23 +526,28 @@ def find_rqbit():
 
 
 def table(results, runs):
-    rows = ["| client | piece size | median MiB/s | CPU s | peak RSS MiB | runs |",
-            "|---|---|---:|---:|---:|---|"]
+    rows = ["| seeder | leecher | piece size | median MiB/s | leecher CPU s | leecher peak RSS MiB "
+            "| seeder CPU s | seeder peak RSS MiB | runs |",
+            "|---|---|---|---:|---:|---:|---:|---:|---|"]
     keys = []
     for r in results:
-        k = (r["client"], r["piece_size"])
+        k = (r["seeder"], r["client"], r["piece_size"])
         if k not in keys:
             keys.append(k)
-    for client, piece in keys:
-        rs = [r for r in results if r["client"] == client and r["piece_size"] == piece]
+    for seeder, client, piece in keys:
+        rs = [r for r in results
+              if (r["seeder"], r["client"], r["piece_size"]) == (seeder, client, piece)]
         ok = [r for r in rs if r["ok"]]
         if ok:
-            rows.append("| %s | %s | %.0f | %.1f | %.0f | %d/%d |" % (
-                client, human(piece), statistics.median(r["mib_per_s"] for r in ok),
+            rows.append("| %s | %s | %s | %.0f | %.1f | %.0f | %.1f | %.0f | %d/%d |" % (
+                seeder, client, human(piece), statistics.median(r["mib_per_s"] for r in ok),
                 statistics.median(r["cpu_s"] for r in ok),
-                max(r["peak_rss_mib"] for r in ok), len(ok), len(rs)))
+                max(r["peak_rss_mib"] for r in ok),
+                statistics.median(r["seeder_cpu_s"] for r in ok),
+                max(r["seeder_peak_rss_mib"] for r in ok), len(ok), len(rs)))
         else:
-            rows.append("| %s | %s | failed | | | 0/%d |" % (client, human(piece), len(rs)))
+            rows.append("| %s | %s | %s | failed | | | | | 0/%d |"
+                        % (seeder, client, human(piece), len(rs)))
     return "\n".join(rows)
 
 
@@ -440,10 +558,18 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--leechers", default=",".join(LEECHERS),
                     help="comma-separated, from: " + ", ".join(LEECHERS))
-    ap.add_argument("--seeder", default="libtorrent", choices=sorted(SEEDERS))
+    ap.add_argument("--seeders", default=DEFAULT_SEEDERS,
+                    help="comma-separated, from: %s (each serves every leecher in turn)"
+                    % ", ".join(SEEDERS))
+    ap.add_argument("--seeder", choices=sorted(SEEDERS), help="one seeder only (old spelling)")
     ap.add_argument("--tessera", default=os.path.join(REPO, "target", "release", "tessera-mio"),
                     help="the tessera-mio binary (build it with cargo build --release first)")
+    ap.add_argument("--tessera-smol", dest="tessera_smol",
+                    default=os.path.join(REPO, "target", "release", "tessera-smol"),
+                    help="the tessera-smol binary")
     ap.add_argument("--timeout", type=int, default=600, help="seconds per download")
+    ap.add_argument("--stall-timeout", type=int, default=60,
+                    help="give a download up when nothing was written for this many seconds")
     ap.add_argument("--workdir", help="default: a new temp dir, removed at the end")
     ap.add_argument("--no-verify", action="store_true", help="skip the SHA-1 check of downloads")
     ctx = ap.parse_args()
@@ -462,6 +588,18 @@ def main():
             log("skipping %s: %s not found" % (name, what))
     if not leechers:
         ap.error("no leecher available")
+    seeders = []
+    for name in (ctx.seeder or ctx.seeders).split(","):
+        if name not in SEEDERS:
+            ap.error("unknown seeder %r" % name)
+        ok, what = SEEDERS[name](ctx).available()
+        if ok:
+            seeders.append(name)
+        else:
+            log("skipping the %s seeder: %s not found" % (name, what))
+    if not seeders:
+        ap.error("no seeder available")
+    load_before = os.getloadavg()
 
     own_workdir = ctx.workdir is None
     ctx.workdir = ctx.workdir or tempfile.mkdtemp(prefix="tessera-bench-")
@@ -487,37 +625,45 @@ def main():
 
         for piece in pieces:
             torrent, info_hash = torrents[piece]
-            seeder = SEEDERS[ctx.seeder](ctx)
-            log("piece size %s: starting the %s seeder" % (human(piece), seeder.name))
-            seeder.start(torrent, seed_dir, ctx.workdir)
-            try:
-                tracker.wait_seeders(info_hash, 1, 60)
-                for leecher in leechers:
-                    for i in range(ctx.runs):
-                        r = one_run(ctx, leecher, torrent, piece, seeder, i)
-                        results.append(r)
-                        if r["ok"]:
-                            log("%s %s run %d: %.1f s, %.0f MiB/s, CPU %.1f s, RSS %.0f MiB" % (
-                                leecher.name, human(piece), i, r["seconds"], r["mib_per_s"],
-                                r["cpu_s"], r["peak_rss_mib"]))
-                        else:
-                            log("%s %s run %d FAILED: %s\n%s" % (
-                                leecher.name, human(piece), i, r["error"], r.get("tail", "")))
-            finally:
-                seeder.stop()
+            for seeder_name in seeders:
+                seeder = SEEDERS[seeder_name](ctx)
+                log("piece size %s: starting the %s seeder" % (human(piece), seeder.name))
+                seeder.start(torrent, seed_dir, ctx.workdir)
+                try:
+                    tracker.wait_listed(info_hash, seeder.port, 60)
+                    for leecher in leechers:
+                        for i in range(ctx.runs):
+                            r = one_run(ctx, leecher, torrent, piece, seeder, i)
+                            results.append(r)
+                            if r["ok"]:
+                                log("%s -> %s %s run %d: %.1f s, %.0f MiB/s, CPU %.1f s, "
+                                    "RSS %.0f MiB; seeder CPU %.1f s, peak RSS %.0f MiB" % (
+                                        seeder.name, leecher.name, human(piece), i,
+                                        r["seconds"], r["mib_per_s"], r["cpu_s"],
+                                        r["peak_rss_mib"], r["seeder_cpu_s"],
+                                        r["seeder_peak_rss_mib"]))
+                            else:
+                                log("%s -> %s %s run %d FAILED: %s\n%s" % (
+                                    seeder.name, leecher.name, human(piece), i, r["error"],
+                                    r.get("tail", "")))
+                finally:
+                    seeder.stop()
     finally:
         Proc.stop_all()
         if own_workdir:
             shutil.rmtree(ctx.workdir, ignore_errors=True)
 
-    print("Loopback download, %s single file, seeder %s, %s\n" % (
-        human(ctx.size), ctx.seeder, time.strftime("%Y-%m-%d")))
+    load_after = os.getloadavg()
+    print("Loopback download, %s single file, %d runs each, %s; load average %.1f before, "
+          "%.1f after (%d CPUs)\n" % (human(ctx.size), ctx.runs, time.strftime("%Y-%m-%d"),
+                                     load_before[0], load_after[0], os.cpu_count()))
     print(table(results, ctx.runs))
     os.makedirs(RESULTS_DIR, exist_ok=True)
     out = os.path.join(RESULTS_DIR, "loopback-%s.json" % time.strftime("%Y%m%d-%H%M%S"))
     with open(out, "w") as f:
-        json.dump({"size": ctx.size, "seeder": ctx.seeder, "runs": ctx.runs,
-                   "host_cpus": os.cpu_count(), "results": results}, f, indent=1)
+        json.dump({"size": ctx.size, "seeders": seeders, "runs": ctx.runs,
+                   "host_cpus": os.cpu_count(), "load_before": load_before,
+                   "load_after": load_after, "results": results}, f, indent=1)
     print("\nraw results: %s" % os.path.relpath(out, REPO))
     return 0 if all(r["ok"] for r in results) else 1
 

@@ -225,7 +225,7 @@ fn exit_usage(name: &str, e: &clap::Error) -> ! {
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with("For more information"))
         .collect();
-    eprintln!("{} (see `{name} --help`)", line.join(" "));
+    crate::output::error_line(&format!("{} (see `{name} --help`)", line.join(" ")));
     std::process::exit(2);
 }
 

@@ -273,7 +273,7 @@ pub fn run(args: &CreateArgs, quiet: bool) -> Result<Exit, Error> {
         .unwrap_or_else(|| PathBuf::from(format!("{}.torrent", torrent.name)));
     write_output(&out, &bytes, args.force)?;
     if !quiet {
-        println!(
+        crate::output::line(&format!(
             "{}: {} in {} file{}, {} pieces of {}, info hash {}",
             out.display(),
             human_size(meta.total_length()),
@@ -282,7 +282,7 @@ pub fn run(args: &CreateArgs, quiet: bool) -> Result<Exit, Error> {
             meta.num_pieces(),
             human_size(u64::from(meta.info.piece_length)),
             meta.info_hash
-        );
+        ));
     }
     Ok(Exit::Success)
 }

@@ -825,7 +825,9 @@ impl<S: Core> Driver<S> {
                         ));
                     } else if have < total {
                         self.ui.warn(&format!(
-                            "{name}: only {have} of {total} pieces on disk; the rest will be downloaded"
+                            "{name}: {} of {total} pieces missing or failing the check: not served, \
+                             to be downloaded; serving the other {have}",
+                            total - have
                         ));
                     } else {
                         self.ui.message(&format!(

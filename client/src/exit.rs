@@ -53,12 +53,12 @@ pub fn run_main(f: impl FnOnce() -> Result<Exit, Error>) -> ExitCode {
     let code = match panic::catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(exit)) => {
             if let Some(line) = exit.message() {
-                eprintln!("{line}");
+                crate::output::error_line(&line);
             }
             exit.code()
         }
         Ok(Err(e)) => {
-            eprintln!("error: {}", one_line(&e.to_string()));
+            crate::output::error_line(&format!("error: {}", one_line(&e.to_string())));
             FAILURE
         }
         // The hook has printed the one line already.
@@ -93,10 +93,10 @@ fn set_hook() {
             Some(name) if name != "main" => format!(" (thread {name})"),
             _ => String::new(),
         };
-        eprintln!(
+        crate::output::error_line(&format!(
             "internal error: {}{location}{in_thread}",
             one_line(&message)
-        );
+        ));
         if backtrace {
             default_hook(info);
         }

@@ -12,7 +12,7 @@ use crate::ui::human_size;
 
 pub fn run(args: &InfoArgs) -> Result<Exit, Error> {
     let meta = torrent::load(&args.torrent)?;
-    print!("{}", info_text(&meta));
+    crate::output::text(&info_text(&meta));
     Ok(Exit::Success)
 }
 

@@ -18,6 +18,7 @@ pub mod exit;
 pub mod info;
 pub mod logging;
 pub mod net;
+pub mod output;
 pub mod pool;
 pub mod resume;
 pub mod select;

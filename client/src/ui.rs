@@ -204,7 +204,7 @@ impl Ui {
             Mode::Quiet => {}
             Mode::Plain(pacer) => {
                 if pacer.due(now, tenth(stats)) {
-                    eprintln!("{}", plain_line(&self.name, stats));
+                    crate::output::error_line(&plain_line(&self.name, stats));
                 }
             }
             Mode::Bar(bar) => {
@@ -219,8 +219,8 @@ impl Ui {
     pub fn message(&self, line: &str) {
         match &self.mode {
             Mode::Quiet => {}
-            Mode::Plain(_) => eprintln!("{line}"),
-            Mode::Bar(bar) => bar.suspend(|| eprintln!("{line}")),
+            Mode::Plain(_) => crate::output::error_line(line),
+            Mode::Bar(bar) => bar.suspend(|| crate::output::error_line(line)),
         }
     }
 
@@ -236,7 +236,7 @@ impl Ui {
             Mode::Plain(_) => {}
             Mode::Bar(bar) => bar.finish_and_clear(),
         }
-        println!("{}", summary.line());
+        crate::output::line(&summary.line());
     }
 }
 

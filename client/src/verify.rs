@@ -58,7 +58,7 @@ pub fn run(args: &VerifyArgs, quiet: bool) -> Result<Exit, Error> {
     let report = verify(&meta, &storage, &pool, &progress);
     progress.finish();
     let report = report?;
-    print!("{}", report.text());
+    crate::output::text(&report.text());
     if report.complete() {
         Ok(Exit::Success)
     } else {

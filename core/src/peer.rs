@@ -9,9 +9,10 @@ use std::net::SocketAddr;
 use bytes::{Bytes, BytesMut};
 
 use crate::bitfield::Bitfield;
-use crate::id::PeerId;
+use crate::id::{ConnId, PeerId, TorrentId};
 use crate::layout::BlockRef;
 use crate::rate::Rate;
+use crate::session::Shared;
 use crate::time::Instant;
 use crate::wire::{self, BlockRequest, Decoder, Message};
 
@@ -40,6 +41,10 @@ pub(crate) struct Outstanding {
 
 #[derive(Debug)]
 pub(crate) struct Peer {
+    pub torrent: TorrentId,
+    pub conn: ConnId,
+    /// Listed in `Shared::queued` since bytes were last queued in `out`.
+    listed: bool,
     pub addr: SocketAddr,
     pub outbound: bool,
     pub phase: Phase,
@@ -59,6 +64,8 @@ pub(crate) struct Peer {
     pub requests: VecDeque<Outstanding>,
     /// How many requests we keep in flight to this peer.
     pub queue_depth: usize,
+    /// The most requests the peer accepts queued (its BEP 10 `reqq`).
+    pub max_requests: Option<usize>,
     /// When the peer last delivered a block we wanted (or when we started waiting).
     pub last_block_at: Instant,
     /// The peer let our requests time out; it gets one request at a time until it delivers.
@@ -98,6 +105,8 @@ pub(crate) struct Peer {
     pub bad_requests: u32,
     /// Requests that arrived while choked, well after our choke went out.
     pub choked_requests: u32,
+    /// Requests dropped because the peer's queue with us was full.
+    pub dropped_requests: u32,
     /// Blocks received that nobody asked for.
     pub unrequested_blocks: u32,
     pub last_recv: Instant,
@@ -109,12 +118,16 @@ pub(crate) struct Peer {
 impl Peer {
     pub fn new(
         now: Instant,
+        (torrent, conn): (TorrentId, ConnId),
         addr: SocketAddr,
         outbound: bool,
         num_pieces: u32,
         min_queue_depth: usize,
     ) -> Self {
         Peer {
+            torrent,
+            conn,
+            listed: false,
             addr,
             outbound,
             phase: if outbound {
@@ -133,6 +146,7 @@ impl Peer {
             seen_message: false,
             requests: VecDeque::new(),
             queue_depth: min_queue_depth,
+            max_requests: None,
             last_block_at: now,
             snubbed: false,
             last_piece_at: None,
@@ -151,6 +165,7 @@ impl Peer {
             hash_failures: 0,
             bad_requests: 0,
             choked_requests: 0,
+            dropped_requests: 0,
             unrequested_blocks: 0,
             last_recv: now,
             last_send: now,
@@ -159,15 +174,24 @@ impl Peer {
     }
 
     /// Queues a control message.
-    pub fn send(&mut self, now: Instant, msg: &Message) {
+    pub fn send(&mut self, sh: &mut Shared, msg: &Message) {
         msg.encode(&mut self.out);
-        self.last_send = now;
+        self.queued(sh);
     }
 
     /// Queues raw bytes (the handshake).
-    pub fn send_raw(&mut self, now: Instant, bytes: &[u8]) {
+    pub fn send_raw(&mut self, sh: &mut Shared, bytes: &[u8]) {
         self.out.extend_from_slice(bytes);
-        self.last_send = now;
+        self.queued(sh);
+    }
+
+    /// Lists the connection for the next flush (once until flushed).
+    fn queued(&mut self, sh: &mut Shared) {
+        self.last_send = sh.now;
+        if !self.listed {
+            self.listed = true;
+            sh.queued.push((self.torrent, self.conn));
+        }
     }
 
     /// Takes the queued control bytes, if any, counting them as handed to the runtime.
@@ -175,6 +199,7 @@ impl Peer {
         if self.out.is_empty() {
             return None;
         }
+        self.listed = false;
         let bytes = self.out.split().freeze();
         self.emitted += bytes.len() as u64;
         Some(bytes)
@@ -195,10 +220,10 @@ impl Peer {
     }
 
     /// Chokes the peer: queues the message and drops its queued requests.
-    pub fn choke(&mut self, now: Instant) {
+    pub fn choke(&mut self, sh: &mut Shared) {
         self.am_choking = true;
         self.their_requests.clear();
-        self.send(now, &Message::Choke);
+        self.send(sh, &Message::Choke);
         self.choke_marker = Some(self.emitted + self.out.len() as u64);
     }
 
@@ -251,9 +276,9 @@ impl Peer {
 
     /// Queues the header of a `piece` message; the caller sends the payload right after the
     /// flushed header, as its own buffer.
-    pub fn send_piece_header(&mut self, now: Instant, req: BlockRequest) {
+    pub fn send_piece_header(&mut self, sh: &mut Shared, req: BlockRequest) {
         wire::encode_piece_header(req.piece, req.offset, req.len, &mut self.out);
-        self.last_send = now;
+        self.queued(sh);
     }
 
     pub fn is_seed(&self) -> bool {
@@ -282,7 +307,12 @@ impl Peer {
 
     /// Requests in flight that the queue depth still allows.
     pub fn request_room(&self) -> usize {
-        let depth = if self.snubbed { 1 } else { self.queue_depth };
+        let depth = if self.snubbed {
+            1
+        } else {
+            self.queue_depth
+                .min(self.max_requests.unwrap_or(usize::MAX))
+        };
         depth.saturating_sub(self.requests.len())
     }
 }

@@ -36,6 +36,10 @@ pub(crate) struct PeerList {
     candidates: BTreeMap<SocketAddr, Candidate>,
     never: BTreeMap<SocketAddr, Never>,
     max: usize,
+    /// No candidate can be dialled before this (with `quiet_skip_seeds`); reset by every
+    /// change. Saves scanning every candidate at every tick when none is due.
+    quiet_until: Instant,
+    quiet_skip_seeds: bool,
 }
 
 impl PeerList {
@@ -44,6 +48,8 @@ impl PeerList {
             candidates: BTreeMap::new(),
             never: BTreeMap::new(),
             max,
+            quiet_until: Instant::ZERO,
+            quiet_skip_seeds: false,
         }
     }
 
@@ -54,6 +60,7 @@ impl PeerList {
 
     /// Learns an address. Returns whether it is new and dialable.
     pub fn add(&mut self, now: Instant, addr: SocketAddr, persistent: bool) -> bool {
+        self.quiet_until = Instant::ZERO;
         if self.never.contains_key(&addr) || addr.port() == 0 {
             return false;
         }
@@ -78,14 +85,51 @@ impl PeerList {
     }
 
     /// An address to dial now, marked in use. Seeds are skipped when `skip_seeds`.
+    #[cfg(test)]
     pub fn next_to_dial(&mut self, now: Instant, skip_seeds: bool) -> Option<SocketAddr> {
-        let (addr, c) = self
+        self.next_matching(now, skip_seeds, false)
+            .map(|(addr, _)| addr)
+    }
+
+    /// Like `next_to_dial`, optionally only among persistent addresses; also says whether
+    /// the address is persistent.
+    pub fn next_matching(
+        &mut self,
+        now: Instant,
+        skip_seeds: bool,
+        persistent_only: bool,
+    ) -> Option<(SocketAddr, bool)> {
+        if now < self.quiet_until && skip_seeds == self.quiet_skip_seeds && !persistent_only {
+            return None;
+        }
+        let eligible = |c: &Candidate| {
+            !(c.in_use || (skip_seeds && c.seed) || (persistent_only && !c.persistent))
+        };
+        let found = self
             .candidates
             .iter_mut()
-            .filter(|(_, c)| !c.in_use && c.next_attempt <= now && !(skip_seeds && c.seed))
-            .min_by_key(|(_, c)| (c.failures, c.next_attempt))?;
-        c.in_use = true;
-        Some(*addr)
+            .filter(|(_, c)| eligible(c) && c.next_attempt <= now)
+            .min_by_key(|(_, c)| (c.failures, c.next_attempt));
+        match found {
+            Some((addr, c)) => {
+                c.in_use = true;
+                self.quiet_until = Instant::ZERO;
+                Some((*addr, c.persistent))
+            }
+            None => {
+                if !persistent_only {
+                    self.quiet_until = self
+                        .candidates
+                        .values()
+                        .filter(|c| eligible(c))
+                        .map(|c| c.next_attempt)
+                        .min()
+                        .unwrap_or(Instant::FAR_FUTURE);
+                    self.quiet_skip_seeds = skip_seeds;
+                }
+                None
+            }
+        }
     }
 
     /// True when some address could be dialled at `now` or later.
@@ -97,12 +141,14 @@ impl PeerList {
 
     /// A connection was established and the handshake accepted.
     pub fn connected(&mut self, addr: SocketAddr) {
+        self.quiet_until = Instant::ZERO;
         if let Some(c) = self.candidates.get_mut(&addr) {
             c.failures = 0;
         }
     }
 
     pub fn mark_seed(&mut self, addr: SocketAddr) {
+        self.quiet_until = Instant::ZERO;
         if let Some(c) = self.candidates.get_mut(&addr) {
             c.seed = true;
         }
@@ -111,6 +157,7 @@ impl PeerList {
     /// The connection to `addr` ended; `failed` when it never got going (refused, reset
     /// during the handshake). Schedules the next attempt with exponential back-off.
     pub fn disconnected(&mut self, now: Instant, addr: SocketAddr, failed: bool) {
+        self.quiet_until = Instant::ZERO;
         let Some(c) = self.candidates.get_mut(&addr) else {
             return;
         };

@@ -58,9 +58,17 @@ impl Rate {
     /// Bytes per second. Young meters average over their age, so a fresh fast peer is not
     /// reported as slow.
     pub fn get(&self, now: Instant) -> f64 {
-        let mut r = self.clone();
-        r.advance(now);
-        let sum: u64 = r.buckets.iter().sum();
+        // The buckets `advance` would reuse by `now` are stale: leave them out.
+        let bucket = Self::bucket_len().as_nanos();
+        let stale = (now.saturating_duration_since(self.bucket_start).as_nanos() / bucket) as usize;
+        let sum: u64 = if stale >= BUCKETS {
+            0
+        } else {
+            let dropped: u64 = (1..=stale)
+                .map(|k| self.buckets[(self.current + k) % BUCKETS])
+                .sum();
+            self.buckets.iter().sum::<u64>() - dropped
+        };
         let span = now
             .saturating_duration_since(self.started)
             .clamp(Self::bucket_len(), WINDOW);

@@ -181,6 +181,8 @@ pub(crate) struct Shared {
     /// The `key` tracker parameter: random per session.
     pub key: u32,
     out: VecDeque<Output>,
+    /// Peer connections with control bytes queued since the last flush.
+    pub queued: Vec<(TorrentId, ConnId)>,
     next_id: u64,
     routes: BTreeMap<ConnId, Route>,
     ops: BTreeMap<OpId, TorrentId>,
@@ -285,6 +287,7 @@ impl Session {
                 peer_id: PeerId(id),
                 key,
                 out: VecDeque::new(),
+                queued: Vec::new(),
                 next_id: 0,
                 routes: BTreeMap::new(),
                 ops: BTreeMap::new(),
@@ -439,7 +442,12 @@ impl Session {
             self.tick();
         }
         for t in self.torrents.values_mut() {
-            t.flush(&mut self.sh);
+            t.after_input(&mut self.sh);
+        }
+        for (torrent, conn) in std::mem::take(&mut self.sh.queued) {
+            if let Some(t) = self.torrents.get_mut(&torrent) {
+                t.flush(&mut self.sh, conn);
+            }
         }
         if let Some(deadline) = self.stopping
             && !self.stopped

@@ -296,3 +296,35 @@ fn download_from_a_seeding_instance_then_interrupt_the_seeder() {
         read_log("seed.err")
     );
 }
+
+/// `tessera-mio info x.torrent | head -1`: the reader is gone before the output is written;
+/// the process must neither panic nor abort.
+#[test]
+fn output_to_a_closed_pipe_is_not_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    sample_data(&dir.path().join("data/stuff"));
+    let o = run(&["create", "data/stuff", "-o", "stuff.torrent"], dir.path());
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    for args in [
+        &["info", "stuff.torrent"][..],
+        &["create", "data/stuff", "-o", "again.torrent"],
+    ] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = Command::new(env!("CARGO_BIN_EXE_tessera-mio"))
+            .args(args)
+            .current_dir(dir.path())
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}: {:?} {err}",
+            out.status
+        );
+        assert!(!err.contains("internal error"), "{args:?}: {err}");
+    }
+}

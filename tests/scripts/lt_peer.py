@@ -6,6 +6,7 @@ DHT, LSD, UPnP, NAT-PMP and uTP are off; several peers per IP are allowed.
 
     lt_peer.py seed  --torrent T --dir DATA --port P [--peer HOST:PORT]... [--upload-limit BPS]
     lt_peer.py leech --torrent T --dir OUT  --port P [--peer HOST:PORT]... [--keep-seeding]
+                     [--download-limit BPS]
 
 Lines on stdout (the harness waits for them):
     LISTENING <port>        the listen socket is bound
@@ -13,6 +14,9 @@ Lines on stdout (the harness waits for them):
     DONE <seconds> <bytes>  leech: every piece downloaded and verified (exits 0 unless --keep-seeding)
 Commands on stdin, one a line:
     upload-limit <bytes/s>  0 lifts the limit; answers "OK upload-limit <bytes/s>"
+    download-limit <bytes/s> the same for downloads; answers "OK download-limit <bytes/s>"
+    pause                   stop the torrent: disconnects its peers and announces `stopped`
+                            to the tracker; answers "OK pause" once libtorrent reports it paused
     stats                   answers "STATS uploaded=<payload bytes> downloaded=<payload bytes> peers=<n>"
     quit
 The script exits when stdin reaches end of file (its parent died or closed it), on `quit`,
@@ -66,6 +70,7 @@ def main():
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--peer", action="append", default=[])
     ap.add_argument("--upload-limit", type=int, default=0)
+    ap.add_argument("--download-limit", type=int, default=0)
     ap.add_argument("--seed-mode", action="store_true",
                     help="seed without checking the data first (libtorrent checks lazily)")
     ap.add_argument("--keep-seeding", action="store_true")
@@ -113,6 +118,8 @@ def main():
     handle = ses.add_torrent(params)
     if args.upload_limit > 0:
         handle.set_upload_limit(args.upload_limit)
+    if args.download_limit > 0:
+        handle.set_download_limit(args.download_limit)
     total = params.ti.total_size()
 
     commands = queue.Queue()
@@ -124,6 +131,7 @@ def main():
     peers_added = False
     announced_state = None
     checked_at = None
+    pausing = False
     while True:
         now = time.monotonic()
         if now > end:
@@ -137,6 +145,12 @@ def main():
             elif cmd[0] == "upload-limit" and len(cmd) == 2:
                 handle.set_upload_limit(int(cmd[1]))
                 log("OK", " ".join(cmd))
+            elif cmd[0] == "download-limit" and len(cmd) == 2:
+                handle.set_download_limit(int(cmd[1]))
+                log("OK", " ".join(cmd))
+            elif cmd[0] == "pause":
+                handle.pause()
+                pausing = True
             elif cmd[0] == "stats":
                 st = handle.status()
                 log("STATS uploaded=%d downloaded=%d peers=%d"
@@ -148,6 +162,9 @@ def main():
         for alert in ses.pop_alerts():
             if isinstance(alert, (lt.torrent_error_alert, lt.file_error_alert)):
                 die(2, "torrent error:", alert.message())
+            if pausing and isinstance(alert, lt.torrent_paused_alert):
+                pausing = False
+                log("OK pause")
 
         st = handle.status()
         if st.errc.value() != 0:

@@ -3,9 +3,16 @@
 themselves (not Tessera): a scenario that fails against this stand-in has a bug in the test or
 the harness. Only the subcommands the tests use:
 
-    stand_in_tessera.py download <TORRENT> -o DIR [--peer HOST:PORT]... [--listen ADDR:PORT]
+    stand_in_tessera.py download <TORRENT> -o DIR [--peer HOST:PORT]... [--listen ADDR:PORT] [--seed]
+    stand_in_tessera.py seed <TORRENT> --data DIR [--listen ADDR:PORT] [--peer HOST:PORT]...
     stand_in_tessera.py info <TORRENT>
     stand_in_tessera.py verify <TORRENT> --data DIR
+
+`seed` and `download --seed` print Tessera's lines on stderr ("all N pieces verified, seeding",
+"download complete, seeding") and stop on SIGINT or SIGTERM like Tessera: the torrent is paused
+(libtorrent announces `stopped`), then the process exits 0. `-v`/`-vv` are accepted and ignored.
+The hostile-leecher scenario of `seeding.rs` checks Tessera's own limits (16 KiB, 20 invalid
+requests, 500 queued); libtorrent's differ, so that one is not expected to pass here.
 
 Use it through a directory holding a `tessera-mio` symlink to this file:
 
@@ -15,7 +22,11 @@ Use it through a directory holding a `tessera-mio` symlink to this file:
 import argparse
 import hashlib
 import os
+import signal
+import subprocess
 import sys
+import threading
+import time
 
 import libtorrent as lt
 
@@ -51,11 +62,78 @@ def download(args):
     bad = unsafe_paths(meta[b"info"])
     if bad is not None:
         fail("refusing %s: unsafe path component %r" % (args.torrent, bad.decode(errors="replace")))
-    cmd = ["/usr/bin/python3", os.path.join(HERE, "lt_peer.py"), "leech", "--no-stdin",
+    cmd = ["/usr/bin/python3", os.path.join(HERE, "lt_peer.py"), "leech",
            "--torrent", args.torrent, "--dir", args.o, "--port", args.listen.rsplit(":", 1)[1]]
     for p in args.peer:
         cmd += ["--peer", p]
-    os.execv(cmd[0], cmd)
+    if args.seed:
+        run_until_interrupted(cmd + ["--keep-seeding"], "DONE", "download complete, seeding")
+    os.execv(cmd[0], cmd[:3] + ["--no-stdin"] + cmd[3:])
+
+
+def seed(args):
+    ti = lt.torrent_info(args.torrent)
+    cmd = ["/usr/bin/python3", os.path.join(HERE, "lt_peer.py"), "seed",
+           "--torrent", args.torrent, "--dir", args.data, "--port", args.listen.rsplit(":", 1)[1]]
+    for p in args.peer:
+        cmd += ["--peer", p]
+    run_until_interrupted(cmd, "SEEDING",
+                          "all %d pieces verified, seeding" % ti.num_pieces())
+
+
+def run_until_interrupted(cmd, ready, message):
+    """Runs lt_peer.py; prints `message` on stderr once it prints `ready`; on SIGINT or SIGTERM
+    pauses the torrent (the `stopped` announce), then exits 0."""
+    child = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    lines = []
+    cond = threading.Condition()
+
+    def reader():
+        for line in child.stdout:
+            with cond:
+                lines.append(line.strip())
+                cond.notify_all()
+            if line.startswith(ready):
+                print("stand-in: " + message + " (Ctrl-C to stop)", file=sys.stderr, flush=True)
+        with cond:
+            lines.append(None)
+            cond.notify_all()
+
+    def wait_for(prefix, timeout):
+        deadline = time.monotonic() + timeout
+        with cond:
+            while time.monotonic() < deadline:
+                if any(l is not None and l.startswith(prefix) for l in lines):
+                    return True
+                if None in lines:
+                    return False
+                cond.wait(deadline - time.monotonic())
+        return False
+
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    threading.Thread(target=reader, daemon=True).start()
+    while not stop.is_set():
+        if child.poll() is not None:
+            fail("libtorrent exited with status %d" % child.returncode)
+        stop.wait(0.1)
+    print("stopping: telling the trackers", file=sys.stderr, flush=True)
+    try:
+        child.stdin.write("pause\n")
+        child.stdin.flush()
+        wait_for("OK pause", 5)
+        time.sleep(0.5)  # the `stopped` announce goes out after the pause
+        child.stdin.write("quit\n")
+        child.stdin.flush()
+    except BrokenPipeError:
+        pass
+    try:
+        child.wait(5)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()
+    sys.exit(0)
 
 
 def info(args):
@@ -108,13 +186,21 @@ def main():
     d.add_argument("-o", required=True)
     d.add_argument("--peer", action="append", default=[])
     d.add_argument("--listen", default="127.0.0.1:0")
+    d.add_argument("--seed", action="store_true")
+    d.add_argument("-v", "--verbose", action="count")
+    sd = sub.add_parser("seed")
+    sd.add_argument("torrent")
+    sd.add_argument("--data", default=".")
+    sd.add_argument("--peer", action="append", default=[])
+    sd.add_argument("--listen", default="127.0.0.1:0")
+    sd.add_argument("-v", "--verbose", action="count")
     i = sub.add_parser("info")
     i.add_argument("torrent")
     v = sub.add_parser("verify")
     v.add_argument("torrent")
     v.add_argument("--data", required=True)
     args = ap.parse_args()
-    {"download": download, "info": info, "verify": verify}[args.cmd](args)
+    {"download": download, "seed": seed, "info": info, "verify": verify}[args.cmd](args)
 
 
 if __name__ == "__main__":

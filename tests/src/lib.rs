@@ -8,8 +8,10 @@
 //!   own code (info hash included) so the tests never trust the code under test.
 //! - [`tracker`]: Debian's opentracker. [`libtorrent`], [`aria2`], [`transmission`]: real
 //!   clients as seeders and leechers. [`scripted_peer`]: a corrupting seeder in plain std.
+//!   [`scripted_leecher`]: a polite or hostile (flooding, out-of-range, oversized) leecher.
+//! - [`process::RssSampler`]: a process's resident memory, sampled from `/proc`.
 //! - [`fake_tracker`]: an HTTP tracker with canned (hostile) answers; [`hostile_peer`]: a peer
-//!   that floods requests or sends a 4 GiB length prefix; [`memory`]: RSS from /proc.
+//!   Tessera dials that floods requests or sends a 4 GiB length prefix.
 //! - [`resume_file`]: Tessera's resume files read independently; [`mounts`]: full and
 //!   read-only directories as root; [`lt_create`]: torrents with BEP 47 padding files.
 //!
@@ -25,10 +27,10 @@ pub mod fake_tracker;
 pub mod hostile_peer;
 pub mod libtorrent;
 pub mod lt_create;
-pub mod memory;
 pub mod mounts;
 pub mod process;
 pub mod resume_file;
+pub mod scripted_leecher;
 pub mod scripted_peer;
 pub mod tessera;
 pub mod torrent;

@@ -26,6 +26,9 @@ pub struct LtOptions {
     /// Per-torrent upload limit in bytes/s (0: none). Change it later with
     /// [`LtPeer::set_upload_limit`].
     pub upload_limit: u64,
+    /// Per-torrent download limit in bytes/s (0: none). Change it later with
+    /// [`LtPeer::set_download_limit`].
+    pub download_limit: u64,
     /// Leech: stay and seed after completing instead of exiting.
     pub keep_seeding: bool,
 }
@@ -101,7 +104,9 @@ impl LtPeer {
             .arg("--port")
             .arg(port.to_string())
             .arg("--upload-limit")
-            .arg(opts.upload_limit.to_string());
+            .arg(opts.upload_limit.to_string())
+            .arg("--download-limit")
+            .arg(opts.download_limit.to_string());
         for p in &opts.peers {
             cmd.arg("--peer").arg(p.to_string());
         }
@@ -137,6 +142,22 @@ impl LtPeer {
             .send_line(&format!("upload-limit {bytes_per_sec}"));
         self.proc
             .wait_for_line("OK upload-limit", Duration::from_secs(10));
+    }
+
+    /// Changes the per-torrent download limit (bytes/s, 0 lifts it).
+    pub fn set_download_limit(&mut self, bytes_per_sec: u64) {
+        self.proc
+            .send_line(&format!("download-limit {bytes_per_sec}"));
+        self.proc
+            .wait_for_line("OK download-limit", Duration::from_secs(10));
+    }
+
+    /// Stops the torrent without ending the process: libtorrent drops its peers and
+    /// announces `stopped`. Returns once libtorrent reports the torrent paused (the announce
+    /// itself may still be on its way: watch the tracker).
+    pub fn pause(&mut self) {
+        self.proc.send_line("pause");
+        self.proc.wait_for_line("OK pause", Duration::from_secs(10));
     }
 
     /// Payload bytes uploaded and downloaded for this torrent so far.

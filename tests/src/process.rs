@@ -17,6 +17,13 @@ const POLL: Duration = Duration::from_millis(20);
 /// How much of each captured stream a failure message shows.
 const TAIL_LINES: usize = 25;
 
+/// Which captured stream a wait looks at.
+#[derive(Debug, Clone, Copy)]
+enum Stream {
+    Stdout,
+    Stderr,
+}
+
 /// A spawned process with its stdout and stderr captured to `<log dir>/<name>.{stdout,stderr}`.
 ///
 /// Dropping it stops the process: SIGTERM by PID, SIGKILL after [`GRACE`], then reaps it.
@@ -30,6 +37,8 @@ pub struct Proc {
     exit: Option<ExitStatus>,
     /// Lines of stdout already returned by [`Proc::wait_for_line`].
     stdout_cursor: usize,
+    /// Lines of stderr already returned by [`Proc::wait_for_stderr_line`].
+    stderr_cursor: usize,
 }
 
 impl Proc {
@@ -72,6 +81,7 @@ impl Proc {
             stderr_path,
             exit: None,
             stdout_cursor: 0,
+            stderr_cursor: 0,
         }
     }
 
@@ -163,30 +173,46 @@ impl Proc {
     /// returned once are not looked at again, so the same needle can be awaited repeatedly.
     /// Panics if the process exits first or the time runs out.
     pub fn wait_for_line(&mut self, needle: &str, timeout: Duration) -> String {
+        self.wait_for_line_in(Stream::Stdout, needle, timeout)
+    }
+
+    /// [`Proc::wait_for_line`] for stderr (where Tessera's messages and logs go), with a
+    /// cursor of its own.
+    pub fn wait_for_stderr_line(&mut self, needle: &str, timeout: Duration) -> String {
+        self.wait_for_line_in(Stream::Stderr, needle, timeout)
+    }
+
+    fn wait_for_line_in(&mut self, stream: Stream, needle: &str, timeout: Duration) -> String {
         let deadline = Instant::now() + timeout;
         loop {
-            let out = self.stdout();
+            let (out, cursor) = match stream {
+                Stream::Stdout => (self.stdout(), self.stdout_cursor),
+                Stream::Stderr => (self.stderr(), self.stderr_cursor),
+            };
             // Only complete lines: the writer may be in the middle of one.
             let complete = match out.rfind('\n') {
                 Some(i) => &out[..=i],
                 None => "",
             };
-            for (i, line) in complete.lines().enumerate().skip(self.stdout_cursor) {
+            for (i, line) in complete.lines().enumerate().skip(cursor) {
                 if line.contains(needle) {
-                    self.stdout_cursor = i + 1;
+                    match stream {
+                        Stream::Stdout => self.stdout_cursor = i + 1,
+                        Stream::Stderr => self.stderr_cursor = i + 1,
+                    }
                     return line.to_owned();
                 }
             }
             if let Some(status) = self.try_status() {
                 panic!(
-                    "{} exited ({status}) before printing a line with {needle:?}\n{}",
+                    "{} exited ({status}) before printing a line with {needle:?} on {stream:?}\n{}",
                     self.name,
                     self.tail()
                 );
             }
             if Instant::now() >= deadline {
                 panic!(
-                    "{} (pid {}) printed no line with {needle:?} within {timeout:?}\n{}",
+                    "{} (pid {}) printed no line with {needle:?} on {stream:?} within {timeout:?}\n{}",
                     self.name,
                     self.pid(),
                     self.tail()
@@ -362,4 +388,80 @@ pub fn run_small(cmd: &mut Command, timeout: Duration) -> (ExitStatus, String, S
         out.join().unwrap_or_default(),
         err.join().unwrap_or_default(),
     )
+}
+
+/// A `kB` field of `/proc/<pid>/status` (`VmRSS`, `VmHWM`, ...), in KiB; `None` once the
+/// process is gone.
+pub fn status_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|line| {
+        let rest = line.strip_prefix(field)?.strip_prefix(':')?;
+        rest.split_whitespace().next()?.parse().ok()
+    })
+}
+
+/// The resident set size of `pid` now, in KiB.
+pub fn vm_rss_kib(pid: u32) -> Option<u64> {
+    status_kib(pid, "VmRSS")
+}
+
+/// Samples a process's `VmRSS` on a thread every `every` until stopped; keeps the largest.
+#[derive(Debug)]
+pub struct RssSampler {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<thread::JoinHandle<RssSamples>>,
+}
+
+/// What an [`RssSampler`] saw.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RssSamples {
+    /// Readings taken while the process was alive.
+    pub samples: u64,
+    /// The first and the largest reading, in KiB.
+    pub first_kib: u64,
+    pub max_kib: u64,
+}
+
+impl RssSampler {
+    pub fn start(pid: u32, every: Duration) -> RssSampler {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = std::sync::Arc::clone(&stop);
+        let thread = thread::spawn(move || {
+            let mut seen = RssSamples::default();
+            while !flag.load(Ordering::SeqCst) {
+                if let Some(kib) = vm_rss_kib(pid) {
+                    if seen.samples == 0 {
+                        seen.first_kib = kib;
+                    }
+                    seen.samples += 1;
+                    seen.max_kib = seen.max_kib.max(kib);
+                }
+                thread::sleep(every);
+            }
+            seen
+        });
+        RssSampler {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// The readings so far; ends the sampling.
+    pub fn finish(mut self) -> RssSamples {
+        self.end()
+    }
+
+    fn end(&mut self) -> RssSamples {
+        self.stop.store(true, Ordering::SeqCst);
+        self.thread
+            .take()
+            .map(|t| t.join().unwrap_or_default())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for RssSampler {
+    fn drop(&mut self) {
+        self.end();
+    }
 }

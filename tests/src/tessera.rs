@@ -6,6 +6,9 @@
 //! <bin> info     <TORRENT>
 //! <bin> verify   <TORRENT> --data DIR
 //! ```
+//!
+//! Messages (`... seeding (Ctrl-C to stop)`) and logs (`-v`, `-vv`) go to stderr; the
+//! end-of-run summary to stdout.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -123,6 +126,57 @@ impl Tessera {
             cmd.arg("--peer").arg(p.to_string());
         }
         Proc::spawn(&format!("{}-seed", self.name), cmd, log_dir)
+    }
+
+    /// [`Tessera::seed`] with `extra` arguments appended (e.g. `-vv` for debug logs on
+    /// stderr).
+    pub fn seed_with(
+        &self,
+        log_dir: &Path,
+        torrent: &Path,
+        data: &Path,
+        listen: SocketAddr,
+        peers: &[SocketAddr],
+        extra: &[&str],
+    ) -> Proc {
+        let mut cmd = self.command();
+        cmd.arg("seed")
+            .arg(torrent)
+            .arg("--data")
+            .arg(data)
+            .arg("--listen")
+            .arg(listen.to_string());
+        for p in peers {
+            cmd.arg("--peer").arg(p.to_string());
+        }
+        cmd.args(extra);
+        Proc::spawn(&format!("{}-seed", self.name), cmd, log_dir)
+    }
+
+    /// Starts `download <torrent> -o <out> --listen <listen> --seed [--peer ..]... <extra>`:
+    /// downloads, then goes on seeding until interrupted.
+    pub fn download_and_seed(
+        &self,
+        log_dir: &Path,
+        torrent: &Path,
+        out: &Path,
+        listen: SocketAddr,
+        peers: &[SocketAddr],
+        extra: &[&str],
+    ) -> Proc {
+        let mut cmd = self.command();
+        cmd.arg("download")
+            .arg(torrent)
+            .arg("-o")
+            .arg(out)
+            .arg("--listen")
+            .arg(listen.to_string())
+            .arg("--seed");
+        for p in peers {
+            cmd.arg("--peer").arg(p.to_string());
+        }
+        cmd.args(extra);
+        Proc::spawn(&format!("{}-download-seed", self.name), cmd, log_dir)
     }
 
     /// Runs a short subcommand (`info`, `verify`, ...) to completion within `timeout`:

@@ -170,6 +170,64 @@ impl Opentracker {
             last.complete
         );
     }
+
+    /// The peers opentracker lists for `info_hash` right now (it keys peers by address, so a
+    /// client that sent `stopped` is absent and one that vanished without it is still there).
+    ///
+    /// Asked by announcing a probe peer, 127.0.0.1:1 (where nothing listens), as a leecher,
+    /// and removing it again with `stopped` at once; a seeder announcing in between may be
+    /// handed the probe's address and fail to dial it, which is harmless.
+    pub fn peers(&self, info_hash: InfoHash) -> Vec<SocketAddr> {
+        let query = |event: &str| {
+            format!(
+                "/announce?info_hash={}&peer_id=-TT0000-harnesspeers&port=1&uploaded=0\
+                 &downloaded=0&left=1&compact=1&numwant=200&event={event}",
+                info_hash.url_encoded()
+            )
+        };
+        let body = http_get(self.addr(), &query("started"))
+            .unwrap_or_else(|e| panic!("announcing the probe to opentracker: {e}"));
+        let _ = http_get(self.addr(), &query("stopped"));
+        let v = bencode::decode(&body).unwrap_or_else(|e| {
+            panic!(
+                "opentracker sent bad bencode ({e:?}): {}",
+                String::from_utf8_lossy(&body)
+            )
+        });
+        assert!(
+            v.get("failure reason").is_none(),
+            "opentracker refused the probe: {}",
+            String::from_utf8_lossy(&body)
+        );
+        let compact = v.get("peers").and_then(Value::as_bytes).unwrap_or_else(|| {
+            panic!(
+                "no compact peer list from opentracker: {}",
+                String::from_utf8_lossy(&body)
+            )
+        });
+        let probe = SocketAddr::from(([127, 0, 0, 1], 1));
+        compact
+            .chunks_exact(6)
+            .map(|c| SocketAddr::from(([c[0], c[1], c[2], c[3]], u16::from_be_bytes([c[4], c[5]]))))
+            .filter(|a| *a != probe)
+            .collect()
+    }
+
+    /// Waits at most `timeout` until a scrape of `info_hash` satisfies `ok`; returns the
+    /// last scrape and whether it did.
+    pub fn wait_for_scrape(
+        &self,
+        info_hash: InfoHash,
+        timeout: Duration,
+        mut ok: impl FnMut(Scrape) -> bool,
+    ) -> (Scrape, bool) {
+        let mut last = Scrape::default();
+        let held = process::poll_until(timeout, || {
+            last = self.scrape(info_hash);
+            ok(last)
+        });
+        (last, held)
+    }
 }
 
 /// Writes the access list opentracker reads from its chroot, readable by `nobody`.

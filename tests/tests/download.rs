@@ -362,3 +362,23 @@ fn mio_verify_detects_a_flipped_byte() {
     let _serial = serial();
     verify_detects_a_flipped_byte(&Tessera::mio());
 }
+
+// ---- tessera-smol -------------------------------------------------------------------------
+
+#[test]
+fn smol_downloads_from_libtorrent() {
+    let _serial = serial();
+    downloads_from_libtorrent(&Tessera::smol());
+}
+
+#[test]
+fn smol_closes_corrupting_peer_and_completes() {
+    let _serial = serial();
+    closes_corrupting_peer_and_completes(&Tessera::smol());
+}
+
+#[test]
+fn smol_refuses_dotdot_paths() {
+    let _serial = serial();
+    refuses_dotdot_paths(&Tessera::smol());
+}

@@ -12,7 +12,7 @@ use tessera_tests::data::{self, Compare, FileSpec, compare_trees, snapshot};
 use tessera_tests::fake_tracker::{FakeTracker, Reply, compact_peers_body};
 use tessera_tests::hostile_peer::{Attack, HostilePeer};
 use tessera_tests::libtorrent::{LtOptions, LtPeer};
-use tessera_tests::memory::RssSampler;
+use tessera_tests::process::RssSampler;
 use tessera_tests::tessera::Tessera;
 use tessera_tests::torrent::{Torrent, mktorrent, sha1};
 use tessera_tests::{DATA_SEED, serial};
@@ -281,9 +281,9 @@ impl Swarm {
         let mut peers = vec![self.seeder_addr()];
         peers.extend_from_slice(extra_peers);
         let mut dl = t.download_with(&self.logs(), &self.torrent.path, out, &peers, args);
-        let rss = RssSampler::start(dl.pid());
+        let rss = RssSampler::start(dl.pid(), Duration::from_millis(10));
         dl.wait_success(RUN_TIMEOUT);
-        let max = rss.max();
+        let max = rss.finish().max_kib * 1024;
         compare_trees(&self.seed_dir(), out, Compare::tessera());
         (dl.stderr(), max)
     }

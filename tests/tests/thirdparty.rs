@@ -6,6 +6,8 @@ use std::time::Duration;
 use tessera_tests::aria2::Aria2;
 use tessera_tests::data::{Compare, compare_trees};
 use tessera_tests::libtorrent::{LtOptions, LtPeer};
+use tessera_tests::process::poll_until;
+use tessera_tests::scripted_leecher::{Behaviour, Ending, ScriptedLeecher};
 use tessera_tests::scripted_peer::ScriptedSeeder;
 use tessera_tests::transmission::Transmission;
 use tessera_tests::{Fixture, serial};
@@ -135,4 +137,51 @@ fn libtorrent_survives_the_corrupting_scripted_seeder() {
     assert!(stats.corrupt_blocks_served > 0, "{stats:?}");
     let (uploaded, _) = honest.transferred();
     assert!(uploaded > 0, "the honest seeder uploaded nothing");
+}
+
+/// The polite scripted leecher downloads and checks pieces from libtorrent, and catches the
+/// corrupting scripted seeder's pieces: its SHA-1 check, which the seeding tests rely on, works
+/// both ways.
+#[test]
+fn polite_scripted_leecher_checks_pieces() {
+    let _serial = serial();
+    let fx = Fixture::multi_file(18);
+    let mut lt = LtPeer::seed(
+        &fx.logs(),
+        &fx.torrent.path,
+        &fx.seed_dir,
+        &LtOptions::default(),
+    );
+    let polite = Behaviour::Polite {
+        first: 3,
+        pieces: 6,
+    };
+    let leecher = ScriptedLeecher::start(lt.addr(), &fx.torrent, polite);
+    let done = poll_until(Duration::from_secs(60), || {
+        leecher.pieces_verified() >= 6 || leecher.is_finished()
+    });
+    let report = leecher.finish();
+    assert!(
+        done,
+        "no 6 pieces from libtorrent in 60 s: {report:?}\n{}",
+        lt.proc().tail()
+    );
+    assert_eq!(report.bad_blocks, 0, "{report:?}");
+    assert_eq!(report.ending, Ending::Open, "{report:?}");
+    assert_eq!(report.pieces_offered, fx.torrent.num_pieces(), "{report:?}");
+
+    // Pieces 3, 6 are corrupted (piece % 3 == 0), 4, 5, 7, 8 are not.
+    let scripted = ScriptedSeeder::start(&fx.torrent, &fx.seed_dir, |piece| piece % 3 == 0);
+    let leecher = ScriptedLeecher::start(scripted.addr(), &fx.torrent, polite);
+    let done = poll_until(Duration::from_secs(60), || {
+        leecher.pieces_verified() >= 4 || leecher.is_finished()
+    });
+    // The two corrupted pieces are reported as bad, not verified.
+    let settled = poll_until(Duration::from_secs(10), || {
+        scripted.stats().blocks_served >= 96
+    });
+    let report = leecher.finish();
+    assert!(done && settled, "{report:?} {:?}", scripted.stats());
+    assert_eq!(report.pieces_verified, 4, "{report:?}");
+    assert_eq!(report.bad_blocks, 2, "{report:?}");
 }

@@ -68,6 +68,10 @@ impl Assembly {
     pub fn is_banned(&self, id: &PeerId) -> bool {
         self.banned.contains(id)
     }
+
+    pub fn ban(&mut self, id: PeerId) {
+        self.banned.insert(id);
+    }
 }
 
 impl Torrent {
@@ -113,7 +117,7 @@ impl Torrent {
                 block,
                 sent: sh.now,
             });
-            peer.send(sh.now, &Message::Request(req));
+            peer.send(sh, &Message::Request(req));
         }
     }
 
@@ -195,7 +199,7 @@ impl Torrent {
                     if let Some(p) = self.peers.get_mut(&other)
                         && p.withdraw(block)
                     {
-                        p.send(now, &Message::Cancel(req));
+                        p.send(sh, &Message::Cancel(req));
                     }
                 }
                 self.store(block, data, source);
@@ -428,20 +432,21 @@ impl Torrent {
             torrent: self.id,
             piece,
         });
-        let now = sh.now;
         if self.offers(piece) {
             for peer in self.peers.values_mut().filter(|p| p.is_active()) {
-                peer.send(now, &Message::Have(piece));
+                peer.send(sh, &Message::Have(piece));
             }
         }
-        let conns: Vec<ConnId> = self.peers.keys().copied().collect();
-        for &conn in &conns {
-            self.update_interest(sh, conn);
+        // Only a peer that has this piece can have lost our interest with it.
+        let downloading = self.state == State::Downloading;
+        for peer in self.peers.values_mut() {
+            if peer.is_active() && peer.am_interested && peer.has.get(piece as usize) {
+                let want = downloading && self.picker.is_interesting(&peer.has);
+                Torrent::set_interest(sh, peer, want);
+            }
         }
-        if self.picker.is_complete() && self.state == State::Downloading {
+        if self.picker.is_complete() && downloading {
             self.completed(sh);
-        } else {
-            self.request_all(sh);
         }
     }
 

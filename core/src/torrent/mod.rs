@@ -17,6 +17,7 @@ use bytes::Bytes;
 
 use crate::api::{DiskResult, Event, Target};
 use crate::bitfield::Bitfield;
+use crate::extension::{self, ExtHandshake};
 use crate::id::{ConnId, OpId, PeerId, TorrentId};
 use crate::layout::Layout;
 use crate::metainfo::Metainfo;
@@ -35,6 +36,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 const KEEPALIVE: Duration = Duration::from_secs(90);
 /// Longest a message may take to arrive once it has started (a 16 KiB block at 300 B/s).
 const MESSAGE_TIMEOUT: Duration = Duration::from_secs(60);
+/// While seeding, how often an address from the trackers may be dialled.
+const SEED_DIAL_INTERVAL: Duration = Duration::from_secs(1);
 /// Blocks nobody asked for (and that we do not want) tolerated from one peer.
 const MAX_UNREQUESTED: u32 = 64;
 
@@ -108,6 +111,8 @@ pub(crate) struct Torrent {
     down_rate: Rate,
     up_rate: Rate,
     stopping: bool,
+    /// While seeding, no tracker address is dialled before this.
+    next_seed_dial: Instant,
 }
 
 impl Torrent {
@@ -164,6 +169,7 @@ impl Torrent {
             down_rate: Rate::new(now),
             up_rate: Rate::new(now),
             stopping: false,
+            next_seed_dial: now,
             meta,
         };
         if options.have.is_none() {
@@ -276,16 +282,17 @@ impl Torrent {
         }
         peer.phase = Phase::Handshaking;
         peer.connected_at = sh.now;
-        peer.send_raw(sh.now, &hs);
+        peer.send_raw(sh, &hs);
     }
 
     fn our_handshake(&self, sh: &Shared) -> [u8; crate::wire::HANDSHAKE_LEN] {
-        Handshake {
+        let mut hs = Handshake {
             reserved: [0; 8],
             info_hash: self.meta.info_hash,
             peer_id: sh.peer_id,
-        }
-        .encode()
+        };
+        hs.set(Handshake::EXTENSION_PROTOCOL);
+        hs.encode()
     }
 
     /// An inbound connection whose handshake named this torrent.
@@ -306,6 +313,7 @@ impl Torrent {
         }
         let mut peer = Peer::new(
             sh.now,
+            (self.id, conn),
             addr,
             false,
             self.layout.num_pieces(),
@@ -313,7 +321,7 @@ impl Torrent {
         );
         peer.decoder = decoder;
         let ours = self.our_handshake(sh);
-        peer.send_raw(sh.now, &ours);
+        peer.send_raw(sh, &ours);
         self.peers.insert(conn, peer);
         if self.on_handshake(sh, conn, hs) {
             self.process(sh, conn);
@@ -431,7 +439,22 @@ impl Torrent {
             return false;
         };
         if offered.count_ones() > 0 {
-            peer.send(sh.now, &Message::Bitfield(Bytes::from(offered.to_bytes())));
+            peer.send(sh, &Message::Bitfield(Bytes::from(offered.to_bytes())));
+        }
+        if hs.has(Handshake::EXTENSION_PROTOCOL) {
+            let ours = ExtHandshake {
+                reqq: u32::try_from(sh.config.max_peer_requests).ok(),
+                port: (sh.config.listen_port != 0).then_some(sh.config.listen_port),
+                client: Some(sh.config.user_agent.clone()),
+            };
+            let payload = Bytes::from(ours.encode());
+            peer.send(
+                sh,
+                &Message::Extended {
+                    id: extension::HANDSHAKE_ID,
+                    payload,
+                },
+            );
         }
         self.peer_list.connected(addr);
         sh.event(Event::PeerConnected {
@@ -451,7 +474,7 @@ impl Torrent {
             match peer.decoder.next_message() {
                 Ok(Some(msg)) => {
                     if let Err(reason) = self.on_message(sh, conn, msg) {
-                        self.close_peer(sh, conn, reason, false);
+                        self.ban_peer(sh, conn, reason);
                         return;
                     }
                 }
@@ -463,11 +486,25 @@ impl Torrent {
                     return;
                 }
                 Err(e) => {
-                    self.close_peer(sh, conn, format!("protocol error: {e}"), false);
+                    self.ban_peer(sh, conn, format!("protocol error: {e}"));
                     return;
                 }
             }
         }
+    }
+
+    /// Closes a peer that broke the protocol, and never deals with it again (its address
+    /// if we dialled it, its peer id either way).
+    fn ban_peer(&mut self, sh: &mut Shared, conn: ConnId, reason: String) {
+        if let Some(peer) = self.peers.get(&conn) {
+            if peer.outbound {
+                self.peer_list.ban(peer.addr);
+            }
+            if let Some(id) = peer.id {
+                self.download.ban(id);
+            }
+        }
+        self.close_peer(sh, conn, reason, false);
     }
 
     /// Applies one message; `Err(reason)` closes the peer.
@@ -534,6 +571,17 @@ impl Torrent {
                 offset,
                 data,
             } => self.on_block(sh, conn, piece, offset, data)?,
+            Message::Extended {
+                id: extension::HANDSHAKE_ID,
+                payload,
+            } => match ExtHandshake::parse(&payload) {
+                Ok(ext) => {
+                    peer.max_requests = ext.reqq.map(|q| q as usize);
+                    tracing::debug!(addr = %peer.addr, client = ?ext.client, reqq = ?ext.reqq, "extension handshake");
+                }
+                Err(e) => tracing::debug!(addr = %peer.addr, "{e}"),
+            },
+            // We offer no extension messages, so other ids are not for us.
             Message::Port(_)
             | Message::Suggest(_)
             | Message::AllowedFast(_)
@@ -591,10 +639,15 @@ impl Torrent {
             return;
         }
         let want = self.state == State::Downloading && self.picker.is_interesting(&peer.has);
+        Torrent::set_interest(sh, peer, want);
+    }
+
+    /// Sends interested / not interested if `want` differs from what the peer was told.
+    fn set_interest(sh: &mut Shared, peer: &mut Peer, want: bool) {
         if want != peer.am_interested {
             peer.am_interested = want;
             peer.send(
-                sh.now,
+                sh,
                 if want {
                     &Message::Interested
                 } else {
@@ -686,7 +739,7 @@ impl Torrent {
         if self.picker.is_complete() && !self.seed_after {
             return;
         }
-        let skip_seeds = self.picker.is_complete();
+        let seeding = self.picker.is_complete();
         loop {
             let half_open = self.peers.values().filter(|p| !p.is_active()).count();
             if self.peers.len() >= sh.config.max_peers_per_torrent
@@ -695,12 +748,23 @@ impl Torrent {
             {
                 return;
             }
-            let Some(addr) = self.peer_list.next_to_dial(sh.now, skip_seeds) else {
+            // A seed waits for leechers to come; it dials the peers it was told to keep
+            // (`--peer`) and otherwise one address a second, so that a crowd finishing
+            // together does not dial each other in a storm only to find everyone seeding.
+            let persistent_only = seeding && sh.now < self.next_seed_dial;
+            let Some((addr, persistent)) =
+                self.peer_list
+                    .next_matching(sh.now, seeding, persistent_only)
+            else {
                 return;
             };
+            if seeding && !persistent {
+                self.next_seed_dial = sh.now + SEED_DIAL_INTERVAL;
+            }
             let conn = sh.connect(Route::Peer(self.id), Target::Addr(addr));
             let peer = Peer::new(
                 sh.now,
+                (self.id, conn),
                 addr,
                 true,
                 self.layout.num_pieces(),
@@ -755,7 +819,7 @@ impl Torrent {
                 continue;
             }
             if now.saturating_duration_since(peer.last_send) > KEEPALIVE {
-                peer.send(now, &Message::KeepAlive);
+                peer.send(sh, &Message::KeepAlive);
             }
         }
         for (conn, reason, failed) in to_close {
@@ -768,11 +832,17 @@ impl Torrent {
     }
 
     /// Flushes queued control messages to the driver.
-    pub fn flush(&mut self, sh: &mut Shared) {
-        for (&conn, peer) in &mut self.peers {
-            if let Some(bytes) = peer.take_out() {
-                sh.send(conn, bytes);
-            }
+    pub fn flush(&mut self, sh: &mut Shared, conn: ConnId) {
+        if let Some(peer) = self.peers.get_mut(&conn) {
+            Torrent::flush_peer(sh, conn, peer);
+        }
+    }
+
+    /// Work deferred to the end of an input: at most one choker re-run however many
+    /// peers changed their interest.
+    pub fn after_input(&mut self, sh: &mut Shared) {
+        if std::mem::take(&mut self.upload.rechoke_pending) {
+            self.maybe_rechoke(sh);
         }
     }
 

@@ -28,6 +28,9 @@ const CHUNK: u32 = 128 * 1024;
 const CACHE_BYTES: usize = 16 << 20;
 /// Largest block we serve (BEP 3 clients use 16 KiB).
 pub(crate) const MAX_REQUEST: u32 = 16 * 1024;
+/// Requests dropped for a full queue, in multiples of the queue, before a peer is
+/// disconnected as a flooder.
+const FLOOD_FACTOR: usize = 4;
 /// Requests while choked (after the grace) tolerated between two unchokes.
 const MAX_CHOKED_REQUESTS: u32 = 300;
 /// Invalid requests tolerated from one peer before it is disconnected.
@@ -53,6 +56,8 @@ pub(super) struct Serving {
     /// Chunks being read and the requests waiting for them.
     reading: BTreeMap<ChunkKey, Vec<(ConnId, BlockRequest)>>,
     pub choker: Choker,
+    /// A peer's interest changed during this input: see `Torrent::after_input`.
+    pub rechoke_pending: bool,
 }
 
 impl Serving {
@@ -69,6 +74,7 @@ impl Serving {
                 },
                 now,
             ),
+            rechoke_pending: false,
         }
     }
 
@@ -166,11 +172,18 @@ impl Torrent {
         if peer.am_choking {
             return Ok(());
         }
-        if peer.their_requests.len() >= sh.config.max_peer_requests {
-            return Err(format!(
-                "more than {} requests queued",
-                sh.config.max_peer_requests
-            ));
+        let max = sh.config.max_peer_requests;
+        if peer.their_requests.len() >= max {
+            // Over the queue we advertise (`reqq`): a peer that does not know it may
+            // pipeline past it, so the excess is dropped; only a flood is disconnected.
+            peer.dropped_requests += 1;
+            if peer.dropped_requests as usize > FLOOD_FACTOR * max {
+                return Err(format!(
+                    "request flood: {} requests beyond the {max} it may queue",
+                    peer.dropped_requests
+                ));
+            }
+            return Ok(());
         }
         peer.their_requests.push_back(req);
         self.serve(sh, conn);
@@ -241,7 +254,7 @@ impl Torrent {
             return;
         };
         let now = sh.now;
-        peer.send_piece_header(now, req);
+        peer.send_piece_header(sh, req);
         Torrent::flush_peer(sh, conn, peer);
         peer.emitted += data.len() as u64;
         peer.upload.add(now, u64::from(req.len));
@@ -288,20 +301,28 @@ impl Torrent {
 
     // ---- choking ------------------------------------------------------------------
 
-    /// A peer's interest changed, or a peer left: fill a free slot now rather than at the
-    /// next round.
-    pub(super) fn interest_changed(&mut self, sh: &mut Shared) {
-        let unchoked = self.peers.values().filter(|p| !p.am_choking).count();
-        let interested_choked = self
-            .peers
-            .values()
-            .any(|p| p.am_choking && p.peer_interested);
-        let lost_interest = self
-            .peers
-            .values()
-            .any(|p| !p.am_choking && !p.peer_interested);
+    /// A peer's interest changed, or a peer left: once this input is handled, fill a free
+    /// slot now rather than at the next round.
+    pub(super) fn interest_changed(&mut self, _sh: &mut Shared) {
+        self.upload.rechoke_pending = true;
+    }
+
+    /// Re-runs the choker if a slot is free and someone waits for it, or an unchoked peer
+    /// lost interest.
+    pub(super) fn maybe_rechoke(&mut self, sh: &mut Shared) {
         let slots = sh.config.unchoke_slots + usize::from(sh.config.optimistic_unchoke);
-        if (unchoked < slots && interested_choked) || lost_interest {
+        let mut unchoked = 0;
+        let mut waiting = false;
+        let mut idle_slot = false;
+        for p in self.peers.values() {
+            if !p.am_choking {
+                unchoked += 1;
+                idle_slot |= !p.peer_interested;
+            } else {
+                waiting |= p.peer_interested;
+            }
+        }
+        if (unchoked < slots && waiting) || idle_slot {
             self.rechoke(sh, false);
         }
     }
@@ -349,10 +370,10 @@ impl Torrent {
             if unchoke && peer.am_choking {
                 peer.am_choking = false;
                 peer.choked_requests = 0;
-                peer.send(now, &Message::Unchoke);
+                peer.send(sh, &Message::Unchoke);
                 newly_unchoked.push(conn);
             } else if !unchoke && !peer.am_choking {
-                peer.choke(now);
+                peer.choke(sh);
             }
         }
         for conn in newly_unchoked {

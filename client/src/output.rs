@@ -1,0 +1,22 @@
+//! Writing to stdout and stderr without ever panicking: a reader that went away (`| head`)
+//! or a full disk behind a redirect is not a reason to crash, and there is nobody left to
+//! tell, so write errors are ignored.
+
+use std::io::Write;
+
+/// Writes `text` and a newline to stdout.
+pub fn line(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{text}").and_then(|()| out.flush());
+}
+
+/// Writes `text` as it is to stdout.
+pub fn text(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+}
+
+/// Writes `text` and a newline to stderr.
+pub fn error_line(text: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "{text}");
+}
