@@ -83,7 +83,8 @@ pub struct LimitArgs {
     /// above it; partial pieces are spilled to disk above half of it); at least 64KiB
     #[arg(long, value_name = "BYTES", default_value = "32MiB", value_parser = parse_buffer)]
     pub max_buffered: usize,
-    /// Requests a peer may have queued with us; a peer sending more is disconnected
+    /// Requests a peer may have queued with us (advertised as `reqq`); more are dropped,
+    /// and a peer that keeps sending them is disconnected
     #[arg(long, value_name = "N", default_value = "500", value_parser = parse_count)]
     pub max_peer_requests: usize,
     /// Upload bytes queued for one peer's socket and not yet written to it

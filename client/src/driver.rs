@@ -482,7 +482,15 @@ impl<S: Core> Driver<S> {
     }
 
     /// A peer connected to the listener. `None`: close it. Call [`Driver::drain`] after it.
+    ///
+    /// Refused while the data on disk is being checked: the core would take the peer, send
+    /// it no bitfield (nothing is verified yet) and never tell it what the check found, so
+    /// a leecher that connected then would wait for pieces forever. Refused, it dials again.
     pub fn accept(&mut self, remote: SocketAddr) -> Option<ConnId> {
+        if self.session.stats(self.torrent).is_some_and(|s| s.checking) {
+            tracing::debug!("refused {remote}: still checking the data");
+            return None;
+        }
         let now = self.now();
         self.session.accept(now, remote)
     }
