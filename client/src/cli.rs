@@ -24,7 +24,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Download a torrent's data; exits 0 once every piece is verified on disk
+    /// Download a torrent's data, resuming what DIR holds; exits 0 once every piece is
+    /// verified on disk, or after a clean stop with Ctrl-C (the same command resumes)
     Download(DownloadArgs),
     /// Check existing data, then serve it to peers until interrupted
     Seed(SeedArgs),
@@ -54,6 +55,71 @@ pub struct DownloadArgs {
     /// Keep seeding after the download completes, until interrupted
     #[arg(long)]
     pub seed: bool,
+    /// Download only the files this selects (repeatable): a file number as `info` lists
+    /// them (`3`) or a range (`3-5`), or a glob on the path inside the torrent, below its
+    /// name (`*` and `?` stay within a directory, `**` crosses them, `[a-z]` sets); a
+    /// pattern without `/` is matched against file names in any directory (`*.iso`). Other
+    /// files are never created; bytes of theirs in shared pieces go to DIR/.tessera/
+    #[arg(long = "only", value_name = "PATTERN")]
+    pub only: Vec<String>,
+    /// Hash the data already in DIR instead of trusting the resume data in DIR/.tessera/
+    #[arg(long)]
+    pub recheck: bool,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// Bounds on connections and memory (the core's `Config`), for `download` and `seed`.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+#[command(next_help_heading = "Limits")]
+pub struct LimitArgs {
+    /// Connections to peers for this torrent
+    #[arg(long, value_name = "N", default_value = "50", value_parser = parse_count)]
+    pub max_peers: usize,
+    /// Connections in total: peers, trackers and inbound ones not yet identified
+    #[arg(long, value_name = "N", default_value = "200", value_parser = parse_count)]
+    pub max_connections: usize,
+    /// Bytes of downloaded blocks held in memory before they are written (no new requests
+    /// above it; partial pieces are spilled to disk above half of it); at least 64KiB
+    #[arg(long, value_name = "BYTES", default_value = "32MiB", value_parser = parse_buffer)]
+    pub max_buffered: usize,
+    /// Requests a peer may have queued with us (advertised as `reqq`); more are dropped,
+    /// and a peer that keeps sending them is disconnected
+    #[arg(long, value_name = "N", default_value = "500", value_parser = parse_count)]
+    pub max_peer_requests: usize,
+    /// Upload bytes queued for one peer's socket and not yet written to it
+    #[arg(long, value_name = "BYTES", default_value = "4MiB", value_parser = parse_buffer)]
+    pub max_send_buffer: usize,
+    /// Peer addresses from trackers remembered for this torrent
+    #[arg(long, value_name = "N", default_value = "1000", value_parser = parse_count)]
+    pub max_known_peers: usize,
+}
+
+impl LimitArgs {
+    /// Sets the core's bounds from these.
+    pub fn apply(&self, config: &mut tessera_core::Config) {
+        config.max_peers_per_torrent = self.max_peers;
+        config.max_connections = self.max_connections;
+        config.max_buffered_bytes = self.max_buffered;
+        config.max_peer_requests = self.max_peer_requests;
+        config.max_send_buffer = self.max_send_buffer;
+        config.max_known_peers = self.max_known_peers;
+    }
+}
+
+impl Default for LimitArgs {
+    /// The command line's defaults (the core's `Config::default()`).
+    fn default() -> Self {
+        let c = tessera_core::Config::default();
+        LimitArgs {
+            max_peers: c.max_peers_per_torrent,
+            max_connections: c.max_connections,
+            max_buffered: c.max_buffered_bytes,
+            max_peer_requests: c.max_peer_requests,
+            max_send_buffer: c.max_send_buffer,
+            max_known_peers: c.max_known_peers,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -70,6 +136,8 @@ pub struct SeedArgs {
     /// A peer to keep connected to, redialled when the connection drops (repeatable)
     #[arg(long = "peer", value_name = "HOST:PORT", value_parser = parse_peer)]
     pub peers: Vec<SocketAddr>,
+    #[command(flatten)]
+    pub limits: LimitArgs,
 }
 
 #[derive(Debug, Args)]
@@ -208,6 +276,24 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     };
     n.checked_mul(unit)
         .ok_or_else(|| format!("{s:?} is too large"))
+}
+
+/// A count of at least 1.
+pub fn parse_count(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("expected a number, got {s:?}")),
+    }
+}
+
+/// A buffer size: [`parse_size`], at least 64KiB (four blocks).
+pub fn parse_buffer(s: &str) -> Result<usize, String> {
+    let n = parse_size(s)?;
+    if n < 64 << 10 {
+        return Err(format!("must be at least 64KiB, got {n} bytes"));
+    }
+    usize::try_from(n).map_err(|_| format!("{s:?} is too large"))
 }
 
 /// A piece length: [`parse_size`], then a power of two within the limits torrents allow.
@@ -355,6 +441,67 @@ mod tests {
         }
         let err = parse(&["create", "f", "--piece-size", "100KiB"]).unwrap_err();
         assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
+    fn limits_default_to_the_core_config_and_map_onto_it() {
+        let cli = parse(&["download", "a.torrent"]).unwrap();
+        let Command::Download(d) = cli.command else {
+            panic!("not download")
+        };
+        assert_eq!(d.limits, LimitArgs::default());
+        assert!(d.only.is_empty() && !d.recheck);
+        let cli = parse(&[
+            "seed",
+            "a.torrent",
+            "--max-peers",
+            "3",
+            "--max-connections",
+            "9",
+            "--max-buffered",
+            "1MiB",
+            "--max-peer-requests",
+            "20",
+            "--max-send-buffer",
+            "64KiB",
+            "--max-known-peers",
+            "7",
+        ])
+        .unwrap();
+        let Command::Seed(s) = cli.command else {
+            panic!("not seed")
+        };
+        let mut config = tessera_core::Config::default();
+        s.limits.apply(&mut config);
+        assert_eq!(config.max_peers_per_torrent, 3);
+        assert_eq!(config.max_connections, 9);
+        assert_eq!(config.max_buffered_bytes, 1 << 20);
+        assert_eq!(config.max_peer_requests, 20);
+        assert_eq!(config.max_send_buffer, 64 << 10);
+        assert_eq!(config.max_known_peers, 7);
+        for bad in [
+            ["--max-peers", "0"],
+            ["--max-buffered", "1000"],
+            ["--max-known-peers", "x"],
+        ] {
+            let err = parse(&["download", "a.torrent", bad[0], bad[1]]).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{bad:?}");
+        }
+        let cli = parse(&[
+            "download",
+            "a.torrent",
+            "--only",
+            "*.bin",
+            "--only",
+            "3",
+            "--recheck",
+        ])
+        .unwrap();
+        let Command::Download(d) = cli.command else {
+            panic!("not download")
+        };
+        assert_eq!(d.only, vec!["*.bin", "3"]);
+        assert!(d.recheck);
     }
 
     #[test]

@@ -27,12 +27,14 @@ use tessera_core::{
     Metainfo, Output, Session, Target, TorrentId, TorrentOptions, TorrentStats, TrackerEvent,
 };
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, LimitArgs};
 use crate::error::Error;
 use crate::exit::Exit;
 use crate::info::printable;
 use crate::net::NetEvent;
 use crate::pool::{Completion, DiskPool, Job, Wake};
+use crate::resume::{self, Startup};
+use crate::select;
 use crate::storage::Storage;
 use crate::torrent;
 use crate::ui::{Summary, Ui};
@@ -70,6 +72,11 @@ pub struct Plan {
     pub listen: SocketAddr,
     pub mode: Mode,
     pub quiet: bool,
+    /// `--only` patterns (download): which files to fetch; empty for all.
+    pub only: Vec<String>,
+    /// `--recheck` (download): hash the data on disk instead of trusting resume data.
+    pub recheck: bool,
+    pub limits: LimitArgs,
 }
 
 impl Plan {
@@ -85,6 +92,9 @@ impl Plan {
                     keep_seeding: d.seed,
                 },
                 quiet: cli.quiet,
+                only: d.only.clone(),
+                recheck: d.recheck,
+                limits: d.limits.clone(),
             }),
             Command::Seed(s) => Some(Plan {
                 torrent: s.torrent.clone(),
@@ -93,6 +103,9 @@ impl Plan {
                 listen: s.listen,
                 mode: Mode::Seed,
                 quiet: cli.quiet,
+                only: Vec::new(),
+                recheck: false,
+                limits: s.limits.clone(),
             }),
             Command::Info(_) | Command::Verify(_) | Command::Create(_) => None,
         }
@@ -120,6 +133,10 @@ struct Lifecycle {
     complete: bool,
     /// Set once a clean stop has started: the exit to report when it ends.
     stopping: Option<Exit>,
+    /// The clean stop under way was asked for with Ctrl-C.
+    interrupted: bool,
+    /// A second Ctrl-C: out at once, without waiting for the disk or saving resume data.
+    quit_now: bool,
     /// When to give up waiting for `Event::Stopped`.
     backstop: Instant,
     finished: Option<Exit>,
@@ -131,6 +148,8 @@ impl Lifecycle {
             mode,
             complete: false,
             stopping: None,
+            interrupted: false,
+            quit_now: false,
             backstop: Instant::FAR_FUTURE,
             finished: None,
         }
@@ -160,20 +179,27 @@ impl Lifecycle {
         self.stop(Exit::Failed(message), now, grace)
     }
 
-    /// Ctrl-C: a clean stop the first time, an immediate one the second.
+    /// Ctrl-C: a clean stop the first time (a success: what was verified is kept and the
+    /// same command resumes), an immediate one the second (`Interrupted` if the download
+    /// was not complete).
     fn on_interrupt(&mut self, now: Instant, grace: std::time::Duration) -> Step {
         if self.finished.is_some() {
             return Step::Nothing;
         }
-        let exit = if self.complete || self.mode == Mode::Seed {
-            Exit::Success
-        } else {
-            Exit::Interrupted
-        };
         match self.stopping.clone() {
-            None => self.stop(exit, now, grace),
+            None => {
+                self.interrupted = true;
+                self.stop(Exit::Success, now, grace)
+            }
             Some(reason) => {
-                self.finished = Some(reason);
+                let unfinished_download =
+                    matches!(self.mode, Mode::Download { .. }) && !self.complete;
+                self.finished = Some(if self.interrupted && unfinished_download {
+                    Exit::Interrupted
+                } else {
+                    reason
+                });
+                self.quit_now = true;
                 Step::ExitNow
             }
         }
@@ -210,6 +236,8 @@ pub trait Core {
     fn accept(&mut self, now: Instant, remote: SocketAddr) -> Option<ConnId>;
     fn shutdown(&mut self, now: Instant);
     fn stats(&self, torrent: TorrentId) -> Option<TorrentStats>;
+    /// The torrent's verified pieces.
+    fn have(&self, torrent: TorrentId) -> Option<Bitfield>;
 }
 
 impl Core for Session {
@@ -228,6 +256,33 @@ impl Core for Session {
     fn stats(&self, torrent: TorrentId) -> Option<TorrentStats> {
         Session::stats(self, torrent)
     }
+    fn have(&self, torrent: TorrentId) -> Option<Bitfield> {
+        Session::have(self, torrent).cloned()
+    }
+}
+
+/// How often resume data is saved while pieces are being verified.
+const SAVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long the end of a run waits for queued disk jobs (writes of verified pieces) before
+/// it saves resume data.
+const FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Resume data upkeep for a download (see [`crate::resume`]).
+#[derive(Debug)]
+struct Resumer {
+    path: PathBuf,
+    storage: Arc<Storage>,
+    info_hash: [u8; 20],
+    /// The core knows what is on disk (the check, if there was one, is over): only then
+    /// does its bitfield mean something.
+    known: bool,
+    /// Pieces were verified since the last save started.
+    unsaved: bool,
+    /// A save is running on the pool.
+    saving: bool,
+    next_save: std::time::Instant,
+    /// The last save failure printed, so that a failing disk is reported once.
+    last_error: Option<String>,
 }
 
 /// The session plus everything around it that is not sockets. See the module docs.
@@ -253,6 +308,8 @@ pub struct Driver<S: Core = Session> {
     last_stats: Option<TorrentStats>,
     /// The last problem printed per tracker URL, so a failing tracker is reported once.
     tracker_problems: HashMap<String, String>,
+    /// `download` only.
+    resumer: Option<Resumer>,
 }
 
 impl<S: Core> std::fmt::Debug for Driver<S> {
@@ -273,34 +330,80 @@ impl Driver {
     /// next.
     pub fn new(plan: &Plan, listen_port: u16, wake: Wake) -> Result<Driver, Error> {
         let meta = torrent::load(&plan.torrent)?;
-        let storage = Arc::new(Storage::new(&plan.dir, meta.clone())?);
+        let name = printable(&meta.info.name);
+        let chosen = select::choose(&meta, &plan.only)?;
+        let hash = meta.info_hash.to_string();
+        let storage = Arc::new(Storage::with_selection(
+            &plan.dir,
+            meta.clone(),
+            chosen.as_deref(),
+            Some(resume::part_path(&plan.dir, &hash)),
+        )?);
+        let ui = Ui::new(plan.quiet, &name, meta.total_length());
+        let n = meta.num_pieces() as usize;
+        let (have, resumer) = match plan.mode {
+            Mode::Download { .. } => {
+                let path = resume::resume_path(&plan.dir, &hash);
+                let startup = resume::startup(&meta, &storage, &path, plan.recheck);
+                // Resume data that was just read needs no saving until something changes.
+                let unsaved = !matches!(startup, Startup::Resume(_));
+                let have = match startup {
+                    Startup::Fresh => Some(Bitfield::new(n)),
+                    Startup::Resume(have) => {
+                        ui.message(&format!(
+                            "{name}: resuming with {} of {n} pieces verified ({})",
+                            have.count_ones(),
+                            path.display()
+                        ));
+                        Some(have)
+                    }
+                    Startup::Check(reason) => {
+                        ui.message(&format!(
+                            "{name}: checking the data in {} ({reason})",
+                            plan.dir.display()
+                        ));
+                        None
+                    }
+                };
+                // Saved at once when the core knows what is on disk: the file then exists
+                // before the data can fill the disk (see `resume::write_resume`).
+                let resumer = Resumer {
+                    path,
+                    storage: storage.clone(),
+                    info_hash: meta.info_hash.0,
+                    known: have.is_some(),
+                    unsaved,
+                    saving: false,
+                    next_save: std::time::Instant::now(),
+                    last_error: None,
+                };
+                (have, Some(resumer))
+            }
+            // Hash what is on disk first.
+            Mode::Seed => (None, None),
+        };
         storage.prepare()?;
         let pool = DiskPool::with_default_threads(wake)
             .map_err(|e| Error::io("starting disk threads", e))?;
 
-        let config = Config {
+        let mut config = Config {
             listen_port,
             ..Config::default()
         };
+        plan.limits.apply(&mut config);
         let grace = config.tracker_timeout + SHUTDOWN_GRACE;
         let mut seed = [0u8; 32];
         getrandom::fill(&mut seed)
             .map_err(|e| Error::other(format!("no randomness from the operating system: {e}")))?;
         let epoch = std::time::Instant::now();
         let mut session = Session::new(config, Instant::ZERO, seed);
-        let options = match plan.mode {
-            // A fresh download: nothing to check, every piece to fetch.
-            Mode::Download { keep_seeding } => TorrentOptions {
-                have: Some(Bitfield::new(meta.num_pieces() as usize)),
-                seed: keep_seeding,
-                files: None,
+        let options = TorrentOptions {
+            have,
+            seed: match plan.mode {
+                Mode::Download { keep_seeding } => keep_seeding,
+                Mode::Seed => true,
             },
-            // Hash what is on disk first.
-            Mode::Seed => TorrentOptions {
-                have: None,
-                seed: true,
-                files: None,
-            },
+            files: chosen,
         };
         let torrent = session.add_torrent(Instant::ZERO, meta.clone(), options);
         if !plan.peers.is_empty() {
@@ -308,10 +411,10 @@ impl Driver {
             // started a moment later, a peer that restarts).
             session.add_peers(Instant::ZERO, torrent, &plan.peers, true);
         }
-        let ui = Ui::new(plan.quiet, &printable(&meta.info.name), meta.total_length());
         let mut driver = Driver::from_parts(session, pool, ui, meta, torrent, storage, plan);
         driver.epoch = epoch;
         driver.grace = grace;
+        driver.resumer = resumer;
         Ok(driver)
     }
 }
@@ -345,6 +448,7 @@ impl<S: Core> Driver<S> {
             peers_seen: HashSet::new(),
             last_stats: None,
             tracker_problems: HashMap::new(),
+            resumer: None,
         }
     }
 
@@ -378,7 +482,15 @@ impl<S: Core> Driver<S> {
     }
 
     /// A peer connected to the listener. `None`: close it. Call [`Driver::drain`] after it.
+    ///
+    /// Refused while the data on disk is being checked: the core would take the peer, send
+    /// it no bitfield (nothing is verified yet) and never tell it what the check found, so
+    /// a leecher that connected then would wait for pieces forever. Refused, it dials again.
     pub fn accept(&mut self, remote: SocketAddr) -> Option<ConnId> {
+        if self.session.stats(self.torrent).is_some_and(|s| s.checking) {
+            tracing::debug!("refused {remote}: still checking the data");
+            return None;
+        }
         let now = self.now();
         self.session.accept(now, remote)
     }
@@ -420,6 +532,49 @@ impl<S: Core> Driver<S> {
             self.ui
                 .warn("the trackers did not answer in time; stopping without them");
         }
+        self.save_if_due();
+    }
+
+    /// Starts saving resume data on the pool when pieces were verified since the last save
+    /// and [`SAVE_INTERVAL`] has passed (or at once with `now`).
+    fn save_if_due(&mut self) {
+        let Some(r) = self.resumer.as_mut() else {
+            return;
+        };
+        let due = std::time::Instant::now() >= r.next_save;
+        if !r.known || !r.unsaved || r.saving || !due || self.lifecycle.finished.is_some() {
+            return;
+        }
+        let Some(have) = self.session.have(self.torrent) else {
+            return;
+        };
+        r.unsaved = false;
+        r.saving = true;
+        r.next_save = std::time::Instant::now() + SAVE_INTERVAL;
+        self.pool.submit(Job::SaveResume {
+            storage: r.storage.clone(),
+            path: r.path.clone(),
+            info_hash: r.info_hash,
+            have,
+        });
+    }
+
+    /// A save finished: a failure is reported (once per distinct message); the data it
+    /// would have recorded is still on disk and found by hashing next time.
+    fn saved(&mut self, result: Result<(), String>) {
+        let Some(r) = self.resumer.as_mut() else {
+            return;
+        };
+        r.saving = false;
+        match result {
+            Ok(()) => r.last_error = None,
+            Err(e) => {
+                if r.last_error.as_ref() != Some(&e) {
+                    self.ui.warn(&format!("cannot save resume data: {e}"));
+                    r.last_error = Some(e);
+                }
+            }
+        }
     }
 
     /// Feeds what the pool has finished to the session (draining after each), and starts
@@ -450,6 +605,10 @@ impl<S: Core> Driver<S> {
                     }
                 }
                 Completion::Hashed { .. } => continue,
+                Completion::Saved { result } => {
+                    self.saved(result);
+                    continue;
+                }
             }
             self.drain(net);
         }
@@ -481,13 +640,27 @@ impl<S: Core> Driver<S> {
         self.lifecycle.finished.clone()
     }
 
-    /// Prints the summary and returns how the run ended (`Interrupted` if called early).
-    /// Dropping the driver waits for disk jobs already started.
+    /// Waits for the disk jobs still queued (writes of verified pieces complete), saves
+    /// resume data (`download`), prints the summary and returns how the run ended
+    /// (`Interrupted` if called early). After a second Ctrl-C nothing is waited for.
     pub fn finish(mut self) -> Exit {
+        if !self.lifecycle.quit_now {
+            self.flush_and_save();
+        }
         if let Some(stats) = self.session.stats(self.torrent) {
             self.last_stats = Some(stats);
         }
         let stats = self.last_stats.clone().unwrap_or_default();
+        if self.lifecycle.interrupted && !self.lifecycle.complete && !self.lifecycle.quit_now {
+            if let Mode::Download { .. } = self.mode {
+                self.ui.message(&format!(
+                    "{}: stopped with {} of {} pieces verified; the same command resumes",
+                    printable(&self.meta.info.name),
+                    stats.pieces_have,
+                    stats.pieces_total
+                ));
+            }
+        }
         self.ui.finish(&Summary {
             name: printable(&self.meta.info.name),
             downloaded: stats.downloaded,
@@ -496,6 +669,64 @@ impl<S: Core> Driver<S> {
             peers: self.peers_seen.len(),
         });
         self.lifecycle.finished.clone().unwrap_or(Exit::Interrupted)
+    }
+
+    /// Lets the pool finish what it was given, feeds the results to the session (so that
+    /// pieces whose writes were queued count as verified), then saves resume data.
+    fn flush_and_save(&mut self) {
+        let mut done = Vec::new();
+        if !self.pool.wait_idle(&mut done, FLUSH_TIMEOUT) {
+            self.ui.warn(&format!(
+                "disk jobs still running after {}s; not saving resume data",
+                FLUSH_TIMEOUT.as_secs()
+            ));
+            return;
+        }
+        for completion in done {
+            match completion {
+                Completion::Disk { op, result } => {
+                    let now = self.now();
+                    self.session.handle_input(Input::Disk { now, op, result });
+                    // Only the events matter now (pieces verified, disk errors).
+                    loop {
+                        match self.session.poll_output() {
+                            Output::Timeout(_) => break,
+                            Output::Event(Event::PieceVerified { .. }) => {
+                                if let Some(r) = self.resumer.as_mut() {
+                                    r.unsaved = true;
+                                }
+                            }
+                            Output::Event(Event::Complete { .. }) => {
+                                self.lifecycle.complete = true;
+                            }
+                            // Reported unless the run already ends with a disk error.
+                            Output::Event(Event::DiskError { message, .. })
+                                if !matches!(self.lifecycle.finished, Some(Exit::Failed(_))) =>
+                            {
+                                self.ui.warn(&format!("disk error: {message}"));
+                            }
+                            // Nothing new is started now: actions (a check of a spilled
+                            // piece, say) are dropped, and their pieces count as in flight.
+                            Output::Event(_) | Output::Action(_) => {}
+                        }
+                    }
+                }
+                Completion::Saved { result } => self.saved(result),
+                Completion::Hashed { .. } | Completion::Resolved { .. } => {}
+            }
+        }
+        let Some(r) = self.resumer.as_ref() else {
+            return;
+        };
+        // Nothing verified since the last save, and that one worked: the file is current.
+        if !r.known || (!r.unsaved && r.last_error.is_none()) {
+            return;
+        }
+        let Some(have) = self.session.have(self.torrent) else {
+            return;
+        };
+        let result = resume::save(&r.storage, &r.path, r.info_hash, have);
+        self.saved(result);
     }
 
     fn execute(&mut self, action: Action, net: &mut impl Net) {
@@ -586,6 +817,14 @@ impl<S: Core> Driver<S> {
         let name = printable(&self.meta.info.name);
         match event {
             Event::Checked { have, total, .. } => {
+                if let Some(r) = self.resumer.as_mut() {
+                    // What the check found is worth saving at once.
+                    r.known = true;
+                    r.unsaved = true;
+                    r.next_save = std::time::Instant::now();
+                    self.ui
+                        .message(&format!("{name}: {have} of {total} pieces already on disk"));
+                }
                 if self.mode == Mode::Seed {
                     if have == 0 && total > 0 {
                         self.ui.warn(&format!(
@@ -605,11 +844,20 @@ impl<S: Core> Driver<S> {
                     }
                 }
             }
-            Event::PieceVerified { piece, .. } => tracing::trace!("piece {piece} verified"),
+            Event::PieceVerified { piece, .. } => {
+                tracing::trace!("piece {piece} verified");
+                if let Some(r) = self.resumer.as_mut() {
+                    r.unsaved = true;
+                }
+            }
             Event::HashFailed { piece, .. } => {
                 tracing::info!("piece {piece} failed its hash check; fetching it again");
             }
             Event::Complete { .. } => {
+                if let Some(r) = self.resumer.as_mut() {
+                    // Save at once: a later kill (while seeding) keeps the completion.
+                    r.next_save = std::time::Instant::now();
+                }
                 if self.mode == (Mode::Download { keep_seeding: true }) {
                     self.ui.message(&format!(
                         "{name}: download complete, seeding (Ctrl-C to stop)"
@@ -722,14 +970,24 @@ mod tests {
     }
 
     #[test]
-    fn interrupting_an_incomplete_download_fails() {
+    fn interrupting_an_incomplete_download_is_a_clean_stop() {
         let mut l = Lifecycle::new(Mode::Download {
             keep_seeding: false,
         });
         assert_eq!(l.on_interrupt(at(1), GRACE), Step::Shutdown);
         assert_eq!(l.finished, None);
         l.on_stopped();
+        // What was verified is kept and the same command resumes: exit 0.
+        assert_eq!(l.finished, Some(Exit::Success));
+        assert!(l.interrupted && !l.quit_now);
+        // A second Ctrl-C before the stop is done quits at once, as interrupted.
+        let mut l = Lifecycle::new(Mode::Download {
+            keep_seeding: false,
+        });
+        l.on_interrupt(at(1), GRACE);
+        assert_eq!(l.on_interrupt(at(2), GRACE), Step::ExitNow);
         assert_eq!(l.finished, Some(Exit::Interrupted));
+        assert!(l.quit_now);
     }
 
     #[test]
@@ -804,6 +1062,9 @@ mod tests {
                 listen: "0.0.0.0:0".parse().unwrap(),
                 mode: Mode::Download { keep_seeding: true },
                 quiet: false,
+                only: vec![],
+                recheck: false,
+                limits: LimitArgs::default(),
             })
         );
         let cli = Cli::try_parse_for(
@@ -845,11 +1106,22 @@ mod tests {
         shutdowns: usize,
         deadline: Instant,
         react: fn(&Input, &mut VecDeque<Output>),
+        /// What `have` answers: the pieces whose `Disk` results were fed so far.
+        have: Bitfield,
     }
 
     impl Core for FakeCore {
         fn handle_input(&mut self, input: Input) {
             (self.react)(&input, &mut self.outputs);
+            if let Input::Disk {
+                op,
+                result: DiskResult::Ok,
+                ..
+            } = &input
+            {
+                // Tests use the piece as the op id.
+                self.have.set(op.0 as usize);
+            }
             self.inputs.push(input);
         }
         fn poll_output(&mut self) -> Output {
@@ -865,6 +1137,9 @@ mod tests {
         }
         fn stats(&self, _torrent: TorrentId) -> Option<TorrentStats> {
             Some(TorrentStats::default())
+        }
+        fn have(&self, _torrent: TorrentId) -> Option<Bitfield> {
+            Some(self.have.clone())
         }
     }
 
@@ -906,6 +1181,7 @@ mod tests {
             shutdowns: 0,
             deadline: Instant::FAR_FUTURE,
             react,
+            have: Bitfield::new(t.meta.num_pieces() as usize),
         };
         let plan = Plan {
             torrent: "d.torrent".into(),
@@ -914,6 +1190,9 @@ mod tests {
             listen: "127.0.0.1:0".parse().unwrap(),
             mode,
             quiet: true,
+            only: vec![],
+            recheck: false,
+            limits: LimitArgs::default(),
         };
         let pool = DiskPool::new(2, Arc::new(|| {})).unwrap();
         let d = Driver::from_parts(
@@ -1222,6 +1501,97 @@ mod tests {
         d.request_shutdown(&mut net);
         assert_eq!(d.session.shutdowns, 1);
         assert_eq!(d.finished(), Some(Exit::Interrupted));
+    }
+
+    #[test]
+    fn ctrl_c_waits_for_queued_writes_then_saves_resume_data() {
+        let dir = tempfile::tempdir().unwrap();
+        // Like the core: a write that succeeded is a verified piece.
+        let (mut d, t) = driver(
+            Mode::Download {
+                keep_seeding: false,
+            },
+            dir.path(),
+            |input, out| {
+                if let Input::Disk {
+                    op,
+                    result: DiskResult::Ok,
+                    ..
+                } = input
+                {
+                    out.push_back(Output::Event(Event::PieceVerified {
+                        torrent: T,
+                        piece: op.0 as u32,
+                    }));
+                }
+            },
+        );
+        let path = dir.path().join(".tessera/x.resume");
+        d.resumer = Some(Resumer {
+            path: path.clone(),
+            storage: d.storages[&T].clone(),
+            info_hash: t.meta.info_hash.0,
+            known: true,
+            unsaved: false,
+            saving: false,
+            next_save: std::time::Instant::now() + SAVE_INTERVAL,
+            last_error: None,
+        });
+        let l = t.meta.layout();
+        // Two verified pieces handed to the pool, not yet written when Ctrl-C comes.
+        for p in [1u32, 3] {
+            push(
+                &mut d,
+                [Output::Action(Action::Write {
+                    op: OpId(u64::from(p)),
+                    torrent: T,
+                    piece: p,
+                    offset: 0,
+                    data: vec![Bytes::copy_from_slice(t.piece(p))],
+                    spans: l.spans(p, 0, l.piece_len(p)),
+                    expected: t.meta.piece_hash(p),
+                })],
+            );
+        }
+        let mut net = FakeNet::default();
+        d.drain(&mut net);
+        d.request_shutdown(&mut net);
+        push(&mut d, [Output::Event(Event::Stopped)]);
+        d.drain(&mut net);
+        assert_eq!(d.finished(), Some(Exit::Success));
+        assert_eq!(d.finish(), Exit::Success);
+        let saved = resume::ResumeData::load(&path).unwrap();
+        let listed: Vec<usize> = saved.have.ones().collect();
+        assert_eq!(listed, vec![1, 3]);
+        assert_eq!(saved.info_hash, t.meta.info_hash.0);
+    }
+
+    #[test]
+    fn a_second_ctrl_c_saves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut d, t) = driver(
+            Mode::Download {
+                keep_seeding: false,
+            },
+            dir.path(),
+            no_reaction,
+        );
+        let path = dir.path().join(".tessera/x.resume");
+        d.resumer = Some(Resumer {
+            path: path.clone(),
+            storage: d.storages[&T].clone(),
+            info_hash: t.meta.info_hash.0,
+            known: true,
+            unsaved: true,
+            saving: false,
+            next_save: std::time::Instant::now() + SAVE_INTERVAL,
+            last_error: None,
+        });
+        let mut net = FakeNet::default();
+        d.request_shutdown(&mut net);
+        d.request_shutdown(&mut net);
+        assert_eq!(d.finish(), Exit::Interrupted);
+        assert!(!path.exists());
     }
 
     #[test]

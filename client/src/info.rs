@@ -55,7 +55,8 @@ pub fn info_text(meta: &Metainfo) -> String {
             format!("{data_files} (and {padding} padding)")
         },
     );
-    for f in &info.files {
+    // Numbered as `download --only` takes them.
+    for (i, f) in info.files.iter().enumerate() {
         let path = printable(&f.path.join("/"));
         let mut flags = String::new();
         if f.padding {
@@ -64,7 +65,7 @@ pub fn info_text(meta: &Metainfo) -> String {
         if f.executable {
             flags.push_str(" [executable]");
         }
-        let _ = writeln!(out, "  {path}  {}{flags}", size(f.length));
+        let _ = writeln!(out, "  [{i}] {path}  {}{flags}", size(f.length));
     }
     if meta.trackers.iter().all(Vec::is_empty) {
         let _ = writeln!(out, "{:<14} none", "trackers:");
@@ -166,10 +167,10 @@ comment:       line1\\nline2\\u{1b}[31m
 created by:    Tessera 0.1.0
 creation date: 2023-11-14 22:13:20 UTC (1700000000)
 files:         3 (and 1 padding)
-  album/cd1/01 intro.flac  293.0 KiB (300000 bytes)
-  album/.pad/3216  3.1 KiB (3216 bytes) [padding]
-  album/cover.jpg  900 bytes [executable]
-  album/empty  0 bytes
+  [0] album/cd1/01 intro.flac  293.0 KiB (300000 bytes)
+  [1] album/.pad/3216  3.1 KiB (3216 bytes) [padding]
+  [2] album/cover.jpg  900 bytes [executable]
+  [3] album/empty  0 bytes
 trackers:
   tier 1: http://a.example/announce
   tier 1: udp://b.example:80
@@ -190,7 +191,7 @@ total size:    1.0 MiB (1048576 bytes)
 pieces:        4 of 256.0 KiB (262144 bytes)
 private:       no
 files:         1
-  file.iso  1.0 MiB (1048576 bytes)
+  [0] file.iso  1.0 MiB (1048576 bytes)
 trackers:      none
 "
         );

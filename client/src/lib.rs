@@ -20,6 +20,8 @@ pub mod logging;
 pub mod net;
 pub mod output;
 pub mod pool;
+pub mod resume;
+pub mod select;
 pub mod signals;
 pub mod storage;
 pub mod torrent;

@@ -15,13 +15,15 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tessera_core::{ConnId, DiskError, DiskErrorKind, DiskResult, FileSpan, OpId};
+use tessera_core::{Bitfield, ConnId, DiskError, DiskErrorKind, DiskResult, FileSpan, OpId};
 
+use crate::resume;
 use crate::storage::Storage;
 
 /// Called after every completion; must be cheap and must not block.
@@ -65,6 +67,13 @@ pub enum Job {
         host: String,
         port: u16,
     },
+    /// Save resume data ([`crate::resume::save`]) saying `have` is verified.
+    SaveResume {
+        storage: Arc<Storage>,
+        path: PathBuf,
+        info_hash: [u8; 20],
+        have: Bitfield,
+    },
 }
 
 impl fmt::Debug for Job {
@@ -75,6 +84,7 @@ impl fmt::Debug for Job {
             Job::Read { op, len, .. } => write!(f, "Read({op}, {len} bytes)"),
             Job::Hash { tag, .. } => write!(f, "Hash({tag})"),
             Job::Resolve { conn, host, port } => write!(f, "Resolve({conn}, {host}:{port})"),
+            Job::SaveResume { path, .. } => write!(f, "SaveResume({})", path.display()),
         }
     }
 }
@@ -93,6 +103,8 @@ pub enum Completion {
         conn: ConnId,
         result: Result<SocketAddr, String>,
     },
+    /// Resume data saved, or why not.
+    Saved { result: Result<(), String> },
 }
 
 impl Job {
@@ -140,6 +152,14 @@ impl Job {
                 conn,
                 result: resolve(&host, port),
             },
+            Job::SaveResume {
+                storage,
+                path,
+                info_hash,
+                have,
+            } => Completion::Saved {
+                result: resume::save(&storage, &path, info_hash, have),
+            },
         }
     }
 
@@ -162,6 +182,9 @@ impl Job {
             },
             Job::Resolve { conn, .. } => Completion::Resolved {
                 conn: *conn,
+                result: Err(message),
+            },
+            Job::SaveResume { .. } => Completion::Saved {
                 result: Err(message),
             },
         }
@@ -188,6 +211,8 @@ pub fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
 
 struct Queue {
     jobs: VecDeque<Job>,
+    /// Jobs submitted whose completion is not queued yet (waiting or running).
+    busy: usize,
     closing: bool,
 }
 
@@ -234,6 +259,7 @@ impl DiskPool {
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue {
                 jobs: VecDeque::new(),
+                busy: 0,
                 closing: false,
             }),
             job_ready: Condvar::new(),
@@ -273,6 +299,7 @@ impl DiskPool {
     /// should not wait behind a long check of existing data.
     pub fn submit(&self, job: Job) {
         let mut q = self.shared.queue();
+        q.busy += 1;
         if matches!(job, Job::Resolve { .. }) {
             q.jobs.push_front(job);
         } else {
@@ -324,7 +351,35 @@ impl DiskPool {
         let mut q = self.shared.queue();
         let n = q.jobs.len();
         q.jobs.clear();
+        q.busy -= n;
         n
+    }
+
+    /// Waits at most `timeout` until every job submitted so far has completed, moving the
+    /// completions into `out`. Returns false on a time-out.
+    pub fn wait_idle(&self, out: &mut Vec<Completion>, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let idle = self.shared.queue().busy == 0;
+            // Completions are queued before `busy` drops: all are there once idle.
+            self.drain(out);
+            if idle {
+                return true;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            let done = self.shared.done();
+            if done.is_empty() {
+                // Bounded: `busy` may drop just after the check above without a new
+                // completion to wake us.
+                let _ = self
+                    .shared
+                    .done_ready
+                    .wait_timeout(done, left.min(Duration::from_millis(20)));
+            }
+        }
     }
 }
 
@@ -363,6 +418,7 @@ fn worker(shared: &Shared) {
         let fallback = job.failed(format!("internal error while running {what}"));
         let completion = catch_unwind(AssertUnwindSafe(|| job.run())).unwrap_or(fallback);
         shared.done().push(completion);
+        shared.queue().busy -= 1;
         shared.done_ready.notify_all();
         (shared.wake)();
     }

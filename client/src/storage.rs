@@ -6,10 +6,16 @@
 //! positioned writes wherever the blocks land. BEP 47 padding files are never touched on
 //! disk and read as zeros.
 //!
+//! With a file selection (`download --only`), files not chosen are never created or
+//! written. The pieces the core fetches for a chosen file's edges also hold bytes of its
+//! neighbours; those bytes go to a sparse *part file* (`DIR/.tessera/<info hash>.parts`, at
+//! their offset in the torrent) so that such pieces can still be checked from disk.
+//!
 //! A `Storage` is shared by the disk pool's threads: every operation takes `&self`, uses
-//! positioned I/O (`pread`/`pwrite`), and open file handles are cached.
+//! positioned I/O (`pread`/`pwrite`), and open file handles are cached. [`Storage::sync`]
+//! makes every write so far durable (for resume data).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
@@ -22,6 +28,7 @@ use tessera_core::metainfo::Metainfo;
 use tessera_core::{DiskError, DiskErrorKind, DiskResult, FileSpan};
 
 use crate::error::Error;
+use crate::resume::FileState;
 
 /// Open handles kept per torrent. Past this the cache is emptied (handles in use stay
 /// open until their operation ends), which bounds descriptors for torrents of many files.
@@ -36,7 +43,14 @@ struct StorageFile {
     length: u64,
     padding: bool,
     executable: bool,
+    /// Offset of the file's first byte in the torrent.
+    start: u64,
+    /// Not chosen for download: its bytes live in the part file.
+    skipped: bool,
 }
+
+/// The handle-cache key of the part file.
+const PART: usize = usize::MAX;
 
 #[derive(Debug, Clone)]
 struct Handle {
@@ -76,14 +90,35 @@ impl ReadFail {
 #[derive(Debug)]
 pub struct Storage {
     files: Vec<StorageFile>,
+    /// Where the bytes of skipped files go (set when some file is skipped).
+    part: Option<PathBuf>,
     handles: Mutex<HashMap<usize, Handle>>,
+    /// Files (and [`PART`]) written since the last [`Storage::sync`].
+    dirty: Mutex<BTreeSet<usize>>,
 }
 
 impl Storage {
     /// The storage of `meta`'s files under `root`. Refuses (rather than trusts) any path
     /// component that could lead outside `root`, although metainfo parsing rejects those.
     pub fn new(root: impl Into<PathBuf>, meta: Arc<Metainfo>) -> Result<Storage, Error> {
+        Storage::with_selection(root, meta, None, None)
+    }
+
+    /// Like [`Storage::new`], with only the files marked in `chosen` (one flag per file of
+    /// the torrent) created and written; the bytes of the others go to `part` (a file
+    /// path; required when some file is not chosen).
+    pub fn with_selection(
+        root: impl Into<PathBuf>,
+        meta: Arc<Metainfo>,
+        chosen: Option<&[bool]>,
+        part: Option<PathBuf>,
+    ) -> Result<Storage, Error> {
         let root = root.into();
+        if chosen.is_some_and(|c| c.len() != meta.info.files.len()) {
+            return Err(Error::other(
+                "internal error: file selection does not match the torrent",
+            ));
+        }
         let layout = meta.layout();
         if meta.info.files.len() != layout.num_files() {
             return Err(Error::other(format!(
@@ -93,6 +128,7 @@ impl Storage {
             )));
         }
         let mut files = Vec::with_capacity(meta.info.files.len());
+        let mut start = 0u64;
         for (i, entry) in meta.info.files.iter().enumerate() {
             let path = join_under(&root, &entry.path).ok_or_else(|| {
                 Error::other(format!(
@@ -108,27 +144,44 @@ impl Storage {
                     layout.file_len(i)
                 )));
             }
+            let skipped = !entry.padding && chosen.is_some_and(|c| !c[i]);
             files.push(StorageFile {
                 path,
                 length: entry.length,
                 padding: entry.padding,
                 executable: entry.executable,
+                start,
+                skipped,
             });
+            start += entry.length;
         }
-        Ok(Storage::from_files(files))
+        let mut storage = Storage::from_files(files);
+        if storage.files.iter().any(|f| f.skipped) {
+            storage.part = Some(part.ok_or_else(|| {
+                Error::other("internal error: a file selection needs a part file")
+            })?);
+        }
+        Ok(storage)
     }
 
     /// Storage over arbitrary existing files laid end to end (for `create`, which hashes
     /// data that is not described by a torrent yet).
     pub fn from_paths(files: impl IntoIterator<Item = (PathBuf, u64)>) -> Storage {
+        let mut start = 0;
         Storage::from_files(
             files
                 .into_iter()
-                .map(|(path, length)| StorageFile {
-                    path,
-                    length,
-                    padding: false,
-                    executable: false,
+                .map(|(path, length)| {
+                    let f = StorageFile {
+                        path,
+                        length,
+                        padding: false,
+                        executable: false,
+                        start,
+                        skipped: false,
+                    };
+                    start += length;
+                    f
                 })
                 .collect(),
         )
@@ -137,7 +190,9 @@ impl Storage {
     fn from_files(files: Vec<StorageFile>) -> Storage {
         Storage {
             files,
+            part: None,
             handles: Mutex::new(HashMap::new()),
+            dirty: Mutex::new(BTreeSet::new()),
         }
     }
 
@@ -153,14 +208,80 @@ impl Storage {
             .is_some_and(|f| f.padding || f.path.is_file())
     }
 
-    /// Creates every directory and every zero-length file; nothing else.
+    /// The state of each file for resume data: padding and zero-length files are not
+    /// tracked, skipped files are `NotChosen`, the others as they are on disk.
+    pub fn file_states(&self) -> Vec<FileState> {
+        self.files
+            .iter()
+            .map(|f| {
+                if f.padding || f.length == 0 {
+                    FileState::Untracked
+                } else if f.skipped {
+                    FileState::NotChosen
+                } else {
+                    FileState::of_path(&f.path)
+                }
+            })
+            .collect()
+    }
+
+    /// The part file's state (`Missing` when there is none).
+    pub fn part_state(&self) -> FileState {
+        self.part
+            .as_deref()
+            .map_or(FileState::Missing, FileState::of_path)
+    }
+
+    /// True when no byte of data has a place on disk yet: every tracked file and the part
+    /// file are missing. Such a download starts from nothing without hashing.
+    pub fn nothing_on_disk(&self) -> bool {
+        self.file_states().iter().all(|s| {
+            matches!(
+                s,
+                FileState::Missing | FileState::Untracked | FileState::NotChosen
+            )
+        }) && self.part_state() == FileState::Missing
+    }
+
+    /// Makes every write so far durable: fsyncs each file written since the last call.
+    pub fn sync(&self) -> Result<(), DiskError> {
+        let dirty = std::mem::take(&mut *self.lock_dirty());
+        let mut result = Ok(());
+        for (n, &index) in dirty.iter().enumerate() {
+            let path = self.path_of(index);
+            let synced = match self.lock_handles().get(&index).cloned() {
+                Some(h) => h.file.sync_data(),
+                // Evicted from the cache: a new descriptor syncs the same file.
+                None => File::open(path).and_then(|f| f.sync_data()),
+            };
+            if let Err(e) = synced {
+                // Still dirty: the next call tries again.
+                self.lock_dirty().extend(dirty.iter().skip(n));
+                result = Err(disk_error("syncing", path, &e));
+                break;
+            }
+        }
+        result
+    }
+
+    fn path_of(&self, index: usize) -> &Path {
+        if index == PART {
+            self.part.as_deref().unwrap_or(Path::new(""))
+        } else {
+            &self.files[index].path
+        }
+    }
+
+    /// Creates every directory and every zero-length file of the chosen files; nothing
+    /// else. What exists already is left alone (so that complete data on a read-only
+    /// file system needs no write).
     pub fn prepare(&self) -> Result<(), Error> {
-        for f in self.files.iter().filter(|f| !f.padding) {
-            if let Some(parent) = f.path.parent() {
+        for f in self.files.iter().filter(|f| !f.padding && !f.skipped) {
+            if let Some(parent) = f.path.parent().filter(|p| !p.is_dir()) {
                 fs::create_dir_all(parent).map_err(|e| Error::at("creating", parent, e))?;
             }
-            if f.length == 0 {
-                self.open_options(f, true)
+            if f.length == 0 && !f.path.is_file() {
+                open_options(f.executable)
                     .open(&f.path)
                     .map_err(|e| Error::at("creating", &f.path, e))?;
             }
@@ -201,15 +322,21 @@ impl Storage {
                 Ok(f) => f,
                 Err(e) => return DiskResult::Error(e),
             };
+            let (index, base) = self.place(file, span.file);
             let handle = if file.padding {
                 None
             } else {
-                match self.handle(span.file, true) {
-                    Ok(h) => Some(h),
-                    Err(e) => return DiskResult::Error(disk_error("opening", &file.path, &e)),
+                match self.handle(index, true) {
+                    Ok(h) => {
+                        self.lock_dirty().insert(index);
+                        Some(h)
+                    }
+                    Err(e) => {
+                        return DiskResult::Error(disk_error("opening", self.path_of(index), &e));
+                    }
                 }
             };
-            let mut pos = span.offset;
+            let mut pos = base + span.offset;
             let mut left = span.len;
             while left > 0 {
                 while current.is_empty() {
@@ -222,7 +349,7 @@ impl Storage {
                 let n = usize::try_from(left).map_or(current.len(), |l| l.min(current.len()));
                 if let Some(h) = &handle {
                     if let Err(e) = h.file.write_all_at(&current[..n], pos) {
-                        return DiskResult::Error(disk_error("writing", &file.path, &e));
+                        return DiskResult::Error(disk_error("writing", self.path_of(index), &e));
                     }
                 }
                 current = &current[n..];
@@ -298,19 +425,31 @@ impl Storage {
             out.fill(0);
             return Ok(());
         }
-        let handle = match self.handle(span.file, false) {
+        let (index, base) = self.place(file, span.file);
+        let path = self.path_of(index);
+        let handle = match self.handle(index, false) {
             Ok(h) => h,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(ReadFail::Missing(file.path.clone()));
+                return Err(ReadFail::Missing(path.to_path_buf()));
             }
-            Err(e) => return Err(ReadFail::Io(disk_error("opening", &file.path, &e))),
+            Err(e) => return Err(ReadFail::Io(disk_error("opening", path, &e))),
         };
-        match handle.file.read_exact_at(out, span.offset) {
+        match handle.file.read_exact_at(out, base + span.offset) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                Err(ReadFail::Short(file.path.clone()))
+                Err(ReadFail::Short(path.to_path_buf()))
             }
-            Err(e) => Err(ReadFail::Io(disk_error("reading", &file.path, &e))),
+            Err(e) => Err(ReadFail::Io(disk_error("reading", path, &e))),
+        }
+    }
+
+    /// Where the bytes of file `index` are: the file itself at offset 0, or for a skipped
+    /// file the part file at the file's offset in the torrent.
+    fn place(&self, file: &StorageFile, index: usize) -> (usize, u64) {
+        if file.skipped && self.part.is_some() {
+            (PART, file.start)
+        } else {
+            (index, 0)
         }
     }
 
@@ -345,19 +484,20 @@ impl Storage {
         }
         // Opened outside the lock: two threads may race to open the same file, which is
         // harmless (both handles are valid; the cache keeps one).
-        let file = &self.files[index];
+        let path = self.path_of(index);
+        let executable = index != PART && self.files[index].executable;
         let opened = if write {
-            match self.open_options(file, true).open(&file.path) {
+            match open_options(executable).open(path) {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    if let Some(parent) = file.path.parent() {
+                    if let Some(parent) = path.parent() {
                         fs::create_dir_all(parent)?;
                     }
-                    self.open_options(file, true).open(&file.path)?
+                    open_options(executable).open(path)?
                 }
                 other => other?,
             }
         } else {
-            File::open(&file.path)?
+            File::open(path)?
         };
         let handle = Handle {
             file: Arc::new(opened),
@@ -371,20 +511,25 @@ impl Storage {
         Ok(handle)
     }
 
-    fn open_options(&self, file: &StorageFile, create: bool) -> OpenOptions {
-        let mut o = OpenOptions::new();
-        o.read(true)
-            .write(true)
-            .create(create)
-            .truncate(false)
-            .mode(if file.executable { 0o777 } else { 0o666 });
-        o
-    }
-
     fn lock_handles(&self) -> std::sync::MutexGuard<'_, HashMap<usize, Handle>> {
         // The map stays consistent whatever panicked while holding it.
         self.handles.lock().unwrap_or_else(PoisonError::into_inner)
     }
+
+    fn lock_dirty(&self) -> std::sync::MutexGuard<'_, BTreeSet<usize>> {
+        self.dirty.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Read-write, created if missing, never truncated.
+fn open_options(executable: bool) -> OpenOptions {
+    let mut o = OpenOptions::new();
+    o.read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(if executable { 0o777 } else { 0o666 });
+    o
 }
 
 /// `root` joined with `components`, if every component is a plain name (no separators,

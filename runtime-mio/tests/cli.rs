@@ -150,7 +150,7 @@ fn create_info_verify_round_trip() {
         info.contains("pieces:        9 of 16.0 KiB (16384 bytes)\n"),
         "{info}"
     );
-    assert!(info.contains("  stuff/sub/empty  0 bytes\n"), "{info}");
+    assert!(info.contains("] stuff/sub/empty  0 bytes\n"), "{info}");
     assert!(
         info.contains("  tier 1: http://127.0.0.1:1/announce\n"),
         "{info}"

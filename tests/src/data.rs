@@ -112,12 +112,23 @@ pub struct Compare {
     pub allow_missing_empty_files: bool,
     /// Accept files in `actual` that `expected` lacks (e.g. a client's control files).
     pub allow_extra_files: bool,
+    /// Leave out `actual`'s top-level `.tessera/` directory (Tessera's resume data and part
+    /// files), and nothing else.
+    pub skip_tessera_dir: bool,
 }
 
 impl Compare {
     /// Same files, same bytes, nothing more.
     pub fn exact() -> Compare {
         Compare::default()
+    }
+
+    /// For Tessera as the downloader: exact, but for its `.tessera/` directory.
+    pub fn tessera() -> Compare {
+        Compare {
+            skip_tessera_dir: true,
+            ..Compare::default()
+        }
     }
 
     /// For transmission as the downloader.
@@ -169,7 +180,10 @@ pub fn compare_trees(expected: &Path, actual: &Path, how: Compare) {
         actual.display()
     );
     let want = list_files(expected);
-    let have = list_files(actual);
+    let mut have = list_files(actual);
+    if how.skip_tessera_dir {
+        have.retain(|p| !p.starts_with(".tessera"));
+    }
     if !how.allow_extra_files {
         let extra: Vec<_> = have.iter().filter(|p| !want.contains(p)).collect();
         assert!(

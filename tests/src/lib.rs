@@ -10,6 +10,10 @@
 //!   clients as seeders and leechers. [`scripted_peer`]: a corrupting seeder in plain std.
 //!   [`scripted_leecher`]: a polite or hostile (flooding, out-of-range, oversized) leecher.
 //! - [`process::RssSampler`]: a process's resident memory, sampled from `/proc`.
+//! - [`fake_tracker`]: an HTTP tracker with canned (hostile) answers; [`hostile_peer`]: a peer
+//!   Tessera dials that floods requests or sends a 4 GiB length prefix.
+//! - [`resume_file`]: Tessera's resume files read independently; [`mounts`]: full and
+//!   read-only directories as root; [`lt_create`]: torrents with BEP 47 padding files.
 //!
 //! Every end-to-end test takes [`serial()`] first: the machines have two cores, and two swarms
 //! at once would make both slow and flaky. Set `TESSERA_E2E_KEEP=1` to keep a failed test's
@@ -19,8 +23,13 @@ pub mod aria2;
 pub mod bencode;
 pub mod bins;
 pub mod data;
+pub mod fake_tracker;
+pub mod hostile_peer;
 pub mod libtorrent;
+pub mod lt_create;
+pub mod mounts;
 pub mod process;
+pub mod resume_file;
 pub mod scripted_leecher;
 pub mod scripted_peer;
 pub mod tessera;

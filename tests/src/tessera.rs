@@ -70,6 +70,42 @@ impl Tessera {
         Proc::spawn(&format!("{}-download", self.name), cmd, log_dir)
     }
 
+    /// The command `download <torrent> -o <out> --listen 127.0.0.1:0 [--peer ..]... <extra>`,
+    /// to run as is or wrapped (`prlimit`, ...).
+    pub fn download_command(
+        &self,
+        torrent: &Path,
+        out: &Path,
+        peers: &[SocketAddr],
+        extra: &[&str],
+    ) -> Command {
+        let mut cmd = self.command();
+        cmd.arg("download")
+            .arg(torrent)
+            .arg("-o")
+            .arg(out)
+            .arg("--listen")
+            .arg("127.0.0.1:0");
+        for p in peers {
+            cmd.arg("--peer").arg(p.to_string());
+        }
+        cmd.args(extra);
+        cmd
+    }
+
+    /// Starts [`Tessera::download_command`] (`download` with extra arguments).
+    pub fn download_with(
+        &self,
+        log_dir: &Path,
+        torrent: &Path,
+        out: &Path,
+        peers: &[SocketAddr],
+        extra: &[&str],
+    ) -> Proc {
+        let cmd = self.download_command(torrent, out, peers, extra);
+        Proc::spawn(&format!("{}-download", self.name), cmd, log_dir)
+    }
+
     /// Starts `seed <torrent> --data <data> --listen <listen> [--peer ..]...`.
     pub fn seed(
         &self,

@@ -136,7 +136,7 @@ fn closes_corrupting_peer_and_completes(t: &Tessera) {
 
     honest.set_upload_limit(0);
     dl.wait_success(DOWNLOAD_TIMEOUT);
-    compare_trees(&fx.seed_dir, &out, Compare::exact());
+    compare_trees(&fx.seed_dir, &out, Compare::tessera());
 }
 
 /// Torrents whose paths climb out of the output directory are refused before anything is
@@ -310,7 +310,7 @@ fn download_and_compare(t: &Tessera, fx: &Fixture) {
         fx.torrent.total_length,
         started.elapsed()
     );
-    compare_trees(&fx.seed_dir, &out, Compare::exact());
+    compare_trees(&fx.seed_dir, &out, Compare::tessera());
 }
 
 // ---- tessera-mio --------------------------------------------------------------------------

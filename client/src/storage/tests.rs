@@ -336,3 +336,68 @@ fn shared_between_threads() {
     // Unrelated data does not hash the same (the pattern helper is not degenerate).
     assert_ne!(sha1(&pattern(100, 1)), sha1(&pattern(100, 2)));
 }
+
+#[test]
+fn files_not_chosen_are_never_created_and_shared_bytes_go_to_the_part_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = three_files();
+    let part = dir.path().join(".tessera/x.parts");
+    // Only c.bin: piece 1 is shared with a.bin.
+    let chosen = [false, false, true];
+    let s = Storage::with_selection(
+        dir.path(),
+        t.meta.clone(),
+        Some(&chosen),
+        Some(part.clone()),
+    )
+    .unwrap();
+    s.prepare().unwrap();
+    // Neither a.bin nor the (not chosen) empty file.
+    assert!(!dir.path().join("multi/a.bin").exists());
+    assert!(!dir.path().join("multi/empty").exists());
+    assert!(s.nothing_on_disk());
+    let l = t.meta.layout();
+    for p in l.file_pieces(2) {
+        let r = s.write(
+            p,
+            0,
+            &blocks(t.piece(p)),
+            &spans(&t, p),
+            t.meta.piece_hash(p),
+        );
+        assert_eq!(r, DiskResult::Ok);
+    }
+    assert!(!dir.path().join("multi/a.bin").exists());
+    assert_eq!(
+        fs::read(dir.path().join("multi/sub/dir/c.bin")).unwrap(),
+        t.file(2)
+    );
+    // The part file holds a.bin's bytes of piece 1 at their torrent offset, and nothing
+    // before them.
+    let bytes = fs::read(&part).unwrap();
+    let from = l.piece_offset(1) as usize;
+    assert_eq!(bytes.len(), 40_000);
+    assert_eq!(&bytes[from..], &t.file(0)[from..]);
+    // The shared piece checks from disk; a piece only of a.bin does not.
+    assert_eq!(
+        s.verify(&spans(&t, 1), t.meta.piece_hash(1).unwrap()),
+        DiskResult::Ok
+    );
+    assert_eq!(
+        s.verify(&spans(&t, 0), t.meta.piece_hash(0).unwrap()),
+        DiskResult::HashMismatch
+    );
+    assert!(!s.nothing_on_disk());
+    assert_eq!(s.sync(), Ok(()));
+    assert_eq!(
+        s.file_states()[..2],
+        [
+            crate::resume::FileState::NotChosen,
+            crate::resume::FileState::Untracked
+        ]
+    );
+    assert!(matches!(
+        s.part_state(),
+        crate::resume::FileState::Present { size: 40_000, .. }
+    ));
+}
