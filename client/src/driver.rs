@@ -487,10 +487,6 @@ impl<S: Core> Driver<S> {
     /// it no bitfield (nothing is verified yet) and never tell it what the check found, so
     /// a leecher that connected then would wait for pieces forever. Refused, it dials again.
     pub fn accept(&mut self, remote: SocketAddr) -> Option<ConnId> {
-        if self.session.stats(self.torrent).is_some_and(|s| s.checking) {
-            tracing::debug!("refused {remote}: still checking the data");
-            return None;
-        }
         let now = self.now();
         self.session.accept(now, remote)
     }

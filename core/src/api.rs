@@ -43,7 +43,9 @@ pub enum Input {
         conn: ConnId,
         error: Option<String>,
     },
-    /// A disk operation asked for by an action has finished.
+    /// A disk operation asked for by an action has finished. Results still count after
+    /// `Event::Stopped`: a driver that flushes its queued writes at the end of a clean stop
+    /// feeds them, and verified pieces are recorded (for its resume data).
     Disk {
         now: Instant,
         op: OpId,

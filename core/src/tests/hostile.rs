@@ -390,3 +390,47 @@ fn garbage_instead_of_a_handshake() {
     } {}
     assert!(closed);
 }
+
+#[test]
+fn inbound_peer_during_the_check_is_turned_away() {
+    let data = content(200_000, 3);
+    let meta = metainfo("t", &[("a", 200_000)], 32768, &data);
+    let now = Instant::ZERO;
+    let mut session = Session::new(Config::default(), now, [2; 32]);
+    session.add_torrent(
+        now,
+        meta.clone(),
+        TorrentOptions {
+            have: None,
+            seed: true,
+            files: None,
+        },
+    );
+    // The check's Verify actions are left unanswered: the torrent is still checking.
+    while let Output::Action(_) | Output::Event(_) = session.poll_output() {}
+    let conn = session
+        .accept(now, SocketAddr::from(REMOTE))
+        .expect("accepted");
+    let hs = Handshake {
+        reserved: [0; 8],
+        info_hash: meta.info_hash,
+        peer_id: PeerId([7; 20]),
+    };
+    session.handle_input(Input::Received {
+        now,
+        conn,
+        data: Bytes::copy_from_slice(&hs.encode()),
+    });
+    let mut closed = false;
+    loop {
+        match session.poll_output() {
+            Output::Action(Action::Close { conn: c }) => closed |= c == conn,
+            Output::Action(Action::Send { conn: c, .. }) => {
+                assert_ne!(c, conn, "nothing is sent while checking")
+            }
+            Output::Timeout(_) => break,
+            _ => {}
+        }
+    }
+    assert!(closed, "a peer that arrives during the check is closed");
+}

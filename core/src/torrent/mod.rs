@@ -304,7 +304,10 @@ impl Torrent {
         decoder: Decoder,
         hs: Handshake,
     ) {
+        // While checking we do not know what we have, so we could not send a bitfield:
+        // the peer is turned away and comes back later.
         if self.stopping
+            || self.state == State::Checking
             || self.peers.len() >= sh.config.max_peers_per_torrent
             || self.peer_list.is_banned(&addr)
         {
@@ -855,7 +858,8 @@ impl Torrent {
 }
 
 /// The pieces to fetch for a file selection, and those among them that cross into files
-/// not chosen. Padding files count as chosen: they are never written and read as zeros.
+/// not chosen. Padding files count as neither: they are never written and read as zeros, so
+/// a piece is fetched for the real files it holds, not for its padding.
 fn selection(meta: &Metainfo, files: Option<&[bool]>) -> (Bitfield, Bitfield) {
     let layout = meta.layout();
     let n = layout.num_pieces() as usize;
@@ -865,11 +869,10 @@ fn selection(meta: &Metainfo, files: Option<&[bool]>) -> (Bitfield, Bitfield) {
     let mut wanted = Bitfield::new(n);
     let mut other = Bitfield::new(n);
     for (i, file) in meta.info.files.iter().enumerate() {
-        let target = if chosen[i] || file.padding {
-            &mut wanted
-        } else {
-            &mut other
-        };
+        if file.padding {
+            continue;
+        }
+        let target = if chosen[i] { &mut wanted } else { &mut other };
         for p in layout.file_pieces(i) {
             target.set(p as usize);
         }
