@@ -27,9 +27,10 @@ echo "### Tit-for-tat: 10 free riders among 50 reciprocating leechers"
 echo
 echo "| links | after completing | seed | leechers median (s) | free riders median (s) | leechers max (s) | free riders max (s) | free riders' share of leechers' unchoke slot-time |"
 echo "|---|---|---|---|---|---|---|---|"
-for variant in default equal; do
+for variant in default equal slow; do
   if [ "$variant" = default ]; then extra=(); after=seed; links="256 KiB/s-2 MiB/s"
-  else extra=(--up-min 1MiB --up-max 1MiB --seeder-up 1MiB --leave-on-complete); after=leave; links="all 1 MiB/s"; fi
+  elif [ "$variant" = equal ]; then extra=(--up-min 1MiB --up-max 1MiB --seeder-up 1MiB --leave-on-complete); after=leave; links="all 1 MiB/s"
+  else extra=(--up-min 128KiB --up-max 512KiB --seeder-up 512KiB); after=seed; links="128-512 KiB/s (upload-bound)"; fi
   for s in "${SEEDS[@]}"; do
     { $SIM "${COMMON[@]}" --seed "$s" --free-riders 10 "${extra[@]}" || true; } | field '"| '"$links"' | '"$after"' | %s | %.1f | %.1f | %.1f | %.1f | %.1f %% |" % (d["seed"], d["classes"]["leecher"]["median"], d["classes"]["free-rider"]["median"], d["classes"]["leecher"]["max"], d["classes"]["free-rider"]["max"], 100.0 * d["unchoke_slots"].get("free-rider", 0) / max(1, sum(d["unchoke_slots"].values())))'
   done
