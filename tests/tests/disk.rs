@@ -74,7 +74,7 @@ fn verified_pieces_intact(fx: &Fixture, out: &Path, some: bool) -> usize {
 /// resume file; with room again the same command resumes and completes.
 fn disk_full(t: &Tessera) {
     let fx = Fixture::multi_file(18);
-    let mut seeder = LtPeer::seed_retrying(
+    let mut seeder = LtPeer::seed(
         &fx.logs(),
         &fx.torrent.path,
         &fx.seed_dir,
@@ -147,7 +147,7 @@ fn disk_full(t: &Tessera) {
 /// one error line, not a byte changed; writable again, the same command completes.
 fn read_only(t: &Tessera) {
     let fx = Fixture::multi_file(18);
-    let mut seeder = LtPeer::seed_retrying(
+    let mut seeder = LtPeer::seed(
         &fx.logs(),
         &fx.torrent.path,
         &fx.seed_dir,

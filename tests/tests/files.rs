@@ -74,7 +74,7 @@ fn padded_swarm(how: Padded) -> PaddedSwarm {
         "libtorrent made only {pads} padding files: {:?}",
         torrent.files
     );
-    let seeder = LtPeer::seed_retrying(&logs, &path, &seed, &LtOptions::default());
+    let seeder = LtPeer::seed(&logs, &path, &seed, &LtOptions::default());
     PaddedSwarm {
         dir,
         torrent,
@@ -174,7 +174,7 @@ fn only_one_file_of_a_padded_torrent(t: &Tessera) {
 /// and the tree is complete.
 fn only_then_everything(t: &Tessera) {
     let fx = Fixture::multi_file(18);
-    let mut seeder = LtPeer::seed_retrying(
+    let mut seeder = LtPeer::seed(
         &fx.logs(),
         &fx.torrent.path,
         &fx.seed_dir,
@@ -261,7 +261,7 @@ fn only_with_spilled_pieces(t: &Tessera) {
         &path,
         &logs,
     );
-    let mut seeder = LtPeer::seed_retrying(&logs, &path, &seed, &LtOptions::default());
+    let mut seeder = LtPeer::seed(&logs, &path, &seed, &LtOptions::default());
     let out = dir.path().join("out");
     let mut dl = t.download_with(
         &logs,

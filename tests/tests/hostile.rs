@@ -247,7 +247,7 @@ impl Swarm {
         let logs = dir.path().join("logs");
         mktorrent(&seed.join("hostile"), 18, tracker, &path, &logs);
         let torrent = Torrent::load(&path);
-        let seeder = LtPeer::seed_retrying(&logs, &path, &seed, &LtOptions::default());
+        let seeder = LtPeer::seed(&logs, &path, &seed, &LtOptions::default());
         Swarm {
             dir,
             torrent,

@@ -36,7 +36,7 @@ struct Setup {
 
 fn setup() -> Setup {
     let fx = Fixture::multi_file(PIECE_LOG2);
-    let seeder = LtPeer::seed_retrying(
+    let seeder = LtPeer::seed(
         &fx.logs(),
         &fx.torrent.path,
         &fx.seed_dir,
