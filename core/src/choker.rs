@@ -263,21 +263,16 @@ impl Choker {
         rotate: bool,
     ) -> Decision {
         let peers = unique_by_conn(peers);
-        let mut candidates: Vec<&PeerView> = peers
+        let candidates: Vec<&PeerView> = peers
             .iter()
             .copied()
             .filter(|p| p.interested && (seeding || !self.is_snubbed(now, p)))
             .collect();
-        if seeding {
-            candidates.sort_by(|a, b| self.seeding_order(now, a, b));
+        let regular: Vec<ConnId> = if seeding {
+            self.best_seeding(now, &candidates)
         } else {
-            candidates.sort_by(|a, b| self.downloading_order(a, b));
-        }
-        let regular: Vec<ConnId> = candidates
-            .iter()
-            .take(self.config.slots)
-            .map(|p| p.conn)
-            .collect();
+            self.best_downloading(&candidates)
+        };
 
         // The optimistic peer keeps its slot between rotations while it is still there,
         // interested and not promoted to a regular slot; otherwise the slot is refilled now
@@ -299,34 +294,61 @@ impl Choker {
     }
 
     /// Downloading: fastest uploader to us first; on equal rates the peer already holding a
-    /// regular slot (no churn for nothing), then the lowest [`ConnId`].
-    fn downloading_order(&self, a: &PeerView, b: &PeerView) -> Ordering {
-        rate(b.download_rate)
-            .total_cmp(&rate(a.download_rate))
-            .then_with(|| b.downloaded.cmp(&a.downloaded))
-            .then_with(|| self.holds_slot(b.conn).cmp(&self.holds_slot(a.conn)))
-            .then_with(|| a.conn.cmp(&b.conn))
+    /// regular slot (no churn for nothing), then the lowest [`ConnId`]. The first
+    /// [`ChokerConfig::slots`] candidates in that order.
+    fn best_downloading(&self, candidates: &[&PeerView]) -> Vec<ConnId> {
+        // The sort keys, looked up once per peer rather than once per comparison.
+        let mut keyed: Vec<(f64, u64, bool, ConnId)> = candidates
+            .iter()
+            .map(|p| {
+                (
+                    rate(p.download_rate),
+                    p.downloaded,
+                    self.holds_slot(p.conn),
+                    p.conn,
+                )
+            })
+            .collect();
+        let order = |a: &(f64, u64, bool, ConnId), b: &(f64, u64, bool, ConnId)| {
+            b.0.total_cmp(&a.0)
+                .then_with(|| b.1.cmp(&a.1))
+                .then_with(|| b.2.cmp(&a.2))
+                .then_with(|| a.3.cmp(&b.3))
+        };
+        best(&mut keyed, self.config.slots, order)
+            .iter()
+            .map(|k| k.3)
+            .collect()
     }
 
     /// Seeding: peers in the middle of their turn first (earliest turn first), then the
     /// others by when they last held a slot (never first), oldest connection, [`ConnId`].
-    fn seeding_order(&self, now: Instant, a: &PeerView, b: &PeerView) -> Ordering {
-        let turn = |p: &PeerView| {
-            self.history
-                .get(&p.conn)
-                .and_then(|h| h.since)
-                .filter(|&since| now.saturating_duration_since(since) < self.config.seed_turn)
+    /// The first [`ChokerConfig::slots`] candidates in that order.
+    fn best_seeding(&self, now: Instant, candidates: &[&PeerView]) -> Vec<ConnId> {
+        type Key = (Option<Instant>, Option<Instant>, Instant, ConnId);
+        let mut keyed: Vec<Key> = candidates
+            .iter()
+            .map(|p| {
+                let history = self.history.get(&p.conn);
+                let turn = history
+                    .and_then(|h| h.since)
+                    .filter(|&since| now.saturating_duration_since(since) < self.config.seed_turn);
+                (turn, history.and_then(|h| h.last), p.connected_at, p.conn)
+            })
+            .collect();
+        let order = |a: &Key, b: &Key| {
+            match (a.0, b.0) {
+                (Some(x), Some(y)) => x.cmp(&y),
+                (Some(_), None) => Ordering::Less,
+                (None, Some(_)) => Ordering::Greater,
+                (None, None) => a.1.cmp(&b.1).then_with(|| a.2.cmp(&b.2)),
+            }
+            .then_with(|| a.3.cmp(&b.3))
         };
-        let last = |p: &PeerView| self.history.get(&p.conn).and_then(|h| h.last);
-        match (turn(a), turn(b)) {
-            (Some(x), Some(y)) => x.cmp(&y),
-            (Some(_), None) => Ordering::Less,
-            (None, Some(_)) => Ordering::Greater,
-            (None, None) => last(a)
-                .cmp(&last(b))
-                .then_with(|| a.connected_at.cmp(&b.connected_at)),
-        }
-        .then_with(|| a.conn.cmp(&b.conn))
+        best(&mut keyed, self.config.slots, order)
+            .iter()
+            .map(|k| k.3)
+            .collect()
     }
 
     fn holds_slot(&self, conn: ConnId) -> bool {
@@ -391,8 +413,27 @@ fn rate(r: f64) -> f64 {
     if r > 0.0 { r } else { 0.0 }
 }
 
+/// The `k` least items of `items` under `order` (a total order), least first; `items` is
+/// reordered. O(n + k log k) rather than a full sort.
+fn best<T>(items: &mut [T], k: usize, order: impl Fn(&T, &T) -> Ordering) -> &[T] {
+    let k = k.min(items.len());
+    if k == 0 {
+        return &[];
+    }
+    if k < items.len() {
+        items.select_nth_unstable_by(k - 1, &order);
+    }
+    let head = &mut items[..k];
+    head.sort_unstable_by(&order);
+    head
+}
+
 /// The first view of each [`ConnId`], sorted by [`ConnId`].
 fn unique_by_conn(peers: &[PeerView]) -> Vec<&PeerView> {
+    // The torrent lists its peers in `ConnId` order, each once.
+    if peers.windows(2).all(|w| w[0].conn < w[1].conn) {
+        return peers.iter().collect();
+    }
     let mut seen = BTreeSet::new();
     let mut unique: Vec<&PeerView> = peers.iter().filter(|p| seen.insert(p.conn)).collect();
     unique.sort_by_key(|p| p.conn);

@@ -17,6 +17,7 @@ use crate::picker::PickerConfig;
 use crate::rng::Rng;
 use crate::time::{Duration, Instant};
 use crate::torrent::Torrent;
+use crate::vec_map::VecMap;
 use crate::wire::Decoder;
 
 /// Tunables. `Config::default()` is what the command-line clients use.
@@ -184,8 +185,8 @@ pub(crate) struct Shared {
     /// Peer connections with control bytes queued since the last flush.
     pub queued: Vec<(TorrentId, ConnId)>,
     next_id: u64,
-    routes: BTreeMap<ConnId, Route>,
-    ops: BTreeMap<OpId, TorrentId>,
+    routes: VecMap<ConnId, Route>,
+    ops: VecMap<OpId, TorrentId>,
 }
 
 impl Shared {
@@ -289,8 +290,8 @@ impl Session {
                 out: VecDeque::new(),
                 queued: Vec::new(),
                 next_id: 0,
-                routes: BTreeMap::new(),
-                ops: BTreeMap::new(),
+                routes: VecMap::new(),
+                ops: VecMap::new(),
             },
             torrents: BTreeMap::new(),
             by_hash: BTreeMap::new(),
@@ -444,10 +445,16 @@ impl Session {
         for t in self.torrents.values_mut() {
             t.after_input(&mut self.sh);
         }
-        for (torrent, conn) in std::mem::take(&mut self.sh.queued) {
+        let mut queued = std::mem::take(&mut self.sh.queued);
+        for &(torrent, conn) in &queued {
             if let Some(t) = self.torrents.get_mut(&torrent) {
                 t.flush(&mut self.sh, conn);
             }
+        }
+        // Keep the buffer for the next input (a flush queues nothing new).
+        queued.clear();
+        if self.sh.queued.is_empty() {
+            self.sh.queued = queued;
         }
         if let Some(deadline) = self.stopping
             && !self.stopped

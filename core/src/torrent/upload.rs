@@ -58,6 +58,8 @@ pub(super) struct Serving {
     pub choker: Choker,
     /// A peer's interest changed during this input: see `Torrent::after_input`.
     pub rechoke_pending: bool,
+    /// The choker's input, kept to reuse its allocation.
+    views: Vec<PeerView>,
 }
 
 impl Serving {
@@ -75,6 +77,7 @@ impl Serving {
                 now,
             ),
             rechoke_pending: false,
+            views: Vec::new(),
         }
     }
 
@@ -337,20 +340,22 @@ impl Torrent {
     /// applies its decision.
     fn rechoke(&mut self, sh: &mut Shared, full_round: bool) {
         let now = sh.now;
-        let views: Vec<PeerView> = self
-            .peers
-            .iter()
-            .filter(|(_, p)| p.is_active())
-            .map(|(&conn, p)| PeerView {
-                conn,
-                interested: p.peer_interested,
-                download_rate: p.download.get(now),
-                downloaded: p.download.total(),
-                connected_at: p.connected_at,
-                last_block_at: p.last_piece_at,
-                am_interested_since: p.am_interested.then_some(p.am_interested_since),
-            })
-            .collect();
+        let mut views = std::mem::take(&mut self.upload.views);
+        views.clear();
+        views.extend(
+            self.peers
+                .iter()
+                .filter(|(_, p)| p.is_active())
+                .map(|(&conn, p)| PeerView {
+                    conn,
+                    interested: p.peer_interested,
+                    download_rate: p.download.get(now),
+                    downloaded: p.download.total(),
+                    connected_at: p.connected_at,
+                    last_block_at: p.last_piece_at,
+                    am_interested_since: p.am_interested.then_some(p.am_interested_since),
+                }),
+        );
         let seeding = self.picker.is_complete();
         let choker = &mut self.upload.choker;
         let mut decision = if full_round {
@@ -358,6 +363,7 @@ impl Torrent {
         } else {
             choker.rerun(now, &views, seeding, &mut sh.rng)
         };
+        self.upload.views = views;
         if !sh.config.optimistic_unchoke {
             decision.optimistic = None;
         }
