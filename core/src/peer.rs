@@ -200,7 +200,10 @@ impl Peer {
             return None;
         }
         self.listed = false;
-        let bytes = self.out.split().freeze();
+        // A copy, so that `out` keeps its buffer: control messages are a few bytes, and
+        // splitting the buffer off would cost a fresh allocation (and its growth) per flush.
+        let bytes = Bytes::copy_from_slice(&self.out);
+        self.out.clear();
         self.emitted += bytes.len() as u64;
         Some(bytes)
     }

@@ -11,6 +11,7 @@ use bytes::Bytes;
 
 use crate::api::{Action, Event, Input, Output, Target};
 use crate::bitfield::Bitfield;
+use crate::extension::ExtHandshake;
 use crate::id::{ConnId, InfoHash, OpId, PeerId, TorrentId};
 use crate::metainfo::Metainfo;
 use crate::picker::PickerConfig;
@@ -187,6 +188,8 @@ pub(crate) struct Shared {
     next_id: u64,
     routes: VecMap<ConnId, Route>,
     ops: VecMap<OpId, TorrentId>,
+    /// Our BEP 10 handshake payload, encoded once (it depends on the config alone).
+    ext_handshake: Option<Bytes>,
 }
 
 impl Shared {
@@ -236,6 +239,19 @@ impl Shared {
     /// Open connections of every kind.
     pub fn connections(&self) -> usize {
         self.routes.len()
+    }
+
+    /// The payload of our BEP 10 extension handshake.
+    pub fn ext_handshake(&mut self) -> &Bytes {
+        let config = &self.config;
+        self.ext_handshake.get_or_insert_with(|| {
+            let ours = ExtHandshake {
+                reqq: u32::try_from(config.max_peer_requests).ok(),
+                port: (config.listen_port != 0).then_some(config.listen_port),
+                client: Some(config.user_agent.clone()),
+            };
+            Bytes::from(ours.encode())
+        })
     }
 
     /// A new disk operation id for `torrent`.
@@ -292,6 +308,7 @@ impl Session {
                 next_id: 0,
                 routes: VecMap::new(),
                 ops: VecMap::new(),
+                ext_handshake: None,
             },
             torrents: BTreeMap::new(),
             by_hash: BTreeMap::new(),

@@ -455,12 +455,7 @@ impl Torrent {
             peer.send(sh, &Message::Bitfield(Bytes::from(offered.to_bytes())));
         }
         if hs.has(Handshake::EXTENSION_PROTOCOL) {
-            let ours = ExtHandshake {
-                reqq: u32::try_from(sh.config.max_peer_requests).ok(),
-                port: (sh.config.listen_port != 0).then_some(sh.config.listen_port),
-                client: Some(sh.config.user_agent.clone()),
-            };
-            let payload = Bytes::from(ours.encode());
+            let payload = sh.ext_handshake().clone();
             peer.send(
                 sh,
                 &Message::Extended {
