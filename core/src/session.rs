@@ -409,7 +409,8 @@ impl Session {
 
     /// Runs `f` on the torrent `conn` belongs to, if any.
     fn with_torrent(&mut self, conn: ConnId, f: impl FnOnce(&mut Torrent, &mut Shared)) {
-        let id = match self.sh.routes.get(&conn) {
+        // `get_mut` for its lookup hint: the same connection's inputs come in runs.
+        let id = match self.sh.routes.get_mut(&conn) {
             Some(Route::Peer(t) | Route::Tracker(t)) => *t,
             Some(Route::Pending) | None => return,
         };

@@ -15,6 +15,9 @@ use std::fmt;
 pub(crate) struct VecMap<K, V> {
     keys: Vec<K>,
     vals: Vec<V>,
+    /// Where the last key looked up mutably was: the same key tends to be looked up many
+    /// times in a row (every message of one connection).
+    hint: usize,
 }
 
 impl<K, V> Default for VecMap<K, V> {
@@ -22,6 +25,7 @@ impl<K, V> Default for VecMap<K, V> {
         VecMap {
             keys: Vec::new(),
             vals: Vec::new(),
+            hint: 0,
         }
     }
 }
@@ -43,6 +47,9 @@ impl<K: Ord + Copy, V> VecMap<K, V> {
     /// increasing order, so the last one is tried first.
     #[inline]
     fn find(&self, key: &K) -> Result<usize, usize> {
+        if self.keys.get(self.hint) == Some(key) {
+            return Ok(self.hint);
+        }
         match self.keys.last() {
             None => Err(0),
             Some(last) if key > last => Err(self.keys.len()),
@@ -63,7 +70,10 @@ impl<K: Ord + Copy, V> VecMap<K, V> {
     #[inline]
     pub fn get_mut(&mut self, key: &K) -> Option<&mut V> {
         match self.find(key) {
-            Ok(i) => Some(&mut self.vals[i]),
+            Ok(i) => {
+                self.hint = i;
+                Some(&mut self.vals[i])
+            }
             Err(_) => None,
         }
     }
