@@ -134,55 +134,83 @@ impl Host {
     }
 }
 
+/// Why a dial failed (kept small: every event is copied around the queue's heap).
+#[derive(Debug, Clone, Copy)]
+enum DialError {
+    TimedOut,
+    CannotResolve,
+}
+
+impl DialError {
+    fn text(self) -> &'static str {
+        match self {
+            DialError::TimedOut => "connection timed out",
+            DialError::CannotResolve => "cannot resolve host names",
+        }
+    }
+}
+
+/// No rejoin after a `Leave`.
+const NO_REJOIN: u64 = u64::MAX;
+
+/// `Leave`'s rejoin delay as nanoseconds, [`NO_REJOIN`] for none.
+fn rejoin_nanos(after: Option<Duration>) -> u64 {
+    after.map_or(NO_REJOIN, |d| {
+        u64::try_from(d.as_nanos()).unwrap_or(NO_REJOIN - 1)
+    })
+}
+
+/// An event. Host, record and link indices are `u32` and directions `u8` so that an event
+/// is 16 bytes: the queue's heap moves events around on every push and pop.
 #[derive(Debug)]
 enum Ev {
     Join {
-        rec: usize,
+        rec: u32,
     },
     Leave {
-        rec: usize,
-        rejoin: Option<Duration>,
+        rec: u32,
+        /// Nanoseconds until the peer rejoins; [`NO_REJOIN`]: never.
+        rejoin: u64,
     },
     Timer {
-        host: usize,
+        host: u32,
         epoch: u64,
     },
     UplinkDone {
-        host: usize,
+        host: u32,
     },
     UplinkKick {
-        host: usize,
+        host: u32,
     },
     Deliver {
-        link: usize,
-        dir: usize,
+        link: u32,
+        dir: u8,
     },
     Fin {
-        link: usize,
-        dir: usize,
+        link: u32,
+        dir: u8,
     },
     Reset {
-        link: usize,
-        side: usize,
+        link: u32,
+        side: u8,
     },
     ConnectArrive {
-        link: usize,
+        link: u32,
     },
     ConnectReply {
-        link: usize,
+        link: u32,
         ok: bool,
     },
     ConnectFail {
-        link: usize,
-        error: &'static str,
+        link: u32,
+        error: DialError,
     },
     DiskDone {
-        host: usize,
-        op: OpId,
-        result: DiskResult,
+        host: u32,
+        done: Box<(OpId, DiskResult)>,
     },
     ScriptTick {
-        host: usize,
+        host: u32,
     },
     Partition {
         until: Instant,
@@ -190,12 +218,14 @@ enum Ev {
     Heal,
     RandomReset,
     Stall {
-        rec: usize,
+        rec: u32,
         until: Instant,
     },
     Bandwidth,
     Sample,
 }
+
+const _: () = assert!(std::mem::size_of::<Ev>() <= 16);
 
 /// The whole simulated world.
 #[derive(Debug)]
@@ -384,7 +414,7 @@ impl World {
             self.remaining += 1;
         }
         self.pending_joins += 1;
-        self.q.at(join, Ev::Join { rec: i });
+        self.q.at(join, Ev::Join { rec: i as u32 });
         i
     }
 
@@ -428,8 +458,8 @@ impl World {
             self.q.at(
                 at,
                 Ev::Leave {
-                    rec,
-                    rejoin: Some(down),
+                    rec: rec as u32,
+                    rejoin: rejoin_nanos(Some(down)),
                 },
             );
         }
@@ -450,7 +480,13 @@ impl World {
             let at = t0 + between(rng, Duration::from_secs(2), window);
             let until = at + between(rng, Duration::from_secs(3), Duration::from_secs(20));
             heal = heal.max(until);
-            self.q.at(at, Ev::Stall { rec, until });
+            self.q.at(
+                at,
+                Ev::Stall {
+                    rec: rec as u32,
+                    until,
+                },
+            );
         }
         for k in 0..f.partitions {
             // Partitions one after another, each healing before the next.
@@ -535,27 +571,29 @@ impl World {
         match ev {
             Ev::Join { rec } => {
                 self.pending_joins -= 1;
-                self.join(rec);
+                self.join(rec as usize);
             }
             Ev::Leave { rec, rejoin } => {
-                if let Some(h) = self.records[rec].host {
+                if let Some(h) = self.records[rec as usize].host {
                     self.kill(h);
                 }
-                if let Some(after) = rejoin {
+                if rejoin != NO_REJOIN {
                     self.pending_joins += 1;
-                    let at = self.q.now() + after;
+                    let at = self.q.now() + Duration::from_nanos(rejoin);
                     self.q.at(at, Ev::Join { rec });
                 }
             }
-            Ev::Timer { host, epoch } => self.on_timer(host, epoch),
-            Ev::UplinkDone { host } => self.uplink_done(host),
+            Ev::Timer { host, epoch } => self.on_timer(host as usize, epoch),
+            Ev::UplinkDone { host } => self.uplink_done(host as usize),
             Ev::UplinkKick { host } => {
+                let host = host as usize;
                 self.hosts[host].kick_pending = false;
                 self.kick(host);
             }
-            Ev::Deliver { link, dir } => self.deliver(link, dir),
-            Ev::Fin { link, dir } => self.fin(link, dir),
+            Ev::Deliver { link, dir } => self.deliver(link as usize, usize::from(dir)),
+            Ev::Fin { link, dir } => self.fin(link as usize, usize::from(dir)),
             Ev::Reset { link, side } => {
+                let (link, side) = (link as usize, usize::from(side));
                 if matches!(
                     self.links[link].ends[side].state,
                     EndState::Open | EndState::Dialling
@@ -563,27 +601,32 @@ impl World {
                     self.close_end(link, side, Some("connection reset by peer"));
                 }
             }
-            Ev::ConnectArrive { link } => self.connect_arrive(link),
-            Ev::ConnectReply { link, ok } => self.connect_reply(link, ok),
+            Ev::ConnectArrive { link } => self.connect_arrive(link as usize),
+            Ev::ConnectReply { link, ok } => self.connect_reply(link as usize, ok),
             Ev::ConnectFail { link, error } => {
+                let link = link as usize;
                 if self.links[link].ends[0].state == EndState::Dialling {
                     self.links[link].dead = true;
-                    self.close_end(link, 0, Some(error));
+                    self.close_end(link, 0, Some(error.text()));
                 }
             }
-            Ev::DiskDone { host, op, result } => {
+            Ev::DiskDone { host, done } => {
                 let now = self.q.now();
-                self.feed(host, Input::Disk { now, op, result });
+                let (op, result) = *done;
+                self.feed(host as usize, Input::Disk { now, op, result });
             }
             Ev::ScriptTick { host } => {
                 let now = self.q.now();
+                let host = host as usize;
                 let outs = match &mut self.hosts[host].kind {
                     Kind::Script(s) => s.on_timer(now),
                     _ => return,
                 };
                 self.script_outs(host, outs);
-                self.q
-                    .at(now + Duration::from_secs(1), Ev::ScriptTick { host });
+                self.q.at(
+                    now + Duration::from_secs(1),
+                    Ev::ScriptTick { host: host as u32 },
+                );
             }
             Ev::Partition { until } => self.partition(until),
             Ev::Heal => {
@@ -593,9 +636,9 @@ impl World {
             }
             Ev::RandomReset => self.random_reset(),
             Ev::Stall { rec, until } => {
-                if let Some(h) = self.records[rec].host {
+                if let Some(h) = self.records[rec as usize].host {
                     self.hosts[h].iface.stalled_until = until;
-                    self.q.at(until, Ev::UplinkKick { host: h });
+                    self.q.at(until, Ev::UplinkKick { host: h as u32 });
                     self.hosts[h].kick_pending = true;
                 }
             }
@@ -689,8 +732,10 @@ impl World {
                 self.hosts[h].next_local += 1;
                 self.dial(h, local, t);
             }
-            self.q
-                .at(now + Duration::from_secs(1), Ev::ScriptTick { host: h });
+            self.q.at(
+                now + Duration::from_secs(1),
+                Ev::ScriptTick { host: h as u32 },
+            );
             return;
         }
         let seeder = class == Class::Seeder;
@@ -792,8 +837,8 @@ impl World {
                     self.q.at(
                         now + lat,
                         Ev::Reset {
-                            link: l,
-                            side: other,
+                            link: l as u32,
+                            side: other as u8,
                         },
                     );
                 }
@@ -858,7 +903,13 @@ impl World {
         node.timer_gen += 1;
         node.timer_at = Some(at);
         let epoch = node.timer_gen;
-        self.q.at(at, Ev::Timer { host: h, epoch });
+        self.q.at(
+            at,
+            Ev::Timer {
+                host: h as u32,
+                epoch,
+            },
+        );
     }
 
     /// Hands one input to a node's session, then carries out what it asks for.
@@ -939,8 +990,8 @@ impl World {
                     self.q.at(
                         now,
                         Ev::ConnectFail {
-                            link: l,
-                            error: "cannot resolve host names",
+                            link: l as u32,
+                            error: DialError::CannotResolve,
                         },
                     );
                 }
@@ -992,9 +1043,8 @@ impl World {
                 self.q.at(
                     now + DISK_LATENCY,
                     Ev::DiskDone {
-                        host: h,
-                        op,
-                        result,
+                        host: h as u32,
+                        done: Box::new((op, result)),
                     },
                 );
             }
@@ -1011,9 +1061,8 @@ impl World {
                 self.q.at(
                     now + DISK_LATENCY,
                     Ev::DiskDone {
-                        host: h,
-                        op,
-                        result,
+                        host: h as u32,
+                        done: Box::new((op, result)),
                     },
                 );
             }
@@ -1041,9 +1090,8 @@ impl World {
                 self.q.at(
                     now + DISK_LATENCY,
                     Ev::DiskDone {
-                        host: h,
-                        op,
-                        result,
+                        host: h as u32,
+                        done: Box::new((op, result)),
                     },
                 );
             }
@@ -1109,7 +1157,13 @@ impl World {
                         self.remaining -= 1;
                     }
                     if r.must_complete && self.sc.leave_on_complete {
-                        self.q.at(now, Ev::Leave { rec, rejoin: None });
+                        self.q.at(
+                            now,
+                            Ev::Leave {
+                                rec: rec as u32,
+                                rejoin: NO_REJOIN,
+                            },
+                        );
                     }
                 }
             }
@@ -1157,8 +1211,8 @@ impl World {
                     self.q.at(
                         now,
                         Ev::Leave {
-                            rec,
-                            rejoin: Some(RESTART_DELAY),
+                            rec: rec as u32,
+                            rejoin: rejoin_nanos(Some(RESTART_DELAY)),
                         },
                     );
                 }
@@ -1212,13 +1266,13 @@ impl World {
         self.hosts[h].conns.insert(local, (l, 0));
         match target {
             Some(t) if self.hosts[t].iface.group == self.hosts[h].iface.group => {
-                self.q.at(now + lat, Ev::ConnectArrive { link: l });
+                self.q.at(now + lat, Ev::ConnectArrive { link: l as u32 });
             }
             _ => self.q.at(
                 now + self.net.connect_timeout,
                 Ev::ConnectFail {
-                    link: l,
-                    error: "connection timed out",
+                    link: l as u32,
+                    error: DialError::TimedOut,
                 },
             ),
         }
@@ -1237,8 +1291,8 @@ impl World {
             self.q.at(
                 now + left,
                 Ev::ConnectFail {
-                    link: l,
-                    error: "connection timed out",
+                    link: l as u32,
+                    error: DialError::TimedOut,
                 },
             );
             return;
@@ -1263,15 +1317,26 @@ impl World {
         self.trace.mix(to as u64);
         let Some(local) = local else {
             self.links[l].dead = true;
-            self.q
-                .at(now + lat, Ev::ConnectReply { link: l, ok: false });
+            self.q.at(
+                now + lat,
+                Ev::ConnectReply {
+                    link: l as u32,
+                    ok: false,
+                },
+            );
             return;
         };
         let link = &mut self.links[l];
         link.ends[1].local = local;
         link.ends[1].state = EndState::Open;
         self.hosts[to].conns.insert(local, (l, 1));
-        self.q.at(now + lat, Ev::ConnectReply { link: l, ok: true });
+        self.q.at(
+            now + lat,
+            Ev::ConnectReply {
+                link: l as u32,
+                ok: true,
+            },
+        );
         match &mut self.hosts[to].kind {
             Kind::Node(_) => {
                 self.drain(to);
@@ -1337,7 +1402,13 @@ impl World {
         match link.ends[other].state {
             EndState::Open | EndState::Dialling => {
                 let at = (now + link.latency).max(link.dirs[side].last_arrival);
-                self.q.at(at, Ev::Fin { link: l, dir: side });
+                self.q.at(
+                    at,
+                    Ev::Fin {
+                        link: l as u32,
+                        dir: side as u8,
+                    },
+                );
             }
             EndState::Unborn => link.dead = true,
             EndState::Closed => {}
@@ -1403,7 +1474,7 @@ impl World {
             if !host.kick_pending {
                 host.kick_pending = true;
                 let at = host.iface.stalled_until;
-                self.q.at(at, Ev::UplinkKick { host: h });
+                self.q.at(at, Ev::UplinkKick { host: h as u32 });
             }
             return;
         }
@@ -1442,14 +1513,20 @@ impl World {
             dir.inflight_bytes += len;
             let again = dir.queued > 0 && dir.inflight_bytes < window;
             dir.in_rr = again;
-            self.q.at(arrival, Ev::Deliver { link: l, dir: d });
+            self.q.at(
+                arrival,
+                Ev::Deliver {
+                    link: l as u32,
+                    dir: d as u8,
+                },
+            );
             let host = &mut self.hosts[h];
             if again {
                 host.iface.rr.push_back((l, d));
             }
             host.iface.busy = Some((l, d, len, wire));
             host.sent_bytes += len as u64;
-            self.q.at(t_end, Ev::UplinkDone { host: h });
+            self.q.at(t_end, Ev::UplinkDone { host: h as u32 });
             return;
         }
     }
@@ -1523,7 +1600,13 @@ impl World {
         };
         if let Some(at) = hold {
             link.dirs[dir].inflight.push_front(seg);
-            self.q.at(at, Ev::Deliver { link: l, dir });
+            self.q.at(
+                at,
+                Ev::Deliver {
+                    link: l as u32,
+                    dir: dir as u8,
+                },
+            );
             return;
         }
         link.dirs[dir].inflight_bytes -= seg.len;
@@ -1643,8 +1726,20 @@ impl World {
                 d.inflight.clear();
                 d.inflight_bytes = 0;
             }
-            self.q.at(now, Ev::Reset { link: l, side: 0 });
-            self.q.at(now, Ev::Reset { link: l, side: 1 });
+            self.q.at(
+                now,
+                Ev::Reset {
+                    link: l as u32,
+                    side: 0,
+                },
+            );
+            self.q.at(
+                now,
+                Ev::Reset {
+                    link: l as u32,
+                    side: 1,
+                },
+            );
             return;
         }
     }
