@@ -293,16 +293,46 @@ pub struct End {
 }
 
 /// A connection: end 0 dialled end 1. Direction `d` carries bytes from end `d`.
+///
+/// Links are never removed (events may still name them), but a finished one (neither end
+/// open or dialling) gives its directions' buffers back: a large swarm makes millions of
+/// short connections.
 #[derive(Debug)]
 pub struct Link {
     pub ends: [End; 2],
-    pub dirs: [Dir; 2],
+    /// The two directions; `None` once the link is finished.
+    dirs: Option<Box<[Dir; 2]>>,
     pub latency: Duration,
     /// Gone for good (reset, or abandoned before it was set up).
     pub dead: bool,
 }
 
 impl Link {
+    /// Direction `d` (recreated empty if the link was retired: only bookkeeping writes
+    /// reach a finished link).
+    pub fn dir(&mut self, d: usize) -> &mut Dir {
+        &mut self.dirs.get_or_insert_with(Box::default)[d]
+    }
+
+    /// Both directions.
+    pub fn dirs(&mut self) -> &mut [Dir; 2] {
+        self.dirs.get_or_insert_with(Box::default)
+    }
+
+    /// Neither end is open or dialling: nothing will be sent or delivered any more.
+    pub fn finished(&self) -> bool {
+        self.ends
+            .iter()
+            .all(|e| !matches!(e.state, EndState::Open | EndState::Dialling))
+    }
+
+    /// Frees the directions' buffers if the link is finished.
+    pub fn retire_if_finished(&mut self) {
+        if self.finished() {
+            self.dirs = None;
+        }
+    }
+
     pub fn new(from: usize, local: u64, to: usize, latency: Duration) -> Link {
         Link {
             ends: [
@@ -317,7 +347,7 @@ impl Link {
                     state: EndState::Unborn,
                 },
             ],
-            dirs: [Dir::default(), Dir::default()],
+            dirs: Some(Box::default()),
             latency,
             dead: false,
         }

@@ -845,11 +845,12 @@ impl World {
                 EndState::Unborn => link.dead = true,
                 EndState::Closed => {}
             }
-            for d in &mut link.dirs {
+            for d in link.dirs() {
                 d.drop_queue();
                 d.inflight.clear();
                 d.inflight_bytes = 0;
             }
+            link.retire_if_finished();
         }
         self.hosts[h].conns.clear();
         self.hosts[h].iface.rr.clear();
@@ -1008,7 +1009,7 @@ impl World {
                         Kind::Node(n) => n.session.config().max_send_buffer + (1 << 20),
                         _ => usize::MAX,
                     };
-                    let queued = self.links[l].dirs[side].queued;
+                    let queued = self.links[l].dir(side).queued;
                     if queued > limit {
                         self.violation(
                             h,
@@ -1380,7 +1381,7 @@ impl World {
     /// An application queues bytes on its side of a link.
     fn app_send(&mut self, h: usize, l: usize, side: usize, data: Bytes) {
         let window = self.net.window;
-        let dir = &mut self.links[l].dirs[side];
+        let dir = self.links[l].dir(side);
         dir.push(data, &self.payload);
         if !dir.in_rr && dir.inflight_bytes < window {
             dir.in_rr = true;
@@ -1397,11 +1398,11 @@ impl World {
         };
         let link = &mut self.links[l];
         link.ends[side].state = EndState::Closed;
-        link.dirs[side].drop_queue();
+        link.dir(side).drop_queue();
         let other = 1 - side;
         match link.ends[other].state {
             EndState::Open | EndState::Dialling => {
-                let at = (now + link.latency).max(link.dirs[side].last_arrival);
+                let at = (now + link.latency).max(link.dir(side).last_arrival);
                 self.q.at(
                     at,
                     Ev::Fin {
@@ -1413,6 +1414,7 @@ impl World {
             EndState::Unborn => link.dead = true,
             EndState::Closed => {}
         }
+        link.retire_if_finished();
     }
 
     fn fin(&mut self, l: usize, dir: usize) {
@@ -1421,10 +1423,10 @@ impl World {
         if link.dead || !matches!(link.ends[r].state, EndState::Open | EndState::Dialling) {
             return;
         }
-        if link.dirs[dir].inflight.is_empty() {
+        if link.dir(dir).inflight.is_empty() {
             self.close_end(l, r, None);
         } else {
-            link.dirs[dir].fin = true;
+            link.dir(dir).fin = true;
         }
     }
 
@@ -1433,13 +1435,14 @@ impl World {
         let now = self.q.now();
         let link = &mut self.links[l];
         link.ends[side].state = EndState::Closed;
-        link.dirs[side].drop_queue();
+        link.dir(side).drop_queue();
         if link.ends[1 - side].state == EndState::Closed {
-            for d in &mut link.dirs {
+            for d in link.dirs() {
                 d.inflight.clear();
                 d.inflight_bytes = 0;
             }
         }
+        link.retire_if_finished();
         let (host, local) = (link.ends[side].host, link.ends[side].local);
         if host == usize::MAX || !self.hosts[host].alive() {
             return;
@@ -1481,12 +1484,14 @@ impl World {
         let window = self.net.window;
         while let Some((l, d)) = self.hosts[h].iface.rr.pop_front() {
             let link = &mut self.links[l];
-            let dir = &mut link.dirs[d];
-            if link.dead
-                || link.ends[d].state != EndState::Open
-                || dir.queued == 0
-                || dir.inflight_bytes >= window
-            {
+            if link.dead || link.ends[d].state != EndState::Open {
+                if !link.finished() {
+                    link.dir(d).in_rr = false;
+                }
+                continue;
+            }
+            let dir = link.dir(d);
+            if dir.queued == 0 || dir.inflight_bytes >= window {
                 dir.in_rr = false;
                 continue;
             }
@@ -1506,7 +1511,7 @@ impl World {
             let receiving = (now + lat).max(down.down_free) + transfer_time(len, down.down_rate);
             let mut arrival = (t_end + lat).max(receiving);
             down.down_free = arrival;
-            let dir = &mut self.links[l].dirs[d];
+            let dir = self.links[l].dir(d);
             arrival = arrival.max(dir.last_arrival);
             dir.last_arrival = arrival;
             dir.inflight.push_back(seg);
@@ -1542,16 +1547,24 @@ impl World {
         let end = self.links[l].ends[d];
         // Control-only segments are reported with the next segment that carries blocks (or
         // once 16 KiB of them add up): the core's flow control is about upload data, and a
-        // `Sent` per `have` message would double the inputs of a large swarm.
-        let dir = &mut self.links[l].dirs[d];
-        dir.unreported += len;
-        let report = wire || dir.unreported >= 16 * 1024;
-        let len = if report {
-            std::mem::take(&mut dir.unreported)
+        // `Sent` per `have` message would double the inputs of a large swarm. (Nothing is
+        // reported once the end is closed, so nothing is counted either.)
+        let (report, len) = if end.state == EndState::Open {
+            let dir = self.links[l].dir(d);
+            dir.unreported += len;
+            let report = wire || dir.unreported >= 16 * 1024;
+            (
+                report,
+                if report {
+                    std::mem::take(&mut dir.unreported)
+                } else {
+                    0
+                },
+            )
         } else {
-            0
+            (false, 0)
         };
-        if report && end.state == EndState::Open && matches!(self.hosts[h].kind, Kind::Node(_)) {
+        if report && matches!(self.hosts[h].kind, Kind::Node(_)) {
             self.feed(
                 h,
                 Input::Sent {
@@ -1579,11 +1592,11 @@ impl World {
         let now = self.q.now();
         let r = 1 - dir;
         let link = &mut self.links[l];
-        if link.dead {
+        if link.dead || link.finished() {
             return;
         }
         let (src, dst) = (link.ends[dir].host, link.ends[r].host);
-        let Some(seg) = link.dirs[dir].inflight.pop_front() else {
+        let Some(seg) = link.dir(dir).inflight.pop_front() else {
             return;
         };
         let hold = {
@@ -1599,7 +1612,7 @@ impl World {
             }
         };
         if let Some(at) = hold {
-            link.dirs[dir].inflight.push_front(seg);
+            link.dir(dir).inflight.push_front(seg);
             self.q.at(
                 at,
                 Ev::Deliver {
@@ -1609,7 +1622,7 @@ impl World {
             );
             return;
         }
-        link.dirs[dir].inflight_bytes -= seg.len;
+        link.dir(dir).inflight_bytes -= seg.len;
         let local = link.ends[r].local;
         if link.ends[r].state == EndState::Open {
             let buffers = seg.into_buffers();
@@ -1653,17 +1666,21 @@ impl World {
             }
         }
         let link = &mut self.links[l];
-        if link.dirs[dir].fin
-            && link.dirs[dir].inflight.is_empty()
+        if link.finished() {
+            return;
+        }
+        if link.dir(dir).fin
+            && link.dir(dir).inflight.is_empty()
             && matches!(link.ends[r].state, EndState::Open | EndState::Dialling)
         {
-            link.dirs[dir].fin = false;
+            link.dir(dir).fin = false;
             self.close_end(l, r, None);
             return;
         }
         let link = &mut self.links[l];
-        let d = &mut link.dirs[dir];
-        if link.ends[dir].state == EndState::Open
+        let open = link.ends[dir].state == EndState::Open;
+        let d = link.dir(dir);
+        if open
             && !d.in_rr
             && d.queued > 0
             && d.inflight_bytes < self.net.window
@@ -1722,7 +1739,7 @@ impl World {
                 continue;
             }
             self.links[l].dead = false;
-            for d in &mut self.links[l].dirs {
+            for d in self.links[l].dirs() {
                 d.inflight.clear();
                 d.inflight_bytes = 0;
             }
