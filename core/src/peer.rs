@@ -319,3 +319,4 @@ impl Peer {
         depth.saturating_sub(self.requests.len())
     }
 }
+

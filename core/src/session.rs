@@ -276,7 +276,7 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
 #[derive(Debug)]
 pub struct Session {
     sh: Shared,
-    torrents: BTreeMap<TorrentId, Torrent>,
+    torrents: VecMap<TorrentId, Torrent>,
     by_hash: BTreeMap<InfoHash, TorrentId>,
     pending: BTreeMap<ConnId, Pending>,
     next_tick: Instant,
@@ -310,7 +310,7 @@ impl Session {
                 ops: VecMap::new(),
                 ext_handshake: None,
             },
-            torrents: BTreeMap::new(),
+            torrents: VecMap::new(),
             by_hash: BTreeMap::new(),
             pending: BTreeMap::new(),
             next_tick: now,

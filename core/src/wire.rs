@@ -647,7 +647,10 @@ impl Decoder {
         if !keep {
             return Some(Message::Unknown { id, len: payload });
         }
-        let frame = self.partial.split().freeze();
+        // Take the whole buffer (reserved for this frame): splitting it off would leave
+        // `partial` holding a reference that keeps the frame's allocation alive for as long
+        // as the connection lasts.
+        let frame = std::mem::take(&mut self.partial).freeze();
         Some(build(id, &frame, |r| frame.slice(r)))
     }
 
