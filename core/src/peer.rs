@@ -319,4 +319,3 @@ impl Peer {
         depth.saturating_sub(self.requests.len())
     }
 }
-
