@@ -97,8 +97,10 @@ impl Default for ChokerConfig {
 /// What the choker needs to know about one connected peer, rebuilt by the torrent for
 /// every decision.
 ///
-/// Pass every peer that has completed the handshake, interested or not, each once (if a
-/// [`ConnId`] appears more than once only its first view counts).
+/// Pass every peer that has completed the handshake, each once (if a [`ConnId`] appears
+/// more than once only its first view counts). Peers that are not interested never affect
+/// a decision (only interested peers are unchoked, ranked or drawn), so a caller may leave
+/// them out.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PeerView {
     pub conn: ConnId,
@@ -936,11 +938,19 @@ mod tests {
             steps in proptest::collection::vec(any_step(), 1..24),
         ) {
             let config = ChokerConfig { slots, optimistic_rounds, new_peer_weight, ..ChokerConfig::default() };
-            let mut choker = Choker::new(config, Instant::ZERO);
+            let mut choker = Choker::new(config.clone(), Instant::ZERO);
             let mut rng = Rng::from_u64(seed);
+            // The same calls with only the interested peers' views: the same decisions.
+            let mut shadow = Choker::new(config, Instant::ZERO);
+            let mut shadow_rng = Rng::from_u64(seed);
             let mut now = Instant::ZERO;
             for (peers, seeding, op, dt) in steps {
                 now += Duration::from_secs(dt);
+                let interested: Vec<PeerView> = unique_by_conn(&peers)
+                    .into_iter()
+                    .filter(|p| p.interested)
+                    .copied()
+                    .collect();
                 let d = match op {
                     0 | 1 => choker.round(now, &peers, seeding, &mut rng),
                     2 => choker.rerun(now, &peers, seeding, &mut rng),
@@ -951,6 +961,18 @@ mod tests {
                         choker.rerun(now, &peers, seeding, &mut rng)
                     }
                 };
+                let e = match op {
+                    0 | 1 => shadow.round(now, &interested, seeding, &mut shadow_rng),
+                    2 => shadow.rerun(now, &interested, seeding, &mut shadow_rng),
+                    _ => {
+                        if let Some(p) = peers.first() {
+                            shadow.forget(p.conn);
+                        }
+                        shadow.rerun(now, &interested, seeding, &mut shadow_rng)
+                    }
+                };
+                prop_assert_eq!(&d, &e);
+                prop_assert_eq!(rng.next_u64(), shadow_rng.next_u64());
                 prop_assert!(d.regular.len() <= slots);
                 prop_assert!(d.len() <= slots + 1);
                 prop_assert_eq!(choker.optimistic(), d.optimistic);

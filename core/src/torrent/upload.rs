@@ -342,10 +342,12 @@ impl Torrent {
         let now = sh.now;
         let mut views = std::mem::take(&mut self.upload.views);
         views.clear();
+        // Peers that are not interested never take part in a decision (see `PeerView`):
+        // leaving them out saves their rates.
         views.extend(
             self.peers
                 .iter()
-                .filter(|(_, p)| p.is_active())
+                .filter(|(_, p)| p.is_active() && p.peer_interested)
                 .map(|(&conn, p)| PeerView {
                     conn,
                     interested: p.peer_interested,
