@@ -107,10 +107,15 @@ pub struct Chunk {
     pub wire: Option<(Variant, u32, u32)>,
 }
 
+/// What one uplink turn sends on one direction: usually a single chunk (kept inline, so
+/// that a segment costs no allocation), sometimes several.
 #[derive(Debug, Default)]
 pub struct Segment {
-    pub chunks: Vec<Chunk>,
+    first: Option<Chunk>,
+    rest: Vec<Chunk>,
     pub len: usize,
+    /// Some chunk is a run of the wire image (the segment carries blocks).
+    pub wire: bool,
 }
 
 /// One direction of a connection.
@@ -223,7 +228,7 @@ impl Dir {
                 }
             };
             seg.len += chunk.bytes.len();
-            seg.chunks.push(chunk);
+            seg.push(chunk);
         }
         self.queued -= seg.len;
         seg
@@ -237,13 +242,26 @@ impl Dir {
 }
 
 impl Segment {
-    /// The segment as few buffers as possible for the receiver: runs of plain chunks are
-    /// copied together, wire-image runs stay zero-copy.
-    pub fn into_buffers(self) -> Vec<Bytes> {
-        let mut out = Vec::with_capacity(self.chunks.len());
+    fn push(&mut self, chunk: Chunk) {
+        self.wire |= chunk.wire.is_some();
+        if self.first.is_none() {
+            self.first = Some(chunk);
+        } else {
+            self.rest.push(chunk);
+        }
+    }
+
+    /// How many chunks.
+    pub fn chunks(&self) -> usize {
+        usize::from(self.first.is_some()) + self.rest.len()
+    }
+
+    /// The segment as few buffers as possible for the receiver, appended to `out`: runs of
+    /// plain chunks are copied together, wire-image runs stay zero-copy.
+    pub fn into_buffers(self, out: &mut Vec<Bytes>) {
         let mut plain: Option<BytesMut> = None;
         let mut single: Option<Bytes> = None;
-        for c in self.chunks {
+        for c in self.first.into_iter().chain(self.rest) {
             if c.wire.is_some() {
                 if let Some(s) = single.take() {
                     out.push(s);
@@ -269,7 +287,6 @@ impl Segment {
         if let Some(p) = plain {
             out.push(p.freeze());
         }
-        out
     }
 }
 
@@ -397,8 +414,10 @@ mod tests {
         let mut blocks = 0;
         while d.queued > 0 {
             let seg = d.take(40_000, &p);
-            assert!(seg.len <= 40_000 || seg.chunks.len() == 1);
-            for b in seg.into_buffers() {
+            assert!(seg.len <= 40_000 || seg.chunks() == 1);
+            let mut buffers = Vec::new();
+            seg.into_buffers(&mut buffers);
+            for b in buffers {
                 got.extend_from_slice(&b);
                 decoder.feed(b);
             }

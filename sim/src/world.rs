@@ -265,6 +265,8 @@ pub struct World {
     /// Sampled each second when free riders exist: leechers' unchoke slots held by peers of
     /// each class, and how many of those peers were interested.
     slots_by_class: BTreeMap<Class, (u64, u64)>,
+    /// The buffers of the segment being delivered (kept to reuse the allocation).
+    buffers: Vec<Bytes>,
 }
 
 /// Close reasons that blame the peer: an honest peer must never get one.
@@ -375,6 +377,7 @@ impl World {
             adversary_conns: BTreeMap::new(),
             close_reasons: BTreeMap::new(),
             slots_by_class: BTreeMap::new(),
+            buffers: Vec::new(),
             payload,
             sc,
         };
@@ -1497,7 +1500,7 @@ impl World {
             }
             let seg = dir.take(self.net.quantum, &self.payload);
             let len = seg.len;
-            let wire = seg.chunks.iter().any(|c| c.wire.is_some());
+            let wire = seg.wire;
             let up = self.hosts[h].iface.up_rate;
             let t_end = now + transfer_time(len, up);
             let jitter = if self.net.jitter.is_zero() {
@@ -1625,11 +1628,12 @@ impl World {
         link.dir(dir).inflight_bytes -= seg.len;
         let local = link.ends[r].local;
         if link.ends[r].state == EndState::Open {
-            let buffers = seg.into_buffers();
+            let mut buffers = std::mem::take(&mut self.buffers);
+            seg.into_buffers(&mut buffers);
             let remote = IpAddr::V4(self.hosts[src].ip);
             match &mut self.hosts[dst].kind {
                 Kind::Node(_) => {
-                    for data in buffers {
+                    for data in buffers.drain(..) {
                         if self.links[l].ends[r].state != EndState::Open {
                             break;
                         }
@@ -1645,7 +1649,7 @@ impl World {
                 }
                 Kind::Script(s) => {
                     let mut outs = Vec::new();
-                    for data in buffers {
+                    for data in buffers.drain(..) {
                         outs.extend(s.on_data(local, data));
                     }
                     self.trace.mix(22);
@@ -1653,7 +1657,7 @@ impl World {
                 }
                 Kind::Tracker(t) => {
                     let mut reply = Reply::Wait;
-                    for data in buffers {
+                    for data in buffers.drain(..) {
                         reply = t.on_data(local, remote, &data, &mut self.rng);
                     }
                     self.trace.mix(23);
@@ -1664,6 +1668,8 @@ impl World {
                 }
                 Kind::Dead => {}
             }
+            buffers.clear();
+            self.buffers = buffers;
         }
         let link = &mut self.links[l];
         if link.finished() {
