@@ -74,8 +74,14 @@ pub struct Iface {
     pub down_free: Instant,
     /// One-way latency from this host to the core of the network.
     pub access: Duration,
-    /// The segment being sent: (link, direction, bytes, carries blocks).
+    /// The segment being sent: (link, direction, bytes, carries blocks), when its end is
+    /// an event (`UplinkDone`).
     pub busy: Option<(usize, usize, usize, bool)>,
+    /// The uplink is sending until this point of the event order (time, sequence number).
+    /// A segment whose end needs no event (nothing to report, nothing else waiting) only
+    /// sets this, with a sequence number reserved for the `UplinkDone` it would have had;
+    /// whatever is queued before then waits for an `UplinkKick` at exactly that point.
+    pub busy_until: (Instant, u64),
     /// Directions waiting for the uplink, round robin.
     pub rr: VecDeque<(usize, usize)>,
     /// The host neither sends nor reads before this.
@@ -92,6 +98,7 @@ impl Iface {
             down_free: Instant::ZERO,
             access,
             busy: None,
+            busy_until: (Instant::ZERO, 0),
             rr: VecDeque::new(),
             stalled_until: Instant::ZERO,
             group: 0,

@@ -35,6 +35,8 @@ impl<E> Ord for Entry<E> {
 pub struct Queue<E> {
     now: Instant,
     seq: u64,
+    /// The sequence number of the event popped last.
+    current: u64,
     heap: BinaryHeap<Entry<E>>,
 }
 
@@ -52,6 +54,7 @@ impl<E> Default for Queue<E> {
         Queue {
             now: Instant::ZERO,
             seq: 0,
+            current: 0,
             heap: BinaryHeap::new(),
         }
     }
@@ -72,6 +75,28 @@ impl<E> Queue<E> {
         });
     }
 
+    /// Takes the next sequence number without scheduling anything: an event that may or
+    /// may not be needed later can then be scheduled with [`Queue::at_reserved`] and take
+    /// exactly the place in the order it would have had if scheduled now.
+    pub fn reserve(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+
+    /// Schedules `event` at `at` with a sequence number from [`Queue::reserve`] (once).
+    pub fn at_reserved(&mut self, at: Instant, seq: u64, event: E) {
+        self.heap.push(Entry {
+            at: at.max(self.now),
+            seq,
+            event,
+        });
+    }
+
+    /// Where the event being handled (the last one popped) stands in the order.
+    pub fn position(&self) -> (Instant, u64) {
+        (self.now, self.current)
+    }
+
     /// The next event, advancing the clock to it; `None` when nothing is left or the next
     /// event lies after `limit` (the clock then stays put).
     pub fn pop(&mut self, limit: Instant) -> Option<E> {
@@ -80,6 +105,7 @@ impl<E> Queue<E> {
         }
         let e = self.heap.pop()?;
         self.now = e.at;
+        self.current = e.seq;
         Some(e.event)
     }
 
@@ -113,5 +139,22 @@ mod tests {
         q.at(Instant::ZERO, "now");
         assert_eq!(q.pop(limit), Some("now"));
         assert_eq!(q.now(), Instant::from_nanos(5));
+    }
+
+    #[test]
+    fn a_reserved_place_keeps_its_order() {
+        let mut q = Queue::default();
+        let t = Instant::from_nanos(7);
+        q.at(t, "first");
+        let seq = q.reserve();
+        q.at(t, "third");
+        // Scheduled last, but in the place reserved before "third".
+        q.at_reserved(t, seq, "second");
+        let far = Instant::FAR_FUTURE;
+        assert_eq!(q.pop(far), Some("first"));
+        assert!(q.position() < (t, seq));
+        assert_eq!(q.pop(far), Some("second"));
+        assert_eq!(q.position(), (t, seq));
+        assert_eq!(q.pop(far), Some("third"));
     }
 }

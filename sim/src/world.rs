@@ -38,6 +38,9 @@ const DISK_LATENCY: Duration = Duration::from_micros(200);
 const RESTART_DELAY: Duration = Duration::from_secs(5);
 /// How often the copy counts are sampled.
 const SAMPLE: Duration = Duration::from_secs(1);
+/// Control-only bytes sent are reported (`Input::Sent`) once this many add up, or with the
+/// next segment that carries blocks.
+const REPORT_CONTROL: usize = 16 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Class {
@@ -1476,6 +1479,15 @@ impl World {
         if !host.alive() || host.iface.busy.is_some() {
             return;
         }
+        if self.q.position() < host.iface.busy_until {
+            if !host.kick_pending {
+                host.kick_pending = true;
+                let (at, seq) = host.iface.busy_until;
+                self.q
+                    .at_reserved(at, seq, Ev::UplinkKick { host: h as u32 });
+            }
+            return;
+        }
         if host.iface.stalled_until > now {
             if !host.kick_pending {
                 host.kick_pending = true;
@@ -1528,12 +1540,23 @@ impl World {
                     dir: d as u8,
                 },
             );
+            // A control-only segment that completes nothing to report, with no other
+            // direction waiting, needs no event at its end: its bytes are counted now (they
+            // are reported with a later segment, as at the end), and anything queued
+            // meanwhile waits for `busy_until` (see `Iface`), which keeps the order of
+            // events exactly as if the `UplinkDone` had been scheduled.
+            let report_due = wire || dir.unreported + len >= REPORT_CONTROL;
             let host = &mut self.hosts[h];
             if again {
                 host.iface.rr.push_back((l, d));
             }
-            host.iface.busy = Some((l, d, len, wire));
             host.sent_bytes += len as u64;
+            if !report_due && host.iface.rr.is_empty() && self.sc.seeder_leaves_after.is_none() {
+                self.links[l].dir(d).unreported += len;
+                host.iface.busy_until = (t_end, self.q.reserve());
+                return;
+            }
+            host.iface.busy = Some((l, d, len, wire));
             self.q.at(t_end, Ev::UplinkDone { host: h as u32 });
             return;
         }
@@ -1555,7 +1578,7 @@ impl World {
         let (report, len) = if end.state == EndState::Open {
             let dir = self.links[l].dir(d);
             dir.unreported += len;
-            let report = wire || dir.unreported >= 16 * 1024;
+            let report = wire || dir.unreported >= REPORT_CONTROL;
             (
                 report,
                 if report {
@@ -1686,11 +1709,7 @@ impl World {
         let link = &mut self.links[l];
         let open = link.ends[dir].state == EndState::Open;
         let d = link.dir(dir);
-        if open
-            && !d.in_rr
-            && d.queued > 0
-            && d.inflight_bytes < self.net.window
-        {
+        if open && !d.in_rr && d.queued > 0 && d.inflight_bytes < self.net.window {
             d.in_rr = true;
             self.hosts[src].iface.rr.push_back((l, dir));
             self.kick(src);
