@@ -30,7 +30,7 @@
 //!   heals, like TCP retransmitting), stalled hosts (they neither send nor read), and
 //!   bandwidth changes (applied from the next segment).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 
 use bytes::{Bytes, BytesMut};
 use tessera_core::{Duration, Instant};
@@ -378,8 +378,61 @@ impl Link {
     }
 }
 
-/// Where each host's connections are: host → local id → (link, side).
-pub type ConnTable = BTreeMap<u64, (usize, usize)>;
+/// Where a host's connections are: local id → (link, side). A sorted vector: local ids
+/// are handed out in increasing order, so inserting is an append, and a host has tens of
+/// connections.
+#[derive(Debug, Default)]
+pub struct ConnTable {
+    locals: Vec<u64>,
+    places: Vec<(usize, usize)>,
+}
+
+impl ConnTable {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn find(&self, local: u64) -> Result<usize, usize> {
+        match self.locals.last() {
+            Some(&last) if local > last => Err(self.locals.len()),
+            _ => self.locals.binary_search(&local),
+        }
+    }
+
+    pub fn get(&self, local: &u64) -> Option<&(usize, usize)> {
+        self.find(*local).ok().map(|i| &self.places[i])
+    }
+
+    pub fn contains_key(&self, local: &u64) -> bool {
+        self.find(*local).is_ok()
+    }
+
+    pub fn insert(&mut self, local: u64, place: (usize, usize)) {
+        match self.find(local) {
+            Ok(i) => self.places[i] = place,
+            Err(i) => {
+                self.locals.insert(i, local);
+                self.places.insert(i, place);
+            }
+        }
+    }
+
+    pub fn remove(&mut self, local: &u64) -> Option<(usize, usize)> {
+        let i = self.find(*local).ok()?;
+        self.locals.remove(i);
+        Some(self.places.remove(i))
+    }
+
+    /// The places, in local id order.
+    pub fn values(&self) -> impl Iterator<Item = &(usize, usize)> + '_ {
+        self.places.iter()
+    }
+
+    pub fn clear(&mut self) {
+        self.locals.clear();
+        self.places.clear();
+    }
+}
 
 #[cfg(test)]
 mod tests {
