@@ -85,7 +85,8 @@ impl<E> Queue<E> {
     /// Schedules `event` at `at` (never before now: the past is clamped to now).
     pub fn at(&mut self, at: Instant, event: E) {
         self.seq += 1;
-        self.heap.push(Entry::new(at.max(self.now), self.seq, event));
+        self.heap
+            .push(Entry::new(at.max(self.now), self.seq, event));
     }
 
     /// Takes the next sequence number without scheduling anything: an event that may or
