@@ -284,6 +284,11 @@ impl Peer {
         self.queued(sh);
     }
 
+    /// (choked by us, interested in us): what the torrent's `SlotCounts` count.
+    pub fn slot_state(&self) -> (bool, bool) {
+        (self.am_choking, self.peer_interested)
+    }
+
     pub fn is_seed(&self) -> bool {
         !self.has.is_empty() && self.has.all()
     }

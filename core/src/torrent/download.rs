@@ -532,6 +532,11 @@ impl Torrent {
         let timeout = sh.config.request_timeout;
         let mut timed_out = Vec::new();
         for (&conn, peer) in &mut self.peers {
+            // A peer still connecting has sent nothing and has no request: its depth stays
+            // the minimum it started with.
+            if !peer.is_active() {
+                continue;
+            }
             let rate = peer.download.get(now);
             let depth = (rate * sh.config.request_queue_time.as_secs_f64() / f64::from(BLOCK_LEN))
                 .ceil() as usize;

@@ -535,11 +535,15 @@ impl Torrent {
                 self.request_blocks(sh, conn);
             }
             Message::Interested => {
+                let before = peer.slot_state();
                 peer.peer_interested = true;
+                self.upload.slots.change(before, peer.slot_state());
                 self.interest_changed(sh);
             }
             Message::NotInterested => {
+                let before = peer.slot_state();
                 peer.peer_interested = false;
+                self.upload.slots.change(before, peer.slot_state());
                 peer.their_requests.clear();
                 self.interest_changed(sh);
             }
@@ -696,6 +700,7 @@ impl Torrent {
         let Some(peer) = self.peers.remove(&conn) else {
             return;
         };
+        self.upload.slots.remove(peer.slot_state());
         for r in &peer.requests {
             self.picker.release(r.block, conn);
         }
