@@ -106,7 +106,8 @@ pub struct PeerView {
     pub conn: ConnId,
     /// The peer is interested in us (wants to download from us).
     pub interested: bool,
-    /// Payload bytes per second the peer currently sends us. Ranks peers while downloading.
+    /// Payload bytes per second the peer currently sends us. Ranks peers while downloading
+    /// (a seed's decisions never look at it, nor at `downloaded`).
     pub download_rate: f64,
     /// Payload bytes the peer has sent us on this connection in all. Breaks ties between
     /// peers with the same current rate (most often zero): a peer that has reciprocated
@@ -940,16 +941,21 @@ mod tests {
             let config = ChokerConfig { slots, optimistic_rounds, new_peer_weight, ..ChokerConfig::default() };
             let mut choker = Choker::new(config.clone(), Instant::ZERO);
             let mut rng = Rng::from_u64(seed);
-            // The same calls with only the interested peers' views: the same decisions.
+            // The same calls with only the interested peers' views: the same decisions ...
             let mut shadow = Choker::new(config, Instant::ZERO);
             let mut shadow_rng = Rng::from_u64(seed);
             let mut now = Instant::ZERO;
             for (peers, seeding, op, dt) in steps {
                 now += Duration::from_secs(dt);
+                // ... and, for a seed, without rates.
                 let interested: Vec<PeerView> = unique_by_conn(&peers)
                     .into_iter()
                     .filter(|p| p.interested)
-                    .copied()
+                    .map(|p| PeerView {
+                        download_rate: if seeding { 0.0 } else { p.download_rate },
+                        downloaded: if seeding { 0 } else { p.downloaded },
+                        ..*p
+                    })
                     .collect();
                 let d = match op {
                     0 | 1 => choker.round(now, &peers, seeding, &mut rng),

@@ -100,6 +100,7 @@ pub(crate) struct Peer {
     pub last_piece_at: Option<Instant>,
     /// When we last became interested in the peer.
     pub am_interested_since: Instant,
+    pub connected_at: Instant,
     /// When our last `choke` left our send buffer (requests arriving shortly after are a
     /// race, not abuse).
     pub choked_at: Instant,
@@ -108,7 +109,6 @@ pub(crate) struct Peer {
     pub addr: SocketAddr,
     pub id: Option<PeerId>,
     pub outbound: bool,
-    pub connected_at: Instant,
     /// Pieces that failed the hash check with this peer as their only source.
     pub hash_failures: u32,
     /// Requests that broke the rules (piece we lack, out of range, too long, while choked).

@@ -366,7 +366,10 @@ impl Torrent {
     pub(super) fn maybe_rechoke(&mut self, sh: &mut Shared) {
         let slots = sh.config.unchoke_slots + usize::from(sh.config.optimistic_unchoke);
         let counts = self.upload.slots;
-        debug_assert_eq!(counts, SlotCounts::of(self.peers.values().map(|p| p.slot_state())));
+        debug_assert_eq!(
+            counts,
+            SlotCounts::of(self.peers.values().map(|p| p.slot_state()))
+        );
         let waiting = counts.waiting > 0;
         let idle_slot = counts.idle > 0;
         if (counts.unchoked < slots && waiting) || idle_slot {
@@ -386,8 +389,10 @@ impl Torrent {
         let now = sh.now;
         let mut views = std::mem::take(&mut self.upload.views);
         views.clear();
+        let seeding = self.picker.is_complete();
         // Peers that are not interested never take part in a decision (see `PeerView`):
-        // leaving them out saves their rates.
+        // leaving them out saves their rates. A seed's choker ranks by turns, not by what
+        // peers send us, so it gets no rates at all.
         views.extend(
             self.peers
                 .iter()
@@ -395,14 +400,13 @@ impl Torrent {
                 .map(|(&conn, p)| PeerView {
                     conn,
                     interested: p.peer_interested,
-                    download_rate: p.download.get(now),
-                    downloaded: p.download.total(),
+                    download_rate: if seeding { 0.0 } else { p.download.get(now) },
+                    downloaded: if seeding { 0 } else { p.download.total() },
                     connected_at: p.connected_at,
                     last_block_at: p.last_piece_at,
                     am_interested_since: p.am_interested.then_some(p.am_interested_since),
                 }),
         );
-        let seeding = self.picker.is_complete();
         let choker = &mut self.upload.choker;
         let mut decision = if full_round {
             choker.round(now, &views, seeding, &mut sh.rng)
