@@ -1822,14 +1822,7 @@ impl World {
                 let peers = node.session.peers(node.torrent);
                 let mut problems = Vec::new();
                 // Sampled: only the absolute bounds (the depth may have shrunk since).
-                node.prev_requests.clear();
-                invariants::request_bounds(
-                    &mut node.prev_requests,
-                    &peers,
-                    node.session.config(),
-                    &mut problems,
-                );
-                problems.retain(|p| !p.contains("queue depth"));
+                invariants::absolute_request_bounds(&peers, node.session.config(), &mut problems);
                 for p in problems {
                     self.violation(h, p);
                 }
