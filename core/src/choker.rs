@@ -97,14 +97,17 @@ impl Default for ChokerConfig {
 /// What the choker needs to know about one connected peer, rebuilt by the torrent for
 /// every decision.
 ///
-/// Pass every peer that has completed the handshake, interested or not, each once (if a
-/// [`ConnId`] appears more than once only its first view counts).
+/// Pass every peer that has completed the handshake, each once (if a [`ConnId`] appears
+/// more than once only its first view counts). Peers that are not interested never affect
+/// a decision (only interested peers are unchoked, ranked or drawn), so a caller may leave
+/// them out.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PeerView {
     pub conn: ConnId,
     /// The peer is interested in us (wants to download from us).
     pub interested: bool,
-    /// Payload bytes per second the peer currently sends us. Ranks peers while downloading.
+    /// Payload bytes per second the peer currently sends us. Ranks peers while downloading
+    /// (a seed's decisions never look at it, nor at `downloaded`).
     pub download_rate: f64,
     /// Payload bytes the peer has sent us on this connection in all. Breaks ties between
     /// peers with the same current rate (most often zero): a peer that has reciprocated
@@ -263,21 +266,16 @@ impl Choker {
         rotate: bool,
     ) -> Decision {
         let peers = unique_by_conn(peers);
-        let mut candidates: Vec<&PeerView> = peers
+        let candidates: Vec<&PeerView> = peers
             .iter()
             .copied()
             .filter(|p| p.interested && (seeding || !self.is_snubbed(now, p)))
             .collect();
-        if seeding {
-            candidates.sort_by(|a, b| self.seeding_order(now, a, b));
+        let regular: Vec<ConnId> = if seeding {
+            self.best_seeding(now, &candidates)
         } else {
-            candidates.sort_by(|a, b| self.downloading_order(a, b));
-        }
-        let regular: Vec<ConnId> = candidates
-            .iter()
-            .take(self.config.slots)
-            .map(|p| p.conn)
-            .collect();
+            self.best_downloading(&candidates)
+        };
 
         // The optimistic peer keeps its slot between rotations while it is still there,
         // interested and not promoted to a regular slot; otherwise the slot is refilled now
@@ -299,34 +297,61 @@ impl Choker {
     }
 
     /// Downloading: fastest uploader to us first; on equal rates the peer already holding a
-    /// regular slot (no churn for nothing), then the lowest [`ConnId`].
-    fn downloading_order(&self, a: &PeerView, b: &PeerView) -> Ordering {
-        rate(b.download_rate)
-            .total_cmp(&rate(a.download_rate))
-            .then_with(|| b.downloaded.cmp(&a.downloaded))
-            .then_with(|| self.holds_slot(b.conn).cmp(&self.holds_slot(a.conn)))
-            .then_with(|| a.conn.cmp(&b.conn))
+    /// regular slot (no churn for nothing), then the lowest [`ConnId`]. The first
+    /// [`ChokerConfig::slots`] candidates in that order.
+    fn best_downloading(&self, candidates: &[&PeerView]) -> Vec<ConnId> {
+        // The sort keys, looked up once per peer rather than once per comparison.
+        let mut keyed: Vec<(f64, u64, bool, ConnId)> = candidates
+            .iter()
+            .map(|p| {
+                (
+                    rate(p.download_rate),
+                    p.downloaded,
+                    self.holds_slot(p.conn),
+                    p.conn,
+                )
+            })
+            .collect();
+        let order = |a: &(f64, u64, bool, ConnId), b: &(f64, u64, bool, ConnId)| {
+            b.0.total_cmp(&a.0)
+                .then_with(|| b.1.cmp(&a.1))
+                .then_with(|| b.2.cmp(&a.2))
+                .then_with(|| a.3.cmp(&b.3))
+        };
+        best(&mut keyed, self.config.slots, order)
+            .iter()
+            .map(|k| k.3)
+            .collect()
     }
 
     /// Seeding: peers in the middle of their turn first (earliest turn first), then the
     /// others by when they last held a slot (never first), oldest connection, [`ConnId`].
-    fn seeding_order(&self, now: Instant, a: &PeerView, b: &PeerView) -> Ordering {
-        let turn = |p: &PeerView| {
-            self.history
-                .get(&p.conn)
-                .and_then(|h| h.since)
-                .filter(|&since| now.saturating_duration_since(since) < self.config.seed_turn)
+    /// The first [`ChokerConfig::slots`] candidates in that order.
+    fn best_seeding(&self, now: Instant, candidates: &[&PeerView]) -> Vec<ConnId> {
+        type Key = (Option<Instant>, Option<Instant>, Instant, ConnId);
+        let mut keyed: Vec<Key> = candidates
+            .iter()
+            .map(|p| {
+                let history = self.history.get(&p.conn);
+                let turn = history
+                    .and_then(|h| h.since)
+                    .filter(|&since| now.saturating_duration_since(since) < self.config.seed_turn);
+                (turn, history.and_then(|h| h.last), p.connected_at, p.conn)
+            })
+            .collect();
+        let order = |a: &Key, b: &Key| {
+            match (a.0, b.0) {
+                (Some(x), Some(y)) => x.cmp(&y),
+                (Some(_), None) => Ordering::Less,
+                (None, Some(_)) => Ordering::Greater,
+                (None, None) => a.1.cmp(&b.1).then_with(|| a.2.cmp(&b.2)),
+            }
+            .then_with(|| a.3.cmp(&b.3))
         };
-        let last = |p: &PeerView| self.history.get(&p.conn).and_then(|h| h.last);
-        match (turn(a), turn(b)) {
-            (Some(x), Some(y)) => x.cmp(&y),
-            (Some(_), None) => Ordering::Less,
-            (None, Some(_)) => Ordering::Greater,
-            (None, None) => last(a)
-                .cmp(&last(b))
-                .then_with(|| a.connected_at.cmp(&b.connected_at)),
-        }
-        .then_with(|| a.conn.cmp(&b.conn))
+        best(&mut keyed, self.config.slots, order)
+            .iter()
+            .map(|k| k.3)
+            .collect()
     }
 
     fn holds_slot(&self, conn: ConnId) -> bool {
@@ -391,8 +416,27 @@ fn rate(r: f64) -> f64 {
     if r > 0.0 { r } else { 0.0 }
 }
 
+/// The `k` least items of `items` under `order` (a total order), least first; `items` is
+/// reordered. O(n + k log k) rather than a full sort.
+fn best<T>(items: &mut [T], k: usize, order: impl Fn(&T, &T) -> Ordering) -> &[T] {
+    let k = k.min(items.len());
+    if k == 0 {
+        return &[];
+    }
+    if k < items.len() {
+        items.select_nth_unstable_by(k - 1, &order);
+    }
+    let head = &mut items[..k];
+    head.sort_unstable_by(&order);
+    head
+}
+
 /// The first view of each [`ConnId`], sorted by [`ConnId`].
 fn unique_by_conn(peers: &[PeerView]) -> Vec<&PeerView> {
+    // The torrent lists its peers in `ConnId` order, each once.
+    if peers.windows(2).all(|w| w[0].conn < w[1].conn) {
+        return peers.iter().collect();
+    }
     let mut seen = BTreeSet::new();
     let mut unique: Vec<&PeerView> = peers.iter().filter(|p| seen.insert(p.conn)).collect();
     unique.sort_by_key(|p| p.conn);
@@ -895,11 +939,24 @@ mod tests {
             steps in proptest::collection::vec(any_step(), 1..24),
         ) {
             let config = ChokerConfig { slots, optimistic_rounds, new_peer_weight, ..ChokerConfig::default() };
-            let mut choker = Choker::new(config, Instant::ZERO);
+            let mut choker = Choker::new(config.clone(), Instant::ZERO);
             let mut rng = Rng::from_u64(seed);
+            // The same calls with only the interested peers' views: the same decisions ...
+            let mut shadow = Choker::new(config, Instant::ZERO);
+            let mut shadow_rng = Rng::from_u64(seed);
             let mut now = Instant::ZERO;
             for (peers, seeding, op, dt) in steps {
                 now += Duration::from_secs(dt);
+                // ... and, for a seed, without rates.
+                let interested: Vec<PeerView> = unique_by_conn(&peers)
+                    .into_iter()
+                    .filter(|p| p.interested)
+                    .map(|p| PeerView {
+                        download_rate: if seeding { 0.0 } else { p.download_rate },
+                        downloaded: if seeding { 0 } else { p.downloaded },
+                        ..*p
+                    })
+                    .collect();
                 let d = match op {
                     0 | 1 => choker.round(now, &peers, seeding, &mut rng),
                     2 => choker.rerun(now, &peers, seeding, &mut rng),
@@ -910,6 +967,18 @@ mod tests {
                         choker.rerun(now, &peers, seeding, &mut rng)
                     }
                 };
+                let e = match op {
+                    0 | 1 => shadow.round(now, &interested, seeding, &mut shadow_rng),
+                    2 => shadow.rerun(now, &interested, seeding, &mut shadow_rng),
+                    _ => {
+                        if let Some(p) = peers.first() {
+                            shadow.forget(p.conn);
+                        }
+                        shadow.rerun(now, &interested, seeding, &mut shadow_rng)
+                    }
+                };
+                prop_assert_eq!(&d, &e);
+                prop_assert_eq!(rng.next_u64(), shadow_rng.next_u64());
                 prop_assert!(d.regular.len() <= slots);
                 prop_assert!(d.len() <= slots + 1);
                 prop_assert_eq!(choker.optimistic(), d.optimistic);

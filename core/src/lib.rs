@@ -29,6 +29,7 @@ mod tests;
 pub mod time;
 mod torrent;
 pub mod tracker;
+mod vec_map;
 pub mod wire;
 
 pub use api::{

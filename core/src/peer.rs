@@ -39,66 +39,76 @@ pub(crate) struct Outstanding {
     pub sent: Instant,
 }
 
+/// One connection's state. Fields are laid out by use (`repr(C)`, aligned to a cache line)
+/// rather than by size: a large swarm keeps thousands of peers, and what every message and
+/// every tick looks at sits in the first two cache lines, the buffers of the message path
+/// in the next ones, and counters and identities that are rarely read at the end.
 #[derive(Debug)]
+#[repr(C, align(64))]
 pub(crate) struct Peer {
-    pub torrent: TorrentId,
-    pub conn: ConnId,
+    // ---- every message, every tick ----------------------------------------------------
+    pub phase: Phase,
     /// Listed in `Shared::queued` since bytes were last queued in `out`.
     listed: bool,
-    pub addr: SocketAddr,
-    pub outbound: bool,
-    pub phase: Phase,
-    pub decoder: Decoder,
-    pub id: Option<PeerId>,
-    pub connected_at: Instant,
-
     pub am_choking: bool,
     pub am_interested: bool,
     pub peer_choking: bool,
     pub peer_interested: bool,
-    pub has: Bitfield,
     /// Any message after the handshake seen (a bitfield is only allowed first).
     pub seen_message: bool,
-
-    /// Our requests to the peer, oldest first.
-    pub requests: VecDeque<Outstanding>,
+    /// The peer let our requests time out; it gets one request at a time until it delivers.
+    pub snubbed: bool,
+    pub last_recv: Instant,
+    pub last_send: Instant,
+    /// Since when part of a message has been waiting for the rest.
+    pub partial_since: Option<Instant>,
     /// How many requests we keep in flight to this peer.
     pub queue_depth: usize,
     /// The most requests the peer accepts queued (its BEP 10 `reqq`).
     pub max_requests: Option<usize>,
+    pub torrent: TorrentId,
+    pub conn: ConnId,
+    /// Our requests to the peer, oldest first.
+    pub requests: VecDeque<Outstanding>,
     /// When the peer last delivered a block we wanted (or when we started waiting).
     pub last_block_at: Instant,
-    /// The peer let our requests time out; it gets one request at a time until it delivers.
-    pub snubbed: bool,
-    /// When the peer last delivered a block we wanted (for the choker's snub rule).
-    pub last_piece_at: Option<Instant>,
-    /// When we last became interested in the peer.
-    pub am_interested_since: Instant,
 
-    /// The peer's requests to us, not yet being read from disk.
-    pub their_requests: VecDeque<BlockRequest>,
-    /// Reads in flight on behalf of this peer.
-    pub reading: usize,
+    // ---- the message path --------------------------------------------------------------
+    pub decoder: Decoder,
+    /// Control messages waiting to be flushed as one `Send`.
+    pub out: BytesMut,
+    pub has: Bitfield,
+    /// Pieces whose requests this peer let time out: not asked of it again until it
+    /// delivers something.
+    pub avoid: Option<Bitfield>,
     /// Bytes handed to the runtime for this connection, in total.
     pub emitted: u64,
     /// Bytes the runtime reported written (`Input::Sent`), in total.
     pub acked: u64,
-    /// When our last `choke` left our send buffer (requests arriving shortly after are a
-    /// race, not abuse).
-    pub choked_at: Instant,
+    /// Reads in flight on behalf of this peer.
+    pub reading: usize,
+    /// The peer's requests to us, not yet being read from disk.
+    pub their_requests: VecDeque<BlockRequest>,
     /// While our last `choke` is still queued: the stream position just past it.
     pub choke_marker: Option<u64>,
+    pub download: Rate,
+    pub upload: Rate,
     /// Blocks whose requests we withdrew (cancelled, timed out, choked): a copy may still
     /// arrive, and it was asked for. Bounded to the most recent ones.
     pub released: VecDeque<BlockRef>,
-    /// Pieces whose requests this peer let time out: not asked of it again until it
-    /// delivers something.
-    pub avoid: Option<Bitfield>,
+    /// When the peer last delivered a block we wanted (for the choker's snub rule).
+    pub last_piece_at: Option<Instant>,
+    /// When we last became interested in the peer.
+    pub am_interested_since: Instant,
+    pub connected_at: Instant,
+    /// When our last `choke` left our send buffer (requests arriving shortly after are a
+    /// race, not abuse).
+    pub choked_at: Instant,
 
-    /// Control messages waiting to be flushed as one `Send`.
-    pub out: BytesMut,
-    pub download: Rate,
-    pub upload: Rate,
+    // ---- rarely read -------------------------------------------------------------------
+    pub addr: SocketAddr,
+    pub id: Option<PeerId>,
+    pub outbound: bool,
     /// Pieces that failed the hash check with this peer as their only source.
     pub hash_failures: u32,
     /// Requests that broke the rules (piece we lack, out of range, too long, while choked).
@@ -109,10 +119,6 @@ pub(crate) struct Peer {
     pub dropped_requests: u32,
     /// Blocks received that nobody asked for.
     pub unrequested_blocks: u32,
-    pub last_recv: Instant,
-    pub last_send: Instant,
-    /// Since when part of a message has been waiting for the rest.
-    pub partial_since: Option<Instant>,
 }
 
 impl Peer {
@@ -200,7 +206,10 @@ impl Peer {
             return None;
         }
         self.listed = false;
-        let bytes = self.out.split().freeze();
+        // A copy, so that `out` keeps its buffer: control messages are a few bytes, and
+        // splitting the buffer off would cost a fresh allocation (and its growth) per flush.
+        let bytes = Bytes::copy_from_slice(&self.out);
+        self.out.clear();
         self.emitted += bytes.len() as u64;
         Some(bytes)
     }
@@ -279,6 +288,11 @@ impl Peer {
     pub fn send_piece_header(&mut self, sh: &mut Shared, req: BlockRequest) {
         wire::encode_piece_header(req.piece, req.offset, req.len, &mut self.out);
         self.queued(sh);
+    }
+
+    /// (choked by us, interested in us): what the torrent's `SlotCounts` count.
+    pub fn slot_state(&self) -> (bool, bool) {
+        (self.am_choking, self.peer_interested)
     }
 
     pub fn is_seed(&self) -> bool {

@@ -312,10 +312,14 @@ impl RarityTree {
         let mut best: Option<(u32, usize)> = None;
         // Depth-first, left child first: leaves come in rank order, so a subtree whose
         // least value is no better than the best found cannot hold a better leaf.
-        let mut stack = Vec::with_capacity(2 * (usize::BITS as usize));
-        stack.push(1usize);
+        // At most one pending right sibling per level plus the node at hand: no allocation.
+        let mut stack = [0usize; 2 * usize::BITS as usize];
+        stack[0] = 1;
+        let mut len = 1;
         let mut visits = 0;
-        while let Some(i) = stack.pop() {
+        while len > 0 {
+            len -= 1;
+            let i = stack[len];
             let value = self.node[i];
             if value == DEAD || best.is_some_and(|(b, _)| value >= b) {
                 continue;
@@ -329,8 +333,9 @@ impl RarityTree {
                     best = Some((value, i - self.leaves));
                 }
             } else {
-                stack.push(2 * i + 1);
-                stack.push(2 * i);
+                stack[len] = 2 * i + 1;
+                stack[len + 1] = 2 * i;
+                len += 2;
             }
         }
         Ok(best.map(|(_, rank)| rank))
@@ -662,7 +667,11 @@ impl Picker {
         }
         // Rarest: least availability, then lowest place in the random order. The tree
         // finds it in O(log n) when the peer has the rarest pieces; when it lacks many of
-        // them, scanning the candidates is cheaper.
+        // them, scanning the candidates is cheaper. A peer with no candidate at all (the
+        // common case once it has sent what we lack) costs one pass over the words.
+        if self.new_piece_words(peer_has).all(|w| w == 0) {
+            return None;
+        }
         let budget = self.have.words().len() + 64;
         let found = self
             .rarity

@@ -10,6 +10,8 @@ const BUCKETS: usize = 10;
 #[derive(Debug, Clone)]
 pub(crate) struct Rate {
     buckets: [u64; BUCKETS],
+    /// The sum of `buckets`.
+    sum: u64,
     /// Index of the bucket covering `bucket_start`.
     current: usize,
     bucket_start: Instant,
@@ -21,6 +23,7 @@ impl Rate {
     pub fn new(now: Instant) -> Self {
         Rate {
             buckets: [0; BUCKETS],
+            sum: 0,
             current: 0,
             bucket_start: now,
             started: now,
@@ -38,6 +41,7 @@ impl Rate {
             && steps <= BUCKETS
         {
             self.current = (self.current + 1) % BUCKETS;
+            self.sum -= self.buckets[self.current];
             self.buckets[self.current] = 0;
             self.bucket_start += Self::bucket_len();
             steps += 1;
@@ -45,6 +49,7 @@ impl Rate {
         if steps > BUCKETS {
             // Idle for longer than the window: everything is stale.
             self.buckets = [0; BUCKETS];
+            self.sum = 0;
             self.bucket_start = now;
         }
     }
@@ -52,6 +57,7 @@ impl Rate {
     pub fn add(&mut self, now: Instant, bytes: u64) {
         self.advance(now);
         self.buckets[self.current] += bytes;
+        self.sum += bytes;
         self.total += bytes;
     }
 
@@ -59,15 +65,18 @@ impl Rate {
     /// reported as slow.
     pub fn get(&self, now: Instant) -> f64 {
         // The buckets `advance` would reuse by `now` are stale: leave them out.
-        let bucket = Self::bucket_len().as_nanos();
-        let stale = (now.saturating_duration_since(self.bucket_start).as_nanos() / bucket) as usize;
-        let sum: u64 = if stale >= BUCKETS {
+        let bucket = Self::bucket_len().as_nanos() as u64;
+        let stale = now.as_nanos().saturating_sub(self.bucket_start.as_nanos()) / bucket;
+        let sum: u64 = if stale >= BUCKETS as u64 {
             0
         } else {
-            let dropped: u64 = (1..=stale)
-                .map(|k| self.buckets[(self.current + k) % BUCKETS])
-                .sum();
-            self.buckets.iter().sum::<u64>() - dropped
+            let mut sum = self.sum;
+            let mut k = self.current;
+            for _ in 0..stale {
+                k = if k + 1 == BUCKETS { 0 } else { k + 1 };
+                sum -= self.buckets[k];
+            }
+            sum
         };
         let span = now
             .saturating_duration_since(self.started)

@@ -11,12 +11,14 @@ use bytes::Bytes;
 
 use crate::api::{Action, Event, Input, Output, Target};
 use crate::bitfield::Bitfield;
+use crate::extension::ExtHandshake;
 use crate::id::{ConnId, InfoHash, OpId, PeerId, TorrentId};
 use crate::metainfo::Metainfo;
 use crate::picker::PickerConfig;
 use crate::rng::Rng;
 use crate::time::{Duration, Instant};
 use crate::torrent::Torrent;
+use crate::vec_map::VecMap;
 use crate::wire::Decoder;
 
 /// Tunables. `Config::default()` is what the command-line clients use.
@@ -184,8 +186,10 @@ pub(crate) struct Shared {
     /// Peer connections with control bytes queued since the last flush.
     pub queued: Vec<(TorrentId, ConnId)>,
     next_id: u64,
-    routes: BTreeMap<ConnId, Route>,
-    ops: BTreeMap<OpId, TorrentId>,
+    routes: VecMap<ConnId, Route>,
+    ops: VecMap<OpId, TorrentId>,
+    /// Our BEP 10 handshake payload, encoded once (it depends on the config alone).
+    ext_handshake: Option<Bytes>,
 }
 
 impl Shared {
@@ -237,6 +241,19 @@ impl Shared {
         self.routes.len()
     }
 
+    /// The payload of our BEP 10 extension handshake.
+    pub fn ext_handshake(&mut self) -> &Bytes {
+        let config = &self.config;
+        self.ext_handshake.get_or_insert_with(|| {
+            let ours = ExtHandshake {
+                reqq: u32::try_from(config.max_peer_requests).ok(),
+                port: (config.listen_port != 0).then_some(config.listen_port),
+                client: Some(config.user_agent.clone()),
+            };
+            Bytes::from(ours.encode())
+        })
+    }
+
     /// A new disk operation id for `torrent`.
     pub fn op(&mut self, torrent: TorrentId) -> OpId {
         let op = OpId(self.next());
@@ -259,7 +276,7 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
 #[derive(Debug)]
 pub struct Session {
     sh: Shared,
-    torrents: BTreeMap<TorrentId, Torrent>,
+    torrents: VecMap<TorrentId, Torrent>,
     by_hash: BTreeMap<InfoHash, TorrentId>,
     pending: BTreeMap<ConnId, Pending>,
     next_tick: Instant,
@@ -289,10 +306,11 @@ impl Session {
                 out: VecDeque::new(),
                 queued: Vec::new(),
                 next_id: 0,
-                routes: BTreeMap::new(),
-                ops: BTreeMap::new(),
+                routes: VecMap::new(),
+                ops: VecMap::new(),
+                ext_handshake: None,
             },
-            torrents: BTreeMap::new(),
+            torrents: VecMap::new(),
             by_hash: BTreeMap::new(),
             pending: BTreeMap::new(),
             next_tick: now,
@@ -391,7 +409,8 @@ impl Session {
 
     /// Runs `f` on the torrent `conn` belongs to, if any.
     fn with_torrent(&mut self, conn: ConnId, f: impl FnOnce(&mut Torrent, &mut Shared)) {
-        let id = match self.sh.routes.get(&conn) {
+        // `get_mut` for its lookup hint: the same connection's inputs come in runs.
+        let id = match self.sh.routes.get_mut(&conn) {
             Some(Route::Peer(t) | Route::Tracker(t)) => *t,
             Some(Route::Pending) | None => return,
         };
@@ -444,10 +463,16 @@ impl Session {
         for t in self.torrents.values_mut() {
             t.after_input(&mut self.sh);
         }
-        for (torrent, conn) in std::mem::take(&mut self.sh.queued) {
+        let mut queued = std::mem::take(&mut self.sh.queued);
+        for &(torrent, conn) in &queued {
             if let Some(t) = self.torrents.get_mut(&torrent) {
                 t.flush(&mut self.sh, conn);
             }
+        }
+        // Keep the buffer for the next input (a flush queues nothing new).
+        queued.clear();
+        if self.sh.queued.is_empty() {
+            self.sh.queued = queued;
         }
         if let Some(deadline) = self.stopping
             && !self.stopped

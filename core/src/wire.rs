@@ -228,16 +228,30 @@ fn put_header(out: &mut BytesMut, id: u8, payload: u32) {
     out.put_u8(id);
 }
 
+/// A message with no payload, as one append.
+fn put_bare(out: &mut BytesMut, id: u8) {
+    let mut frame = [0u8; HEADER_LEN];
+    frame[..4].copy_from_slice(&1u32.to_be_bytes());
+    frame[4] = id;
+    out.extend_from_slice(&frame);
+}
+
 fn put_piece_index(out: &mut BytesMut, id: u8, piece: u32) {
-    put_header(out, id, 4);
-    out.put_u32(piece);
+    let mut frame = [0u8; HEADER_LEN + 4];
+    frame[..4].copy_from_slice(&5u32.to_be_bytes());
+    frame[4] = id;
+    frame[5..].copy_from_slice(&piece.to_be_bytes());
+    out.extend_from_slice(&frame);
 }
 
 fn put_request(out: &mut BytesMut, id: u8, r: &BlockRequest) {
-    put_header(out, id, 12);
-    out.put_u32(r.piece);
-    out.put_u32(r.offset);
-    out.put_u32(r.len);
+    let mut frame = [0u8; HEADER_LEN + 12];
+    frame[..4].copy_from_slice(&13u32.to_be_bytes());
+    frame[4] = id;
+    frame[5..9].copy_from_slice(&r.piece.to_be_bytes());
+    frame[9..13].copy_from_slice(&r.offset.to_be_bytes());
+    frame[13..].copy_from_slice(&r.len.to_be_bytes());
+    out.extend_from_slice(&frame);
 }
 
 /// `data` cut to what a frame can describe after `overhead` bytes of header fields. Longer
@@ -254,12 +268,12 @@ impl Message {
     pub fn encode(&self, out: &mut BytesMut) {
         match self {
             Message::KeepAlive => out.put_u32(0),
-            Message::Choke => put_header(out, CHOKE, 0),
-            Message::Unchoke => put_header(out, UNCHOKE, 0),
-            Message::Interested => put_header(out, INTERESTED, 0),
-            Message::NotInterested => put_header(out, NOT_INTERESTED, 0),
-            Message::HaveAll => put_header(out, HAVE_ALL, 0),
-            Message::HaveNone => put_header(out, HAVE_NONE, 0),
+            Message::Choke => put_bare(out, CHOKE),
+            Message::Unchoke => put_bare(out, UNCHOKE),
+            Message::Interested => put_bare(out, INTERESTED),
+            Message::NotInterested => put_bare(out, NOT_INTERESTED),
+            Message::HaveAll => put_bare(out, HAVE_ALL),
+            Message::HaveNone => put_bare(out, HAVE_NONE),
             Message::Have(piece) => put_piece_index(out, HAVE, *piece),
             Message::Suggest(piece) => put_piece_index(out, SUGGEST, *piece),
             Message::AllowedFast(piece) => put_piece_index(out, ALLOWED_FAST, *piece),
@@ -303,9 +317,12 @@ impl Message {
 /// Appends the 13-byte header of a `piece` message carrying `len` bytes; the payload is
 /// sent after it as its own buffer, uncopied.
 pub fn encode_piece_header(piece: u32, offset: u32, len: u32, out: &mut BytesMut) {
-    put_header(out, PIECE, len.saturating_add(8));
-    out.put_u32(piece);
-    out.put_u32(offset);
+    let mut header = [0u8; HEADER_LEN + 8];
+    header[..4].copy_from_slice(&len.saturating_add(9).to_be_bytes());
+    header[4] = PIECE;
+    header[5..9].copy_from_slice(&piece.to_be_bytes());
+    header[9..].copy_from_slice(&offset.to_be_bytes());
+    out.extend_from_slice(&header);
 }
 
 /// Builds a message from its id and its complete, length-checked payload (the bytes after
@@ -630,7 +647,10 @@ impl Decoder {
         if !keep {
             return Some(Message::Unknown { id, len: payload });
         }
-        let frame = self.partial.split().freeze();
+        // Take the whole buffer (reserved for this frame): splitting it off would leave
+        // `partial` holding a reference that keeps the frame's allocation alive for as long
+        // as the connection lasts.
+        let frame = std::mem::take(&mut self.partial).freeze();
         Some(build(id, &frame, |r| frame.slice(r)))
     }
 

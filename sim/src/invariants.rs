@@ -62,6 +62,25 @@ pub fn have_grows(prev: &mut Vec<u64>, have: &Bitfield) -> Result<(), String> {
     result
 }
 
+/// The absolute request bounds of every peer of one node (what a sampled check can judge:
+/// the queue depth may have shrunk since the requests went out).
+pub fn absolute_request_bounds(peers: &[PeerInfo], config: &Config, out: &mut Vec<String>) {
+    for p in peers {
+        if p.requests_out > config.max_queue_depth {
+            out.push(format!(
+                "{} requests out to {} (max_queue_depth {})",
+                p.requests_out, p.addr, config.max_queue_depth
+            ));
+        }
+        if p.requests_in > config.max_peer_requests {
+            out.push(format!(
+                "{} requests queued from {} (max_peer_requests {})",
+                p.requests_in, p.addr, config.max_peer_requests
+            ));
+        }
+    }
+}
+
 /// Request bounds for every peer of one node. `prev` remembers each connection's
 /// `requests_out` from the last check.
 pub fn request_bounds(

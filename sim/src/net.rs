@@ -30,7 +30,7 @@
 //!   heals, like TCP retransmitting), stalled hosts (they neither send nor read), and
 //!   bandwidth changes (applied from the next segment).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 
 use bytes::{Bytes, BytesMut};
 use tessera_core::{Duration, Instant};
@@ -74,8 +74,14 @@ pub struct Iface {
     pub down_free: Instant,
     /// One-way latency from this host to the core of the network.
     pub access: Duration,
-    /// The segment being sent: (link, direction, bytes, carries blocks).
+    /// The segment being sent: (link, direction, bytes, carries blocks), when its end is
+    /// an event (`UplinkDone`).
     pub busy: Option<(usize, usize, usize, bool)>,
+    /// The uplink is sending until this point of the event order (time, sequence number).
+    /// A segment whose end needs no event (nothing to report, nothing else waiting) only
+    /// sets this, with a sequence number reserved for the `UplinkDone` it would have had;
+    /// whatever is queued before then waits for an `UplinkKick` at exactly that point.
+    pub busy_until: (Instant, u64),
     /// Directions waiting for the uplink, round robin.
     pub rr: VecDeque<(usize, usize)>,
     /// The host neither sends nor reads before this.
@@ -92,6 +98,7 @@ impl Iface {
             down_free: Instant::ZERO,
             access,
             busy: None,
+            busy_until: (Instant::ZERO, 0),
             rr: VecDeque::new(),
             stalled_until: Instant::ZERO,
             group: 0,
@@ -107,10 +114,15 @@ pub struct Chunk {
     pub wire: Option<(Variant, u32, u32)>,
 }
 
+/// What one uplink turn sends on one direction: usually a single chunk (kept inline, so
+/// that a segment costs no allocation), sometimes several.
 #[derive(Debug, Default)]
 pub struct Segment {
-    pub chunks: Vec<Chunk>,
+    first: Option<Chunk>,
+    rest: Vec<Chunk>,
     pub len: usize,
+    /// Some chunk is a run of the wire image (the segment carries blocks).
+    pub wire: bool,
 }
 
 /// One direction of a connection.
@@ -223,7 +235,7 @@ impl Dir {
                 }
             };
             seg.len += chunk.bytes.len();
-            seg.chunks.push(chunk);
+            seg.push(chunk);
         }
         self.queued -= seg.len;
         seg
@@ -237,13 +249,26 @@ impl Dir {
 }
 
 impl Segment {
-    /// The segment as few buffers as possible for the receiver: runs of plain chunks are
-    /// copied together, wire-image runs stay zero-copy.
-    pub fn into_buffers(self) -> Vec<Bytes> {
-        let mut out = Vec::with_capacity(self.chunks.len());
+    fn push(&mut self, chunk: Chunk) {
+        self.wire |= chunk.wire.is_some();
+        if self.first.is_none() {
+            self.first = Some(chunk);
+        } else {
+            self.rest.push(chunk);
+        }
+    }
+
+    /// How many chunks.
+    pub fn chunks(&self) -> usize {
+        usize::from(self.first.is_some()) + self.rest.len()
+    }
+
+    /// The segment as few buffers as possible for the receiver, appended to `out`: runs of
+    /// plain chunks are copied together, wire-image runs stay zero-copy.
+    pub fn into_buffers(self, out: &mut Vec<Bytes>) {
         let mut plain: Option<BytesMut> = None;
         let mut single: Option<Bytes> = None;
-        for c in self.chunks {
+        for c in self.first.into_iter().chain(self.rest) {
             if c.wire.is_some() {
                 if let Some(s) = single.take() {
                     out.push(s);
@@ -269,7 +294,6 @@ impl Segment {
         if let Some(p) = plain {
             out.push(p.freeze());
         }
-        out
     }
 }
 
@@ -293,16 +317,46 @@ pub struct End {
 }
 
 /// A connection: end 0 dialled end 1. Direction `d` carries bytes from end `d`.
+///
+/// Links are never removed (events may still name them), but a finished one (neither end
+/// open or dialling) gives its directions' buffers back: a large swarm makes millions of
+/// short connections.
 #[derive(Debug)]
 pub struct Link {
     pub ends: [End; 2],
-    pub dirs: [Dir; 2],
+    /// The two directions; `None` once the link is finished.
+    dirs: Option<Box<[Dir; 2]>>,
     pub latency: Duration,
     /// Gone for good (reset, or abandoned before it was set up).
     pub dead: bool,
 }
 
 impl Link {
+    /// Direction `d` (recreated empty if the link was retired: only bookkeeping writes
+    /// reach a finished link).
+    pub fn dir(&mut self, d: usize) -> &mut Dir {
+        &mut self.dirs.get_or_insert_with(Box::default)[d]
+    }
+
+    /// Both directions.
+    pub fn dirs(&mut self) -> &mut [Dir; 2] {
+        self.dirs.get_or_insert_with(Box::default)
+    }
+
+    /// Neither end is open or dialling: nothing will be sent or delivered any more.
+    pub fn finished(&self) -> bool {
+        self.ends
+            .iter()
+            .all(|e| !matches!(e.state, EndState::Open | EndState::Dialling))
+    }
+
+    /// Frees the directions' buffers if the link is finished.
+    pub fn retire_if_finished(&mut self) {
+        if self.finished() {
+            self.dirs = None;
+        }
+    }
+
     pub fn new(from: usize, local: u64, to: usize, latency: Duration) -> Link {
         Link {
             ends: [
@@ -317,15 +371,68 @@ impl Link {
                     state: EndState::Unborn,
                 },
             ],
-            dirs: [Dir::default(), Dir::default()],
+            dirs: Some(Box::default()),
             latency,
             dead: false,
         }
     }
 }
 
-/// Where each host's connections are: host → local id → (link, side).
-pub type ConnTable = BTreeMap<u64, (usize, usize)>;
+/// Where a host's connections are: local id → (link, side). A sorted vector: local ids
+/// are handed out in increasing order, so inserting is an append, and a host has tens of
+/// connections.
+#[derive(Debug, Default)]
+pub struct ConnTable {
+    locals: Vec<u64>,
+    places: Vec<(usize, usize)>,
+}
+
+impl ConnTable {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn find(&self, local: u64) -> Result<usize, usize> {
+        match self.locals.last() {
+            Some(&last) if local > last => Err(self.locals.len()),
+            _ => self.locals.binary_search(&local),
+        }
+    }
+
+    pub fn get(&self, local: &u64) -> Option<&(usize, usize)> {
+        self.find(*local).ok().map(|i| &self.places[i])
+    }
+
+    pub fn contains_key(&self, local: &u64) -> bool {
+        self.find(*local).is_ok()
+    }
+
+    pub fn insert(&mut self, local: u64, place: (usize, usize)) {
+        match self.find(local) {
+            Ok(i) => self.places[i] = place,
+            Err(i) => {
+                self.locals.insert(i, local);
+                self.places.insert(i, place);
+            }
+        }
+    }
+
+    pub fn remove(&mut self, local: &u64) -> Option<(usize, usize)> {
+        let i = self.find(*local).ok()?;
+        self.locals.remove(i);
+        Some(self.places.remove(i))
+    }
+
+    /// The places, in local id order.
+    pub fn values(&self) -> impl Iterator<Item = &(usize, usize)> + '_ {
+        self.places.iter()
+    }
+
+    pub fn clear(&mut self) {
+        self.locals.clear();
+        self.places.clear();
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -367,8 +474,10 @@ mod tests {
         let mut blocks = 0;
         while d.queued > 0 {
             let seg = d.take(40_000, &p);
-            assert!(seg.len <= 40_000 || seg.chunks.len() == 1);
-            for b in seg.into_buffers() {
+            assert!(seg.len <= 40_000 || seg.chunks() == 1);
+            let mut buffers = Vec::new();
+            seg.into_buffers(&mut buffers);
+            for b in buffers {
                 got.extend_from_slice(&b);
                 decoder.feed(b);
             }

@@ -38,6 +38,9 @@ const DISK_LATENCY: Duration = Duration::from_micros(200);
 const RESTART_DELAY: Duration = Duration::from_secs(5);
 /// How often the copy counts are sampled.
 const SAMPLE: Duration = Duration::from_secs(1);
+/// Control-only bytes sent are reported (`Input::Sent`) once this many add up, or with the
+/// next segment that carries blocks.
+const REPORT_CONTROL: usize = 16 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Class {
@@ -134,55 +137,83 @@ impl Host {
     }
 }
 
+/// Why a dial failed (kept small: every event is copied around the queue's heap).
+#[derive(Debug, Clone, Copy)]
+enum DialError {
+    TimedOut,
+    CannotResolve,
+}
+
+impl DialError {
+    fn text(self) -> &'static str {
+        match self {
+            DialError::TimedOut => "connection timed out",
+            DialError::CannotResolve => "cannot resolve host names",
+        }
+    }
+}
+
+/// No rejoin after a `Leave`.
+const NO_REJOIN: u64 = u64::MAX;
+
+/// `Leave`'s rejoin delay as nanoseconds, [`NO_REJOIN`] for none.
+fn rejoin_nanos(after: Option<Duration>) -> u64 {
+    after.map_or(NO_REJOIN, |d| {
+        u64::try_from(d.as_nanos()).unwrap_or(NO_REJOIN - 1)
+    })
+}
+
+/// An event. Host, record and link indices are `u32` and directions `u8` so that an event
+/// is 16 bytes: the queue's heap moves events around on every push and pop.
 #[derive(Debug)]
 enum Ev {
     Join {
-        rec: usize,
+        rec: u32,
     },
     Leave {
-        rec: usize,
-        rejoin: Option<Duration>,
+        rec: u32,
+        /// Nanoseconds until the peer rejoins; [`NO_REJOIN`]: never.
+        rejoin: u64,
     },
     Timer {
-        host: usize,
+        host: u32,
         epoch: u64,
     },
     UplinkDone {
-        host: usize,
+        host: u32,
     },
     UplinkKick {
-        host: usize,
+        host: u32,
     },
     Deliver {
-        link: usize,
-        dir: usize,
+        link: u32,
+        dir: u8,
     },
     Fin {
-        link: usize,
-        dir: usize,
+        link: u32,
+        dir: u8,
     },
     Reset {
-        link: usize,
-        side: usize,
+        link: u32,
+        side: u8,
     },
     ConnectArrive {
-        link: usize,
+        link: u32,
     },
     ConnectReply {
-        link: usize,
+        link: u32,
         ok: bool,
     },
     ConnectFail {
-        link: usize,
-        error: &'static str,
+        link: u32,
+        error: DialError,
     },
     DiskDone {
-        host: usize,
-        op: OpId,
-        result: DiskResult,
+        host: u32,
+        done: Box<(OpId, DiskResult)>,
     },
     ScriptTick {
-        host: usize,
+        host: u32,
     },
     Partition {
         until: Instant,
@@ -190,12 +221,14 @@ enum Ev {
     Heal,
     RandomReset,
     Stall {
-        rec: usize,
+        rec: u32,
         until: Instant,
     },
     Bandwidth,
     Sample,
 }
+
+const _: () = assert!(std::mem::size_of::<Ev>() <= 16);
 
 /// The whole simulated world.
 #[derive(Debug)]
@@ -235,6 +268,8 @@ pub struct World {
     /// Sampled each second when free riders exist: leechers' unchoke slots held by peers of
     /// each class, and how many of those peers were interested.
     slots_by_class: BTreeMap<Class, (u64, u64)>,
+    /// The buffers of the segment being delivered (kept to reuse the allocation).
+    buffers: Vec<Bytes>,
 }
 
 /// Close reasons that blame the peer: an honest peer must never get one.
@@ -345,6 +380,7 @@ impl World {
             adversary_conns: BTreeMap::new(),
             close_reasons: BTreeMap::new(),
             slots_by_class: BTreeMap::new(),
+            buffers: Vec::new(),
             payload,
             sc,
         };
@@ -384,7 +420,7 @@ impl World {
             self.remaining += 1;
         }
         self.pending_joins += 1;
-        self.q.at(join, Ev::Join { rec: i });
+        self.q.at(join, Ev::Join { rec: i as u32 });
         i
     }
 
@@ -428,8 +464,8 @@ impl World {
             self.q.at(
                 at,
                 Ev::Leave {
-                    rec,
-                    rejoin: Some(down),
+                    rec: rec as u32,
+                    rejoin: rejoin_nanos(Some(down)),
                 },
             );
         }
@@ -450,7 +486,13 @@ impl World {
             let at = t0 + between(rng, Duration::from_secs(2), window);
             let until = at + between(rng, Duration::from_secs(3), Duration::from_secs(20));
             heal = heal.max(until);
-            self.q.at(at, Ev::Stall { rec, until });
+            self.q.at(
+                at,
+                Ev::Stall {
+                    rec: rec as u32,
+                    until,
+                },
+            );
         }
         for k in 0..f.partitions {
             // Partitions one after another, each healing before the next.
@@ -535,27 +577,29 @@ impl World {
         match ev {
             Ev::Join { rec } => {
                 self.pending_joins -= 1;
-                self.join(rec);
+                self.join(rec as usize);
             }
             Ev::Leave { rec, rejoin } => {
-                if let Some(h) = self.records[rec].host {
+                if let Some(h) = self.records[rec as usize].host {
                     self.kill(h);
                 }
-                if let Some(after) = rejoin {
+                if rejoin != NO_REJOIN {
                     self.pending_joins += 1;
-                    let at = self.q.now() + after;
+                    let at = self.q.now() + Duration::from_nanos(rejoin);
                     self.q.at(at, Ev::Join { rec });
                 }
             }
-            Ev::Timer { host, epoch } => self.on_timer(host, epoch),
-            Ev::UplinkDone { host } => self.uplink_done(host),
+            Ev::Timer { host, epoch } => self.on_timer(host as usize, epoch),
+            Ev::UplinkDone { host } => self.uplink_done(host as usize),
             Ev::UplinkKick { host } => {
+                let host = host as usize;
                 self.hosts[host].kick_pending = false;
                 self.kick(host);
             }
-            Ev::Deliver { link, dir } => self.deliver(link, dir),
-            Ev::Fin { link, dir } => self.fin(link, dir),
+            Ev::Deliver { link, dir } => self.deliver(link as usize, usize::from(dir)),
+            Ev::Fin { link, dir } => self.fin(link as usize, usize::from(dir)),
             Ev::Reset { link, side } => {
+                let (link, side) = (link as usize, usize::from(side));
                 if matches!(
                     self.links[link].ends[side].state,
                     EndState::Open | EndState::Dialling
@@ -563,27 +607,32 @@ impl World {
                     self.close_end(link, side, Some("connection reset by peer"));
                 }
             }
-            Ev::ConnectArrive { link } => self.connect_arrive(link),
-            Ev::ConnectReply { link, ok } => self.connect_reply(link, ok),
+            Ev::ConnectArrive { link } => self.connect_arrive(link as usize),
+            Ev::ConnectReply { link, ok } => self.connect_reply(link as usize, ok),
             Ev::ConnectFail { link, error } => {
+                let link = link as usize;
                 if self.links[link].ends[0].state == EndState::Dialling {
                     self.links[link].dead = true;
-                    self.close_end(link, 0, Some(error));
+                    self.close_end(link, 0, Some(error.text()));
                 }
             }
-            Ev::DiskDone { host, op, result } => {
+            Ev::DiskDone { host, done } => {
                 let now = self.q.now();
-                self.feed(host, Input::Disk { now, op, result });
+                let (op, result) = *done;
+                self.feed(host as usize, Input::Disk { now, op, result });
             }
             Ev::ScriptTick { host } => {
                 let now = self.q.now();
+                let host = host as usize;
                 let outs = match &mut self.hosts[host].kind {
                     Kind::Script(s) => s.on_timer(now),
                     _ => return,
                 };
                 self.script_outs(host, outs);
-                self.q
-                    .at(now + Duration::from_secs(1), Ev::ScriptTick { host });
+                self.q.at(
+                    now + Duration::from_secs(1),
+                    Ev::ScriptTick { host: host as u32 },
+                );
             }
             Ev::Partition { until } => self.partition(until),
             Ev::Heal => {
@@ -593,9 +642,9 @@ impl World {
             }
             Ev::RandomReset => self.random_reset(),
             Ev::Stall { rec, until } => {
-                if let Some(h) = self.records[rec].host {
+                if let Some(h) = self.records[rec as usize].host {
                     self.hosts[h].iface.stalled_until = until;
-                    self.q.at(until, Ev::UplinkKick { host: h });
+                    self.q.at(until, Ev::UplinkKick { host: h as u32 });
                     self.hosts[h].kick_pending = true;
                 }
             }
@@ -689,8 +738,10 @@ impl World {
                 self.hosts[h].next_local += 1;
                 self.dial(h, local, t);
             }
-            self.q
-                .at(now + Duration::from_secs(1), Ev::ScriptTick { host: h });
+            self.q.at(
+                now + Duration::from_secs(1),
+                Ev::ScriptTick { host: h as u32 },
+            );
             return;
         }
         let seeder = class == Class::Seeder;
@@ -792,19 +843,20 @@ impl World {
                     self.q.at(
                         now + lat,
                         Ev::Reset {
-                            link: l,
-                            side: other,
+                            link: l as u32,
+                            side: other as u8,
                         },
                     );
                 }
                 EndState::Unborn => link.dead = true,
                 EndState::Closed => {}
             }
-            for d in &mut link.dirs {
+            for d in link.dirs() {
                 d.drop_queue();
                 d.inflight.clear();
                 d.inflight_bytes = 0;
             }
+            link.retire_if_finished();
         }
         self.hosts[h].conns.clear();
         self.hosts[h].iface.rr.clear();
@@ -858,7 +910,13 @@ impl World {
         node.timer_gen += 1;
         node.timer_at = Some(at);
         let epoch = node.timer_gen;
-        self.q.at(at, Ev::Timer { host: h, epoch });
+        self.q.at(
+            at,
+            Ev::Timer {
+                host: h as u32,
+                epoch,
+            },
+        );
     }
 
     /// Hands one input to a node's session, then carries out what it asks for.
@@ -939,8 +997,8 @@ impl World {
                     self.q.at(
                         now,
                         Ev::ConnectFail {
-                            link: l,
-                            error: "cannot resolve host names",
+                            link: l as u32,
+                            error: DialError::CannotResolve,
                         },
                     );
                 }
@@ -957,7 +1015,7 @@ impl World {
                         Kind::Node(n) => n.session.config().max_send_buffer + (1 << 20),
                         _ => usize::MAX,
                     };
-                    let queued = self.links[l].dirs[side].queued;
+                    let queued = self.links[l].dir(side).queued;
                     if queued > limit {
                         self.violation(
                             h,
@@ -992,9 +1050,8 @@ impl World {
                 self.q.at(
                     now + DISK_LATENCY,
                     Ev::DiskDone {
-                        host: h,
-                        op,
-                        result,
+                        host: h as u32,
+                        done: Box::new((op, result)),
                     },
                 );
             }
@@ -1011,9 +1068,8 @@ impl World {
                 self.q.at(
                     now + DISK_LATENCY,
                     Ev::DiskDone {
-                        host: h,
-                        op,
-                        result,
+                        host: h as u32,
+                        done: Box::new((op, result)),
                     },
                 );
             }
@@ -1041,9 +1097,8 @@ impl World {
                 self.q.at(
                     now + DISK_LATENCY,
                     Ev::DiskDone {
-                        host: h,
-                        op,
-                        result,
+                        host: h as u32,
+                        done: Box::new((op, result)),
                     },
                 );
             }
@@ -1109,7 +1164,13 @@ impl World {
                         self.remaining -= 1;
                     }
                     if r.must_complete && self.sc.leave_on_complete {
-                        self.q.at(now, Ev::Leave { rec, rejoin: None });
+                        self.q.at(
+                            now,
+                            Ev::Leave {
+                                rec: rec as u32,
+                                rejoin: NO_REJOIN,
+                            },
+                        );
                     }
                 }
             }
@@ -1157,8 +1218,8 @@ impl World {
                     self.q.at(
                         now,
                         Ev::Leave {
-                            rec,
-                            rejoin: Some(RESTART_DELAY),
+                            rec: rec as u32,
+                            rejoin: rejoin_nanos(Some(RESTART_DELAY)),
                         },
                     );
                 }
@@ -1212,13 +1273,13 @@ impl World {
         self.hosts[h].conns.insert(local, (l, 0));
         match target {
             Some(t) if self.hosts[t].iface.group == self.hosts[h].iface.group => {
-                self.q.at(now + lat, Ev::ConnectArrive { link: l });
+                self.q.at(now + lat, Ev::ConnectArrive { link: l as u32 });
             }
             _ => self.q.at(
                 now + self.net.connect_timeout,
                 Ev::ConnectFail {
-                    link: l,
-                    error: "connection timed out",
+                    link: l as u32,
+                    error: DialError::TimedOut,
                 },
             ),
         }
@@ -1237,8 +1298,8 @@ impl World {
             self.q.at(
                 now + left,
                 Ev::ConnectFail {
-                    link: l,
-                    error: "connection timed out",
+                    link: l as u32,
+                    error: DialError::TimedOut,
                 },
             );
             return;
@@ -1263,15 +1324,26 @@ impl World {
         self.trace.mix(to as u64);
         let Some(local) = local else {
             self.links[l].dead = true;
-            self.q
-                .at(now + lat, Ev::ConnectReply { link: l, ok: false });
+            self.q.at(
+                now + lat,
+                Ev::ConnectReply {
+                    link: l as u32,
+                    ok: false,
+                },
+            );
             return;
         };
         let link = &mut self.links[l];
         link.ends[1].local = local;
         link.ends[1].state = EndState::Open;
         self.hosts[to].conns.insert(local, (l, 1));
-        self.q.at(now + lat, Ev::ConnectReply { link: l, ok: true });
+        self.q.at(
+            now + lat,
+            Ev::ConnectReply {
+                link: l as u32,
+                ok: true,
+            },
+        );
         match &mut self.hosts[to].kind {
             Kind::Node(_) => {
                 self.drain(to);
@@ -1315,7 +1387,7 @@ impl World {
     /// An application queues bytes on its side of a link.
     fn app_send(&mut self, h: usize, l: usize, side: usize, data: Bytes) {
         let window = self.net.window;
-        let dir = &mut self.links[l].dirs[side];
+        let dir = self.links[l].dir(side);
         dir.push(data, &self.payload);
         if !dir.in_rr && dir.inflight_bytes < window {
             dir.in_rr = true;
@@ -1332,16 +1404,23 @@ impl World {
         };
         let link = &mut self.links[l];
         link.ends[side].state = EndState::Closed;
-        link.dirs[side].drop_queue();
+        link.dir(side).drop_queue();
         let other = 1 - side;
         match link.ends[other].state {
             EndState::Open | EndState::Dialling => {
-                let at = (now + link.latency).max(link.dirs[side].last_arrival);
-                self.q.at(at, Ev::Fin { link: l, dir: side });
+                let at = (now + link.latency).max(link.dir(side).last_arrival);
+                self.q.at(
+                    at,
+                    Ev::Fin {
+                        link: l as u32,
+                        dir: side as u8,
+                    },
+                );
             }
             EndState::Unborn => link.dead = true,
             EndState::Closed => {}
         }
+        link.retire_if_finished();
     }
 
     fn fin(&mut self, l: usize, dir: usize) {
@@ -1350,10 +1429,10 @@ impl World {
         if link.dead || !matches!(link.ends[r].state, EndState::Open | EndState::Dialling) {
             return;
         }
-        if link.dirs[dir].inflight.is_empty() {
+        if link.dir(dir).inflight.is_empty() {
             self.close_end(l, r, None);
         } else {
-            link.dirs[dir].fin = true;
+            link.dir(dir).fin = true;
         }
     }
 
@@ -1362,13 +1441,14 @@ impl World {
         let now = self.q.now();
         let link = &mut self.links[l];
         link.ends[side].state = EndState::Closed;
-        link.dirs[side].drop_queue();
+        link.dir(side).drop_queue();
         if link.ends[1 - side].state == EndState::Closed {
-            for d in &mut link.dirs {
+            for d in link.dirs() {
                 d.inflight.clear();
                 d.inflight_bytes = 0;
             }
         }
+        link.retire_if_finished();
         let (host, local) = (link.ends[side].host, link.ends[side].local);
         if host == usize::MAX || !self.hosts[host].alive() {
             return;
@@ -1399,29 +1479,40 @@ impl World {
         if !host.alive() || host.iface.busy.is_some() {
             return;
         }
+        if self.q.position() < host.iface.busy_until {
+            if !host.kick_pending {
+                host.kick_pending = true;
+                let (at, seq) = host.iface.busy_until;
+                self.q
+                    .at_reserved(at, seq, Ev::UplinkKick { host: h as u32 });
+            }
+            return;
+        }
         if host.iface.stalled_until > now {
             if !host.kick_pending {
                 host.kick_pending = true;
                 let at = host.iface.stalled_until;
-                self.q.at(at, Ev::UplinkKick { host: h });
+                self.q.at(at, Ev::UplinkKick { host: h as u32 });
             }
             return;
         }
         let window = self.net.window;
         while let Some((l, d)) = self.hosts[h].iface.rr.pop_front() {
             let link = &mut self.links[l];
-            let dir = &mut link.dirs[d];
-            if link.dead
-                || link.ends[d].state != EndState::Open
-                || dir.queued == 0
-                || dir.inflight_bytes >= window
-            {
+            if link.dead || link.ends[d].state != EndState::Open {
+                if !link.finished() {
+                    link.dir(d).in_rr = false;
+                }
+                continue;
+            }
+            let dir = link.dir(d);
+            if dir.queued == 0 || dir.inflight_bytes >= window {
                 dir.in_rr = false;
                 continue;
             }
             let seg = dir.take(self.net.quantum, &self.payload);
             let len = seg.len;
-            let wire = seg.chunks.iter().any(|c| c.wire.is_some());
+            let wire = seg.wire;
             let up = self.hosts[h].iface.up_rate;
             let t_end = now + transfer_time(len, up);
             let jitter = if self.net.jitter.is_zero() {
@@ -1435,21 +1526,38 @@ impl World {
             let receiving = (now + lat).max(down.down_free) + transfer_time(len, down.down_rate);
             let mut arrival = (t_end + lat).max(receiving);
             down.down_free = arrival;
-            let dir = &mut self.links[l].dirs[d];
+            let dir = self.links[l].dir(d);
             arrival = arrival.max(dir.last_arrival);
             dir.last_arrival = arrival;
             dir.inflight.push_back(seg);
             dir.inflight_bytes += len;
             let again = dir.queued > 0 && dir.inflight_bytes < window;
             dir.in_rr = again;
-            self.q.at(arrival, Ev::Deliver { link: l, dir: d });
+            self.q.at(
+                arrival,
+                Ev::Deliver {
+                    link: l as u32,
+                    dir: d as u8,
+                },
+            );
+            // A control-only segment that completes nothing to report, with no other
+            // direction waiting, needs no event at its end: its bytes are counted now (they
+            // are reported with a later segment, as at the end), and anything queued
+            // meanwhile waits for `busy_until` (see `Iface`), which keeps the order of
+            // events exactly as if the `UplinkDone` had been scheduled.
+            let report_due = wire || dir.unreported + len >= REPORT_CONTROL;
             let host = &mut self.hosts[h];
             if again {
                 host.iface.rr.push_back((l, d));
             }
-            host.iface.busy = Some((l, d, len, wire));
             host.sent_bytes += len as u64;
-            self.q.at(t_end, Ev::UplinkDone { host: h });
+            if !report_due && host.iface.rr.is_empty() && self.sc.seeder_leaves_after.is_none() {
+                self.links[l].dir(d).unreported += len;
+                host.iface.busy_until = (t_end, self.q.reserve());
+                return;
+            }
+            host.iface.busy = Some((l, d, len, wire));
+            self.q.at(t_end, Ev::UplinkDone { host: h as u32 });
             return;
         }
     }
@@ -1465,16 +1573,24 @@ impl World {
         let end = self.links[l].ends[d];
         // Control-only segments are reported with the next segment that carries blocks (or
         // once 16 KiB of them add up): the core's flow control is about upload data, and a
-        // `Sent` per `have` message would double the inputs of a large swarm.
-        let dir = &mut self.links[l].dirs[d];
-        dir.unreported += len;
-        let report = wire || dir.unreported >= 16 * 1024;
-        let len = if report {
-            std::mem::take(&mut dir.unreported)
+        // `Sent` per `have` message would double the inputs of a large swarm. (Nothing is
+        // reported once the end is closed, so nothing is counted either.)
+        let (report, len) = if end.state == EndState::Open {
+            let dir = self.links[l].dir(d);
+            dir.unreported += len;
+            let report = wire || dir.unreported >= REPORT_CONTROL;
+            (
+                report,
+                if report {
+                    std::mem::take(&mut dir.unreported)
+                } else {
+                    0
+                },
+            )
         } else {
-            0
+            (false, 0)
         };
-        if report && end.state == EndState::Open && matches!(self.hosts[h].kind, Kind::Node(_)) {
+        if report && matches!(self.hosts[h].kind, Kind::Node(_)) {
             self.feed(
                 h,
                 Input::Sent {
@@ -1502,11 +1618,11 @@ impl World {
         let now = self.q.now();
         let r = 1 - dir;
         let link = &mut self.links[l];
-        if link.dead {
+        if link.dead || link.finished() {
             return;
         }
         let (src, dst) = (link.ends[dir].host, link.ends[r].host);
-        let Some(seg) = link.dirs[dir].inflight.pop_front() else {
+        let Some(seg) = link.dir(dir).inflight.pop_front() else {
             return;
         };
         let hold = {
@@ -1522,18 +1638,25 @@ impl World {
             }
         };
         if let Some(at) = hold {
-            link.dirs[dir].inflight.push_front(seg);
-            self.q.at(at, Ev::Deliver { link: l, dir });
+            link.dir(dir).inflight.push_front(seg);
+            self.q.at(
+                at,
+                Ev::Deliver {
+                    link: l as u32,
+                    dir: dir as u8,
+                },
+            );
             return;
         }
-        link.dirs[dir].inflight_bytes -= seg.len;
+        link.dir(dir).inflight_bytes -= seg.len;
         let local = link.ends[r].local;
         if link.ends[r].state == EndState::Open {
-            let buffers = seg.into_buffers();
+            let mut buffers = std::mem::take(&mut self.buffers);
+            seg.into_buffers(&mut buffers);
             let remote = IpAddr::V4(self.hosts[src].ip);
             match &mut self.hosts[dst].kind {
                 Kind::Node(_) => {
-                    for data in buffers {
+                    for data in buffers.drain(..) {
                         if self.links[l].ends[r].state != EndState::Open {
                             break;
                         }
@@ -1549,7 +1672,7 @@ impl World {
                 }
                 Kind::Script(s) => {
                     let mut outs = Vec::new();
-                    for data in buffers {
+                    for data in buffers.drain(..) {
                         outs.extend(s.on_data(local, data));
                     }
                     self.trace.mix(22);
@@ -1557,7 +1680,7 @@ impl World {
                 }
                 Kind::Tracker(t) => {
                     let mut reply = Reply::Wait;
-                    for data in buffers {
+                    for data in buffers.drain(..) {
                         reply = t.on_data(local, remote, &data, &mut self.rng);
                     }
                     self.trace.mix(23);
@@ -1568,23 +1691,25 @@ impl World {
                 }
                 Kind::Dead => {}
             }
+            buffers.clear();
+            self.buffers = buffers;
         }
         let link = &mut self.links[l];
-        if link.dirs[dir].fin
-            && link.dirs[dir].inflight.is_empty()
+        if link.finished() {
+            return;
+        }
+        if link.dir(dir).fin
+            && link.dir(dir).inflight.is_empty()
             && matches!(link.ends[r].state, EndState::Open | EndState::Dialling)
         {
-            link.dirs[dir].fin = false;
+            link.dir(dir).fin = false;
             self.close_end(l, r, None);
             return;
         }
         let link = &mut self.links[l];
-        let d = &mut link.dirs[dir];
-        if link.ends[dir].state == EndState::Open
-            && !d.in_rr
-            && d.queued > 0
-            && d.inflight_bytes < self.net.window
-        {
+        let open = link.ends[dir].state == EndState::Open;
+        let d = link.dir(dir);
+        if open && !d.in_rr && d.queued > 0 && d.inflight_bytes < self.net.window {
             d.in_rr = true;
             self.hosts[src].iface.rr.push_back((l, dir));
             self.kick(src);
@@ -1639,12 +1764,24 @@ impl World {
                 continue;
             }
             self.links[l].dead = false;
-            for d in &mut self.links[l].dirs {
+            for d in self.links[l].dirs() {
                 d.inflight.clear();
                 d.inflight_bytes = 0;
             }
-            self.q.at(now, Ev::Reset { link: l, side: 0 });
-            self.q.at(now, Ev::Reset { link: l, side: 1 });
+            self.q.at(
+                now,
+                Ev::Reset {
+                    link: l as u32,
+                    side: 0,
+                },
+            );
+            self.q.at(
+                now,
+                Ev::Reset {
+                    link: l as u32,
+                    side: 1,
+                },
+            );
             return;
         }
     }
@@ -1685,14 +1822,7 @@ impl World {
                 let peers = node.session.peers(node.torrent);
                 let mut problems = Vec::new();
                 // Sampled: only the absolute bounds (the depth may have shrunk since).
-                node.prev_requests.clear();
-                invariants::request_bounds(
-                    &mut node.prev_requests,
-                    &peers,
-                    node.session.config(),
-                    &mut problems,
-                );
-                problems.retain(|p| !p.contains("queue depth"));
+                invariants::absolute_request_bounds(&peers, node.session.config(), &mut problems);
                 for p in problems {
                     self.violation(h, p);
                 }

@@ -84,6 +84,7 @@ impl Torrent {
             peers,
             picker,
             layout,
+            scratch,
             ..
         } = self;
         let Some(peer) = peers.get_mut(&conn) else {
@@ -96,18 +97,19 @@ impl Torrent {
         if room == 0 {
             return;
         }
-        let mut picked = Vec::with_capacity(room);
+        let picked = &mut scratch.blocks;
+        picked.clear();
         match &peer.avoid {
-            None => picker.pick(conn, &peer.has, room, &mut sh.rng, &mut picked),
+            None => picker.pick(conn, &peer.has, room, &mut sh.rng, picked),
             Some(avoid) => {
                 let mut has = peer.has.clone();
                 for p in avoid.ones() {
                     has.clear(p);
                 }
-                picker.pick(conn, &has, room, &mut sh.rng, &mut picked);
+                picker.pick(conn, &has, room, &mut sh.rng, picked);
             }
         }
-        for block in picked {
+        for &block in picked.iter() {
             let req = BlockRequest {
                 piece: block.piece,
                 offset: layout.block_offset(block),
@@ -123,10 +125,13 @@ impl Torrent {
 
     /// Tops up every peer (after requests were released, or the budget freed up).
     pub(super) fn request_all(&mut self, sh: &mut Shared) {
-        let conns: Vec<ConnId> = self.peers.keys().copied().collect();
-        for conn in conns {
+        let mut conns = std::mem::take(&mut self.scratch.conns);
+        conns.clear();
+        self.peers.keys_into(&mut conns);
+        for &conn in &conns {
             self.request_blocks(sh, conn);
         }
+        self.scratch.conns = conns;
     }
 
     /// True when held and unwritten data is at the limit: no new requests. Spills first.
@@ -527,6 +532,11 @@ impl Torrent {
         let timeout = sh.config.request_timeout;
         let mut timed_out = Vec::new();
         for (&conn, peer) in &mut self.peers {
+            // A peer still connecting has sent nothing and has no request: its depth stays
+            // the minimum it started with.
+            if !peer.is_active() {
+                continue;
+            }
             let rate = peer.download.get(now);
             let depth = (rate * sh.config.request_queue_time.as_secs_f64() / f64::from(BLOCK_LEN))
                 .ceil() as usize;

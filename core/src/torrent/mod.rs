@@ -28,6 +28,7 @@ use crate::rate::Rate;
 use crate::session::{PeerInfo, Route, Shared, TorrentOptions, TorrentStats};
 use crate::time::{Duration, Instant};
 use crate::tracker::Announcer;
+use crate::vec_map::VecMap;
 use crate::wire::{Decoder, Handshake, Message};
 
 /// How long an outbound connection may take to be established and to complete the handshake.
@@ -97,11 +98,11 @@ pub(crate) struct Torrent {
     picker: Picker,
     /// Wanted pieces that cross into files not chosen for download: verified, never offered.
     hidden: Bitfield,
-    peers: BTreeMap<ConnId, Peer>,
+    peers: VecMap<ConnId, Box<Peer>>,
     peer_list: PeerList,
     announcer: Announcer,
     trackers: BTreeMap<ConnId, announce::Request>,
-    ops: BTreeMap<OpId, Op>,
+    ops: VecMap<OpId, Op>,
     download: download::Assembly,
     upload: upload::Serving,
     check: Option<check::Check>,
@@ -113,6 +114,17 @@ pub(crate) struct Torrent {
     stopping: bool,
     /// While seeding, no tracker address is dialled before this.
     next_seed_dial: Instant,
+    /// Buffers reused from one input to the next.
+    scratch: Scratch,
+}
+
+/// Buffers kept to save an allocation per use; empty between uses.
+#[derive(Debug, Default)]
+struct Scratch {
+    /// Blocks just picked for a peer.
+    blocks: Vec<crate::layout::BlockRef>,
+    /// Connection ids to walk while the torrent changes.
+    conns: Vec<ConnId>,
 }
 
 impl Torrent {
@@ -155,11 +167,11 @@ impl Torrent {
             seed_after: options.seed,
             picker,
             hidden,
-            peers: BTreeMap::new(),
+            peers: VecMap::new(),
             peer_list: PeerList::new(sh.config.max_known_peers),
             announcer,
             trackers: BTreeMap::new(),
-            ops: BTreeMap::new(),
+            ops: VecMap::new(),
             download: download::Assembly::default(),
             upload: upload::Serving::new(now, sh.config.unchoke_slots),
             check: None,
@@ -170,6 +182,7 @@ impl Torrent {
             up_rate: Rate::new(now),
             stopping: false,
             next_seed_dial: now,
+            scratch: Scratch::default(),
             meta,
         };
         if options.have.is_none() {
@@ -325,7 +338,7 @@ impl Torrent {
         peer.decoder = decoder;
         let ours = self.our_handshake(sh);
         peer.send_raw(sh, &ours);
-        self.peers.insert(conn, peer);
+        self.peers.insert(conn, Box::new(peer));
         if self.on_handshake(sh, conn, hs) {
             self.process(sh, conn);
         }
@@ -445,12 +458,7 @@ impl Torrent {
             peer.send(sh, &Message::Bitfield(Bytes::from(offered.to_bytes())));
         }
         if hs.has(Handshake::EXTENSION_PROTOCOL) {
-            let ours = ExtHandshake {
-                reqq: u32::try_from(sh.config.max_peer_requests).ok(),
-                port: (sh.config.listen_port != 0).then_some(sh.config.listen_port),
-                client: Some(sh.config.user_agent.clone()),
-            };
-            let payload = Bytes::from(ours.encode());
+            let payload = sh.ext_handshake().clone();
             peer.send(
                 sh,
                 &Message::Extended {
@@ -530,11 +538,15 @@ impl Torrent {
                 self.request_blocks(sh, conn);
             }
             Message::Interested => {
+                let before = peer.slot_state();
                 peer.peer_interested = true;
+                self.upload.slots.change(before, peer.slot_state());
                 self.interest_changed(sh);
             }
             Message::NotInterested => {
+                let before = peer.slot_state();
                 peer.peer_interested = false;
+                self.upload.slots.change(before, peer.slot_state());
                 peer.their_requests.clear();
                 self.interest_changed(sh);
             }
@@ -691,6 +703,7 @@ impl Torrent {
         let Some(peer) = self.peers.remove(&conn) else {
             return;
         };
+        self.upload.slots.remove(peer.slot_state());
         for r in &peer.requests {
             self.picker.release(r.block, conn);
         }
@@ -773,7 +786,7 @@ impl Torrent {
                 self.layout.num_pieces(),
                 sh.config.min_queue_depth,
             );
-            self.peers.insert(conn, peer);
+            self.peers.insert(conn, Box::new(peer));
         }
     }
 

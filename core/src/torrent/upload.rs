@@ -58,6 +58,58 @@ pub(super) struct Serving {
     pub choker: Choker,
     /// A peer's interest changed during this input: see `Torrent::after_input`.
     pub rechoke_pending: bool,
+    /// The choker's input, kept to reuse its allocation.
+    views: Vec<PeerView>,
+    /// Who holds or wants an upload slot, kept up to date as peers change.
+    pub slots: SlotCounts,
+}
+
+/// Counts of the torrent's peers by (choked by us, interested in us), so that deciding
+/// whether to re-run the choker after an input looks at no peer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct SlotCounts {
+    /// Not choked by us.
+    unchoked: usize,
+    /// Not choked by us and not interested: a slot going to waste.
+    idle: usize,
+    /// Choked by us and interested: waiting for a slot.
+    waiting: usize,
+}
+
+impl SlotCounts {
+    fn add(&mut self, (choked, interested): (bool, bool), up: bool) {
+        let step = |n: &mut usize| *n = if up { *n + 1 } else { *n - 1 };
+        if !choked {
+            step(&mut self.unchoked);
+            if !interested {
+                step(&mut self.idle);
+            }
+        } else if interested {
+            step(&mut self.waiting);
+        }
+    }
+
+    /// A peer's state went from `before` to `after`.
+    pub fn change(&mut self, before: (bool, bool), after: (bool, bool)) {
+        if before != after {
+            self.add(before, false);
+            self.add(after, true);
+        }
+    }
+
+    /// A peer in state `state` left.
+    pub fn remove(&mut self, state: (bool, bool)) {
+        self.add(state, false);
+    }
+
+    /// The counts of these states (to check the running counts).
+    fn of(states: impl Iterator<Item = (bool, bool)>) -> Self {
+        let mut counts = SlotCounts::default();
+        for s in states {
+            counts.add(s, true);
+        }
+        counts
+    }
 }
 
 impl Serving {
@@ -75,6 +127,8 @@ impl Serving {
                 now,
             ),
             rechoke_pending: false,
+            views: Vec::new(),
+            slots: SlotCounts::default(),
         }
     }
 
@@ -311,18 +365,14 @@ impl Torrent {
     /// lost interest.
     pub(super) fn maybe_rechoke(&mut self, sh: &mut Shared) {
         let slots = sh.config.unchoke_slots + usize::from(sh.config.optimistic_unchoke);
-        let mut unchoked = 0;
-        let mut waiting = false;
-        let mut idle_slot = false;
-        for p in self.peers.values() {
-            if !p.am_choking {
-                unchoked += 1;
-                idle_slot |= !p.peer_interested;
-            } else {
-                waiting |= p.peer_interested;
-            }
-        }
-        if (unchoked < slots && waiting) || idle_slot {
+        let counts = self.upload.slots;
+        debug_assert_eq!(
+            counts,
+            SlotCounts::of(self.peers.values().map(|p| p.slot_state()))
+        );
+        let waiting = counts.waiting > 0;
+        let idle_slot = counts.idle > 0;
+        if (counts.unchoked < slots && waiting) || idle_slot {
             self.rechoke(sh, false);
         }
     }
@@ -337,27 +387,33 @@ impl Torrent {
     /// applies its decision.
     fn rechoke(&mut self, sh: &mut Shared, full_round: bool) {
         let now = sh.now;
-        let views: Vec<PeerView> = self
-            .peers
-            .iter()
-            .filter(|(_, p)| p.is_active())
-            .map(|(&conn, p)| PeerView {
-                conn,
-                interested: p.peer_interested,
-                download_rate: p.download.get(now),
-                downloaded: p.download.total(),
-                connected_at: p.connected_at,
-                last_block_at: p.last_piece_at,
-                am_interested_since: p.am_interested.then_some(p.am_interested_since),
-            })
-            .collect();
+        let mut views = std::mem::take(&mut self.upload.views);
+        views.clear();
         let seeding = self.picker.is_complete();
+        // Peers that are not interested never take part in a decision (see `PeerView`):
+        // leaving them out saves their rates. A seed's choker ranks by turns, not by what
+        // peers send us, so it gets no rates at all.
+        views.extend(
+            self.peers
+                .iter()
+                .filter(|(_, p)| p.is_active() && p.peer_interested)
+                .map(|(&conn, p)| PeerView {
+                    conn,
+                    interested: p.peer_interested,
+                    download_rate: if seeding { 0.0 } else { p.download.get(now) },
+                    downloaded: if seeding { 0 } else { p.download.total() },
+                    connected_at: p.connected_at,
+                    last_block_at: p.last_piece_at,
+                    am_interested_since: p.am_interested.then_some(p.am_interested_since),
+                }),
+        );
         let choker = &mut self.upload.choker;
         let mut decision = if full_round {
             choker.round(now, &views, seeding, &mut sh.rng)
         } else {
             choker.rerun(now, &views, seeding, &mut sh.rng)
         };
+        self.upload.views = views;
         if !sh.config.optimistic_unchoke {
             decision.optimistic = None;
         }
@@ -367,6 +423,7 @@ impl Torrent {
                 continue;
             }
             let unchoke = decision.is_unchoked(conn);
+            let before = peer.slot_state();
             if unchoke && peer.am_choking {
                 peer.am_choking = false;
                 peer.choked_requests = 0;
@@ -375,6 +432,7 @@ impl Torrent {
             } else if !unchoke && !peer.am_choking {
                 peer.choke(sh);
             }
+            self.upload.slots.change(before, peer.slot_state());
         }
         for conn in newly_unchoked {
             self.serve(sh, conn);
