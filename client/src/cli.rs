@@ -1,6 +1,6 @@
 //! Command-line arguments (GUIDE section 4), shared by every runtime binary.
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
@@ -239,19 +239,11 @@ pub fn parse_peer(s: &str) -> Result<SocketAddr, String> {
     let Some((host, port)) = s.rsplit_once(':') else {
         return Err(format!("expected HOST:PORT, got {s:?}"));
     };
-    if host.is_empty() || port.parse::<u16>().is_err() {
-        return Err(format!("expected HOST:PORT with a port number, got {s:?}"));
-    }
-    let addrs: Vec<SocketAddr> = s
-        .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {host:?}: {e}"))?
-        .collect();
-    addrs
-        .iter()
-        .find(|a| a.is_ipv4())
-        .or_else(|| addrs.first())
-        .copied()
-        .ok_or_else(|| format!("{host:?} resolved to no address"))
+    let port = match port.parse::<u16>() {
+        Ok(port) if !host.is_empty() => port,
+        _ => return Err(format!("expected HOST:PORT with a port number, got {s:?}")),
+    };
+    crate::pool::resolve(host.trim_start_matches('[').trim_end_matches(']'), port)
 }
 
 /// A byte count with an optional binary suffix: `B`, `K`/`KB`/`KiB`, `M`/`MB`/`MiB`,
