@@ -470,6 +470,10 @@ def one_run(ctx, leecher, torrent, piece_size, seeder, run_index):
     env = dict(os.environ, HOME=rundir, NO_COLOR="1")
     result = {"client": leecher.name, "piece_size": piece_size, "run": run_index,
               "size": ctx.size, "argv": argv[4:], "seeder": seeder.name}
+    # Start clean: the previous run's dirty pages (clients that exit without fsyncing leave
+    # up to the whole download in the page cache) would otherwise be written back during
+    # this run and slow it down. Outside the timed part.
+    os.sync()
     hwm_reset = reset_peak_rss(seeder.pid)
     seeder_cpu0 = proc_cpu_seconds(seeder.pid)
     start = time.monotonic()
