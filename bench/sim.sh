@@ -7,8 +7,9 @@
 # Usage: bench/sim.sh [N...]     Env: SEED (default 1), SIZE (default 64MiB).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release -q -p tessera-sim
-SIM=target/release/tessera-sim
+# The `sim` profile: release with fat LTO and one codegen unit (see Cargo.toml).
+cargo build --profile sim -q -p tessera-sim
+SIM=${CARGO_TARGET_DIR:-target}/sim/tessera-sim
 SEED=${SEED:-1}
 SIZE=${SIZE:-64MiB}
 NS=("$@")
