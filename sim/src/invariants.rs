@@ -89,26 +89,15 @@ pub fn request_bounds(
     config: &Config,
     out: &mut Vec<String>,
 ) {
+    absolute_request_bounds(peers, config, out);
     let mut next = BTreeMap::new();
     for p in peers {
         let before = prev.get(&p.conn).copied().unwrap_or(0);
-        if p.requests_out > config.max_queue_depth {
-            out.push(format!(
-                "{} requests out to {} (max_queue_depth {})",
-                p.requests_out, p.addr, config.max_queue_depth
-            ));
-        }
         // The depth may shrink below what is in flight; requests must not grow past it.
         if p.requests_out > p.queue_depth.max(before) {
             out.push(format!(
                 "{} requests out to {} with queue depth {} (was {before})",
                 p.requests_out, p.addr, p.queue_depth
-            ));
-        }
-        if p.requests_in > config.max_peer_requests {
-            out.push(format!(
-                "{} requests queued from {} (max_peer_requests {})",
-                p.requests_in, p.addr, config.max_peer_requests
             ));
         }
         next.insert(p.conn, p.requests_out);
