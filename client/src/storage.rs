@@ -327,10 +327,7 @@ impl Storage {
                 None
             } else {
                 match self.handle(index, true) {
-                    Ok(h) => {
-                        self.lock_dirty().insert(index);
-                        Some(h)
-                    }
+                    Ok(h) => Some(h),
                     Err(e) => {
                         return DiskResult::Error(disk_error("opening", self.path_of(index), &e));
                     }
@@ -355,6 +352,11 @@ impl Storage {
                 current = &current[n..];
                 pos += n as u64;
                 left -= n as u64;
+            }
+            // Marked after the write, not before: a sync running meanwhile on another
+            // worker would clear an earlier mark and miss these bytes.
+            if handle.is_some() {
+                self.lock_dirty().insert(index);
             }
         }
         DiskResult::Ok
