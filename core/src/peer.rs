@@ -252,13 +252,12 @@ impl Peer {
         true
     }
 
-    /// Withdraws every request in flight, returning the blocks.
-    pub fn withdraw_all(&mut self) -> Vec<BlockRef> {
-        let blocks: Vec<BlockRef> = self.requests.drain(..).map(|r| r.block).collect();
-        for &b in &blocks {
-            self.remember_released(b);
+    /// Withdraws every request in flight, handing each block to `release` in request order.
+    pub fn withdraw_all(&mut self, mut release: impl FnMut(BlockRef)) {
+        while let Some(r) = self.requests.pop_front() {
+            self.remember_released(r.block);
+            release(r.block);
         }
-        blocks
     }
 
     fn remember_released(&mut self, block: BlockRef) {
@@ -283,11 +282,12 @@ impl Peer {
         }
     }
 
-    /// Queues the header of a `piece` message; the caller sends the payload right after the
-    /// flushed header, as its own buffer.
-    pub fn send_piece_header(&mut self, sh: &mut Shared, req: BlockRequest) {
+    /// Queues the header of a `piece` message; the caller flushes it at once and sends the
+    /// payload right after it, as its own buffer. So the peer is not listed for the flush
+    /// after the input (that would leave an empty flush behind for every block served).
+    pub fn send_piece_header(&mut self, sh: &Shared, req: BlockRequest) {
         wire::encode_piece_header(req.piece, req.offset, req.len, &mut self.out);
-        self.queued(sh);
+        self.last_send = sh.now;
     }
 
     /// (choked by us, interested in us): what the torrent's `SlotCounts` count.

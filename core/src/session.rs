@@ -189,7 +189,7 @@ pub(crate) struct Shared {
     routes: VecMap<ConnId, Route>,
     ops: VecMap<OpId, TorrentId>,
     /// Our BEP 10 handshake payload, encoded once (it depends on the config alone).
-    ext_handshake: Option<Bytes>,
+    ext_handshake: Bytes,
 }
 
 impl Shared {
@@ -241,17 +241,9 @@ impl Shared {
         self.routes.len()
     }
 
-    /// The payload of our BEP 10 extension handshake.
-    pub fn ext_handshake(&mut self) -> &Bytes {
-        let config = &self.config;
-        self.ext_handshake.get_or_insert_with(|| {
-            let ours = ExtHandshake {
-                reqq: u32::try_from(config.max_peer_requests).ok(),
-                port: (config.listen_port != 0).then_some(config.listen_port),
-                client: Some(config.user_agent.clone()),
-            };
-            Bytes::from(ours.encode())
-        })
+    /// The payload of our BEP 10 extension handshake (encoded once: the config is fixed).
+    pub fn ext_handshake(&self) -> Bytes {
+        self.ext_handshake.clone()
     }
 
     /// A new disk operation id for `torrent`.
@@ -296,6 +288,14 @@ impl Session {
             *b = ALPHABET[rng.index(ALPHABET.len())];
         }
         let key = rng.next_u64() as u32;
+        let ext_handshake = Bytes::from(
+            ExtHandshake {
+                reqq: u32::try_from(config.max_peer_requests).ok(),
+                port: (config.listen_port != 0).then_some(config.listen_port),
+                client: Some(config.user_agent.clone()),
+            }
+            .encode(),
+        );
         Session {
             sh: Shared {
                 now,
@@ -308,7 +308,7 @@ impl Session {
                 next_id: 0,
                 routes: VecMap::new(),
                 ops: VecMap::new(),
-                ext_handshake: None,
+                ext_handshake,
             },
             torrents: VecMap::new(),
             by_hash: BTreeMap::new(),

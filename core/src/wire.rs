@@ -228,26 +228,28 @@ fn put_header(out: &mut BytesMut, id: u8, payload: u32) {
     out.put_u8(id);
 }
 
+/// A fixed-size frame on the stack with its length prefix and id filled in: small messages
+/// are built there and appended to the output in one copy.
+fn stack_frame<const N: usize>(length: u32, id: u8) -> [u8; N] {
+    let mut frame = [0u8; N];
+    frame[..4].copy_from_slice(&length.to_be_bytes());
+    frame[4] = id;
+    frame
+}
+
 /// A message with no payload, as one append.
 fn put_bare(out: &mut BytesMut, id: u8) {
-    let mut frame = [0u8; HEADER_LEN];
-    frame[..4].copy_from_slice(&1u32.to_be_bytes());
-    frame[4] = id;
-    out.extend_from_slice(&frame);
+    out.extend_from_slice(&stack_frame::<HEADER_LEN>(1, id));
 }
 
 fn put_piece_index(out: &mut BytesMut, id: u8, piece: u32) {
-    let mut frame = [0u8; HEADER_LEN + 4];
-    frame[..4].copy_from_slice(&5u32.to_be_bytes());
-    frame[4] = id;
+    let mut frame = stack_frame::<{ HEADER_LEN + 4 }>(5, id);
     frame[5..].copy_from_slice(&piece.to_be_bytes());
     out.extend_from_slice(&frame);
 }
 
 fn put_request(out: &mut BytesMut, id: u8, r: &BlockRequest) {
-    let mut frame = [0u8; HEADER_LEN + 12];
-    frame[..4].copy_from_slice(&13u32.to_be_bytes());
-    frame[4] = id;
+    let mut frame = stack_frame::<{ HEADER_LEN + 12 }>(13, id);
     frame[5..9].copy_from_slice(&r.piece.to_be_bytes());
     frame[9..13].copy_from_slice(&r.offset.to_be_bytes());
     frame[13..].copy_from_slice(&r.len.to_be_bytes());
@@ -317,9 +319,7 @@ impl Message {
 /// Appends the 13-byte header of a `piece` message carrying `len` bytes; the payload is
 /// sent after it as its own buffer, uncopied.
 pub fn encode_piece_header(piece: u32, offset: u32, len: u32, out: &mut BytesMut) {
-    let mut header = [0u8; HEADER_LEN + 8];
-    header[..4].copy_from_slice(&len.saturating_add(9).to_be_bytes());
-    header[4] = PIECE;
+    let mut header = stack_frame::<{ HEADER_LEN + 8 }>(len.saturating_add(9), PIECE);
     header[5..9].copy_from_slice(&piece.to_be_bytes());
     header[9..].copy_from_slice(&offset.to_be_bytes());
     out.extend_from_slice(&header);

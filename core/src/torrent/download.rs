@@ -148,9 +148,8 @@ impl Torrent {
         let Some(peer) = self.peers.get_mut(&conn) else {
             return;
         };
-        for block in peer.withdraw_all() {
-            self.picker.release(block, conn);
-        }
+        let picker = &mut self.picker;
+        peer.withdraw_all(|block| picker.release(block, conn));
     }
 
     /// A `piece` message.

@@ -458,7 +458,7 @@ impl Torrent {
             peer.send(sh, &Message::Bitfield(Bytes::from(offered.to_bytes())));
         }
         if hs.has(Handshake::EXTENSION_PROTOCOL) {
-            let payload = sh.ext_handshake().clone();
+            let payload = sh.ext_handshake();
             peer.send(
                 sh,
                 &Message::Extended {
@@ -541,14 +541,14 @@ impl Torrent {
                 let before = peer.slot_state();
                 peer.peer_interested = true;
                 self.upload.slots.change(before, peer.slot_state());
-                self.interest_changed(sh);
+                self.interest_changed();
             }
             Message::NotInterested => {
                 let before = peer.slot_state();
                 peer.peer_interested = false;
                 self.upload.slots.change(before, peer.slot_state());
                 peer.their_requests.clear();
-                self.interest_changed(sh);
+                self.interest_changed();
             }
             Message::Have(piece) => {
                 if piece >= n {
@@ -721,7 +721,7 @@ impl Torrent {
             self.request_all(sh);
         }
         if !peer.am_choking || peer.peer_interested {
-            self.interest_changed(sh);
+            self.interest_changed();
         }
     }
 

@@ -223,9 +223,6 @@ impl Torrent {
             }
             return Ok(());
         }
-        if peer.am_choking {
-            return Ok(());
-        }
         let max = sh.config.max_peer_requests;
         if peer.their_requests.len() >= max {
             // Over the queue we advertise (`reqq`): a peer that does not know it may
@@ -357,7 +354,7 @@ impl Torrent {
 
     /// A peer's interest changed, or a peer left: once this input is handled, fill a free
     /// slot now rather than at the next round.
-    pub(super) fn interest_changed(&mut self, _sh: &mut Shared) {
+    pub(super) fn interest_changed(&mut self) {
         self.upload.rechoke_pending = true;
     }
 
