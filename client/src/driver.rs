@@ -294,7 +294,8 @@ pub struct Driver<S: Core = Session> {
     /// The core's `Instant::ZERO`.
     epoch: std::time::Instant,
     mode: Mode,
-    meta: Arc<Metainfo>,
+    /// The torrent's name, printable (for messages).
+    name: Arc<str>,
     dir: PathBuf,
     torrent: TorrentId,
     /// From the last `Output::Timeout`.
@@ -437,7 +438,7 @@ impl<S: Core> Driver<S> {
             ui,
             epoch: std::time::Instant::now(),
             mode: plan.mode,
-            meta,
+            name: printable(&meta.info.name).into(),
             dir: plan.dir.clone(),
             torrent,
             deadline: Instant::ZERO,
@@ -481,14 +482,28 @@ impl<S: Core> Driver<S> {
         self.feed(event.into_input(now), net)
     }
 
-    /// A peer connected to the listener. `None`: close it. Call [`Driver::drain`] after it.
+    /// A peer connected to the listener. If the core takes it, `adopt` hands the stream to
+    /// `net` under the new connection id and the session is drained; otherwise the caller
+    /// drops the stream, which closes it. Returns the connection id, if any.
     ///
     /// Refused while the data on disk is being checked: the core would take the peer, send
     /// it no bitfield (nothing is verified yet) and never tell it what the check found, so
     /// a leecher that connected then would wait for pieces forever. Refused, it dials again.
-    pub fn accept(&mut self, remote: SocketAddr) -> Option<ConnId> {
+    pub fn accept<N: Net>(
+        &mut self,
+        remote: SocketAddr,
+        net: &mut N,
+        adopt: impl FnOnce(&mut N, ConnId),
+    ) -> Option<ConnId> {
         let now = self.now();
-        self.session.accept(now, remote)
+        let Some(conn) = self.session.accept(now, remote) else {
+            tracing::debug!("refused a connection from {remote}");
+            return None;
+        };
+        tracing::trace!("{conn}: accepted from {remote}");
+        adopt(net, conn);
+        self.drain(net);
+        Some(conn)
     }
 
     /// Runs the session until it has nothing more to do: every action is carried out and
@@ -537,8 +552,10 @@ impl<S: Core> Driver<S> {
         let Some(r) = self.resumer.as_mut() else {
             return;
         };
-        let due = std::time::Instant::now() >= r.next_save;
-        if !r.known || !r.unsaved || r.saving || !due || self.lifecycle.finished.is_some() {
+        if !r.known || !r.unsaved || r.saving || self.lifecycle.finished.is_some() {
+            return;
+        }
+        if std::time::Instant::now() < r.next_save {
             return;
         }
         let Some(have) = self.session.have(self.torrent) else {
@@ -651,14 +668,12 @@ impl<S: Core> Driver<S> {
             if let Mode::Download { .. } = self.mode {
                 self.ui.message(&format!(
                     "{}: stopped with {} of {} pieces verified; the same command resumes",
-                    printable(&self.meta.info.name),
-                    stats.pieces_have,
-                    stats.pieces_total
+                    self.name, stats.pieces_have, stats.pieces_total
                 ));
             }
         }
         self.ui.finish(&Summary {
-            name: printable(&self.meta.info.name),
+            name: self.name.to_string(),
             downloaded: stats.downloaded,
             uploaded: stats.uploaded,
             elapsed: self.epoch.elapsed(),
@@ -810,7 +825,7 @@ impl<S: Core> Driver<S> {
 
     fn on_event(&mut self, event: Event) {
         let now = self.now();
-        let name = printable(&self.meta.info.name);
+        let name = Arc::clone(&self.name);
         match event {
             Event::Checked { have, total, .. } => {
                 if let Some(r) = self.resumer.as_mut() {
@@ -1285,7 +1300,12 @@ mod tests {
             Some(Input::Timeout { .. })
         ));
         assert_eq!(d.timeout(), None); // FakeCore's default deadline: none
-        assert_eq!(d.accept("127.0.0.1:9".parse().unwrap()), Some(ConnId(77)));
+        let mut adopted = None;
+        let accepted = d.accept("127.0.0.1:9".parse().unwrap(), &mut net, |_, conn| {
+            adopted = Some(conn);
+        });
+        assert_eq!(accepted, Some(ConnId(77)));
+        assert_eq!(adopted, Some(ConnId(77)));
     }
 
     #[test]

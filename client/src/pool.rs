@@ -164,34 +164,58 @@ impl Job {
     }
 
     /// What to answer if running the job panicked (a bug, but the core must hear back).
-    fn failed(&self, message: String) -> Completion {
+    /// What to answer if the job panics: small and `Copy`, taken before each job runs,
+    /// so that the error message is only built when it is needed.
+    fn fallback(&self) -> Fallback {
+        match self {
+            Job::Write { op, .. } | Job::Verify { op, .. } | Job::Read { op, .. } => {
+                Fallback::Disk(*op)
+            }
+            Job::Hash { tag, .. } => Fallback::Hashed(*tag),
+            Job::Resolve { conn, .. } => Fallback::Resolved(*conn),
+            Job::SaveResume { .. } => Fallback::Saved,
+        }
+    }
+}
+
+/// The answer to a job that panicked (the panic hook has printed the panic).
+#[derive(Debug, Clone, Copy)]
+enum Fallback {
+    Disk(OpId),
+    Hashed(u64),
+    Resolved(ConnId),
+    Saved,
+}
+
+impl Fallback {
+    fn completion(self) -> Completion {
+        let message = match self {
+            Fallback::Disk(op) => format!("internal error while running disk job {op}"),
+            Fallback::Hashed(tag) => format!("internal error while hashing (job {tag})"),
+            Fallback::Resolved(conn) => format!("internal error while resolving for {conn}"),
+            Fallback::Saved => "internal error while saving resume data".to_string(),
+        };
         let error = DiskError {
             kind: DiskErrorKind::Other,
             message: message.clone(),
         };
         match self {
-            Job::Write { op, .. } | Job::Verify { op, .. } | Job::Read { op, .. } => {
-                Completion::Disk {
-                    op: *op,
-                    result: DiskResult::Error(error),
-                }
-            }
-            Job::Hash { tag, .. } => Completion::Hashed {
-                tag: *tag,
+            Fallback::Disk(op) => Completion::Disk {
+                op,
+                result: DiskResult::Error(error),
+            },
+            Fallback::Hashed(tag) => Completion::Hashed {
+                tag,
                 result: Err(error),
             },
-            Job::Resolve { conn, .. } => Completion::Resolved {
-                conn: *conn,
+            Fallback::Resolved(conn) => Completion::Resolved {
+                conn,
                 result: Err(message),
             },
-            Job::SaveResume { .. } => Completion::Saved {
+            Fallback::Saved => Completion::Saved {
                 result: Err(message),
             },
         }
-    }
-
-    fn describe(&self) -> String {
-        format!("{self:?}")
     }
 }
 
@@ -418,10 +442,9 @@ fn worker(shared: &Shared) {
                     .unwrap_or_else(PoisonError::into_inner);
             }
         };
-        let what = job.describe();
-        // Keep what to answer if the job panics (the panic hook has printed the panic).
-        let fallback = job.failed(format!("internal error while running {what}"));
-        let completion = catch_unwind(AssertUnwindSafe(|| job.run())).unwrap_or(fallback);
+        let fallback = job.fallback();
+        let completion =
+            catch_unwind(AssertUnwindSafe(|| job.run())).unwrap_or_else(|_| fallback.completion());
         shared.done().push(completion);
         shared.queue().busy -= 1;
         shared.done_ready.notify_all();

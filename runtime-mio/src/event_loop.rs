@@ -110,15 +110,7 @@ impl Net for MioNet {
     }
 
     fn send_datagram(&mut self, to: SocketAddr, data: Bytes) {
-        match &self.udp {
-            Some(udp) => {
-                if let Err(e) = udp.send_to(&data, to) {
-                    // Datagrams are best effort; the core retries.
-                    tracing::debug!("sending a datagram to {to}: {e}");
-                }
-            }
-            None => tracing::debug!("no UDP socket: datagram to {to} dropped"),
-        }
+        client_net::datagram_sent(to, self.udp.as_ref().map(|u| u.send_to(&data, to)));
     }
 }
 
@@ -130,7 +122,7 @@ impl MioNet {
             tokens: HashMap::new(),
             next_token: FIRST_CONN,
             udp,
-            udp_buf: vec![0; 65536],
+            udp_buf: vec![0; client_net::MAX_DATAGRAM],
             events: VecDeque::new(),
             dirty: Vec::new(),
             more_to_read: Vec::new(),
@@ -305,21 +297,13 @@ impl MioNet {
         if c.connecting {
             return;
         }
-        let mut sent = 0usize;
-        let mut error = None;
-        // Until the queue is empty (0) or the socket full; an error after a partial write
-        // shows on the next call.
-        loop {
-            match c.queue.write_to(&mut c.stream) {
-                Ok(0) => break,
-                Ok(n) => sent += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => {
-                    error = Some(e.to_string());
-                    break;
-                }
-            }
-        }
+        // `write_to` writes until the queue is empty or the socket is full; an error after
+        // a partial write shows on the next call (the socket reports it again as an event).
+        let (sent, error) = match c.queue.write_to(&mut c.stream) {
+            Ok(n) => (n, None),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => (0, None),
+            Err(e) => (0, Some(e.to_string())),
+        };
         if sent > 0 {
             self.events.push_back(NetEvent::Sent(id, sent));
         }
@@ -385,14 +369,9 @@ pub fn pump(driver: &mut Driver, net: &mut MioNet) {
 fn accept_all(listener: &TcpListener, driver: &mut Driver, net: &mut MioNet) {
     loop {
         match listener.accept() {
-            Ok((stream, addr)) => match driver.accept(addr) {
-                Some(conn) => {
-                    tracing::trace!("{conn}: accepted from {addr}");
-                    net.adopt(conn, stream, false);
-                    driver.drain(net);
-                }
-                None => tracing::debug!("refused a connection from {addr}"),
-            },
+            Ok((stream, addr)) => {
+                driver.accept(addr, net, |net, conn| net.adopt(conn, stream, false));
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => {

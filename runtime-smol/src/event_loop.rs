@@ -35,8 +35,6 @@ use tessera_core::ConnId;
 /// 64 reads (up to 4 MiB) per pass of the driver: on loopback, 16 was clearly slower (more,
 /// smaller passes) and 256 no faster.
 const EVENT_QUEUE: usize = 64;
-/// Largest UDP datagram.
-const DATAGRAM: usize = 65536;
 /// Pause after a failed `accept` (out of descriptors, most likely) before trying again.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
@@ -94,15 +92,8 @@ impl Net for SmolNet<'_> {
     }
 
     fn send_datagram(&mut self, to: SocketAddr, data: Bytes) {
-        match &self.udp {
-            // Best effort, like the datagram itself (a full buffer drops it); the core retries.
-            Some(udp) => {
-                if let Err(e) = udp.get_ref().send_to(&data, to) {
-                    tracing::debug!("sending a datagram to {to}: {e}");
-                }
-            }
-            None => tracing::debug!("no UDP socket: datagram to {to} dropped"),
-        }
+        let sent = self.udp.as_ref().map(|u| u.get_ref().send_to(&data, to));
+        client_net::datagram_sent(to, sent);
     }
 }
 
@@ -261,7 +252,7 @@ async fn accept_loop(listener: Async<TcpListener>, events: Sender<Wakeup>) {
 
 /// Hands every datagram to the driver task.
 async fn datagram_loop(udp: Rc<Async<UdpSocket>>, events: Sender<Wakeup>) {
-    let mut buf = vec![0u8; DATAGRAM];
+    let mut buf = vec![0u8; client_net::MAX_DATAGRAM];
     loop {
         match udp.recv_from(&mut buf).await {
             Ok((n, from)) => {
@@ -304,14 +295,9 @@ fn dispatch(driver: &mut Driver, net: &mut SmolNet<'_>, wakeup: Wakeup) {
                 driver.feed_event(event, net);
             }
         }
-        Wakeup::Accepted(stream, addr) => match driver.accept(addr) {
-            Some(conn) => {
-                tracing::trace!("{conn}: accepted from {addr}");
-                net.adopt(conn, stream);
-                driver.drain(net);
-            }
-            None => tracing::debug!("refused a connection from {addr}"),
-        },
+        Wakeup::Accepted(stream, addr) => {
+            driver.accept(addr, net, |net, conn| net.adopt(conn, stream));
+        }
         Wakeup::Interrupt => driver.request_shutdown(net),
     }
 }
