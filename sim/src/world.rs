@@ -1041,19 +1041,14 @@ impl World {
                 let result = if self.disk_fails(h) {
                     self.disk_error("write failed")
                 } else {
-                    let p = self.payload.clone();
                     match &mut self.hosts[h].kind {
-                        Kind::Node(n) => n.disk.write(&p, piece, offset, &data, expected),
+                        Kind::Node(n) => {
+                            n.disk.write(&self.payload, piece, offset, &data, expected)
+                        }
                         _ => return,
                     }
                 };
-                self.q.at(
-                    now + DISK_LATENCY,
-                    Ev::DiskDone {
-                        host: h as u32,
-                        done: Box::new((op, result)),
-                    },
-                );
+                self.disk_done(h, op, result);
             }
             Action::Verify {
                 op,
@@ -1065,13 +1060,7 @@ impl World {
                     Kind::Node(n) => n.disk.verify(&self.payload, piece, expected),
                     _ => return,
                 };
-                self.q.at(
-                    now + DISK_LATENCY,
-                    Ev::DiskDone {
-                        host: h as u32,
-                        done: Box::new((op, result)),
-                    },
-                );
+                self.disk_done(h, op, result);
             }
             Action::Read {
                 op,
@@ -1094,16 +1083,22 @@ impl World {
                         _ => return,
                     }
                 };
-                self.q.at(
-                    now + DISK_LATENCY,
-                    Ev::DiskDone {
-                        host: h as u32,
-                        done: Box::new((op, result)),
-                    },
-                );
+                self.disk_done(h, op, result);
             }
             Action::SendDatagram { .. } => {}
         }
+    }
+
+    /// Answers a disk action of host `h` after the disk's latency.
+    fn disk_done(&mut self, h: usize, op: OpId, result: DiskResult) {
+        let at = self.q.now() + DISK_LATENCY;
+        self.q.at(
+            at,
+            Ev::DiskDone {
+                host: h as u32,
+                done: Box::new((op, result)),
+            },
+        );
     }
 
     fn disk_fails(&mut self, h: usize) -> bool {
@@ -1142,16 +1137,11 @@ impl World {
                 self.count_have(h);
             }
             Event::Checked { .. } => {
-                let bad: Vec<usize> = node
-                    .session
-                    .have(node.torrent)
-                    .map(|b| b.ones().collect())
-                    .unwrap_or_default();
-                let bad: Vec<usize> = bad
-                    .into_iter()
-                    .filter(|&p| !node.disk.piece_valid(&self.payload, p as u32))
-                    .collect();
-                if let Some(p) = bad.first() {
+                let bad = node.session.have(node.torrent).and_then(|b| {
+                    b.ones()
+                        .find(|&p| !node.disk.piece_valid(&self.payload, p as u32))
+                });
+                if let Some(p) = bad {
                     self.violation(h, format!("piece {p} found at the check but wrong"));
                 }
                 self.count_have(h);
@@ -1763,7 +1753,6 @@ impl World {
             {
                 continue;
             }
-            self.links[l].dead = false;
             for d in self.links[l].dirs() {
                 d.inflight.clear();
                 d.inflight_bytes = 0;
@@ -1812,10 +1801,7 @@ impl World {
             self.sample_slots();
         }
         if !self.sc.check_peers_every_event {
-            let hosts: Vec<usize> = (0..self.hosts.len())
-                .filter(|&h| matches!(self.hosts[h].kind, Kind::Node(_)))
-                .collect();
-            for h in hosts {
+            for h in 0..self.hosts.len() {
                 let Kind::Node(node) = &mut self.hosts[h].kind else {
                     continue;
                 };

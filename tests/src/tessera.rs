@@ -57,17 +57,7 @@ impl Tessera {
         out: &Path,
         peers: &[SocketAddr],
     ) -> Proc {
-        let mut cmd = self.command();
-        cmd.arg("download")
-            .arg(torrent)
-            .arg("-o")
-            .arg(out)
-            .arg("--listen")
-            .arg("127.0.0.1:0");
-        for p in peers {
-            cmd.arg("--peer").arg(p.to_string());
-        }
-        Proc::spawn(&format!("{}-download", self.name), cmd, log_dir)
+        self.download_with(log_dir, torrent, out, peers, &[])
     }
 
     /// The command `download <torrent> -o <out> --listen 127.0.0.1:0 [--peer ..]... <extra>`,
@@ -86,10 +76,7 @@ impl Tessera {
             .arg(out)
             .arg("--listen")
             .arg("127.0.0.1:0");
-        for p in peers {
-            cmd.arg("--peer").arg(p.to_string());
-        }
-        cmd.args(extra);
+        peers_and_extra(&mut cmd, peers, extra);
         cmd
     }
 
@@ -115,17 +102,7 @@ impl Tessera {
         listen: SocketAddr,
         peers: &[SocketAddr],
     ) -> Proc {
-        let mut cmd = self.command();
-        cmd.arg("seed")
-            .arg(torrent)
-            .arg("--data")
-            .arg(data)
-            .arg("--listen")
-            .arg(listen.to_string());
-        for p in peers {
-            cmd.arg("--peer").arg(p.to_string());
-        }
-        Proc::spawn(&format!("{}-seed", self.name), cmd, log_dir)
+        self.seed_with(log_dir, torrent, data, listen, peers, &[])
     }
 
     /// [`Tessera::seed`] with `extra` arguments appended (e.g. `-vv` for debug logs on
@@ -146,10 +123,7 @@ impl Tessera {
             .arg(data)
             .arg("--listen")
             .arg(listen.to_string());
-        for p in peers {
-            cmd.arg("--peer").arg(p.to_string());
-        }
-        cmd.args(extra);
+        peers_and_extra(&mut cmd, peers, extra);
         Proc::spawn(&format!("{}-seed", self.name), cmd, log_dir)
     }
 
@@ -172,10 +146,7 @@ impl Tessera {
             .arg("--listen")
             .arg(listen.to_string())
             .arg("--seed");
-        for p in peers {
-            cmd.arg("--peer").arg(p.to_string());
-        }
-        cmd.args(extra);
+        peers_and_extra(&mut cmd, peers, extra);
         Proc::spawn(&format!("{}-download-seed", self.name), cmd, log_dir)
     }
 
@@ -190,4 +161,12 @@ impl Tessera {
         cmd.args(args);
         process::run_small(&mut cmd, timeout)
     }
+}
+
+/// Appends `--peer P` for each of `peers`, then `extra`.
+fn peers_and_extra(cmd: &mut Command, peers: &[SocketAddr], extra: &[&str]) {
+    for p in peers {
+        cmd.arg("--peer").arg(p.to_string());
+    }
+    cmd.args(extra);
 }

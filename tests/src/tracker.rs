@@ -159,11 +159,7 @@ impl Opentracker {
     /// Waits at most `timeout` until at least `n` seeders have announced `info_hash`, so that
     /// a downloader started next gets them in its first announce.
     pub fn wait_for_seeders(&self, info_hash: InfoHash, n: i64, timeout: Duration) {
-        let mut last = Scrape::default();
-        let ok = process::poll_until(timeout, || {
-            last = self.scrape(info_hash);
-            last.complete >= n
-        });
+        let (last, ok) = self.wait_for_scrape(info_hash, timeout, |s| s.complete >= n);
         assert!(
             ok,
             "only {} of {n} seeders announced {info_hash:?} to opentracker within {timeout:?}",
