@@ -225,6 +225,69 @@ pub fn bind(listen: SocketAddr) -> Result<Sockets, Error> {
     })
 }
 
+/// What the runtimes' event-loop tests assert on: the [`NetEvent`]s a loop produced.
+#[cfg(any(test, feature = "testing"))]
+pub mod testing {
+    use tessera_core::ConnId;
+
+    use super::NetEvent;
+
+    /// One line per event, payloads by length.
+    pub fn summary(events: &[NetEvent]) -> Vec<String> {
+        events
+            .iter()
+            .map(|e| match e {
+                NetEvent::Received(c, d) => format!("Received({c}, {} bytes)", d.len()),
+                NetEvent::Datagram(a, d) => format!("Datagram({a}, {} bytes)", d.len()),
+                other => format!("{other:?}"),
+            })
+            .collect()
+    }
+
+    /// The bytes received on `conn`, in order.
+    pub fn received(events: &[NetEvent], conn: ConnId) -> Vec<u8> {
+        let mut out = Vec::new();
+        for e in events {
+            if let NetEvent::Received(c, d) = e
+                && *c == conn
+            {
+                out.extend_from_slice(d);
+            }
+        }
+        out
+    }
+
+    /// The bytes reported sent on `conn`.
+    pub fn sent(events: &[NetEvent], conn: ConnId) -> usize {
+        events
+            .iter()
+            .map(|e| match e {
+                NetEvent::Sent(c, n) if *c == conn => *n,
+                _ => 0,
+            })
+            .sum()
+    }
+
+    /// How `conn` closed, if it did.
+    pub fn closed(events: &[NetEvent], conn: ConnId) -> Option<&Option<String>> {
+        events.iter().find_map(|e| match e {
+            NetEvent::Closed(c, err) if *c == conn => Some(err),
+            _ => None,
+        })
+    }
+
+    /// Bytes that differ from one 64 KiB block to the next (quick to make in a debug build).
+    pub fn pattern(len: usize) -> Vec<u8> {
+        let block: Vec<u8> = (0..65_521).map(|i: usize| (i * 31 + i / 7) as u8).collect();
+        let mut out = Vec::with_capacity(len);
+        while out.len() < len {
+            let n = block.len().min(len - out.len());
+            out.extend_from_slice(&block[..n]);
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

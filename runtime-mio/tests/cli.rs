@@ -1,4 +1,6 @@
-//! The `tessera-mio` binary as a user runs it: exit codes and one-line errors.
+//! The `tessera-mio` binary as a user runs it: a transfer between two instances ended by
+//! Ctrl-C, and output to a closed pipe. The cases both binaries share (help, usage errors,
+//! one-line errors, create/info/verify) run against each in `runtime-smol/tests/cli.rs`.
 
 // Test code: a failed setup step should panic (clippy.toml allows it in #[test]s only).
 #![allow(clippy::unwrap_used)]
@@ -25,90 +27,6 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-/// Exit code 1 with exactly one line on stderr, `error: ...` containing `needle`.
-fn assert_one_line_error(o: &Output, needle: &str) {
-    let err = stderr(o);
-    assert_eq!(o.status.code(), Some(1), "stderr: {err}");
-    assert_eq!(err.lines().count(), 1, "not one line: {err:?}");
-    assert!(err.starts_with("error: "), "{err:?}");
-    assert!(err.contains(needle), "{err:?} lacks {needle:?}");
-}
-
-#[test]
-fn help_and_version() {
-    let dir = tempfile::tempdir().unwrap();
-    let o = run(&["--help"], dir.path());
-    assert_eq!(o.status.code(), Some(0));
-    let help = stdout(&o);
-    for cmd in ["download", "seed", "info", "verify", "create"] {
-        assert!(help.contains(cmd), "help lacks {cmd}: {help}");
-    }
-    let o = run(&["--version"], dir.path());
-    assert_eq!(o.status.code(), Some(0));
-    assert_eq!(
-        stdout(&o).trim(),
-        format!("tessera-mio {}", env!("CARGO_PKG_VERSION"))
-    );
-}
-
-#[test]
-fn usage_errors_exit_2() {
-    let dir = tempfile::tempdir().unwrap();
-    for args in [
-        &[][..],
-        &["download"],
-        &["fly"],
-        &["create", "x", "--piece-size", "3KiB"],
-        &["download", "a.torrent", "--peer", "no-port"],
-    ] {
-        let o = run(args, dir.path());
-        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
-        let err = stderr(&o);
-        assert!(
-            (err.starts_with("error: ") && err.trim_end().lines().count() == 1)
-                || (args.is_empty() && err.contains("Usage:")),
-            "a usage error is one line: {args:?}: {err}"
-        );
-    }
-}
-
-#[test]
-fn missing_torrent_files_are_one_line_errors() {
-    let dir = tempfile::tempdir().unwrap();
-    for cmd in ["info", "verify", "download", "seed"] {
-        let o = run(&[cmd, "missing.torrent"], dir.path());
-        assert_one_line_error(&o, "missing.torrent");
-    }
-    let o = run(&["info", "magnet:?xt=urn:btih:0000"], dir.path());
-    assert_one_line_error(&o, "magnet");
-}
-
-#[test]
-fn create_refuses_empty_input() {
-    let dir = tempfile::tempdir().unwrap();
-    fs::create_dir(dir.path().join("empty")).unwrap();
-    let o = run(&["create", "empty"], dir.path());
-    assert_one_line_error(&o, "contains no files");
-    let o = run(&["create", "nothing-here"], dir.path());
-    assert_one_line_error(&o, "nothing-here");
-}
-
-#[test]
-fn listen_address_in_use_is_a_clear_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = taken.local_addr().unwrap().to_string();
-    let o = run(
-        &["download", "whatever.torrent", "--listen", &addr],
-        dir.path(),
-    );
-    assert_one_line_error(&o, &format!("listening on {addr}"));
-}
-
 /// Writes a few files with odd sizes under `root`.
 fn sample_data(root: &Path) {
     fs::create_dir_all(root.join("sub")).unwrap();
@@ -116,64 +34,6 @@ fn sample_data(root: &Path) {
     fs::write(root.join("a.bin"), bytes(100_000, 7)).unwrap();
     fs::write(root.join("sub/b.bin"), bytes(33_333, 11)).unwrap();
     fs::write(root.join("sub/empty"), b"").unwrap();
-}
-
-#[test]
-fn create_info_verify_round_trip() {
-    let dir = tempfile::tempdir().unwrap();
-    sample_data(&dir.path().join("data/stuff"));
-    let o = run(
-        &[
-            "create",
-            "data/stuff",
-            "--piece-size",
-            "16KiB",
-            "--tracker",
-            "http://127.0.0.1:1/announce",
-            "-o",
-            "stuff.torrent",
-            "--no-date",
-        ],
-        dir.path(),
-    );
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-
-    let o = run(&["info", "stuff.torrent"], dir.path());
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let info = stdout(&o);
-    assert!(info.starts_with("name:          stuff\n"), "{info}");
-    assert!(
-        info.contains("total size:    130.2 KiB (133333 bytes)\n"),
-        "{info}"
-    );
-    assert!(
-        info.contains("pieces:        9 of 16.0 KiB (16384 bytes)\n"),
-        "{info}"
-    );
-    assert!(info.contains("] stuff/sub/empty  0 bytes\n"), "{info}");
-    assert!(
-        info.contains("  tier 1: http://127.0.0.1:1/announce\n"),
-        "{info}"
-    );
-    // Deterministic: the same input gives the same report.
-    assert_eq!(stdout(&run(&["info", "stuff.torrent"], dir.path())), info);
-
-    let o = run(&["verify", "stuff.torrent", "--data", "data"], dir.path());
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert!(
-        stdout(&o).starts_with("pieces: 9 of 9 complete\n"),
-        "{}",
-        stdout(&o)
-    );
-
-    fs::write(dir.path().join("data/stuff/sub/b.bin"), b"short").unwrap();
-    let o = run(&["verify", "stuff.torrent", "--data", "data"], dir.path());
-    assert_one_line_error(&o, "incomplete");
-    assert!(
-        stdout(&o).contains("incomplete  stuff/sub/b.bin"),
-        "{}",
-        stdout(&o)
-    );
 }
 
 /// Kills a child on drop (by its PID, through `Child::kill`).

@@ -7,6 +7,7 @@ use std::thread;
 use std::time::Instant as StdInstant;
 
 use tessera_client::net::READ_CHUNK;
+use tessera_client::net::testing::{closed, pattern, received, sent, summary};
 
 use super::*;
 
@@ -79,49 +80,6 @@ impl Harness {
             self.round();
         }
     }
-}
-
-fn summary(events: &[NetEvent]) -> Vec<String> {
-    events
-        .iter()
-        .map(|e| match e {
-            NetEvent::Received(c, d) => format!("Received({c}, {} bytes)", d.len()),
-            NetEvent::Datagram(a, d) => format!("Datagram({a}, {} bytes)", d.len()),
-            other => format!("{other:?}"),
-        })
-        .collect()
-}
-
-fn received(events: &[NetEvent], conn: ConnId) -> Vec<u8> {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            NetEvent::Received(c, d) if *c == conn => Some(d.to_vec()),
-            _ => None,
-        })
-        .flatten()
-        .collect()
-}
-
-fn sent(events: &[NetEvent], conn: ConnId) -> usize {
-    events
-        .iter()
-        .map(|e| match e {
-            NetEvent::Sent(c, n) if *c == conn => *n,
-            _ => 0,
-        })
-        .sum()
-}
-
-fn closed(events: &[NetEvent], conn: ConnId) -> Option<&Option<String>> {
-    events.iter().find_map(|e| match e {
-        NetEvent::Closed(c, err) if *c == conn => Some(err),
-        _ => None,
-    })
-}
-
-fn pattern(len: usize) -> Vec<u8> {
-    (0..len).map(|i| (i * 31 + i / 7) as u8).collect()
 }
 
 #[test]

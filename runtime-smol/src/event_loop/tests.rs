@@ -8,6 +8,7 @@ use std::thread;
 use std::time::Instant as StdInstant;
 
 use tessera_client::net::READ_CHUNK;
+use tessera_client::net::testing::{closed, pattern, received, sent, summary};
 
 use super::*;
 
@@ -88,29 +89,6 @@ impl Harness {
     }
 }
 
-fn summary(events: &[NetEvent]) -> Vec<String> {
-    events
-        .iter()
-        .map(|e| match e {
-            NetEvent::Received(c, d) => format!("Received({c}, {} bytes)", d.len()),
-            NetEvent::Datagram(a, d) => format!("Datagram({a}, {} bytes)", d.len()),
-            other => format!("{other:?}"),
-        })
-        .collect()
-}
-
-fn received(events: &[NetEvent], conn: ConnId) -> Vec<u8> {
-    let mut out = Vec::new();
-    for e in events {
-        if let NetEvent::Received(c, d) = e
-            && *c == conn
-        {
-            out.extend_from_slice(d);
-        }
-    }
-    out
-}
-
 fn received_len(events: &[NetEvent], conn: ConnId) -> usize {
     events
         .iter()
@@ -119,34 +97,6 @@ fn received_len(events: &[NetEvent], conn: ConnId) -> usize {
             _ => 0,
         })
         .sum()
-}
-
-fn sent(events: &[NetEvent], conn: ConnId) -> usize {
-    events
-        .iter()
-        .map(|e| match e {
-            NetEvent::Sent(c, n) if *c == conn => *n,
-            _ => 0,
-        })
-        .sum()
-}
-
-fn closed(events: &[NetEvent], conn: ConnId) -> Option<&Option<String>> {
-    events.iter().find_map(|e| match e {
-        NetEvent::Closed(c, err) if *c == conn => Some(err),
-        _ => None,
-    })
-}
-
-/// Bytes that differ from one 64 KiB block to the next (quick to make in a debug build).
-fn pattern(len: usize) -> Vec<u8> {
-    let block: Vec<u8> = (0..65_521).map(|i: usize| (i * 31 + i / 7) as u8).collect();
-    let mut out = Vec::with_capacity(len);
-    while out.len() < len {
-        let n = block.len().min(len - out.len());
-        out.extend_from_slice(&block[..n]);
-    }
-    out
 }
 
 /// Connects `conn` to a fresh listener and returns the peer's end.
