@@ -1178,6 +1178,25 @@ mod tests {
 
     fn no_reaction(_: &Input, _: &mut VecDeque<Output>) {}
 
+    /// Resume bookkeeping for `d`'s torrent `t`, saving to `path`, due in `SAVE_INTERVAL`.
+    fn resumer<S: Core>(
+        d: &Driver<S>,
+        t: &TestTorrent,
+        path: &std::path::Path,
+        unsaved: bool,
+    ) -> Resumer {
+        Resumer {
+            path: path.to_owned(),
+            storage: d.storages[&T].clone(),
+            info_hash: t.meta.info_hash.0,
+            known: true,
+            unsaved,
+            saving: false,
+            next_save: std::time::Instant::now() + SAVE_INTERVAL,
+            last_error: None,
+        }
+    }
+
     fn driver(
         mode: Mode,
         dir: &std::path::Path,
@@ -1543,16 +1562,7 @@ mod tests {
             },
         );
         let path = dir.path().join(".tessera/x.resume");
-        d.resumer = Some(Resumer {
-            path: path.clone(),
-            storage: d.storages[&T].clone(),
-            info_hash: t.meta.info_hash.0,
-            known: true,
-            unsaved: false,
-            saving: false,
-            next_save: std::time::Instant::now() + SAVE_INTERVAL,
-            last_error: None,
-        });
+        d.resumer = Some(resumer(&d, &t, &path, false));
         let l = t.meta.layout();
         // Two verified pieces handed to the pool, not yet written when Ctrl-C comes.
         for p in [1u32, 3] {
@@ -1593,16 +1603,7 @@ mod tests {
             no_reaction,
         );
         let path = dir.path().join(".tessera/x.resume");
-        d.resumer = Some(Resumer {
-            path: path.clone(),
-            storage: d.storages[&T].clone(),
-            info_hash: t.meta.info_hash.0,
-            known: true,
-            unsaved: true,
-            saving: false,
-            next_save: std::time::Instant::now() + SAVE_INTERVAL,
-            last_error: None,
-        });
+        d.resumer = Some(resumer(&d, &t, &path, true));
         let mut net = FakeNet::default();
         d.request_shutdown(&mut net);
         d.request_shutdown(&mut net);

@@ -43,6 +43,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use tempfile::TempDir;
 
+use crate::data::FileSpec;
 use crate::torrent::Torrent;
 use crate::tracker::Opentracker;
 
@@ -67,7 +68,7 @@ pub struct Fixture {
     pub torrent: Torrent,
     /// Holds `<name>/...`; compare a downloader's output dir against it.
     pub seed_dir: PathBuf,
-    dir: Option<TempDir>,
+    scratch: Scratch,
 }
 
 impl Fixture {
@@ -77,20 +78,12 @@ impl Fixture {
     /// The standard multi-file set ([`data::multi_file_set`]) with pieces of `2^piece_log2`
     /// bytes, announced to a fresh opentracker that already whitelists it.
     pub fn multi_file(piece_log2: u32) -> Fixture {
-        let dir = tempfile::Builder::new()
-            .prefix("tessera-e2e-")
-            .tempdir()
-            .expect("create temp dir");
-        let root = dir.path().to_owned();
-        let logs = root.join("logs");
+        let scratch = Scratch::new();
+        let logs = scratch.logs();
         let mut tracker = Opentracker::start(&logs, &[]);
-        let seed_dir = root.join("seed");
-        data::make_files(
-            &seed_dir.join(Self::NAME),
-            &data::multi_file_set(),
-            DATA_SEED,
-        );
-        let torrent_path = root.join("set.torrent");
+        let seed_dir = scratch.seed_dir();
+        scratch.seed_files(Self::NAME, &data::multi_file_set());
+        let torrent_path = scratch.path().join("set.torrent");
         torrent::mktorrent(
             &seed_dir.join(Self::NAME),
             piece_log2,
@@ -113,18 +106,70 @@ impl Fixture {
             tracker,
             torrent,
             seed_dir,
-            dir: Some(dir),
+            scratch,
         }
     }
 
     /// The temporary directory.
     pub fn path(&self) -> &Path {
-        self.dir.as_ref().expect("fixture dir").path()
+        self.scratch.path()
+    }
+
+    /// Where processes' captured output goes.
+    pub fn logs(&self) -> PathBuf {
+        self.scratch.logs()
+    }
+
+    /// A new empty directory `<temp>/<name>`.
+    pub fn new_dir(&self, name: &str) -> PathBuf {
+        self.scratch.new_dir(name)
+    }
+}
+
+/// A test's temporary directory, `tessera-e2e-*`, laid out as the tests use it: `seed/`
+/// (data for seeders, `seed/<name>/...`), `logs/` (captured output of every process) and
+/// whatever else a test adds. Kept after a failure when `TESSERA_E2E_KEEP` is set.
+#[derive(Debug)]
+pub struct Scratch {
+    dir: Option<TempDir>,
+}
+
+impl Default for Scratch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Scratch {
+    pub fn new() -> Scratch {
+        let dir = tempfile::Builder::new()
+            .prefix("tessera-e2e-")
+            .tempdir()
+            .expect("create temp dir");
+        Scratch { dir: Some(dir) }
+    }
+
+    /// The temporary directory.
+    pub fn path(&self) -> &Path {
+        self.dir.as_ref().expect("scratch dir").path()
     }
 
     /// Where processes' captured output goes.
     pub fn logs(&self) -> PathBuf {
         self.path().join("logs")
+    }
+
+    /// What seeders get as their data directory.
+    pub fn seed_dir(&self) -> PathBuf {
+        self.path().join("seed")
+    }
+
+    /// Writes the files of `spec` under `seed/<name>` ([`DATA_SEED`] content) and returns
+    /// that directory.
+    pub fn seed_files(&self, name: &str, spec: &[FileSpec]) -> PathBuf {
+        let root = self.seed_dir().join(name);
+        data::make_files(&root, spec, DATA_SEED);
+        root
     }
 
     /// A new empty directory `<temp>/<name>`.
@@ -135,7 +180,7 @@ impl Fixture {
     }
 }
 
-impl Drop for Fixture {
+impl Drop for Scratch {
     fn drop(&mut self) {
         if std::thread::panicking() && std::env::var_os("TESSERA_E2E_KEEP").is_some() {
             if let Some(dir) = self.dir.take() {

@@ -5,13 +5,13 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use tessera_tests::data::{self, Compare, FileSpec, compare_files, compare_trees};
+use tessera_tests::data::{Compare, FileSpec, compare_files, compare_trees};
 use tessera_tests::libtorrent::{LtOptions, LtPeer};
 use tessera_tests::lt_create::{Padded, padded_torrent};
 use tessera_tests::resume_file::is_padding;
 use tessera_tests::tessera::Tessera;
 use tessera_tests::torrent::Torrent;
-use tessera_tests::{DATA_SEED, Fixture, serial};
+use tessera_tests::{Fixture, Scratch, serial};
 
 const RUN_TIMEOUT: Duration = Duration::from_secs(120);
 const PIECE: u64 = 256 << 10;
@@ -43,7 +43,7 @@ fn tree(root: &Path) -> Vec<String> {
 /// A set with sizes that leave every file ending inside a piece, an empty file and a
 /// one-byte one, made into a torrent with padding files by libtorrent and seeded by it.
 struct PaddedSwarm {
-    dir: tempfile::TempDir,
+    scratch: Scratch,
     torrent: Torrent,
     seeder: LtPeer,
 }
@@ -51,11 +51,7 @@ struct PaddedSwarm {
 const NAME: &str = "padded set";
 
 fn padded_swarm(how: Padded) -> PaddedSwarm {
-    let dir = tempfile::Builder::new()
-        .prefix("tessera-e2e-")
-        .tempdir()
-        .expect("temp dir");
-    let seed = dir.path().join("seed");
+    let scratch = Scratch::new();
     let spec = [
         FileSpec::new("a.bin", 3_000_017),
         FileSpec::new("b/one.bin", 1),
@@ -63,10 +59,10 @@ fn padded_swarm(how: Padded) -> PaddedSwarm {
         FileSpec::new("b/empty.txt", 0),
         FileSpec::new("z.bin", 2_500_000),
     ];
-    data::make_files(&seed.join(NAME), &spec, DATA_SEED);
-    let logs = dir.path().join("logs");
-    let path = dir.path().join("padded.torrent");
-    padded_torrent(&seed.join(NAME), PIECE as u32, None, how, &path, &logs);
+    let root = scratch.seed_files(NAME, &spec);
+    let logs = scratch.logs();
+    let path = scratch.path().join("padded.torrent");
+    padded_torrent(&root, PIECE as u32, None, how, &path, &logs);
     let torrent = Torrent::load(&path);
     let pads = torrent.files.iter().filter(|f| is_padding(&f.path)).count();
     assert!(
@@ -74,9 +70,9 @@ fn padded_swarm(how: Padded) -> PaddedSwarm {
         "libtorrent made only {pads} padding files: {:?}",
         torrent.files
     );
-    let seeder = LtPeer::seed(&logs, &path, &seed, &LtOptions::default());
+    let seeder = LtPeer::seed(&logs, &path, &scratch.seed_dir(), &LtOptions::default());
     PaddedSwarm {
-        dir,
+        scratch,
         torrent,
         seeder,
     }
@@ -84,15 +80,13 @@ fn padded_swarm(how: Padded) -> PaddedSwarm {
 
 impl PaddedSwarm {
     fn logs(&self) -> PathBuf {
-        self.dir.path().join("logs")
+        self.scratch.logs()
     }
     fn seed_dir(&self) -> PathBuf {
-        self.dir.path().join("seed")
+        self.scratch.seed_dir()
     }
     fn out(&self, name: &str) -> PathBuf {
-        let p = self.dir.path().join(name);
-        fs::create_dir_all(&p).expect("mkdir");
-        p
+        self.scratch.new_dir(name)
     }
 }
 
@@ -241,28 +235,19 @@ fn only_then_everything(t: &Tessera) {
 /// neighbours, whose other bytes are in the part file. The download completes, fetching
 /// each piece once.
 fn only_with_spilled_pieces(t: &Tessera) {
-    let dir = tempfile::Builder::new()
-        .prefix("tessera-e2e-")
-        .tempdir()
-        .expect("temp dir");
-    let seed = dir.path().join("seed");
+    let scratch = Scratch::new();
+    let seed = scratch.seed_dir();
     let spec = [
         FileSpec::new("a.bin", 3_000_001),
         FileSpec::new("c.bin", 2_000_001),
         FileSpec::new("sub/b.bin", 3_000_001),
     ];
-    data::make_files(&seed.join("spill"), &spec, DATA_SEED);
-    let logs = dir.path().join("logs");
-    let path = dir.path().join("spill.torrent");
-    tessera_tests::torrent::mktorrent(
-        &seed.join("spill"),
-        20,
-        "http://127.0.0.1:1/announce",
-        &path,
-        &logs,
-    );
+    let root = scratch.seed_files("spill", &spec);
+    let logs = scratch.logs();
+    let path = scratch.path().join("spill.torrent");
+    tessera_tests::torrent::mktorrent(&root, 20, "http://127.0.0.1:1/announce", &path, &logs);
     let mut seeder = LtPeer::seed(&logs, &path, &seed, &LtOptions::default());
-    let out = dir.path().join("out");
+    let out = scratch.path().join("out");
     let mut dl = t.download_with(
         &logs,
         &path,

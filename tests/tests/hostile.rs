@@ -8,14 +8,14 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use tessera_tests::bencode::{Value, bytes, dict};
-use tessera_tests::data::{self, Compare, FileSpec, compare_trees, snapshot};
+use tessera_tests::data::{Compare, FileSpec, compare_trees, snapshot};
 use tessera_tests::fake_tracker::{FakeTracker, Reply, compact_peers_body};
 use tessera_tests::hostile_peer::{Attack, HostilePeer};
 use tessera_tests::libtorrent::{LtOptions, LtPeer};
 use tessera_tests::process::RssSampler;
 use tessera_tests::tessera::Tessera;
 use tessera_tests::torrent::{Torrent, mktorrent, sha1};
-use tessera_tests::{DATA_SEED, serial};
+use tessera_tests::{Scratch, serial};
 
 const RUN_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -224,49 +224,43 @@ fn smol_refuses_hostile_torrents() {
 
 /// 16 MiB over four files, announced to `tracker`, seeded by libtorrent.
 struct Swarm {
-    dir: tempfile::TempDir,
+    scratch: Scratch,
     torrent: Torrent,
     seeder: LtPeer,
 }
 
 impl Swarm {
     fn start(tracker: &str) -> Swarm {
-        let dir = tempfile::Builder::new()
-            .prefix("tessera-e2e-")
-            .tempdir()
-            .expect("temp dir");
-        let seed = dir.path().join("seed");
+        let scratch = Scratch::new();
         let spec = [
             FileSpec::new("a.bin", 5_000_001),
             FileSpec::new("b/c.bin", 7_777_777),
             FileSpec::new("b/d.bin", 1),
             FileSpec::new("e.bin", 4_000_000),
         ];
-        data::make_files(&seed.join("hostile"), &spec, DATA_SEED);
-        let path = dir.path().join("h.torrent");
-        let logs = dir.path().join("logs");
-        mktorrent(&seed.join("hostile"), 18, tracker, &path, &logs);
+        let root = scratch.seed_files("hostile", &spec);
+        let path = scratch.path().join("h.torrent");
+        let logs = scratch.logs();
+        mktorrent(&root, 18, tracker, &path, &logs);
         let torrent = Torrent::load(&path);
-        let seeder = LtPeer::seed(&logs, &path, &seed, &LtOptions::default());
+        let seeder = LtPeer::seed(&logs, &path, &scratch.seed_dir(), &LtOptions::default());
         Swarm {
-            dir,
+            scratch,
             torrent,
             seeder,
         }
     }
 
     fn logs(&self) -> PathBuf {
-        self.dir.path().join("logs")
+        self.scratch.logs()
     }
 
     fn seed_dir(&self) -> PathBuf {
-        self.dir.path().join("seed")
+        self.scratch.seed_dir()
     }
 
     fn out(&self, name: &str) -> PathBuf {
-        let p = self.dir.path().join(name);
-        std::fs::create_dir_all(&p).expect("mkdir");
-        p
+        self.scratch.new_dir(name)
     }
 
     /// `download --peer <libtorrent> [extra peers] [args]` must complete within the bound;
