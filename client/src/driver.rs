@@ -35,7 +35,7 @@ use crate::net::NetEvent;
 use crate::pool::{Completion, DiskPool, Job, Wake};
 use crate::resume::{self, Startup};
 use crate::select;
-use crate::storage::Storage;
+use crate::storage::{self, Storage};
 use crate::torrent;
 use crate::ui::{Summary, Ui};
 
@@ -338,7 +338,7 @@ impl Driver {
             &plan.dir,
             meta.clone(),
             chosen.as_deref(),
-            Some(resume::part_path(&plan.dir, &hash)),
+            Some(storage::part_path(&plan.dir, &hash)),
         )?);
         let ui = Ui::new(plan.quiet, &name, meta.total_length());
         let n = meta.num_pieces() as usize;
