@@ -9,7 +9,7 @@ use std::time::Duration;
 use tessera_core::{PeerId, TorrentStats, TrackerEvent};
 
 use super::plan::Mode;
-use crate::info::printable;
+use crate::output::printable;
 use crate::ui::{Summary, Ui};
 
 /// See the module docs.
