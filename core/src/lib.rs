@@ -18,6 +18,7 @@ pub mod extension;
 pub mod id;
 pub mod layout;
 pub mod metainfo;
+pub mod mse;
 mod peer;
 mod peer_list;
 pub mod picker;
