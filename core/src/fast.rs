@@ -14,6 +14,8 @@
 //! `reject_request` 16, `allowed_fast` 17) are encoded and decoded by [`crate::wire`]; the
 //! reserved bit is [`crate::wire::Handshake::FAST`].
 
+#![warn(missing_docs)]
+
 use std::collections::VecDeque;
 use std::net::IpAddr;
 

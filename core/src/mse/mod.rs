@@ -37,6 +37,8 @@
 //! An incoming connection's first bytes tell a plaintext BitTorrent handshake from an MSE one
 //! ([`detect`]); the responder does that itself.
 
+#![warn(missing_docs)]
+
 pub mod cipher;
 pub mod dh;
 mod handshake;
