@@ -363,3 +363,61 @@ fn name(m: &Message) -> String {
     let s = format!("{m:?}");
     s.split(['(', ' ', '{']).next().unwrap_or("?").to_owned()
 }
+
+/// What [`serve_pieces`] did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Served {
+    /// Blocks sent.
+    pub blocks: usize,
+    /// Whether the peer closed the connection (as a leecher does once it is done).
+    pub closed_by_peer: bool,
+}
+
+/// Seeds to the peer until it closes the connection or `deadline`: reads its handshake,
+/// sends ours, a full bitfield and an unchoke, and answers every request from `data`
+/// (requests over 128 KiB or outside the torrent end the serving with `Err`).
+pub fn serve_pieces(
+    peer: &mut MsePeer,
+    torrent: &Torrent,
+    data: &[u8],
+    deadline: Instant,
+) -> Result<Served, String> {
+    let ih = InfoHash(torrent.info_hash.0);
+    let hs = peer.read_handshake(torrent.num_pieces(), deadline)?;
+    if hs.info_hash != ih {
+        return Err(format!("handshake for another torrent: {:?}", hs.info_hash));
+    }
+    peer.send(&bt_handshake(ih))?;
+    let n = torrent.num_pieces() as usize;
+    let mut bits = vec![0xffu8; n.div_ceil(8)];
+    if n % 8 != 0 {
+        bits[n / 8] = 0xff << (8 - n % 8);
+    }
+    peer.send_message(&Message::Bitfield(Bytes::from(bits)))?;
+    peer.send_message(&Message::Unchoke)?;
+    let mut served = Served::default();
+    loop {
+        let message = match peer.next_message(deadline) {
+            Ok(m) => m,
+            Err(e) if e.contains("closed") => {
+                served.closed_by_peer = true;
+                return Ok(served);
+            }
+            Err(e) => return Err(e),
+        };
+        if let Message::Request(r) = message {
+            let start = u64::from(r.piece) * torrent.piece_length + u64::from(r.offset);
+            let end = start + u64::from(r.len);
+            if r.len > 128 * 1024 || r.piece >= torrent.num_pieces() || end > torrent.total_length {
+                return Err(format!("bad request {r:?}"));
+            }
+            let block = Bytes::copy_from_slice(&data[start as usize..end as usize]);
+            peer.send_message(&Message::Piece {
+                piece: r.piece,
+                offset: r.offset,
+                data: block,
+            })?;
+            served.blocks += 1;
+        }
+    }
+}

@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use tessera_core::InfoHash;
 use tessera_core::mse::{Encryption, Policy};
-use tessera_tests::data::FileSpec;
+use tessera_tests::data::{Compare, FileSpec, compare_trees};
 use tessera_tests::libtorrent::{LtEncryption, LtOptions, LtPeer};
-use tessera_tests::mse_peer::{Fetched, MsePeer, fetch_pieces, torrent_bytes};
+use tessera_tests::mse_peer::{Fetched, MsePeer, fetch_pieces, serve_pieces, torrent_bytes};
 use tessera_tests::torrent::{self, Torrent};
 use tessera_tests::transmission::{TrEncryption, Transmission};
 use tessera_tests::{Scratch, serial};
@@ -131,6 +131,45 @@ fn responder_downloads_from_libtorrent_that_dials_it_encrypted() {
     let fetched =
         fetch_pieces(&mut peer, &t, &data, &all_pieces(&t), deadline).expect("fetching blocks");
     assert_eq!(fetched.pieces_verified, t.pieces.len());
+}
+
+/// The other direction of the data: libtorrent downloads the whole torrent from the
+/// harness, every block encrypted by our cipher, and checks every piece hash.
+#[test]
+fn libtorrent_downloads_through_our_responder_encrypted() {
+    let _serial = serial();
+    let (scratch, t, data) = small_torrent();
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let out = scratch.new_dir("out");
+    let opts = LtOptions {
+        encryption: LtEncryption::Forced,
+        peers: vec![listener.local_addr().expect("local addr")],
+        ..LtOptions::default()
+    };
+    let mut leech = LtPeer::leech(&scratch.logs(), &t.path, &out, &opts);
+    let mut peer = MsePeer::accept(
+        &listener,
+        &[core_hash(&t)],
+        Policy::Require,
+        HANDSHAKE_TIMEOUT,
+    )
+    .expect("libtorrent's encrypted handshake");
+    assert_eq!(peer.encryption, Encryption::Rc4);
+    let t2 = t.clone();
+    let server = std::thread::spawn(move || {
+        serve_pieces(&mut peer, &t2, &data, Instant::now() + FETCH_TIMEOUT)
+    });
+    leech.wait_done(FETCH_TIMEOUT);
+    let served = server
+        .join()
+        .expect("the serving thread")
+        .expect("serving libtorrent");
+    assert!(served.closed_by_peer, "{served:?}");
+    assert!(
+        served.blocks >= t.total_length.div_ceil(16384) as usize,
+        "{served:?}"
+    );
+    compare_trees(&scratch.seed_dir(), &out, Compare::exact());
 }
 
 #[test]
