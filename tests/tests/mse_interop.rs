@@ -85,6 +85,31 @@ fn initiator_downloads_from_libtorrent_forcing_encryption() {
     }
 }
 
+/// libtorrent with its default settings (encryption enabled, RC4 not preferred) answers an
+/// offer of RC4 or plaintext by selecting plaintext: the handshake is obfuscated and the
+/// stream after it plaintext. An offer of RC4 alone still gets RC4. Both carry the data.
+#[test]
+fn initiator_downloads_from_libtorrent_with_default_settings() {
+    let _serial = serial();
+    let (scratch, t, data) = small_torrent();
+    let lt = LtPeer::seed(
+        &scratch.logs(),
+        &t.path,
+        &scratch.seed_dir(),
+        &LtOptions::default(),
+    );
+    for (policy, expected) in [
+        (Policy::Prefer, Encryption::HandshakeOnly),
+        (Policy::Require, Encryption::Rc4),
+        (Policy::Disable, Encryption::None),
+    ] {
+        let mut peer = MsePeer::dial(lt.addr(), core_hash(&t), policy, HANDSHAKE_TIMEOUT)
+            .unwrap_or_else(|e| panic!("{policy:?}: {e}"));
+        assert_eq!(peer.encryption, expected, "{policy:?}");
+        handshake_and_fetch(&mut peer, &t, &data, &all_pieces(&t));
+    }
+}
+
 #[test]
 fn plaintext_gets_nowhere_with_libtorrent_forcing_encryption() {
     let _serial = serial();
