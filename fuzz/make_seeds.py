@@ -336,6 +336,9 @@ def mse_responder_seeds():
 
     seeds.update({
         "prefer-rc4": crafted(0, 0, 0, 3, hs, frame(2)),
+        # Cut right after the initial payload: the trailing bytes arrive after done and are
+        # decrypted by the caller's cipher (96 + 40 + 16 + 68 bytes of handshake).
+        "rc4-trail-after-done": crafted(0, 0, 0, 3, hs, content(200, 23), splits=[220, 50]),
         "require-rc4-padded": crafted(1, 512, 512, 2, hs, frame(2), splits=[97, 300, 1, 250]),
         "prefer-plaintext-only": crafted(0, 17, 0, 1, hs, frame(2)),
         "require-plaintext-only": crafted(1, 17, 0, 1, hs),

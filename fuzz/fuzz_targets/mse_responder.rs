@@ -44,7 +44,7 @@ const RESPONDER_SEED: u64 = 0x5eed;
 struct Outcome {
     /// The last result: `Ok(Some(..))` done, `Ok(None)` waiting, `Err` failed.
     result: Result<Option<(Encryption, Option<InfoHash>)>, MseError>,
-    /// The leftover, then every byte fed after the handshake was done.
+    /// The leftover, then every byte fed after the handshake was done, decrypted.
     stream: Vec<u8>,
     /// What the responder sent.
     sent: Vec<u8>,
@@ -57,10 +57,16 @@ fn run(policy: Policy, pieces: &[&[u8]]) -> Outcome {
         stream: Vec::new(),
         sent: Vec::new(),
     };
+    let mut cipher: Option<StreamCipher> = None;
     for piece in pieces {
         match &out.result {
             Ok(Some(_)) => {
-                out.stream.extend_from_slice(piece);
+                // The stream after the handshake, decrypted as the connection layer will.
+                let mut bytes = piece.to_vec();
+                if let Some(c) = cipher.as_mut() {
+                    c.decrypt(&mut bytes);
+                }
+                out.stream.extend_from_slice(&bytes);
                 continue;
             }
             Err(e) => {
@@ -75,6 +81,7 @@ fn run(policy: Policy, pieces: &[&[u8]]) -> Outcome {
             Ok(Some(done)) => {
                 assert_eq!(done.cipher.is_some(), done.encryption == Encryption::Rc4);
                 out.stream.extend_from_slice(&done.leftover);
+                cipher = done.cipher;
                 Ok(Some((done.encryption, done.info_hash)))
             }
             Ok(None) => Ok(None),
