@@ -10,6 +10,7 @@ use std::fs;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -36,12 +37,19 @@ pub struct MsePeer {
 }
 
 /// Our BitTorrent handshake for `info_hash` (no reserved bits: no extensions announced, so
-/// the peer answers with a plain bitfield).
+/// the peer answers with a plain bitfield), with a peer id of its own: a client drops a
+/// connection whose peer id it still has on another one, as it may for a while after we
+/// closed that one.
 pub fn bt_handshake(info_hash: InfoHash) -> Bytes {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let mut id = *b"-TS0001-mse-00000000";
+    let suffix = format!("{:08x}", n ^ (std::process::id() << 12));
+    id[12..].copy_from_slice(suffix.as_bytes());
     let h = Handshake {
         reserved: [0; 8],
         info_hash,
-        peer_id: PeerId(*b"-TS0001-mse-interop!"),
+        peer_id: PeerId(id),
     };
     Bytes::copy_from_slice(&h.encode())
 }
@@ -109,6 +117,12 @@ fn drive(stream: &mut TcpStream, deadline: Instant, side: &mut dyn Side) -> Resu
     }
 }
 
+/// A seed of its own for each connection's secrets.
+fn connection_seed() -> u64 {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    u64::from(std::process::id()) << 32 | u64::from(NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
 fn setup(stream: &TcpStream) -> Result<(), String> {
     stream
         .set_read_timeout(Some(READ_SLICE))
@@ -129,7 +143,7 @@ impl MsePeer {
         let mut stream = TcpStream::connect_timeout(&addr, timeout)
             .map_err(|e| format!("connecting to {addr}: {e}"))?;
         setup(&stream)?;
-        let mut rng = Rng::from_u64(u64::from(std::process::id()));
+        let mut rng = Rng::from_u64(connection_seed());
         let mut init = Initiator::new(&mut rng, info_hash, policy, bt_handshake(info_hash));
         let done = drive(&mut stream, deadline, &mut init)?;
         Ok(MsePeer::after(stream, done))
@@ -164,7 +178,7 @@ impl MsePeer {
             .set_nonblocking(false)
             .map_err(|e| format!("socket setup: {e}"))?;
         setup(&stream)?;
-        let mut rng = Rng::from_u64(u64::from(std::process::id()) + 1);
+        let mut rng = Rng::from_u64(connection_seed());
         let mut resp = Accepting(Responder::new(&mut rng, policy), torrents);
         let done = drive(&mut stream, deadline, &mut resp)?;
         Ok(MsePeer::after(stream, done))
