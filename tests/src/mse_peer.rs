@@ -196,6 +196,14 @@ impl MsePeer {
         }
     }
 
+    /// A handle that closes the connection from another thread (`shutdown`), ending a
+    /// [`serve_pieces`] running there.
+    pub fn closer(&self) -> Result<TcpStream, String> {
+        self.stream
+            .try_clone()
+            .map_err(|e| format!("cloning the socket: {e}"))
+    }
+
     /// Sends raw stream bytes, encrypted when the stream is.
     pub fn send(&mut self, bytes: &[u8]) -> Result<(), String> {
         let mut out = bytes.to_vec();
@@ -387,13 +395,15 @@ pub struct Served {
     pub closed_by_peer: bool,
 }
 
-/// Seeds to the peer until it closes the connection or `deadline`: reads its handshake,
-/// sends ours, a full bitfield and an unchoke, and answers every request from `data`
-/// (requests over 128 KiB or outside the torrent end the serving with `Err`).
+/// Seeds to the peer until it closes the connection (or [`MsePeer::closer`] closes it) or
+/// `deadline`: reads its handshake, sends ours unless it went out already (as a dialling
+/// side's initial payload), a full bitfield and an unchoke, and answers every request from
+/// `data` (requests over 128 KiB or outside the torrent end the serving with `Err`).
 pub fn serve_pieces(
     peer: &mut MsePeer,
     torrent: &Torrent,
     data: &[u8],
+    send_handshake: bool,
     deadline: Instant,
 ) -> Result<Served, String> {
     let ih = InfoHash(torrent.info_hash.0);
@@ -401,7 +411,9 @@ pub fn serve_pieces(
     if hs.info_hash != ih {
         return Err(format!("handshake for another torrent: {:?}", hs.info_hash));
     }
-    peer.send(&bt_handshake(ih))?;
+    if send_handshake {
+        peer.send(&bt_handshake(ih))?;
+    }
     let n = torrent.num_pieces() as usize;
     let mut bits = vec![0xffu8; n.div_ceil(8)];
     if n % 8 != 0 {

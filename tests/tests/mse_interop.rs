@@ -214,7 +214,7 @@ fn libtorrent_downloads_through_our_responder_encrypted() {
     assert_eq!(peer.encryption, Encryption::Rc4);
     let t2 = t.clone();
     let server = std::thread::spawn(move || {
-        serve_pieces(&mut peer, &t2, &data, Instant::now() + FETCH_TIMEOUT)
+        serve_pieces(&mut peer, &t2, &data, true, Instant::now() + FETCH_TIMEOUT)
     });
     leech.wait_done(FETCH_TIMEOUT);
     let served = server
@@ -278,4 +278,39 @@ fn initiator_downloads_from_transmission_requiring_encryption() {
         .unwrap_or_else(|e| panic!("{e}\n{}", tr.proc().tail()));
     assert_eq!(peer.encryption, Encryption::Rc4);
     handshake_and_fetch(&mut peer, &t, &data, &all_pieces(&t));
+}
+
+/// transmission (encryption required) downloads the whole torrent from the harness, which
+/// dials it (transmission never dials loopback) and serves every block through our cipher.
+#[test]
+fn transmission_downloads_through_our_initiator_encrypted() {
+    let _serial = serial();
+    let (scratch, t, data) = small_torrent();
+    let out = scratch.new_dir("out");
+    let mut leech = Transmission::start_with(
+        &scratch.path().join("tr-leech"),
+        &out,
+        TrEncryption::Require,
+    );
+    leech.add(&t.path, &out);
+    let mut peer = dial(leech.peer_addr(), &t, Policy::Require)
+        .unwrap_or_else(|e| panic!("{e}\n{}", leech.proc().tail()));
+    assert_eq!(peer.encryption, Encryption::Rc4);
+    let closer = peer.closer().expect("socket handle");
+    let t2 = t.clone();
+    let server = std::thread::spawn(move || {
+        serve_pieces(&mut peer, &t2, &data, false, Instant::now() + FETCH_TIMEOUT)
+    });
+    // transmission waits about 10 s before its first request.
+    leech.wait_complete(t.info_hash, FETCH_TIMEOUT);
+    let _ = closer.shutdown(std::net::Shutdown::Both);
+    let served = server
+        .join()
+        .expect("the serving thread")
+        .expect("serving transmission");
+    assert!(
+        served.blocks >= t.total_length.div_ceil(16384) as usize,
+        "{served:?}"
+    );
+    compare_trees(&scratch.seed_dir(), &out, Compare::transmission());
 }
