@@ -36,6 +36,16 @@
 //! (an initiator sends its initial payload as is; a responder refuses an MSE handshake).
 //! An incoming connection's first bytes tell a plaintext BitTorrent handshake from an MSE one
 //! ([`detect`]); the responder does that itself.
+//!
+//! # When the peer closes first
+//!
+//! A peer that closes the connection before [`Done`] refused the handshake, or failed it:
+//! the caller with [`Policy::Prefer`] redials in plain BitTorrent ([`Policy::Disable`]).
+//! Dialling again with MSE is worth one try too: libtorrent up to 2.0.x (and rtorrent until
+//! 2026) does not hash the shared secret as the 96 zero-padded bytes the specification
+//! says, so it fails the 1 in 256 handshakes whose secret begins with a zero byte, and
+//! a new connection has new keys. Such a peer dialling us fails the same way: we find no
+//! `req1` (the handshake stalls until the caller's time-out) or no torrent for its `req2`.
 
 #![warn(missing_docs)]
 
