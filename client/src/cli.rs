@@ -1,9 +1,13 @@
 //! Command-line arguments (GUIDE section 4), shared by every runtime binary.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use clap_complete::Shell;
+
+use crate::torrent::TorrentRef;
 
 /// Smallest and largest piece length a torrent may have (what metainfo validation accepts).
 pub const MIN_PIECE_SIZE: u64 = 16 << 10;
@@ -24,8 +28,9 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Download a torrent's data, resuming what DIR holds; exits 0 once every piece is
-    /// verified on disk, or after a clean stop with Ctrl-C (the same command resumes)
+    /// Download torrents' data, all at once in one session, resuming what DIR holds; exits
+    /// 0 once every piece of every torrent is verified on disk, or after a clean stop with
+    /// Ctrl-C (the same command resumes)
     Download(DownloadArgs),
     /// Check existing data, then serve it to peers until interrupted
     Seed(SeedArgs),
@@ -35,23 +40,34 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Make a .torrent file from a file or a directory
     Create(CreateArgs),
+    /// See it work, offline: a seeder and a few downloaders in this process share a
+    /// made-up payload over loopback, and the copies are checked byte for byte
+    Demo(DemoArgs),
+    /// Print a shell completion script (`source <(tessera-mio completions bash)`)
+    Completions(CompletionsArgs),
 }
 
 #[derive(Debug, Args)]
 pub struct DownloadArgs {
-    /// The .torrent file
-    #[arg(value_name = "TORRENT")]
-    pub torrent: PathBuf,
+    /// The .torrent files, downloaded at once in one session (one listening port, the
+    /// connection limits shared)
+    #[arg(value_name = "TORRENT", required = true, num_args = 1.., value_parser = parse_torrent)]
+    pub torrents: Vec<TorrentRef>,
     /// Directory to download into: a single file lands at DIR/<name>, a multi-file torrent
     /// under DIR/<name>/
     #[arg(short, long, value_name = "DIR", default_value = ".")]
     pub output: PathBuf,
-    /// A peer to connect to besides the trackers' (repeatable)
+    /// A peer to connect to besides the trackers', for every torrent (repeatable)
     #[arg(long = "peer", value_name = "HOST:PORT", value_parser = parse_peer)]
     pub peers: Vec<SocketAddr>,
-    /// Address to accept peers on (port 0: any free port)
-    #[arg(long, value_name = "ADDR:PORT", default_value = "0.0.0.0:0")]
-    pub listen: SocketAddr,
+    /// Where to accept peers: a port, or ADDR:PORT (port 0: any free port)
+    /// [default: 6881, or the first free port after it]
+    #[arg(long, value_name = "[ADDR:]PORT", value_parser = parse_listen)]
+    pub listen: Option<SocketAddr>,
+    /// Give up (exit 1) when no peer has been connected for this long, e.g. `90s`, `5m`;
+    /// the reasons are printed well before, in any case
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub stall_timeout: Option<Duration>,
     /// Keep seeding after the download completes, until interrupted
     #[arg(long)]
     pub seed: bool,
@@ -59,7 +75,8 @@ pub struct DownloadArgs {
     /// them (`3`) or a range (`3-5`), or a glob on the path inside the torrent, below its
     /// name (`*` and `?` stay within a directory, `**` crosses them, `[a-z]` sets); a
     /// pattern without `/` is matched against file names in any directory (`*.iso`). Other
-    /// files are never created; bytes of theirs in shared pieces go to DIR/.tessera/
+    /// files are never created; bytes of theirs in shared pieces go to DIR/.tessera/. With
+    /// one torrent only
     #[arg(long = "only", value_name = "PATTERN")]
     pub only: Vec<String>,
     /// Hash the data already in DIR instead of trusting the resume data in DIR/.tessera/
@@ -124,15 +141,16 @@ impl Default for LimitArgs {
 
 #[derive(Debug, Args)]
 pub struct SeedArgs {
-    /// The .torrent file
-    #[arg(value_name = "TORRENT")]
-    pub torrent: PathBuf,
+    /// The .torrent files, served at once in one session
+    #[arg(value_name = "TORRENT", required = true, num_args = 1.., value_parser = parse_torrent)]
+    pub torrents: Vec<TorrentRef>,
     /// Directory holding the data, laid out as `download` leaves it
     #[arg(long, value_name = "DIR", default_value = ".")]
     pub data: PathBuf,
-    /// Address to accept peers on (port 0: any free port)
-    #[arg(long, value_name = "ADDR:PORT", default_value = "0.0.0.0:0")]
-    pub listen: SocketAddr,
+    /// Where to accept peers: a port, or ADDR:PORT (port 0: any free port)
+    /// [default: 6881, or the first free port after it]
+    #[arg(long, value_name = "[ADDR:]PORT", value_parser = parse_listen)]
+    pub listen: Option<SocketAddr>,
     /// A peer to keep connected to, redialled when the connection drops (repeatable)
     #[arg(long = "peer", value_name = "HOST:PORT", value_parser = parse_peer)]
     pub peers: Vec<SocketAddr>,
@@ -143,15 +161,18 @@ pub struct SeedArgs {
 #[derive(Debug, Args)]
 pub struct InfoArgs {
     /// The .torrent file
-    #[arg(value_name = "TORRENT")]
-    pub torrent: PathBuf,
+    #[arg(value_name = "TORRENT", value_parser = parse_torrent)]
+    pub torrent: TorrentRef,
+    /// Print one JSON object (for scripts) instead of text
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
     /// The .torrent file
-    #[arg(value_name = "TORRENT")]
-    pub torrent: PathBuf,
+    #[arg(value_name = "TORRENT", value_parser = parse_torrent)]
+    pub torrent: TorrentRef,
     /// Directory holding the data, laid out as `download` leaves it
     #[arg(long, value_name = "DIR", default_value = ".")]
     pub data: PathBuf,
@@ -184,6 +205,23 @@ pub struct CreateArgs {
     /// Overwrite the output file if it exists
     #[arg(short, long)]
     pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Size of the payload made up for the demo
+    #[arg(long, value_name = "BYTES", default_value = "256MiB", value_parser = parse_demo_size)]
+    pub size: u64,
+    /// How many downloaders fetch it at once
+    #[arg(long, value_name = "N", default_value = "3", value_parser = clap::value_parser!(u8).range(1..=8))]
+    pub downloaders: u8,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for
+    #[arg(value_name = "SHELL")]
+    pub shell: Shell,
 }
 
 impl Cli {
@@ -228,6 +266,76 @@ fn exit_usage(name: &str, e: &clap::Error) -> ! {
         .collect();
     crate::output::error_line(&format!("{} (see `{name} --help`)", line.join(" ")));
     std::process::exit(2);
+}
+
+/// A torrent argument: a `.torrent` file's path, or a magnet link.
+pub fn parse_torrent(s: &str) -> Result<TorrentRef, String> {
+    if s.is_empty() {
+        return Err("expected the path of a .torrent file".into());
+    }
+    Ok(TorrentRef::parse(s))
+}
+
+/// The port a listener takes when `--listen` is not given, if it is free; else the next
+/// free one up to [`DEFAULT_PORTS`]'s end.
+pub const DEFAULT_PORT: u16 = 6881;
+/// The ports tried, in order, when `--listen` is not given.
+pub const DEFAULT_PORTS: std::ops::RangeInclusive<u16> = DEFAULT_PORT..=6999;
+
+/// `--listen`: `ADDR:PORT`, or a bare port on every IPv4 address.
+pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    let s = s.trim();
+    if let Ok(port) = s.parse::<u16>() {
+        return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port));
+    }
+    s.parse::<SocketAddr>()
+        .map_err(|_| format!("expected a port (6881) or ADDR:PORT (127.0.0.1:6881), got {s:?}"))
+}
+
+/// A duration: a number with `s`, `m`, `h` or `d` (`90s`, `5m`, `2h`, `1h30m`); a bare
+/// number is seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let text = s.trim();
+    let bad = || format!("expected a duration like 90s, 5m or 2h, got {s:?}");
+    if text.is_empty() {
+        return Err(bad());
+    }
+    if let Ok(secs) = text.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    let mut total: u64 = 0;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let split = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+        let (digits, tail) = rest.split_at(split);
+        let n: u64 = digits.parse().map_err(|_| bad())?;
+        let unit_len = tail
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(tail.len());
+        let (unit, next) = tail.split_at(unit_len);
+        let scale = match unit.trim() {
+            "s" | "sec" | "secs" => 1,
+            "m" | "min" | "mins" => 60,
+            "h" => 3600,
+            "d" => 86_400,
+            _ => return Err(bad()),
+        };
+        total = n
+            .checked_mul(scale)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(|| format!("{s:?} is too long"))?;
+        rest = next;
+    }
+    Ok(Duration::from_secs(total))
+}
+
+/// The demo's payload size: [`parse_size`], from 1 byte to 64 GiB.
+pub fn parse_demo_size(s: &str) -> Result<u64, String> {
+    match parse_size(s)? {
+        0 => Err("the demo needs at least one byte".into()),
+        n if n > 64 << 30 => Err(format!("at most 64GiB, got {n} bytes")),
+        n => Ok(n),
+    }
 }
 
 /// Resolves `HOST:PORT` (names through the system resolver). When a name has several
@@ -304,6 +412,7 @@ mod tests {
     use std::path::Path;
 
     use super::*;
+    use crate::torrent::TorrentRef;
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         Cli::try_parse_for(
@@ -318,10 +427,11 @@ mod tests {
         let Command::Download(d) = cli.command else {
             panic!("not download: {:?}", cli.command)
         };
-        assert_eq!(d.torrent, PathBuf::from("a.torrent"));
+        assert_eq!(d.torrents, vec![TorrentRef::File("a.torrent".into())]);
         assert_eq!(d.output, PathBuf::from("."));
         assert!(d.peers.is_empty());
-        assert_eq!(d.listen, "0.0.0.0:0".parse::<SocketAddr>().unwrap());
+        assert_eq!(d.listen, None);
+        assert_eq!(d.stall_timeout, None);
         assert!(!d.seed);
         assert_eq!(cli.verbose, 0);
         assert!(!cli.quiet);
@@ -353,7 +463,10 @@ mod tests {
                 "[::1]:7000".parse().unwrap()
             ]
         );
-        assert_eq!(d.listen, "127.0.0.1:5000".parse::<SocketAddr>().unwrap());
+        assert_eq!(
+            d.listen,
+            Some("127.0.0.1:5000".parse::<SocketAddr>().unwrap())
+        );
         assert!(d.seed);
         assert_eq!(cli.verbose, 2);
         assert!(cli.quiet);
@@ -377,10 +490,16 @@ mod tests {
         assert_eq!(s.peers.len(), 1);
         assert!(s.peers[0].ip().is_loopback());
         assert_eq!(s.peers[0].port(), 6881);
-        assert_eq!(s.listen.port(), 0);
+        assert_eq!(s.listen, None);
 
         let cli = parse(&["info", "x.torrent"]).unwrap();
-        assert!(matches!(cli.command, Command::Info(ref i) if i.torrent == Path::new("x.torrent")));
+        assert!(
+            matches!(cli.command, Command::Info(ref i) if i.torrent == TorrentRef::File("x.torrent".into()) && !i.json)
+        );
+        let cli = parse(&["info", "--json", "magnet:?xt=urn:btih:00"]).unwrap();
+        assert!(
+            matches!(cli.command, Command::Info(ref i) if matches!(i.torrent, TorrentRef::Magnet(_)) && i.json)
+        );
 
         let cli = parse(&["verify", "x.torrent"]).unwrap();
         assert!(matches!(cli.command, Command::Verify(ref v) if v.data == Path::new(".")));
@@ -494,6 +613,89 @@ mod tests {
         };
         assert_eq!(d.only, vec!["*.bin", "3"]);
         assert!(d.recheck);
+    }
+
+    #[test]
+    fn several_torrents_a_bare_port_and_a_stall_timeout() {
+        let cli = parse(&[
+            "download",
+            "a.torrent",
+            "b.torrent",
+            "magnet:?xt=urn:btih:00",
+            "--listen",
+            "7000",
+            "--stall-timeout",
+            "2m",
+        ])
+        .unwrap();
+        let Command::Download(d) = cli.command else {
+            panic!("not download")
+        };
+        assert_eq!(d.torrents.len(), 3);
+        assert_eq!(d.torrents[1], TorrentRef::File("b.torrent".into()));
+        assert_eq!(d.listen, Some("0.0.0.0:7000".parse().unwrap()));
+        assert_eq!(d.stall_timeout, Some(Duration::from_secs(120)));
+        let cli = parse(&["seed", "a.torrent", "b.torrent", "--listen", "[::1]:9"]).unwrap();
+        let Command::Seed(s) = cli.command else {
+            panic!("not seed")
+        };
+        assert_eq!(s.torrents.len(), 2);
+        assert_eq!(s.listen, Some("[::1]:9".parse().unwrap()));
+        for bad in ["70000", "nowhere", "1.2.3.4", ""] {
+            assert!(parse_listen(bad).is_err(), "{bad}");
+        }
+        assert!(
+            parse_listen("x")
+                .unwrap_err()
+                .contains("a port (6881) or ADDR:PORT")
+        );
+    }
+
+    #[test]
+    fn durations() {
+        for (text, secs) in [
+            ("90", 90),
+            ("90s", 90),
+            ("5m", 300),
+            ("2h", 7200),
+            ("1h30m", 5400),
+            ("1d", 86_400),
+            (" 10 s ", 10),
+        ] {
+            assert_eq!(
+                parse_duration(text),
+                Ok(Duration::from_secs(secs)),
+                "{text}"
+            );
+        }
+        for bad in ["", "m", "5x", "1.5h", "-3s", "99999999999999999999h"] {
+            assert!(parse_duration(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn demo_and_completions() {
+        let cli = parse(&["demo"]).unwrap();
+        assert!(
+            matches!(cli.command, Command::Demo(ref d) if d.size == 256 << 20 && d.downloaders == 3)
+        );
+        let cli = parse(&["demo", "--size", "4MiB", "--downloaders", "1"]).unwrap();
+        assert!(matches!(cli.command, Command::Demo(ref d) if d.size == 4 << 20));
+        for bad in [
+            ["--size", "0"],
+            ["--downloaders", "0"],
+            ["--downloaders", "9"],
+        ] {
+            assert_eq!(
+                parse(&["demo", bad[0], bad[1]]).unwrap_err().exit_code(),
+                2,
+                "{bad:?}"
+            );
+        }
+        for shell in ["bash", "zsh", "fish"] {
+            assert!(parse(&["completions", shell]).is_ok(), "{shell}");
+        }
+        assert_eq!(parse(&["completions", "cmd"]).unwrap_err().exit_code(), 2);
     }
 
     #[test]

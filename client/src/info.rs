@@ -1,4 +1,5 @@
-//! `info`: what a `.torrent` describes, as stable text (compared across runtimes by tests).
+//! `info`: what a `.torrent` describes, as stable text (compared across runtimes by tests)
+//! or, with `--json`, as one JSON object for scripts.
 
 use std::fmt::Write;
 
@@ -8,13 +9,53 @@ use crate::cli::InfoArgs;
 use crate::error::Error;
 use crate::exit::Exit;
 use crate::output::printable;
-use crate::torrent;
 use crate::ui::human_size;
 
 pub fn run(args: &InfoArgs) -> Result<Exit, Error> {
-    let meta = torrent::load(&args.torrent)?;
-    crate::output::text(&info_text(&meta));
+    let meta = args.torrent.load()?;
+    if args.json {
+        crate::output::line(&info_json(&meta).to_string());
+    } else {
+        crate::output::text(&info_text(&meta));
+    }
     Ok(Exit::Success)
+}
+
+/// The `info` report as JSON: the same facts as [`info_text`], with sizes in bytes, the
+/// files numbered by their place in `files` (as `download --only` takes them) and each
+/// file's path as a list of components below the torrent's name. Strings are as the
+/// torrent has them (JSON escapes control characters itself).
+pub fn info_json(meta: &Metainfo) -> serde_json::Value {
+    use serde_json::json;
+    let info = &meta.info;
+    let files: Vec<_> = info
+        .files
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            json!({
+                "index": i,
+                "path": f.path.iter().skip(1).collect::<Vec<_>>(),
+                "length": f.length,
+                "padding": f.padding,
+                "executable": f.executable,
+            })
+        })
+        .collect();
+    let tiers: Vec<&Vec<String>> = meta.trackers.iter().filter(|t| !t.is_empty()).collect();
+    json!({
+        "name": info.name,
+        "info_hash": meta.info_hash.to_string(),
+        "total_length": meta.total_length(),
+        "piece_length": info.piece_length,
+        "pieces": meta.num_pieces(),
+        "private": info.private,
+        "comment": meta.comment,
+        "created_by": meta.created_by,
+        "creation_date": meta.creation_date,
+        "files": files,
+        "trackers": tiers,
+    })
 }
 
 /// The `info` report. One `key: value` per line, then the files and tracker tiers
@@ -165,6 +206,42 @@ trackers:
   tier 2: http://c.example/announce
 "
         );
+    }
+
+    #[test]
+    fn json_report() {
+        let t = torrent(
+            "album",
+            &[
+                ("cd1/a \"b\"\n.flac", 300_000, false),
+                (".pad/3216", 3216, true),
+            ],
+            16384,
+        );
+        let mut meta = (*t.meta).clone();
+        meta.trackers = vec![vec!["http://a.example/announce".into()], vec![]];
+        let v = info_json(&meta);
+        assert_eq!(v["name"], "album");
+        assert_eq!(v["info_hash"], "0707070707070707070707070707070707070707");
+        assert_eq!(v["total_length"], 303_216);
+        assert_eq!(v["pieces"], 19);
+        assert_eq!(v["piece_length"], 16384);
+        assert_eq!(v["private"], false);
+        assert!(v["comment"].is_null());
+        assert_eq!(
+            v["files"][0]["path"],
+            serde_json::json!(["cd1", "a \"b\"\n.flac"])
+        );
+        assert_eq!(v["files"][1]["padding"], true);
+        assert_eq!(v["files"][1]["index"], 1);
+        assert_eq!(
+            v["trackers"],
+            serde_json::json!([["http://a.example/announce"]])
+        );
+        // One line that parses back to the same value.
+        let text = v.to_string();
+        assert!(!text.contains('\n'));
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&text).unwrap(), v);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Diagnostics through `tracing`, formatted on stderr.
 //!
 //! `RUST_LOG` wins when set (and valid); otherwise `-v` means info, `-vv` debug, `-vvv`
-//! trace, `--quiet` errors only, and the default is warnings.
+//! trace, `--quiet` errors only, and the default is warnings. Colour only on a terminal,
+//! and never with `NO_COLOR` set: a log written to a file or a pipe is plain text.
 
 use tracing_subscriber::EnvFilter;
 
@@ -26,6 +27,7 @@ pub fn init(verbose: u8, quiet: bool) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(crate::output::colour_on_stderr())
         .with_target(true)
         .try_init();
 }

@@ -1,7 +1,7 @@
 //! The socket work every runtime does the same way, whatever it waits with: what happened
 //! on the network ([`NetEvent`]), the per-connection send queue with its vectored writes
 //! ([`SendQueue`]), zero-copy reads ([`ReadBuf`]) and binding the listening sockets
-//! ([`bind`]).
+//! ([`bind`], and [`bind_run`] for every node of a run).
 //!
 //! Everything here works on non-blocking `std::io` sockets and returns
 //! `io::ErrorKind::WouldBlock` when the socket is not ready; the runtime decides how to
@@ -9,11 +9,13 @@
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Read, Write};
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, UdpSocket};
 
 use bytes::{Buf, Bytes, BytesMut};
 use tessera_core::{ConnId, Input, Instant};
 
+use crate::cli::DEFAULT_PORTS;
+use crate::driver::{Plan, Run};
 use crate::error::Error;
 
 /// A connection's read buffer is this big when (re)allocated...
@@ -198,10 +200,70 @@ pub struct Sockets {
     pub local: SocketAddr,
 }
 
-/// Binds the peer listener at `listen` and a UDP socket beside it.
-pub fn bind(listen: SocketAddr) -> Result<Sockets, Error> {
-    let listener =
-        TcpListener::bind(listen).map_err(|e| Error::io(format!("listening on {listen}"), e))?;
+/// Binds the peer listener at `listen` and a UDP socket beside it; with no address (no
+/// `--listen`), on every IPv4 address at [`DEFAULT_PORT`], or the first free port after
+/// it, so that a port forward to it keeps working from one run to the next.
+pub fn bind(listen: Option<SocketAddr>) -> Result<Sockets, Error> {
+    let listener = match listen {
+        Some(addr) => {
+            TcpListener::bind(addr).map_err(|e| Error::io(format!("listening on {addr}"), e))?
+        }
+        None => bind_default()?,
+    };
+    sockets(listener)
+}
+
+/// The first port of [`DEFAULT_PORTS`] that is free, on every IPv4 address.
+fn bind_default() -> Result<TcpListener, Error> {
+    let mut last = None;
+    for port in DEFAULT_PORTS {
+        match TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], port))) {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last = Some(e),
+        }
+    }
+    let e = last.unwrap_or_else(|| io::Error::from(io::ErrorKind::AddrInUse));
+    Err(Error::io(
+        format!(
+            "listening on ports {}-{} (all taken; choose one with --listen)",
+            DEFAULT_PORTS.start(),
+            DEFAULT_PORTS.end()
+        ),
+        e,
+    ))
+}
+
+/// The sockets of every node of `run`, bound in order, with the addresses of the nodes
+/// each one dials ([`Plan::node_peers`]) added to its peers.
+pub fn bind_run(run: &Run) -> Result<Vec<(Plan, Sockets)>, Error> {
+    let mut bound: Vec<(Plan, Sockets)> = Vec::with_capacity(run.nodes.len());
+    for plan in &run.nodes {
+        let sockets = bind(plan.listen)?;
+        bound.push((plan.clone(), sockets));
+    }
+    let addrs: Vec<SocketAddr> = bound.iter().map(|(_, s)| dialable(s.local)).collect();
+    for (plan, _) in &mut bound {
+        for &node in &plan.node_peers {
+            let Some(&addr) = addrs.get(node) else {
+                return Err(Error::other(format!("internal error: no node {node}")));
+            };
+            plan.peers.push(addr);
+        }
+    }
+    Ok(bound)
+}
+
+/// Where another socket of this machine reaches a listener bound at `local`: the loopback
+/// address for a listener on every address.
+fn dialable(local: SocketAddr) -> SocketAddr {
+    match local.ip() {
+        ip if !ip.is_unspecified() => local,
+        IpAddr::V4(_) => SocketAddr::from((Ipv4Addr::LOCALHOST, local.port())),
+        IpAddr::V6(_) => SocketAddr::from((Ipv6Addr::LOCALHOST, local.port())),
+    }
+}
+
+fn sockets(listener: TcpListener) -> Result<Sockets, Error> {
     listener
         .set_nonblocking(true)
         .map_err(|e| Error::io("listening", e))?;
@@ -444,7 +506,7 @@ mod tests {
 
     #[test]
     fn bind_gives_a_listener_and_a_udp_socket_on_its_port() {
-        let s = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let s = bind(Some("127.0.0.1:0".parse().unwrap())).unwrap();
         assert_ne!(s.local.port(), 0);
         let udp = s.udp.expect("a UDP socket");
         assert_eq!(udp.local_addr().unwrap().ip(), s.local.ip());
@@ -453,7 +515,7 @@ mod tests {
             s.listener.accept().unwrap_err().kind(),
             io::ErrorKind::WouldBlock
         );
-        let err = bind(s.local).unwrap_err().to_string();
+        let err = bind(Some(s.local)).unwrap_err().to_string();
         assert!(
             err.starts_with(&format!("listening on {}", s.local)),
             "{err}"

@@ -3,7 +3,7 @@
 //! tell, so write errors are ignored. And text from a torrent or a tracker made safe to
 //! show ([`printable`]).
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 
 /// Writes `text` and a newline to stdout.
 pub fn line(text: &str) {
@@ -22,6 +22,17 @@ pub fn error_line(text: &str) {
     let _ = writeln!(std::io::stderr().lock(), "{text}");
 }
 
+/// Whether what goes to stderr may be coloured: only on a terminal, and not when
+/// `NO_COLOR` is set to anything (<https://no-color.org>).
+pub fn colour_on_stderr() -> bool {
+    std::io::stderr().is_terminal() && no_color_unset(std::env::var_os("NO_COLOR"))
+}
+
+/// `NO_COLOR`'s rule: colour is off when the variable is present and not empty.
+pub fn no_color_unset(value: Option<std::ffi::OsString>) -> bool {
+    value.is_none_or(|v| v.is_empty())
+}
+
 /// `s` with control characters escaped, so a torrent cannot drive the terminal.
 pub fn printable(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -38,6 +49,14 @@ pub fn printable(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_color_is_honoured_when_set_to_anything() {
+        assert!(no_color_unset(None));
+        assert!(no_color_unset(Some("".into())));
+        assert!(!no_color_unset(Some("1".into())));
+        assert!(!no_color_unset(Some("0".into())));
+    }
 
     #[test]
     fn control_characters_are_escaped() {

@@ -69,6 +69,8 @@ pub enum Job {
     },
     /// Save resume data ([`crate::resume::save`]) saying `have` is verified.
     SaveResume {
+        /// Names the save in its completion (the driver's torrent index).
+        tag: u64,
         storage: Arc<Storage>,
         path: PathBuf,
         info_hash: [u8; 20],
@@ -103,8 +105,11 @@ pub enum Completion {
         conn: ConnId,
         result: Result<SocketAddr, String>,
     },
-    /// Resume data saved, or why not.
-    Saved { result: Result<(), String> },
+    /// Resume data saved (the job's `tag`), or why not.
+    Saved {
+        tag: u64,
+        result: Result<(), String>,
+    },
 }
 
 impl Job {
@@ -153,11 +158,13 @@ impl Job {
                 result: resolve(&host, port),
             },
             Job::SaveResume {
+                tag,
                 storage,
                 path,
                 info_hash,
                 have,
             } => Completion::Saved {
+                tag,
                 result: resume::save(&storage, &path, info_hash, have),
             },
         }
@@ -173,7 +180,7 @@ impl Job {
             }
             Job::Hash { tag, .. } => Fallback::Hashed(*tag),
             Job::Resolve { conn, .. } => Fallback::Resolved(*conn),
-            Job::SaveResume { .. } => Fallback::Saved,
+            Job::SaveResume { tag, .. } => Fallback::Saved(*tag),
         }
     }
 }
@@ -184,7 +191,7 @@ enum Fallback {
     Disk(OpId),
     Hashed(u64),
     Resolved(ConnId),
-    Saved,
+    Saved(u64),
 }
 
 impl Fallback {
@@ -193,7 +200,7 @@ impl Fallback {
             Fallback::Disk(op) => format!("internal error while running disk job {op}"),
             Fallback::Hashed(tag) => format!("internal error while hashing (job {tag})"),
             Fallback::Resolved(conn) => format!("internal error while resolving for {conn}"),
-            Fallback::Saved => "internal error while saving resume data".to_string(),
+            Fallback::Saved(_) => "internal error while saving resume data".to_string(),
         };
         let error = DiskError {
             kind: DiskErrorKind::Other,
@@ -212,7 +219,8 @@ impl Fallback {
                 conn,
                 result: Err(message),
             },
-            Fallback::Saved => Completion::Saved {
+            Fallback::Saved(tag) => Completion::Saved {
+                tag,
                 result: Err(message),
             },
         }

@@ -223,24 +223,54 @@ impl ResumeData {
                         )));
                     }
                 }
-                (then, now) => {
-                    return Err(Rejected::Stale(format!(
-                        "{} is {}, was {}",
-                        name(),
-                        now,
-                        then
-                    )));
-                }
+                (then, now) => return Err(Rejected::Stale(change(&name(), *then, *now))),
             }
         }
         if part_used && self.part != current_part {
-            return Err(Rejected::Stale(format!(
-                "the part file is {current_part}, was {}",
-                self.part
+            return Err(Rejected::Stale(change(
+                "the part file",
+                self.part,
+                current_part,
             )));
         }
         Ok(have)
     }
+}
+
+/// How file `name` changed since resume data recorded it `then`, in words: what a reader
+/// needs to know is that it was written (or removed) after the last save, not the
+/// timestamps.
+fn change(name: &str, then: FileState, now: FileState) -> String {
+    use crate::ui::human_size;
+    match (then, now) {
+        (FileState::Present { size, .. }, FileState::Missing) => {
+            format!("{name} is gone (it had {})", human_size(size))
+        }
+        (FileState::Missing, FileState::Present { size, .. }) => {
+            format!(
+                "{name} was created after the last save ({})",
+                human_size(size)
+            )
+        }
+        (FileState::Present { size: a, .. }, FileState::Present { size: b, .. }) if a != b => {
+            format!(
+                "{name} changed size after the last save ({}, was {})",
+                human_size(b),
+                human_size(a)
+            )
+        }
+        (FileState::Present { mtime: a, .. }, FileState::Present { mtime: b, .. }) => format!(
+            "{name} was written after the last save (modified {}, saved as of {})",
+            mtime_utc(b),
+            mtime_utc(a)
+        ),
+        (then, now) => format!("{name} is {now}, was {then}"),
+    }
+}
+
+/// A modification time as a UTC date, to the second.
+fn mtime_utc(m: crate::storage::Mtime) -> String {
+    crate::info::format_utc(m.secs)
 }
 
 /// Clears the pieces holding bytes of file `i`.

@@ -1,12 +1,14 @@
-//! Progress output. On a terminal (stderr): an `indicatif` bar with bytes, rate, peers and
-//! ETA. Otherwise: a plain line on stderr when another tenth is done (at most one every
-//! two seconds) and a heartbeat every 30 s, never one per piece. With `--quiet`: nothing
-//! but errors. The end-of-run summary goes to stdout.
+//! Progress output, through one [`Board`] per process. On a terminal (stderr): an
+//! `indicatif` bar per torrent with percentage, bytes, rates, peers and ETA, plus a total
+//! when there are several (coloured unless `NO_COLOR` is set). Otherwise: a plain line on
+//! stderr when something changed (another tenth done, the first peer, complete; at most one
+//! every two seconds per torrent) and a status line every 10 s, never one per piece. With
+//! `--quiet`: nothing but errors. The end-of-run summary goes to stdout.
 
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tessera_core::TorrentStats;
 
 const KIB: f64 = 1024.0;
@@ -48,65 +50,43 @@ pub fn human_duration(d: Duration) -> String {
     }
 }
 
+/// How long a transfer must have run before an ETA is shown: the core's rate is an
+/// average over the last 5 s, so before that it counts the seconds spent checking or
+/// waiting for the first peer, and the estimate would be absurd (hours for minutes).
+pub const ETA_WARMUP: Duration = Duration::from_secs(5);
+
 /// Time to fetch what is missing at `rate`, if there is a rate.
 pub fn eta(stats: &TorrentStats) -> Option<Duration> {
     let left = stats.total_len.saturating_sub(stats.bytes_have);
     (stats.download_rate >= 1.0).then(|| Duration::from_secs_f64(left as f64 / stats.download_rate))
 }
 
-/// What the run achieved, for the last line.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Summary {
-    pub name: String,
-    /// Payload bytes received.
-    pub downloaded: u64,
-    pub uploaded: u64,
-    pub elapsed: Duration,
-    /// Distinct peers we exchanged a handshake with.
-    pub peers: usize,
+/// When an ETA means something: only once payload has been arriving for [`ETA_WARMUP`]
+/// in this run (not during the check of existing data, not from a rate of zero).
+#[derive(Debug, Default, Clone)]
+pub struct EtaClock {
+    /// Bytes received when the check was over, to tell when the transfer starts.
+    baseline: Option<u64>,
+    /// When the first payload byte of this run arrived.
+    started: Option<Instant>,
 }
 
-impl Summary {
-    /// `<name>: <size> in <secs> s, <MiB/s> MiB/s average, <n> peers, <size> uploaded`
-    pub fn line(&self) -> String {
-        let secs = self.elapsed.as_secs_f64();
-        let rate = if secs > 0.0 {
-            self.downloaded as f64 / (KIB * KIB) / secs
-        } else {
-            0.0
-        };
-        format!(
-            "{}: {} in {secs:.1} s, {rate:.2} MiB/s average, {} peer{}, {} uploaded",
-            self.name,
-            human_size(self.downloaded),
-            self.peers,
-            if self.peers == 1 { "" } else { "s" },
-            human_size(self.uploaded)
-        )
-    }
-}
-
-/// The line printed for a progress update in plain mode.
-pub fn plain_line(name: &str, stats: &TorrentStats) -> String {
-    let pct = percent(stats);
-    if stats.checking {
-        return format!("{name}: checking existing data, {pct:.1}% verified");
-    }
-    let mut line = format!(
-        "{name}: {pct:.1}% ({} of {}), {} down, {} up, {} peer{}",
-        human_size(stats.bytes_have),
-        human_size(stats.total_len),
-        human_rate(stats.download_rate),
-        human_rate(stats.upload_rate),
-        stats.peers,
-        if stats.peers == 1 { "" } else { "s" },
-    );
-    if !stats.complete {
-        if let Some(eta) = eta(stats) {
-            line.push_str(&format!(", ETA {}", human_duration(eta)));
+impl EtaClock {
+    /// The ETA to show at `now`, if any.
+    pub fn eta(&mut self, now: Instant, stats: &TorrentStats) -> Option<Duration> {
+        if stats.checking || stats.complete {
+            return None;
         }
+        let baseline = *self.baseline.get_or_insert(stats.downloaded);
+        if self.started.is_none() && stats.downloaded > baseline {
+            self.started = Some(now);
+        }
+        let started = self.started?;
+        if now.saturating_duration_since(started) < ETA_WARMUP {
+            return None;
+        }
+        eta(stats)
     }
-    line
 }
 
 fn percent(stats: &TorrentStats) -> f64 {
@@ -121,106 +101,195 @@ fn tenth(stats: &TorrentStats) -> u64 {
     (percent(stats) / 10.0) as u64
 }
 
-/// When plain mode prints: a new tenth reached (at most one line per `MIN_GAP`), or
-/// `HEARTBEAT` without a line.
-#[derive(Debug)]
-struct PlainPacer {
-    last_line: Option<Instant>,
-    last_tenth: Option<u64>,
+fn peers(n: usize) -> String {
+    format!("{n} peer{}", if n == 1 { "" } else { "s" })
 }
 
+/// A torrent's state in words, without its name: what a plain line and the bar's message
+/// say (the bar shows the percentage and bytes itself, so `with_amounts` is false there).
+pub fn status_text(stats: &TorrentStats, eta: Option<Duration>, with_amounts: bool) -> String {
+    if stats.checking {
+        return format!("checking existing data, {:.1}% verified", percent(stats));
+    }
+    if stats.complete {
+        return format!(
+            "complete, seeding: {}, {} up, {} uploaded",
+            peers(stats.peers),
+            human_rate(stats.upload_rate),
+            human_size(stats.uploaded)
+        );
+    }
+    let mut text = if with_amounts {
+        format!(
+            "{:.1}% ({} of {}), ",
+            percent(stats),
+            human_size(stats.bytes_have),
+            human_size(stats.total_len)
+        )
+    } else {
+        String::new()
+    };
+    text.push_str(&format!(
+        "{} down, {} up, {}",
+        human_rate(stats.download_rate),
+        human_rate(stats.upload_rate),
+        peers(stats.peers)
+    ));
+    if let Some(eta) = eta {
+        text.push_str(&format!(", ETA {}", human_duration(eta)));
+    }
+    text
+}
+
+/// The line printed for a progress update in plain mode.
+pub fn plain_line(name: &str, stats: &TorrentStats, eta: Option<Duration>) -> String {
+    format!("{name}: {}", status_text(stats, eta, true))
+}
+
+/// When plain mode prints a line: at the first update; when something worth a line
+/// happened (another tenth done, the first peer or the last one gone, the check over,
+/// complete), at most one per [`MIN_GAP`]; and, for a line with a heartbeat, every
+/// [`HEARTBEAT`] whatever happened.
+#[derive(Debug, Clone)]
+struct PlainPacer {
+    heartbeat: bool,
+    last_line: Option<Instant>,
+    last: Option<Shown>,
+}
+
+/// What the last plain line showed, as far as pacing cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Shown {
+    tenth: u64,
+    any_peer: bool,
+    checking: bool,
+    complete: bool,
+}
+
+impl Shown {
+    fn of(stats: &TorrentStats) -> Shown {
+        Shown {
+            tenth: tenth(stats),
+            any_peer: stats.peers > 0,
+            checking: stats.checking,
+            complete: stats.complete,
+        }
+    }
+}
+
+/// Shortest time between two plain lines of one torrent, unless the heartbeat is due.
 const MIN_GAP: Duration = Duration::from_secs(2);
-const HEARTBEAT: Duration = Duration::from_secs(30);
+/// A plain status line at least this often (a single torrent, or the total).
+pub const HEARTBEAT: Duration = Duration::from_secs(10);
 
 impl PlainPacer {
-    fn due(&mut self, now: Instant, tenth: u64) -> bool {
-        let due = match (self.last_line, self.last_tenth) {
-            (Some(at), Some(t)) => {
+    fn new(heartbeat: bool) -> PlainPacer {
+        PlainPacer {
+            heartbeat,
+            last_line: None,
+            last: None,
+        }
+    }
+
+    fn due(&mut self, now: Instant, stats: &TorrentStats) -> bool {
+        let shown = Shown::of(stats);
+        let due = match (self.last_line, self.last) {
+            (Some(at), Some(last)) => {
                 let since = now.saturating_duration_since(at);
-                (tenth > t && since >= MIN_GAP) || since >= HEARTBEAT
+                let news = shown.tenth > last.tenth
+                    || shown.any_peer != last.any_peer
+                    || shown.checking != last.checking
+                    || shown.complete != last.complete;
+                (news && since >= MIN_GAP) || (self.heartbeat && since >= HEARTBEAT)
             }
             _ => true,
         };
         if due {
             self.last_line = Some(now);
-            self.last_tenth = Some(tenth);
+            self.last = Some(shown);
         }
         due
     }
 }
 
-#[derive(Debug)]
-enum Mode {
+/// Where a process's progress and messages go: bars on a terminal (one per torrent and a
+/// total, through one `indicatif::MultiProgress` shared by everything the process runs),
+/// plain lines otherwise, nothing but errors with `--quiet`. Cheap to clone; clones share
+/// the bars.
+#[derive(Debug, Clone)]
+pub struct Board {
+    kind: Kind,
+}
+
+#[derive(Debug, Clone)]
+enum Kind {
     Quiet,
-    Plain(PlainPacer),
-    Bar(ProgressBar),
+    Plain,
+    Bars { multi: MultiProgress, colour: bool },
 }
 
-/// Progress of one torrent's download or seeding.
-#[derive(Debug)]
-pub struct Ui {
-    mode: Mode,
-    name: String,
-    last_update: Option<Instant>,
-}
-
-/// How often the bar is refreshed from the core's statistics.
-const BAR_INTERVAL: Duration = Duration::from_millis(200);
-
-impl Ui {
-    /// A bar when stderr is a terminal, plain lines otherwise, nothing when `quiet`.
-    pub fn new(quiet: bool, name: &str, total_len: u64) -> Ui {
-        let mode = if quiet {
-            Mode::Quiet
+impl Board {
+    /// Bars when stderr is a terminal, plain lines otherwise, nothing when `quiet`.
+    pub fn new(quiet: bool) -> Board {
+        if quiet {
+            Board::quiet()
         } else if std::io::stderr().is_terminal() {
-            Mode::Bar(torrent_bar(name, total_len))
+            Board {
+                kind: Kind::Bars {
+                    multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
+                    colour: crate::output::colour_on_stderr(),
+                },
+            }
         } else {
-            Mode::Plain(PlainPacer {
-                last_line: None,
-                last_tenth: None,
-            })
+            Board::plain()
+        }
+    }
+
+    /// Nothing but errors.
+    pub fn quiet() -> Board {
+        Board { kind: Kind::Quiet }
+    }
+
+    /// Plain lines on stderr, as when it is not a terminal.
+    pub fn plain() -> Board {
+        Board { kind: Kind::Plain }
+    }
+
+    /// True with `--quiet`.
+    pub fn is_quiet(&self) -> bool {
+        matches!(self.kind, Kind::Quiet)
+    }
+
+    /// A progress line for a torrent called `name` of `total_len` bytes, below the others
+    /// (or just above `below`, the total). `heartbeat`: in plain mode, print it every
+    /// [`HEARTBEAT`] even when nothing changed.
+    pub fn line(&self, name: &str, total_len: u64, heartbeat: bool, above: Option<&Line>) -> Line {
+        let view = match &self.kind {
+            Kind::Quiet => View::Hidden,
+            Kind::Plain => View::Plain(PlainPacer::new(heartbeat)),
+            Kind::Bars { multi, colour } => {
+                let bar = torrent_bar(name, total_len, *colour);
+                let bar = match above.map(|l| &l.view) {
+                    Some(View::Bar(other)) => multi.insert_before(other, bar),
+                    _ => multi.add(bar),
+                };
+                View::Bar(bar)
+            }
         };
-        Ui {
-            mode,
+        Line {
             name: name.to_string(),
+            view,
+            eta: EtaClock::default(),
             last_update: None,
         }
     }
 
-    /// True when [`Ui::update`] would show something now (so that the caller can skip
-    /// gathering statistics otherwise).
-    pub fn wants_update(&self, now: Instant) -> bool {
-        match self.mode {
-            Mode::Quiet => false,
-            Mode::Plain(_) | Mode::Bar(_) => self
-                .last_update
-                .is_none_or(|at| now.saturating_duration_since(at) >= BAR_INTERVAL),
-        }
-    }
-
-    pub fn update(&mut self, now: Instant, stats: &TorrentStats) {
-        self.last_update = Some(now);
-        match &mut self.mode {
-            Mode::Quiet => {}
-            Mode::Plain(pacer) => {
-                if pacer.due(now, tenth(stats)) {
-                    crate::output::error_line(&plain_line(&self.name, stats));
-                }
-            }
-            Mode::Bar(bar) => {
-                bar.set_length(stats.total_len);
-                bar.set_position(stats.bytes_have);
-                bar.set_message(bar_message(stats));
-            }
-        }
-    }
-
-    /// An informational line (not shown with `--quiet`).
+    /// An informational line on stderr (not shown with `--quiet`).
     pub fn message(&self, line: &str) {
-        match &self.mode {
-            Mode::Quiet => {}
-            Mode::Plain(_) => crate::output::error_line(line),
-            Mode::Bar(bar) => bar.suspend(|| crate::output::error_line(line)),
+        match &self.kind {
+            Kind::Quiet => {}
+            Kind::Plain => crate::output::error_line(line),
+            Kind::Bars { multi, .. } => multi.suspend(|| crate::output::error_line(line)),
         }
     }
 
@@ -229,52 +298,96 @@ impl Ui {
         self.message(&format!("warning: {line}"));
     }
 
-    /// Removes the bar and prints the summary on stdout (unless quiet).
-    pub fn finish(&mut self, summary: &Summary) {
-        match &self.mode {
-            Mode::Quiet => return,
-            Mode::Plain(_) => {}
-            Mode::Bar(bar) => bar.finish_and_clear(),
+    /// A line of the end-of-run summary, on stdout (not shown with `--quiet`).
+    pub fn summary(&self, line: &str) {
+        match &self.kind {
+            Kind::Quiet => {}
+            Kind::Plain => crate::output::line(line),
+            Kind::Bars { multi, .. } => multi.suspend(|| crate::output::line(line)),
         }
-        crate::output::line(&summary.line());
     }
 }
 
-fn bar_message(stats: &TorrentStats) -> String {
-    if stats.checking {
-        return "checking existing data".to_string();
-    }
-    let mut m = format!(
-        "{} down, {} up, {} peer{}",
-        human_rate(stats.download_rate),
-        human_rate(stats.upload_rate),
-        stats.peers,
-        if stats.peers == 1 { "" } else { "s" }
-    );
-    if stats.complete {
-        m.push_str(", complete");
-    } else if let Some(eta) = eta(stats) {
-        m.push_str(&format!(", ETA {}", human_duration(eta)));
-    }
-    m
+#[derive(Debug)]
+enum View {
+    Hidden,
+    Plain(PlainPacer),
+    Bar(ProgressBar),
 }
 
-fn torrent_bar(name: &str, total_len: u64) -> ProgressBar {
-    let bar = ProgressBar::with_draw_target(Some(total_len), ProgressDrawTarget::stderr());
-    let style = ProgressStyle::with_template(
-        "{prefix:.bold} [{bar:30.cyan/blue}] {binary_bytes}/{binary_total_bytes} {msg}",
-    )
-    .unwrap_or_else(|_| ProgressStyle::default_bar())
-    .progress_chars("=> ");
+/// One torrent's progress (or the total's): a bar, or plain lines when due.
+#[derive(Debug)]
+pub struct Line {
+    name: String,
+    view: View,
+    eta: EtaClock,
+    last_update: Option<Instant>,
+}
+
+/// How often a line is refreshed from the core's statistics.
+const BAR_INTERVAL: Duration = Duration::from_millis(200);
+
+impl Line {
+    /// True when [`Line::update`] would show something now (so that the caller can skip
+    /// gathering statistics otherwise).
+    pub fn wants_update(&self, now: Instant) -> bool {
+        match self.view {
+            View::Hidden => false,
+            View::Plain(_) | View::Bar(_) => self
+                .last_update
+                .is_none_or(|at| now.saturating_duration_since(at) >= BAR_INTERVAL),
+        }
+    }
+
+    /// Shows `stats`: the bar is redrawn, a plain line printed if one is due.
+    pub fn update(&mut self, now: Instant, stats: &TorrentStats) {
+        self.last_update = Some(now);
+        let eta = self.eta.eta(now, stats);
+        match &mut self.view {
+            View::Hidden => {}
+            View::Plain(pacer) => {
+                if pacer.due(now, stats) {
+                    crate::output::error_line(&plain_line(&self.name, stats, eta));
+                }
+            }
+            View::Bar(bar) => {
+                bar.set_length(stats.total_len);
+                bar.set_position(stats.bytes_have);
+                bar.set_message(status_text(stats, eta, false));
+            }
+        }
+    }
+
+    /// Removes the bar (the summary replaces it).
+    pub fn finish(&self) {
+        if let View::Bar(bar) = &self.view {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+fn torrent_bar(name: &str, total_len: u64, colour: bool) -> ProgressBar {
+    let bar = ProgressBar::hidden();
+    bar.set_length(total_len);
+    let template = if colour {
+        "{prefix:.bold} [{bar:30.cyan/blue}] {percent:>3}% {binary_bytes}/{binary_total_bytes} {msg}"
+    } else {
+        "{prefix} [{bar:30}] {percent:>3}% {binary_bytes}/{binary_total_bytes} {msg}"
+    };
+    let style = ProgressStyle::with_template(template)
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
     bar.set_style(style);
     bar.set_prefix(short_name(name));
     bar
 }
 
+/// `name` cut or padded to the width of the bars' first column.
 fn short_name(name: &str) -> String {
     const MAX: usize = 24;
-    if name.chars().count() <= MAX {
-        name.to_string()
+    let n = name.chars().count();
+    if n <= MAX {
+        format!("{name}{}", " ".repeat(MAX - n))
     } else {
         let mut s: String = name.chars().take(MAX - 1).collect();
         s.push('…');
@@ -290,12 +403,17 @@ pub struct PieceProgress {
 
 impl PieceProgress {
     pub fn new(quiet: bool, label: &str, pieces: u64) -> PieceProgress {
+        let colour = crate::output::colour_on_stderr();
         let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
             let bar = ProgressBar::with_draw_target(Some(pieces), ProgressDrawTarget::stderr());
-            let style =
-                ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} pieces {per_sec}")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar())
-                    .progress_chars("=> ");
+            let template = if colour {
+                "{prefix} [{bar:30.cyan/blue}] {percent:>3}% {pos}/{len} pieces {per_sec}"
+            } else {
+                "{prefix} [{bar:30}] {percent:>3}% {pos}/{len} pieces {per_sec}"
+            };
+            let style = ProgressStyle::with_template(template)
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> ");
             bar.set_style(style);
             bar.set_prefix(label.to_string());
             bar
@@ -354,45 +472,64 @@ mod tests {
     }
 
     #[test]
-    fn summary_line() {
-        let s = Summary {
-            name: "ubuntu.iso".into(),
-            downloaded: 100 << 20,
-            uploaded: 1536,
-            elapsed: Duration::from_secs(8),
-            peers: 3,
+    fn no_eta_until_the_transfer_has_run_a_while() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut clock = EtaClock::default();
+        // A resume check: no ETA, whatever the numbers.
+        let checking = TorrentStats {
+            total_len: 1 << 30,
+            bytes_have: 1 << 29,
+            checking: true,
+            ..TorrentStats::default()
         };
-        assert_eq!(
-            s.line(),
-            "ubuntu.iso: 100.0 MiB in 8.0 s, 12.50 MiB/s average, 3 peers, 1.5 KiB uploaded"
-        );
-        let s = Summary {
-            elapsed: Duration::ZERO,
-            peers: 1,
-            ..s
+        assert_eq!(clock.eta(at(0), &checking), None);
+        // The check is over; the first bytes arrive at 1 s, at a rate the 5 s window still
+        // averages with nothing: the ETA would say hours. None yet.
+        let mut s = TorrentStats {
+            checking: false,
+            downloaded: 0,
+            download_rate: 1000.0,
+            ..checking
         };
-        assert_eq!(
-            s.line(),
-            "ubuntu.iso: 100.0 MiB in 0.0 s, 0.00 MiB/s average, 1 peer, 1.5 KiB uploaded"
-        );
+        assert_eq!(clock.eta(at(500), &s), None);
+        s.downloaded = 16384;
+        assert_eq!(clock.eta(at(1000), &s), None);
+        s.downloaded = 50 << 20;
+        s.download_rate = f64::from(10u32 << 20);
+        assert_eq!(clock.eta(at(5999), &s), None);
+        // Five seconds of transfer: the rate means something.
+        assert_eq!(clock.eta(at(6000), &s), Some(Duration::from_secs_f64(51.2)));
+        s.complete = true;
+        assert_eq!(clock.eta(at(7000), &s), None);
     }
 
     #[test]
     fn plain_lines_are_paced() {
         let t0 = Instant::now();
-        let at = |s: u64| t0 + Duration::from_millis(s);
-        let mut p = PlainPacer {
-            last_line: None,
-            last_tenth: None,
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let stats = |pct: u64, peers: usize| TorrentStats {
+            total_len: 100,
+            bytes_have: pct,
+            peers,
+            ..TorrentStats::default()
         };
-        assert!(p.due(at(0), 0)); // first update
-        assert!(!p.due(at(100), 0)); // nothing new
-        assert!(!p.due(at(1000), 1)); // new tenth, but too soon
-        assert!(p.due(at(2100), 1)); // new tenth, 2 s later
-        assert!(!p.due(at(5000), 1));
-        assert!(p.due(at(32_200), 1)); // heartbeat
-        assert!(p.due(at(34_300), 9));
-        assert!(!p.due(at(35_000), 10));
+        let mut p = PlainPacer::new(true);
+        assert!(p.due(at(0), &stats(0, 0))); // first update
+        assert!(!p.due(at(100), &stats(0, 0))); // nothing new
+        assert!(!p.due(at(1000), &stats(10, 0))); // new tenth, but too soon
+        assert!(p.due(at(2100), &stats(10, 0))); // new tenth, 2 s later
+        assert!(!p.due(at(3000), &stats(12, 0)));
+        assert!(p.due(at(4200), &stats(12, 1))); // the first peer
+        assert!(!p.due(at(9000), &stats(12, 1)));
+        assert!(p.due(at(14_200), &stats(12, 1))); // heartbeat, 10 s
+        assert!(p.due(at(16_300), &stats(90, 1)));
+        assert!(!p.due(at(17_000), &stats(100, 1)));
+        // Without a heartbeat (one of several torrents): only news.
+        let mut p = PlainPacer::new(false);
+        assert!(p.due(at(0), &stats(0, 1)));
+        assert!(!p.due(at(60_000), &stats(5, 1)));
+        assert!(p.due(at(60_000), &stats(0, 0)));
     }
 
     #[test]
@@ -405,33 +542,47 @@ mod tests {
             ..TorrentStats::default()
         };
         assert_eq!(
-            plain_line("x", &s),
+            plain_line("x", &s, eta(&s)),
             "x: 25.0% (1.0 MiB of 4.0 MiB), 1.0 MiB/s down, 0 B/s up, 2 peers, ETA 3s"
+        );
+        assert_eq!(
+            status_text(&s, None, false),
+            "1.0 MiB/s down, 0 B/s up, 2 peers"
         );
         let c = TorrentStats {
             checking: true,
+            ..s.clone()
+        };
+        assert_eq!(
+            plain_line("x", &c, None),
+            "x: checking existing data, 25.0% verified"
+        );
+        // A seeder's line says what it serves, not "0 peers" of a finished download.
+        let seeding = TorrentStats {
+            complete: true,
+            bytes_have: 4 << 20,
+            uploaded: 3 << 20,
+            upload_rate: f64::from(1u32 << 19),
+            peers: 1,
             ..s
         };
         assert_eq!(
-            plain_line("x", &c),
-            "x: checking existing data, 25.0% verified"
+            plain_line("x", &seeding, None),
+            "x: complete, seeding: 1 peer, 512.0 KiB/s up, 3.0 MiB uploaded"
         );
         assert_eq!(tenth(&TorrentStats::default()), 10);
     }
 
     #[test]
     fn quiet_shows_nothing() {
-        let mut ui = Ui::new(true, "x", 10);
-        assert!(!ui.wants_update(Instant::now()));
-        ui.update(Instant::now(), &TorrentStats::default());
-        ui.finish(&Summary {
-            name: "x".into(),
-            downloaded: 0,
-            uploaded: 0,
-            elapsed: Duration::ZERO,
-            peers: 0,
-        });
-        assert_eq!(short_name("abc"), "abc");
+        let board = Board::quiet();
+        assert!(board.is_quiet());
+        let mut line = board.line("x", 10, true, None);
+        assert!(!line.wants_update(Instant::now()));
+        line.update(Instant::now(), &TorrentStats::default());
+        line.finish();
+        assert_eq!(short_name("abc").len(), 24);
+        assert!(short_name("abc").starts_with("abc "));
         assert_eq!(short_name(&"a".repeat(30)).chars().count(), 24);
     }
 }

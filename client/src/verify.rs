@@ -12,7 +12,6 @@ use crate::exit::Exit;
 use crate::output::printable;
 use crate::pool::{Completion, DiskPool, Job};
 use crate::storage::Storage;
-use crate::torrent;
 use crate::ui::PieceProgress;
 
 /// What is on disk.
@@ -51,7 +50,7 @@ impl VerifyReport {
 }
 
 pub fn run(args: &VerifyArgs, quiet: bool) -> Result<Exit, Error> {
-    let meta = torrent::load(&args.torrent)?;
+    let meta = args.torrent.load()?;
     let storage = Arc::new(Storage::new(&args.data, meta.clone())?);
     let pool = DiskPool::blocking().map_err(|e| Error::io("starting disk threads", e))?;
     let progress = PieceProgress::new(quiet, "verifying", u64::from(meta.num_pieces()));

@@ -1,9 +1,12 @@
-//! The mio event loop: sockets, the disk pool's wake-up and Ctrl-C, around a [`Driver`].
+//! The mio event loop: sockets, the disk pools' wake-up and Ctrl-C, around the
+//! [`Driver`]s of a run (one for `download` and `seed`, a seeder and downloaders for
+//! `demo`; [`Fleet`] decides when each is done).
 //!
-//! Socket readiness becomes [`NetEvent`]s queued in [`MioNet`]; [`pump`] feeds them to the
-//! driver one at a time with a drain after each, then writes what the core queued. The
-//! loop sleeps in `poll` until a socket, the waker or a signal is ready, or until the
-//! driver's deadline. Reads, writes, events and signals are `tessera-client`'s
+//! Socket readiness becomes [`NetEvent`]s queued in each node's [`MioNet`]; [`pump`] feeds
+//! them to its driver one at a time with a drain after each, then writes what the core
+//! queued. The loop sleeps in `poll` until a socket, the waker or a signal is ready, or
+//! until the earliest driver deadline. Every token says which node it belongs to
+//! ([`node_of`]). Reads, writes, events and signals are `tessera-client`'s
 //! ([`tessera_client::net`], [`tessera_client::signals`]); this file is the waiting.
 
 use std::collections::{HashMap, VecDeque};
@@ -17,15 +20,30 @@ use mio::event::Event;
 use mio::net::{TcpListener, TcpStream, UdpSocket, UnixStream};
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use tessera_client::net::{self as client_net, NetEvent, ReadBuf, SendQueue};
-use tessera_client::{Driver, Error, Exit, Net, Plan, Wake, signals};
+use tessera_client::{Driver, Error, Exit, Fleet, Net, Node, Run, Wake, signals};
 use tessera_core::ConnId;
 
-const LISTENER: Token = Token(0);
-const WAKER: Token = Token(1);
-const SIGNALS: Token = Token(2);
-const UDP: Token = Token(3);
-/// Connections get tokens from here on.
-const FIRST_CONN: usize = 16;
+/// Nodes one loop can drive: tokens are `slot * MAX_NODES + node`.
+pub const MAX_NODES: usize = 16;
+/// Slot 0: each node's listener; slot 1: its UDP socket; slot 2: the shared waker (node
+/// 0) and signal pipe (node 1); from slot 3 on: connections.
+const WAKER: Token = Token(2 * MAX_NODES);
+const SIGNALS: Token = Token(2 * MAX_NODES + 1);
+/// Connections get tokens from this slot on.
+const FIRST_CONN_SLOT: usize = 3;
+
+fn listener_token(node: usize) -> Token {
+    Token(node)
+}
+
+fn udp_token(node: usize) -> Token {
+    Token(MAX_NODES + node)
+}
+
+/// The node a token belongs to.
+pub fn node_of(token: Token) -> usize {
+    token.0 % MAX_NODES
+}
 
 /// Bytes read from one connection per wake-up before the others get a turn.
 const READ_BUDGET: usize = 1 << 20;
@@ -53,9 +71,12 @@ struct Conn {
 #[derive(Debug)]
 pub struct MioNet {
     registry: Registry,
+    /// Which node of the run these sockets serve.
+    node: usize,
     conns: HashMap<ConnId, Conn>,
     tokens: HashMap<Token, ConnId>,
-    next_token: usize,
+    /// The slot of the next connection's token.
+    next_slot: usize,
     udp: Option<UdpSocket>,
     udp_buf: Vec<u8>,
     /// Waiting to be fed to the driver, in order.
@@ -114,12 +135,14 @@ impl Net for MioNet {
 }
 
 impl MioNet {
-    pub fn new(registry: Registry, udp: Option<UdpSocket>) -> MioNet {
+    /// The sockets of node `node`; `udp` is registered already (with [`udp_token`]).
+    pub fn new(registry: Registry, node: usize, udp: Option<UdpSocket>) -> MioNet {
         MioNet {
             registry,
+            node,
             conns: HashMap::new(),
             tokens: HashMap::new(),
-            next_token: FIRST_CONN,
+            next_slot: FIRST_CONN_SLOT,
             udp,
             udp_buf: vec![0; client_net::MAX_DATAGRAM],
             events: VecDeque::new(),
@@ -133,8 +156,8 @@ impl MioNet {
 
     /// Takes over a connected (accepted) or connecting stream.
     pub fn adopt(&mut self, conn: ConnId, mut stream: TcpStream, connecting: bool) {
-        let token = Token(self.next_token);
-        self.next_token += 1;
+        let token = Token(self.next_slot * MAX_NODES + self.node);
+        self.next_slot += 1;
         if let Err(e) =
             self.registry
                 .register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
@@ -165,7 +188,7 @@ impl MioNet {
 
     /// Handles readiness of a connection or the UDP socket; false for other tokens.
     pub fn handle_event(&mut self, event: &Event) -> bool {
-        if event.token() == UDP {
+        if event.token() == udp_token(self.node) {
             self.read_datagrams();
             return true;
         }
@@ -365,11 +388,13 @@ pub fn pump(driver: &mut Driver, net: &mut MioNet) {
 }
 
 /// Accepts every pending connection, handing each to the core (or dropping it).
-fn accept_all(listener: &TcpListener, driver: &mut Driver, net: &mut MioNet) {
+fn accept_all(driver: &mut Driver, sockets: &mut Sockets) {
     loop {
-        match listener.accept() {
+        match sockets.listener.accept() {
             Ok((stream, addr)) => {
-                driver.accept(addr, net, |net, conn| net.adopt(conn, stream, false));
+                driver.accept(addr, &mut sockets.net, |net, conn| {
+                    net.adopt(conn, stream, false);
+                });
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -382,8 +407,35 @@ fn accept_all(listener: &TcpListener, driver: &mut Driver, net: &mut MioNet) {
     }
 }
 
-/// Runs `download` or `seed` to the end.
-pub fn run(plan: &Plan) -> Result<Exit, Error> {
+/// A node's listener, besides its [`MioNet`].
+#[derive(Debug)]
+pub struct Sockets {
+    pub net: MioNet,
+    listener: TcpListener,
+}
+
+impl Net for Sockets {
+    fn connect(&mut self, conn: ConnId, addr: SocketAddr) {
+        self.net.connect(conn, addr);
+    }
+    fn send(&mut self, conn: ConnId, data: Bytes) {
+        self.net.send(conn, data);
+    }
+    fn close(&mut self, conn: ConnId) {
+        self.net.close(conn);
+    }
+    fn send_datagram(&mut self, to: SocketAddr, data: Bytes) {
+        self.net.send_datagram(to, data);
+    }
+}
+
+/// Runs every node of `run` to the end, on one `Poll`.
+pub fn run(run: &Run) -> Result<Vec<Exit>, Error> {
+    if run.nodes.len() > MAX_NODES {
+        return Err(Error::other(format!(
+            "internal error: at most {MAX_NODES} nodes on one loop"
+        )));
+    }
     let mut poll = Poll::new().map_err(|e| Error::io("creating the event loop", e))?;
     let registry = poll
         .registry()
@@ -394,17 +446,6 @@ pub fn run(plan: &Plan) -> Result<Exit, Error> {
     registry
         .register(&mut signals, SIGNALS, Interest::READABLE)
         .map_err(ctrl_c)?;
-    let sockets = client_net::bind(plan.listen)?;
-    let mut listener = TcpListener::from_std(sockets.listener);
-    registry
-        .register(&mut listener, LISTENER, Interest::READABLE)
-        .map_err(|e| Error::io("listening", e))?;
-    let mut udp = sockets.udp.map(UdpSocket::from_std);
-    if let Some(u) = &mut udp {
-        registry
-            .register(u, UDP, Interest::READABLE)
-            .map_err(|e| Error::io("registering the UDP socket", e))?;
-    }
     let waker =
         Arc::new(Waker::new(&registry, WAKER).map_err(|e| Error::io("creating a waker", e))?);
     let wake: Wake = Arc::new(move || {
@@ -412,17 +453,41 @@ pub fn run(plan: &Plan) -> Result<Exit, Error> {
         let _ = waker.wake();
     });
 
-    let mut driver = Driver::new(plan, sockets.local.port(), wake)?;
-    let mut net = MioNet::new(registry, udp);
+    let mut nodes = Vec::with_capacity(run.nodes.len());
+    for (i, (plan, sockets)) in client_net::bind_run(run)?.into_iter().enumerate() {
+        let mut listener = TcpListener::from_std(sockets.listener);
+        registry
+            .register(&mut listener, listener_token(i), Interest::READABLE)
+            .map_err(|e| Error::io("listening", e))?;
+        let mut udp = sockets.udp.map(UdpSocket::from_std);
+        if let Some(u) = &mut udp {
+            registry
+                .register(u, udp_token(i), Interest::READABLE)
+                .map_err(|e| Error::io("registering the UDP socket", e))?;
+        }
+        let registry = registry
+            .try_clone()
+            .map_err(|e| Error::io("creating the event loop", e))?;
+        let driver = Driver::new(&plan, sockets.local.port(), wake.clone(), &run.board)?;
+        let net = Sockets {
+            net: MioNet::new(registry, i, udp),
+            listener,
+        };
+        nodes.push(Node { driver, net });
+    }
+    let mut fleet = Fleet::new(nodes);
     let mut events = Events::with_capacity(1024);
 
-    driver.drain(&mut net);
-    pump(&mut driver, &mut net);
-    while driver.finished().is_none() {
-        let timeout = if net.has_more_to_read() {
+    for (_, n) in fleet.live() {
+        n.driver.drain(&mut n.net);
+        pump(&mut n.driver, &mut n.net.net);
+    }
+    while !fleet.done() {
+        let more = fleet.live().any(|(_, n)| n.net.net.has_more_to_read());
+        let timeout = if more {
             Some(Duration::ZERO)
         } else {
-            driver.timeout()
+            fleet.timeout()
         };
         if let Err(e) = poll.poll(&mut events, timeout) {
             if e.kind() == io::ErrorKind::Interrupted {
@@ -430,29 +495,40 @@ pub fn run(plan: &Plan) -> Result<Exit, Error> {
             }
             return Err(Error::io("waiting for events", e));
         }
-        net.begin_round();
+        for (_, n) in fleet.live() {
+            n.net.net.begin_round();
+        }
         for event in events.iter() {
             match event.token() {
-                LISTENER => accept_all(&listener, &mut driver, &mut net),
                 // Completions are collected below on every round.
                 WAKER => {}
                 SIGNALS => {
                     for _ in 0..signals::take(&signals).unwrap_or(0) {
-                        driver.request_shutdown(&mut net);
+                        fleet.interrupt();
                     }
                 }
-                _ => {
-                    net.handle_event(event);
+                token => {
+                    let Some(n) = fleet.node(node_of(token)) else {
+                        continue; // a node that has finished
+                    };
+                    if token == listener_token(node_of(token)) {
+                        accept_all(&mut n.driver, &mut n.net);
+                    } else {
+                        n.net.net.handle_event(event);
+                    }
                 }
             }
         }
-        net.resume_reads();
-        pump(&mut driver, &mut net);
-        driver.disk_completions(&mut net);
-        driver.handle_timeout(&mut net);
-        pump(&mut driver, &mut net);
+        for (_, n) in fleet.live() {
+            n.net.net.resume_reads();
+            pump(&mut n.driver, &mut n.net.net);
+            n.driver.disk_completions(&mut n.net);
+            n.driver.handle_timeout(&mut n.net);
+            pump(&mut n.driver, &mut n.net.net);
+        }
+        fleet.settle();
     }
-    Ok(driver.finish())
+    Ok(fleet.exits())
 }
 
 #[cfg(test)]

@@ -1,10 +1,13 @@
-//! The smol event loop: one task owns the [`Driver`]; every connection, the listener, the
-//! UDP socket and the signal pipe are tasks of their own on the same single-threaded
-//! executor, and tell the driver what happened through one bounded channel of [`Wakeup`]s.
+//! The smol event loop: one task owns the [`Driver`]s of a run (one for `download` and
+//! `seed`, a seeder and downloaders for `demo`; [`Fleet`] decides when each is done);
+//! every connection, each node's listener and UDP socket, and the signal pipe are tasks
+//! of their own on the same single-threaded executor, and tell the driver task what
+//! happened through one bounded channel of [`Wakeup`]s, each tagged with its node
+//! ([`Events`]).
 //!
-//! The driver task sleeps until that channel, the disk pool's wake-up channel or a
-//! [`Timer`] at the driver's deadline is ready, feeds each [`NetEvent`] with a drain after
-//! it, then collects disk completions and timeouts. A connection task races a reader (each
+//! The driver task sleeps until that channel, the disk pools' wake-up channel or a
+//! [`Timer`] at the earliest driver deadline is ready, feeds each [`NetEvent`] to its
+//! node's driver with a drain after it, then collects disk completions and timeouts. A connection task races a reader (each
 //! read frozen into `Bytes` and sent as `Received`) against a writer (the core's `Send`s
 //! arrive on an unbounded per-connection channel, go into a [`SendQueue`] and are written
 //! with `writev`; each write is reported as `Sent`). Reads, writes, events and signals are
@@ -28,7 +31,7 @@ use bytes::Bytes;
 use smol::channel::{self, Receiver, Sender};
 use smol::{Async, LocalExecutor, Task, Timer, future};
 use tessera_client::net::{self as client_net, NetEvent, ReadBuf, SendQueue};
-use tessera_client::{Driver, Error, Exit, Net, Plan, Wake, signals};
+use tessera_client::{Driver, Error, Exit, Fleet, Net, Node, Run, Wake, signals};
 use tessera_core::ConnId;
 
 /// Wake-ups waiting for the driver task. While it is full, connection tasks stop reading.
@@ -37,6 +40,25 @@ use tessera_core::ConnId;
 const EVENT_QUEUE: usize = 64;
 /// Pause after a failed `accept` (out of descriptors, most likely) before trying again.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+
+/// Where a node's tasks report: the driver task's one channel, each wake-up tagged with
+/// the node it is for.
+#[derive(Debug, Clone)]
+pub struct Events {
+    node: usize,
+    tx: Sender<(usize, Wakeup)>,
+}
+
+impl Events {
+    pub fn new(node: usize, tx: Sender<(usize, Wakeup)>) -> Events {
+        Events { node, tx }
+    }
+
+    /// Waits for room and sends; `Err` once the driver task is gone.
+    async fn send(&self, wakeup: Wakeup) -> Result<(), ()> {
+        self.tx.send((self.node, wakeup)).await.map_err(|_| ())
+    }
+}
 
 /// What the other tasks tell the driver task.
 #[derive(Debug)]
@@ -61,7 +83,7 @@ struct Conn {
 #[derive(Debug)]
 pub struct SmolNet<'ex> {
     ex: &'ex LocalExecutor<'static>,
-    events: Sender<Wakeup>,
+    events: Events,
     conns: HashMap<ConnId, Conn>,
     udp: Option<Rc<Async<UdpSocket>>>,
 }
@@ -101,7 +123,7 @@ impl Net for SmolNet<'_> {
 impl<'ex> SmolNet<'ex> {
     pub fn new(
         ex: &'ex LocalExecutor<'static>,
-        events: Sender<Wakeup>,
+        events: Events,
         udp: Option<Rc<Async<UdpSocket>>>,
     ) -> SmolNet<'ex> {
         SmolNet {
@@ -132,7 +154,7 @@ impl<'ex> SmolNet<'ex> {
 }
 
 /// An outbound connection's task: connect, then serve.
-async fn outbound(conn: ConnId, addr: SocketAddr, sends: Receiver<Bytes>, events: Sender<Wakeup>) {
+async fn outbound(conn: ConnId, addr: SocketAddr, sends: Receiver<Bytes>, events: Events) {
     let stream = match Async::<TcpStream>::connect(addr).await {
         Ok(stream) => stream,
         Err(e) => {
@@ -159,7 +181,7 @@ async fn connection(
     conn: ConnId,
     stream: Async<TcpStream>,
     sends: Receiver<Bytes>,
-    events: Sender<Wakeup>,
+    events: Events,
 ) {
     // Small protocol messages (requests, haves) should not wait for Nagle.
     let _ = stream.get_ref().set_nodelay(true);
@@ -179,11 +201,7 @@ async fn connection(
 
 /// Reads until the end of the stream (`None`) or an error. Waits while the event channel
 /// is full: that is the back-pressure on peers.
-async fn read_loop(
-    conn: ConnId,
-    stream: &Async<TcpStream>,
-    events: &Sender<Wakeup>,
-) -> Option<String> {
+async fn read_loop(conn: ConnId, stream: &Async<TcpStream>, events: &Events) -> Option<String> {
     let mut buf = ReadBuf::new();
     loop {
         match stream.read_with(|s| buf.read_from(s)).await {
@@ -204,7 +222,7 @@ async fn write_loop(
     conn: ConnId,
     stream: &Async<TcpStream>,
     sends: Receiver<Bytes>,
-    events: &Sender<Wakeup>,
+    events: &Events,
 ) -> Option<String> {
     let mut queue = SendQueue::default();
     loop {
@@ -235,7 +253,7 @@ async fn write_loop(
 }
 
 /// Hands every inbound connection to the driver task.
-async fn accept_loop(listener: Async<TcpListener>, events: Sender<Wakeup>) {
+async fn accept_loop(listener: Async<TcpListener>, events: Events) {
     loop {
         match listener.accept().await {
             Ok((stream, addr)) => {
@@ -252,7 +270,7 @@ async fn accept_loop(listener: Async<TcpListener>, events: Sender<Wakeup>) {
 }
 
 /// Hands every datagram to the driver task.
-async fn datagram_loop(udp: Rc<Async<UdpSocket>>, events: Sender<Wakeup>) {
+async fn datagram_loop(udp: Rc<Async<UdpSocket>>, events: Events) {
     let mut buf = vec![0u8; client_net::MAX_DATAGRAM];
     loop {
         match udp.recv_from(&mut buf).await {
@@ -278,7 +296,7 @@ async fn datagram_loop(udp: Rc<Async<UdpSocket>>, events: Sender<Wakeup>) {
 
 /// Turns each signal into a [`Wakeup::Interrupt`]. Ends only if the pipe breaks
 /// (signal-hook keeps the other end for good).
-async fn signal_loop(pipe: Async<UnixStream>, events: Sender<Wakeup>) {
+async fn signal_loop(pipe: Async<UnixStream>, events: Events) {
     while let Ok(n @ 1..) = pipe.read_with(|p| signals::take(p)).await {
         for _ in 0..n {
             if events.send(Wakeup::Interrupt).await.is_err() {
@@ -288,59 +306,69 @@ async fn signal_loop(pipe: Async<UnixStream>, events: Sender<Wakeup>) {
     }
 }
 
-/// Hands one wake-up to the driver (which drains after it).
-fn dispatch(driver: &mut Driver, net: &mut SmolNet<'_>, wakeup: Wakeup) {
+/// Hands one wake-up to the driver of its node (which drains after it).
+fn dispatch(fleet: &mut Fleet<SmolNet<'_>>, node: usize, wakeup: Wakeup) {
     match wakeup {
+        Wakeup::Interrupt => fleet.interrupt(),
         Wakeup::Net(event) => {
-            net.forget_if_closed(&event);
-            driver.feed_event(event, net);
+            if let Some(n) = fleet.node(node) {
+                n.net.forget_if_closed(&event);
+                n.driver.feed_event(event, &mut n.net);
+            }
         }
         Wakeup::Accepted(stream, addr) => {
-            driver.accept(addr, net, |net, conn| net.adopt(conn, stream));
+            if let Some(n) = fleet.node(node) {
+                n.driver
+                    .accept(addr, &mut n.net, |net, conn| net.adopt(conn, stream));
+            }
         }
-        Wakeup::Interrupt => driver.request_shutdown(net),
     }
 }
 
-/// Runs `download` or `seed` to the end.
-pub fn run(plan: &Plan) -> Result<Exit, Error> {
+/// Runs every node of `run` to the end, on one executor.
+pub fn run(run: &Run) -> Result<Vec<Exit>, Error> {
     let ex = LocalExecutor::new();
-    smol::block_on(ex.run(drive(&ex, plan)))
+    smol::block_on(ex.run(drive(&ex, run)))
 }
 
-async fn drive(ex: &LocalExecutor<'static>, plan: &Plan) -> Result<Exit, Error> {
+async fn drive(ex: &LocalExecutor<'static>, run: &Run) -> Result<Vec<Exit>, Error> {
     let ctrl_c = |e| Error::io("handling Ctrl-C", e);
     let signals = Async::new(signals::pipe().map_err(ctrl_c)?).map_err(ctrl_c)?;
-    let sockets = client_net::bind(plan.listen)?;
-    let listener = Async::new(sockets.listener).map_err(|e| Error::io("listening", e))?;
-    let udp = match sockets.udp {
-        Some(u) => Some(Rc::new(
-            Async::new(u).map_err(|e| Error::io("registering the UDP socket", e))?,
-        )),
-        None => None,
-    };
     let (disk_done, disk_wakeups) = channel::bounded(1);
     let wake: Wake = Arc::new(move || {
         // Full: a wake-up is pending already. Closed: the loop is gone.
         let _ = disk_done.try_send(());
     });
-
-    let mut driver = Driver::new(plan, sockets.local.port(), wake)?;
     let (events, wakeups) = channel::bounded(EVENT_QUEUE);
-    let mut net = SmolNet::new(ex, events.clone(), udp.clone());
     // Kept until the end: dropping a task cancels it.
-    let mut tasks = vec![
-        ex.spawn(accept_loop(listener, events.clone())),
-        ex.spawn(signal_loop(signals, events.clone())),
-    ];
-    if let Some(udp) = udp {
-        tasks.push(ex.spawn(datagram_loop(udp, events)));
+    let mut tasks = vec![ex.spawn(signal_loop(signals, Events::new(0, events.clone())))];
+    let mut nodes = Vec::with_capacity(run.nodes.len());
+    for (i, (plan, sockets)) in client_net::bind_run(run)?.into_iter().enumerate() {
+        let listener = Async::new(sockets.listener).map_err(|e| Error::io("listening", e))?;
+        let udp = match sockets.udp {
+            Some(u) => Some(Rc::new(
+                Async::new(u).map_err(|e| Error::io("registering the UDP socket", e))?,
+            )),
+            None => None,
+        };
+        let driver = Driver::new(&plan, sockets.local.port(), wake.clone(), &run.board)?;
+        let node_events = Events::new(i, events.clone());
+        tasks.push(ex.spawn(accept_loop(listener, node_events.clone())));
+        if let Some(udp) = &udp {
+            tasks.push(ex.spawn(datagram_loop(udp.clone(), node_events.clone())));
+        }
+        let net = SmolNet::new(ex, node_events, udp);
+        nodes.push(Node { driver, net });
     }
+    drop(events);
+    let mut fleet = Fleet::new(nodes);
 
-    driver.drain(&mut net);
-    while driver.finished().is_none() {
-        // Sleep until a task reports something, the pool finishes a job or the deadline.
-        let timer = driver.timeout().map_or_else(Timer::never, Timer::after);
+    for (_, n) in fleet.live() {
+        n.driver.drain(&mut n.net);
+    }
+    while !fleet.done() {
+        // Sleep until a task reports something, a pool finishes a job or the deadline.
+        let timer = fleet.timeout().map_or_else(Timer::never, Timer::after);
         let net_event = async { wakeups.recv().await.ok() };
         let disk = async {
             let _ = disk_wakeups.recv().await;
@@ -351,18 +379,22 @@ async fn drive(ex: &LocalExecutor<'static>, plan: &Plan) -> Result<Exit, Error> 
             None
         };
         let first = future::or(net_event, future::or(disk, deadline)).await;
-        if let Some(wakeup) = first {
-            dispatch(&mut driver, &mut net, wakeup);
+        if let Some((node, wakeup)) = first {
+            dispatch(&mut fleet, node, wakeup);
             // And whatever else is queued, without waiting: at most EVENT_QUEUE, since the
             // other tasks cannot run meanwhile.
-            while let Ok(wakeup) = wakeups.try_recv() {
-                dispatch(&mut driver, &mut net, wakeup);
+            while let Ok((node, wakeup)) = wakeups.try_recv() {
+                dispatch(&mut fleet, node, wakeup);
             }
         }
-        driver.disk_completions(&mut net);
-        driver.handle_timeout(&mut net);
+        for (_, n) in fleet.live() {
+            n.driver.disk_completions(&mut n.net);
+            n.driver.handle_timeout(&mut n.net);
+        }
+        fleet.settle();
     }
-    Ok(driver.finish())
+    drop(tasks);
+    Ok(fleet.exits())
 }
 
 #[cfg(test)]

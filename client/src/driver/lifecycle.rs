@@ -1,6 +1,11 @@
 //! When a run ends and how: the part of the driver that needs no session, a pure state
-//! machine over the download's completion, fatal errors, Ctrl-C and the session's
-//! `Event::Stopped`, with a backstop for a clean stop that hangs.
+//! machine over each torrent's completion or failure (a disk error, no peer within
+//! `--stall-timeout`), Ctrl-C and the session's `Event::Stopped`, with a backstop for a clean stop that hangs.
+//!
+//! A plain download ends once every torrent is complete or failed; a seeder (or a
+//! download with `--seed`) runs until Ctrl-C, or until every torrent has failed. The run
+//! succeeds only if no torrent failed and, for a plain download, all completed, or if it
+//! was stopped with Ctrl-C (what was verified is kept and the same command resumes).
 
 use std::time::Duration;
 
@@ -19,15 +24,27 @@ pub(super) enum Step {
     ExitNow,
 }
 
+/// Where one torrent (one source of the plan) stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Status {
+    /// Checking, downloading, or waiting for its metadata.
+    Active,
+    /// Every wanted piece is verified.
+    Complete,
+    /// It stopped with this error (a disk error, no data to seed).
+    Failed(String),
+}
+
 /// See the module docs.
 #[derive(Debug)]
 pub(super) struct Lifecycle {
     mode: Mode,
     /// How long a clean stop may take before the backstop ends it.
     grace: Duration,
-    complete: bool,
-    /// Set once a clean stop has started: the exit to report when it ends.
-    stopping: Option<Exit>,
+    /// One per source of the plan.
+    torrents: Vec<Status>,
+    /// A clean stop is under way.
+    stopping: bool,
     /// The clean stop under way was asked for with Ctrl-C.
     interrupted: bool,
     /// A second Ctrl-C: out at once, without waiting for the disk or saving resume data.
@@ -38,13 +55,13 @@ pub(super) struct Lifecycle {
 }
 
 impl Lifecycle {
-    /// A run in `mode` whose clean stop is given `grace` to finish.
-    pub(super) fn new(mode: Mode, grace: Duration) -> Lifecycle {
+    /// A run in `mode` of `torrents` torrents whose clean stop is given `grace` to finish.
+    pub(super) fn new(mode: Mode, torrents: usize, grace: Duration) -> Lifecycle {
         Lifecycle {
             mode,
             grace,
-            complete: false,
-            stopping: None,
+            torrents: vec![Status::Active; torrents],
+            stopping: false,
             interrupted: false,
             quit_now: false,
             backstop: Instant::FAR_FUTURE,
@@ -57,6 +74,12 @@ impl Lifecycle {
         self.finished.as_ref()
     }
 
+    /// Where torrent `i` stands.
+    #[cfg(test)]
+    pub(super) fn status(&self, i: usize) -> Option<&Status> {
+        self.torrents.get(i)
+    }
+
     /// When to give up waiting for a clean stop (`FAR_FUTURE` while none is under way).
     pub(super) fn backstop(&self) -> Instant {
         self.backstop
@@ -67,93 +90,144 @@ impl Lifecycle {
         self.quit_now
     }
 
-    /// The run was stopped by Ctrl-C before the download was complete (and not quit at
-    /// once): what was verified is kept, and the same command resumes.
-    pub(super) fn stopped_incomplete(&self) -> bool {
-        self.interrupted && !self.complete && !self.quit_now
+    /// A clean stop is under way (or the run is over).
+    pub(super) fn stopping(&self) -> bool {
+        self.stopping || self.finished.is_some()
     }
 
-    /// The run already ends with a failure (a disk error).
+    /// The run was stopped by Ctrl-C (and not quit at once): torrents still active keep
+    /// what was verified, and the same command resumes them.
+    pub(super) fn interrupted(&self) -> bool {
+        self.interrupted && !self.quit_now
+    }
+
+    /// The run already ends with a failure: reporting more errors is noise.
     pub(super) fn failed(&self) -> bool {
         matches!(self.finished, Some(Exit::Failed(_)))
     }
 
-    /// Starts a clean stop that will end with `exit`, unless one is under way.
-    fn stop(&mut self, exit: Exit, now: Instant) -> Step {
-        if self.stopping.is_some() || self.finished.is_some() {
+    fn plain_download(&self) -> bool {
+        self.mode
+            == Mode::Download {
+                keep_seeding: false,
+            }
+    }
+
+    /// Some torrent still has something to do: in a plain download, one that is still
+    /// active; when seeding, one that has not failed.
+    fn anything_left(&self) -> bool {
+        if self.plain_download() {
+            self.torrents.contains(&Status::Active)
+        } else {
+            self.torrents
+                .iter()
+                .any(|s| !matches!(s, Status::Failed(_)))
+        }
+    }
+
+    /// How the run ends if it ends now.
+    fn outcome(&self) -> Exit {
+        let failures: Vec<&str> = self
+            .torrents
+            .iter()
+            .filter_map(|s| match s {
+                Status::Failed(m) => Some(m.as_str()),
+                _ => None,
+            })
+            .collect();
+        match failures.as_slice() {
+            [] => {}
+            [one] => return Exit::Failed((*one).to_string()),
+            many => {
+                return Exit::Failed(format!(
+                    "{} of {} torrents failed: {}",
+                    many.len(),
+                    self.torrents.len(),
+                    many.join("; ")
+                ));
+            }
+        }
+        if self.plain_download() && !self.interrupted && self.anything_left() {
+            return Exit::Failed("the session stopped unexpectedly".into());
+        }
+        Exit::Success
+    }
+
+    /// Starts a clean stop, unless one is under way.
+    fn stop(&mut self, now: Instant) -> Step {
+        if self.stopping() {
             return Step::Nothing;
         }
-        self.stopping = Some(exit);
+        self.stopping = true;
         self.backstop = now + self.grace;
         Step::Shutdown
     }
 
-    /// Every piece is verified: a plain download stops, anything else goes on.
-    pub(super) fn on_complete(&mut self, now: Instant) -> Step {
-        self.complete = true;
-        match self.mode {
-            Mode::Download {
-                keep_seeding: false,
-            } => self.stop(Exit::Success, now),
-            _ => Step::Nothing,
+    /// Torrent `i` has every piece: a plain download stops once no torrent is active.
+    pub(super) fn on_complete(&mut self, i: usize, now: Instant) -> Step {
+        self.set_complete(i);
+        if self.plain_download() && !self.anything_left() {
+            self.stop(now)
+        } else {
+            Step::Nothing
         }
     }
 
-    /// Every piece is verified, found while the run is ending: nothing more is started.
-    pub(super) fn set_complete(&mut self) {
-        self.complete = true;
+    /// Torrent `i` has every piece, found while the run is ending: nothing more starts.
+    pub(super) fn set_complete(&mut self, i: usize) {
+        if let Some(s @ Status::Active) = self.torrents.get_mut(i) {
+            *s = Status::Complete;
+        }
     }
 
-    /// An error that ends the run with `message`.
-    pub(super) fn on_fatal(&mut self, message: String, now: Instant) -> Step {
-        self.stop(Exit::Failed(message), now)
+    /// Torrent `i` stopped with an error (`message`). The run stops when nothing is left
+    /// to do; the others go on otherwise.
+    pub(super) fn on_failed(&mut self, i: usize, message: String, now: Instant) -> Step {
+        match self.torrents.get_mut(i) {
+            Some(s @ (Status::Active | Status::Complete)) => *s = Status::Failed(message),
+            _ => return Step::Nothing,
+        }
+        if self.anything_left() {
+            Step::Nothing
+        } else {
+            self.stop(now)
+        }
     }
 
     /// Ctrl-C: a clean stop the first time (a success: what was verified is kept and the
-    /// same command resumes), an immediate one the second (`Interrupted` if the download
+    /// same command resumes), an immediate one the second (`Interrupted` if a download
     /// was not complete).
     pub(super) fn on_interrupt(&mut self, now: Instant) -> Step {
         if self.finished.is_some() {
             return Step::Nothing;
         }
-        match self.stopping.clone() {
-            None => {
-                self.interrupted = true;
-                self.stop(Exit::Success, now)
-            }
-            Some(reason) => {
-                let unfinished_download =
-                    matches!(self.mode, Mode::Download { .. }) && !self.complete;
-                self.finished = Some(if self.interrupted && unfinished_download {
-                    Exit::Interrupted
-                } else {
-                    reason
-                });
-                self.quit_now = true;
-                Step::ExitNow
-            }
+        if !self.stopping {
+            self.interrupted = true;
+            return self.stop(now);
         }
+        let unfinished_download =
+            matches!(self.mode, Mode::Download { .. }) && self.torrents.contains(&Status::Active);
+        self.finished = Some(if self.interrupted && unfinished_download {
+            Exit::Interrupted
+        } else {
+            self.outcome()
+        });
+        self.quit_now = true;
+        Step::ExitNow
     }
 
     /// The session reported `Event::Stopped`.
     pub(super) fn on_stopped(&mut self) {
-        let exit = self.stopping.clone().unwrap_or_else(|| {
-            if self.complete {
-                Exit::Success
-            } else {
-                Exit::Failed("the session stopped unexpectedly".into())
-            }
-        });
-        self.finished.get_or_insert(exit);
+        if self.finished.is_none() {
+            self.finished = Some(self.outcome());
+        }
     }
 
     /// True (once) when the backstop has passed without `Event::Stopped`.
     pub(super) fn on_time(&mut self, now: Instant) -> bool {
-        if self.finished.is_none() && now >= self.backstop {
-            if let Some(exit) = self.stopping.clone() {
-                self.finished = Some(exit);
-                return true;
-            }
+        if self.finished.is_none() && self.stopping && now >= self.backstop {
+            self.finished = Some(self.outcome());
+            return true;
         }
         false
     }
@@ -164,6 +238,9 @@ mod tests {
     use super::*;
 
     const GRACE: Duration = Duration::from_secs(35);
+    const DOWNLOAD: Mode = Mode::Download {
+        keep_seeding: false,
+    };
 
     fn at(secs: u64) -> Instant {
         Instant::from_duration(Duration::from_secs(secs))
@@ -171,13 +248,8 @@ mod tests {
 
     #[test]
     fn download_ends_after_complete_and_a_clean_stop() {
-        let mut l = Lifecycle::new(
-            Mode::Download {
-                keep_seeding: false,
-            },
-            GRACE,
-        );
-        assert_eq!(l.on_complete(at(10)), Step::Shutdown);
+        let mut l = Lifecycle::new(DOWNLOAD, 1, GRACE);
+        assert_eq!(l.on_complete(0, at(10)), Step::Shutdown);
         assert_eq!(l.backstop, at(45));
         assert_eq!(l.finished, None);
         l.on_stopped();
@@ -185,14 +257,52 @@ mod tests {
     }
 
     #[test]
-    fn a_stop_that_hangs_ends_at_the_backstop() {
-        let mut l = Lifecycle::new(
-            Mode::Download {
-                keep_seeding: false,
-            },
-            GRACE,
+    fn several_torrents_end_when_the_last_one_completes() {
+        let mut l = Lifecycle::new(DOWNLOAD, 3, GRACE);
+        assert_eq!(l.on_complete(2, at(1)), Step::Nothing);
+        assert_eq!(l.on_complete(2, at(1)), Step::Nothing);
+        assert_eq!(l.on_complete(0, at(2)), Step::Nothing);
+        assert_eq!(l.status(1), Some(&Status::Active));
+        assert_eq!(l.on_complete(1, at(3)), Step::Shutdown);
+        l.on_stopped();
+        assert_eq!(l.finished, Some(Exit::Success));
+    }
+
+    #[test]
+    fn a_failed_torrent_lets_the_others_finish_and_fails_the_run() {
+        let mut l = Lifecycle::new(DOWNLOAD, 3, GRACE);
+        assert_eq!(
+            l.on_failed(1, "b: disk error: full".into(), at(1)),
+            Step::Nothing
         );
-        l.on_complete(at(10));
+        assert_eq!(l.on_complete(0, at(2)), Step::Nothing);
+        assert_eq!(
+            l.on_failed(2, "c: disk error: gone".into(), at(3)),
+            Step::Shutdown
+        );
+        l.on_stopped();
+        assert_eq!(
+            l.finished,
+            Some(Exit::Failed(
+                "2 of 3 torrents failed: b: disk error: full; c: disk error: gone".into()
+            ))
+        );
+        // One failure alone is reported as it is.
+        let mut l = Lifecycle::new(DOWNLOAD, 1, GRACE);
+        assert_eq!(
+            l.on_failed(0, "disk error: x".into(), at(1)),
+            Step::Shutdown
+        );
+        // A second failure does not restart the stop.
+        assert_eq!(l.on_failed(0, "disk error: y".into(), at(2)), Step::Nothing);
+        l.on_stopped();
+        assert_eq!(l.finished, Some(Exit::Failed("disk error: x".into())));
+    }
+
+    #[test]
+    fn a_stop_that_hangs_ends_at_the_backstop() {
+        let mut l = Lifecycle::new(DOWNLOAD, 1, GRACE);
+        l.on_complete(0, at(10));
         assert!(!l.on_time(at(44)));
         assert!(l.on_time(at(45)));
         assert_eq!(l.finished, Some(Exit::Success));
@@ -201,86 +311,57 @@ mod tests {
 
     #[test]
     fn keep_seeding_continues_after_complete() {
-        let mut l = Lifecycle::new(Mode::Download { keep_seeding: true }, GRACE);
-        assert_eq!(l.on_complete(at(1)), Step::Nothing);
+        let mut l = Lifecycle::new(Mode::Download { keep_seeding: true }, 2, GRACE);
+        assert_eq!(l.on_complete(0, at(1)), Step::Nothing);
+        assert_eq!(l.on_complete(1, at(1)), Step::Nothing);
         assert_eq!(l.finished, None);
-        // Ctrl-C after completion is a success; a second one quits at once.
+        // A failure of one seeding torrent leaves the other serving.
+        assert_eq!(l.on_failed(0, "a: disk error".into(), at(1)), Step::Nothing);
+        // Ctrl-C after completion: a second one quits at once, with the failure.
         assert_eq!(l.on_interrupt(at(2)), Step::Shutdown);
         assert_eq!(l.on_interrupt(at(3)), Step::ExitNow);
-        assert_eq!(l.finished, Some(Exit::Success));
+        assert_eq!(l.finished, Some(Exit::Failed("a: disk error".into())));
         assert_eq!(l.on_interrupt(at(4)), Step::Nothing);
     }
 
     #[test]
     fn interrupting_an_incomplete_download_is_a_clean_stop() {
-        let mut l = Lifecycle::new(
-            Mode::Download {
-                keep_seeding: false,
-            },
-            GRACE,
-        );
+        let mut l = Lifecycle::new(DOWNLOAD, 2, GRACE);
+        l.on_complete(1, at(0));
         assert_eq!(l.on_interrupt(at(1)), Step::Shutdown);
         assert_eq!(l.finished, None);
+        assert!(l.interrupted());
         l.on_stopped();
         // What was verified is kept and the same command resumes: exit 0.
         assert_eq!(l.finished, Some(Exit::Success));
-        assert!(l.interrupted && !l.quit_now);
         // A second Ctrl-C before the stop is done quits at once, as interrupted.
-        let mut l = Lifecycle::new(
-            Mode::Download {
-                keep_seeding: false,
-            },
-            GRACE,
-        );
+        let mut l = Lifecycle::new(DOWNLOAD, 1, GRACE);
         l.on_interrupt(at(1));
         assert_eq!(l.on_interrupt(at(2)), Step::ExitNow);
         assert_eq!(l.finished, Some(Exit::Interrupted));
-        assert!(l.quit_now);
+        assert!(l.quit_now && !l.interrupted());
     }
 
     #[test]
-    fn seeding_ends_well_on_interrupt() {
-        let mut l = Lifecycle::new(Mode::Seed, GRACE);
-        assert_eq!(l.on_complete(at(1)), Step::Nothing);
+    fn seeding_ends_well_on_interrupt_and_badly_when_every_torrent_failed() {
+        let mut l = Lifecycle::new(Mode::Seed, 1, GRACE);
+        assert_eq!(l.on_complete(0, at(1)), Step::Nothing);
         assert_eq!(l.on_interrupt(at(100)), Step::Shutdown);
         l.on_stopped();
         assert_eq!(l.finished, Some(Exit::Success));
-        // Even a seeder whose data was incomplete stops with success when asked to.
-        let mut l = Lifecycle::new(Mode::Seed, GRACE);
-        l.on_interrupt(at(1));
-        l.on_stopped();
-        assert_eq!(l.finished, Some(Exit::Success));
-    }
-
-    #[test]
-    fn disk_errors_are_fatal_and_keep_their_message() {
-        let mut l = Lifecycle::new(Mode::Seed, GRACE);
-        assert_eq!(l.on_fatal("disk error: full".into(), at(1)), Step::Shutdown);
-        // A later interrupt while stopping quits at once, still reporting the error.
+        let mut l = Lifecycle::new(Mode::Seed, 2, GRACE);
+        assert_eq!(l.on_failed(0, "a: no data".into(), at(1)), Step::Nothing);
+        assert_eq!(l.on_failed(1, "b: no data".into(), at(1)), Step::Shutdown);
+        // A later interrupt while stopping quits at once, still reporting the errors.
         assert_eq!(l.on_interrupt(at(2)), Step::ExitNow);
-        assert_eq!(l.finished, Some(Exit::Failed("disk error: full".into())));
-
-        let mut l = Lifecycle::new(
-            Mode::Download {
-                keep_seeding: false,
-            },
-            GRACE,
+        assert!(
+            matches!(&l.finished, Some(Exit::Failed(m)) if m.starts_with("2 of 2 torrents failed"))
         );
-        l.on_fatal("disk error: x".into(), at(1));
-        // A second fatal error does not restart the stop.
-        assert_eq!(l.on_fatal("disk error: y".into(), at(2)), Step::Nothing);
-        l.on_stopped();
-        assert_eq!(l.finished, Some(Exit::Failed("disk error: x".into())));
     }
 
     #[test]
     fn an_unexpected_stop_is_a_failure_unless_complete() {
-        let mut l = Lifecycle::new(
-            Mode::Download {
-                keep_seeding: false,
-            },
-            GRACE,
-        );
+        let mut l = Lifecycle::new(DOWNLOAD, 1, GRACE);
         l.on_stopped();
         assert!(matches!(l.finished, Some(Exit::Failed(_))));
     }

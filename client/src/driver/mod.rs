@@ -1,7 +1,7 @@
 //! The runtime-independent half of the event loop.
 //!
 //! A runtime owns sockets and a way to sleep until something happens; the [`Driver`] owns
-//! the [`Session`], the disk pool, the storage and the progress output. The runtime:
+//! the [`Session`], the disk pool, the storages and the progress output. The runtime:
 //!
 //! 1. builds a `Driver` (after binding its listener with [`crate::net::bind`], whose port
 //!    goes to the core) and calls [`Driver::drain`] once;
@@ -13,38 +13,51 @@
 //!    [`Driver::handle_timeout`], which drain themselves;
 //! 4. stops when [`Driver::finished`] says so, and returns [`Driver::finish`].
 //!
+//! Several drivers can share one loop ([`crate::fleet`]: the demo's seeder and
+//! downloaders), each with its own sockets.
+//!
+//! One session runs every torrent of the plan: one listening port, the connection limits
+//! shared. Each [`Source`] of the plan becomes a torrent in one place,
+//! [`Driver::add_torrent`], which gives it its storage, resume data upkeep and progress
+//! line: at the start for a `.torrent` file, and whenever its metainfo arrives for a
+//! source that has to fetch it first (a magnet link).
+//!
 //! `drain` carries out every action through the runtime's [`Net`] (network) or the pool
 //! (disk, name resolution) and handles every event. Around it, one concept a file: the
 //! run's [`Plan`] (`plan`), when and how the run ends (`lifecycle`), resume data upkeep
-//! (`resume_upkeep`) and what the user sees (`progress`).
+//! (`resume_upkeep`), why a download reaches nobody (`stall`) and what the user sees
+//! (`progress`).
 
 mod lifecycle;
 mod plan;
 mod progress;
 mod resume_upkeep;
+mod stall;
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use tessera_core::{
     Action, Bitfield, Config, ConnId, DiskError, DiskErrorKind, DiskResult, Event, Input, Instant,
-    OpId, Output, Session, Target, TorrentId, TorrentOptions, TorrentStats,
+    Metainfo, OpId, Output, Session, Target, TorrentId, TorrentOptions, TorrentStats, TrackerEvent,
 };
 
 use self::lifecycle::{Lifecycle, Step};
-pub use self::plan::{Mode, Plan};
+pub use self::plan::{Mode, Plan, Run, Source};
 use self::progress::Progress;
 use self::resume_upkeep::ResumeUpkeep;
+use self::stall::{StallWatch, Verdict};
 use crate::error::Error;
 use crate::exit::Exit;
 use crate::net::NetEvent;
 use crate::pool::{Completion, DiskPool, Job, Wake};
 use crate::select;
 use crate::storage::{self, Storage};
-use crate::torrent;
+use crate::ui::{Board, human_duration};
 
 /// The network half of the actions, implemented by each runtime. None of these report
 /// back directly: the runtime feeds what follows (`Connected`, `Sent`, `Received`,
@@ -71,6 +84,15 @@ pub trait Core {
     fn stats(&self, torrent: TorrentId) -> Option<TorrentStats>;
     /// The torrent's verified pieces.
     fn have(&self, torrent: TorrentId) -> Option<Bitfield>;
+    /// Adds a torrent (see `Session::add_torrent`).
+    fn add_torrent(
+        &mut self,
+        now: Instant,
+        meta: Arc<Metainfo>,
+        options: TorrentOptions,
+    ) -> Result<TorrentId, Error>;
+    /// Peers to dial for a torrent, redialled with back-off.
+    fn add_peers(&mut self, now: Instant, torrent: TorrentId, peers: &[SocketAddr]);
 }
 
 impl Core for Session {
@@ -92,6 +114,19 @@ impl Core for Session {
     fn have(&self, torrent: TorrentId) -> Option<Bitfield> {
         Session::have(self, torrent).cloned()
     }
+    fn add_torrent(
+        &mut self,
+        now: Instant,
+        meta: Arc<Metainfo>,
+        options: TorrentOptions,
+    ) -> Result<TorrentId, Error> {
+        Ok(Session::add_torrent(self, now, meta, options))
+    }
+    fn add_peers(&mut self, now: Instant, torrent: TorrentId, peers: &[SocketAddr]) {
+        // Peers the user named are redialled with back-off until they answer (a seeder
+        // started a moment later, a peer that restarts).
+        Session::add_peers(self, now, torrent, peers, true);
+    }
 }
 
 /// Slack given to the core's own bound on a clean stop (`tracker_timeout`) before the
@@ -101,14 +136,33 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// it saves resume data.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// A source of the plan that has become a torrent of the session.
+#[derive(Debug)]
+struct Entry {
+    /// Its index in the plan's sources (and in the lifecycle, progress and stall watch).
+    source: usize,
+    id: TorrentId,
+    storage: Arc<Storage>,
+    /// `download` only.
+    resumer: Option<ResumeUpkeep>,
+}
+
 /// The session plus everything around it that is not sockets. See the module docs.
 pub struct Driver<S: Core = Session> {
     session: S,
     pool: DiskPool,
-    storages: HashMap<TorrentId, Arc<Storage>>,
+    mode: Mode,
+    /// How many sources the plan has.
+    sources: usize,
+    /// `label: ` for a node of a run of several, else nothing.
+    prefix: String,
+    /// The plan's peers, dialled for every torrent.
+    peers: Vec<SocketAddr>,
+    /// The sources that have become torrents, in the order they did.
+    entries: Vec<Entry>,
+    by_id: HashMap<TorrentId, usize>,
     /// The core's `Instant::ZERO`.
     epoch: std::time::Instant,
-    torrent: TorrentId,
     /// From the last `Output::Timeout`.
     deadline: Instant,
     /// `Target::Host` connections waiting for their name; a `Close` removes them.
@@ -116,14 +170,13 @@ pub struct Driver<S: Core = Session> {
     completions: Vec<Completion>,
     lifecycle: Lifecycle,
     progress: Progress,
-    /// `download` only.
-    resumer: Option<ResumeUpkeep>,
+    stall: StallWatch,
 }
 
 impl<S: Core> std::fmt::Debug for Driver<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Driver")
-            .field("torrent", &self.torrent)
+            .field("entries", &self.entries)
             .field("deadline", &self.deadline)
             .field("lifecycle", &self.lifecycle)
             .finish_non_exhaustive()
@@ -131,49 +184,21 @@ impl<S: Core> std::fmt::Debug for Driver<S> {
 }
 
 impl Driver {
-    /// Loads the torrent, prepares its directory, starts the disk pool (which calls `wake`
-    /// after each completion) and the session, and adds the torrent and the `--peer`s.
-    /// `listen_port` is the port of the runtime's bound listener. Call [`Driver::drain`]
-    /// next.
-    pub fn new(plan: &Plan, listen_port: u16, wake: Wake) -> Result<Driver, Error> {
-        let meta = torrent::load(&plan.torrent)?;
-        let chosen = select::choose(&meta, &plan.only)?;
-        let hash = meta.info_hash.to_string();
-        let storage = Arc::new(Storage::with_selection(
-            &plan.dir,
-            meta.clone(),
-            chosen.as_deref(),
-            Some(storage::part_path(&plan.dir, &hash)),
-        )?);
-        let progress = Progress::new(
-            plan.quiet,
-            plan.mode,
-            &meta.info.name,
-            meta.total_length(),
-            plan.dir.clone(),
-        );
-        let (have, resumer) = match plan.mode {
-            Mode::Download { .. } => {
-                let (have, resumer, line) = ResumeUpkeep::start(
-                    &meta,
-                    &storage,
-                    &plan.dir,
-                    plan.recheck,
-                    progress.name(),
-                    Instant::ZERO,
-                );
-                if let Some(line) = line {
-                    progress.message(&line);
-                }
-                (have, Some(resumer))
-            }
-            // Hash what is on disk first.
-            Mode::Seed => (None, None),
-        };
-        storage.prepare()?;
+    /// Reads every source's torrent, starts the disk pool (which calls `wake` after each
+    /// completion) and the session, and adds the torrents and the `--peer`s. `listen_port`
+    /// is the port of the runtime's bound listener; progress goes to `board`. Call
+    /// [`Driver::drain`] next.
+    pub fn new(plan: &Plan, listen_port: u16, wake: Wake, board: &Board) -> Result<Driver, Error> {
+        // Every torrent file is read (and checked against the others) before anything is
+        // created on disk, so a mistake in the last argument costs nothing.
+        let metas = plan
+            .sources
+            .iter()
+            .map(|source| source.torrent.load())
+            .collect::<Result<Vec<_>, _>>()?;
+        check_distinct(&plan.sources, &metas)?;
         let pool = DiskPool::with_default_threads(wake)
             .map_err(|e| Error::io("starting disk threads", e))?;
-
         let mut config = Config {
             listen_port,
             ..Config::default()
@@ -183,54 +208,158 @@ impl Driver {
         let mut seed = [0u8; 32];
         getrandom::fill(&mut seed)
             .map_err(|e| Error::other(format!("no randomness from the operating system: {e}")))?;
-        let epoch = std::time::Instant::now();
-        let mut session = Session::new(config, Instant::ZERO, seed);
+        let session = Session::new(config, Instant::ZERO, seed);
+        let mut driver = Driver::with_session(session, pool, plan, board.clone(), grace);
+        for (i, meta) in metas.into_iter().enumerate() {
+            driver.add_torrent(i, &plan.sources[i], meta)?;
+        }
+        Ok(driver)
+    }
+}
+
+/// Refuses sources that are the same torrent, or whose data would land in the same place.
+fn check_distinct(sources: &[Source], metas: &[Arc<Metainfo>]) -> Result<(), Error> {
+    let mut hashes: HashMap<_, usize> = HashMap::new();
+    let mut places: HashMap<PathBuf, usize> = HashMap::new();
+    for (i, (source, meta)) in sources.iter().zip(metas).enumerate() {
+        if let Some(&j) = hashes.get(&meta.info_hash) {
+            return Err(Error::other(format!(
+                "{} and {} are the same torrent (info hash {}): give it once",
+                sources[j].torrent, source.torrent, meta.info_hash
+            )));
+        }
+        hashes.insert(meta.info_hash, i);
+        let place = source.dir.join(&meta.info.name);
+        if let Some(&j) = places.get(&place) {
+            return Err(Error::other(format!(
+                "{} and {} would both put their data at {}: download them into \
+                 different directories",
+                sources[j].torrent,
+                source.torrent,
+                place.display()
+            )));
+        }
+        places.insert(place, i);
+    }
+    Ok(())
+}
+
+impl<S: Core> Driver<S> {
+    /// A driver around `session`, with no torrent yet, for `plan`; a clean stop is given
+    /// `grace`.
+    fn with_session(
+        session: S,
+        pool: DiskPool,
+        plan: &Plan,
+        board: Board,
+        grace: Duration,
+    ) -> Driver<S> {
+        let n = plan.sources.len();
+        let give_up = match plan.mode {
+            Mode::Download { .. } => plan.stall_timeout,
+            Mode::Seed => None,
+        };
+        Driver {
+            session,
+            pool,
+            mode: plan.mode,
+            sources: n,
+            prefix: plan.prefix(),
+            peers: plan.peers.clone(),
+            entries: Vec::new(),
+            by_id: HashMap::new(),
+            epoch: std::time::Instant::now(),
+            deadline: Instant::ZERO,
+            resolving: HashSet::new(),
+            completions: Vec::new(),
+            lifecycle: Lifecycle::new(plan.mode, n, grace),
+            progress: Progress::new(board, plan.mode, n, plan.prefix()),
+            stall: StallWatch::new(n, give_up),
+        }
+    }
+
+    /// Source `i` of the plan has become the torrent `meta`: gives it its storage, resume
+    /// data upkeep (`download`) and progress line, and adds it to the session with the
+    /// plan's peers. The one place where a torrent joins the run, whenever its metainfo
+    /// becomes known.
+    pub fn add_torrent(
+        &mut self,
+        i: usize,
+        source: &Source,
+        meta: Arc<Metainfo>,
+    ) -> Result<TorrentId, Error> {
+        let now = self.now();
+        let dir = &source.dir;
+        if dir.exists() && !dir.is_dir() {
+            return Err(Error::other(format!(
+                "{} is not a directory: {} must name a directory (it is created if missing)",
+                dir.display(),
+                match self.mode {
+                    Mode::Download { .. } => "-o",
+                    Mode::Seed => "--data",
+                }
+            )));
+        }
+        let chosen = select::choose(&meta, &source.only)?;
+        let hash = meta.info_hash.to_string();
+        let storage = Arc::new(Storage::with_selection(
+            dir,
+            meta.clone(),
+            chosen.as_deref(),
+            Some(storage::part_path(dir, &hash)),
+        )?);
+        let name = self
+            .progress
+            .add(i, &meta.info.name, meta.total_length(), dir.clone());
+        let (have, resumer) = match self.mode {
+            Mode::Download { .. } => {
+                let (have, resumer, line) =
+                    ResumeUpkeep::start(&meta, &storage, dir, source.recheck, &name, now);
+                if let Some(line) = line {
+                    self.progress.message(&line);
+                }
+                (have, Some(resumer.tagged(i as u64)))
+            }
+            Mode::Seed => {
+                // A seeder needs data: no file of the torrent where it looks is a mistake
+                // (a wrong --data), not a download to start.
+                if storage.nothing_on_disk() {
+                    let place = dir.join(&meta.info.name);
+                    return Err(Error::other(format!(
+                        "no data to seed for {name}: {} does not exist (--data names the \
+                         directory that holds it, as `download -o` left it)",
+                        place.display()
+                    )));
+                }
+                // Hash what is on disk first.
+                (None, None)
+            }
+        };
+        storage.prepare()?;
         let options = TorrentOptions {
-            have,
-            seed: match plan.mode {
+            have: have.clone(),
+            seed: match self.mode {
                 Mode::Download { keep_seeding } => keep_seeding,
                 Mode::Seed => true,
             },
             files: chosen,
         };
-        let torrent = session.add_torrent(Instant::ZERO, meta, options);
-        if !plan.peers.is_empty() {
-            // Peers the user named are redialled with back-off until they answer (a seeder
-            // started a moment later, a peer that restarts).
-            session.add_peers(Instant::ZERO, torrent, &plan.peers, true);
+        let id = self.session.add_torrent(now, meta, options)?;
+        if !self.peers.is_empty() {
+            let peers = self.peers.clone();
+            self.session.add_peers(now, id, &peers);
         }
-        let mut driver = Driver::from_parts(session, pool, progress, torrent, storage, plan, grace);
-        driver.epoch = epoch;
-        driver.resumer = resumer;
-        Ok(driver)
-    }
-}
-
-impl<S: Core> Driver<S> {
-    /// A driver around an existing session that has `torrent` added, whose clean stop is
-    /// given `grace` (for tests).
-    fn from_parts(
-        session: S,
-        pool: DiskPool,
-        progress: Progress,
-        torrent: TorrentId,
-        storage: Arc<Storage>,
-        plan: &Plan,
-        grace: Duration,
-    ) -> Driver<S> {
-        Driver {
-            session,
-            pool,
-            storages: HashMap::from([(torrent, storage)]),
-            epoch: std::time::Instant::now(),
-            torrent,
-            deadline: Instant::ZERO,
-            resolving: HashSet::new(),
-            completions: Vec::new(),
-            lifecycle: Lifecycle::new(plan.mode, grace),
-            progress,
-            resumer: None,
+        if have.is_some() && self.mode != Mode::Seed {
+            self.stall.start(i, now);
         }
+        self.by_id.insert(id, self.entries.len());
+        self.entries.push(Entry {
+            source: i,
+            id,
+            storage,
+            resumer,
+        });
+        Ok(id)
     }
 
     /// The core's idea of now: time since the driver started.
@@ -240,6 +369,12 @@ impl<S: Core> Driver<S> {
 
     pub fn session(&self) -> &S {
         &self.session
+    }
+
+    /// True for a driver whose run only serves others (`seed`): a run of several nodes
+    /// stops it once the others are done.
+    pub fn serves_only(&self) -> bool {
+        self.mode == Mode::Seed
     }
 
     /// Feeds one input to the session. Call [`Driver::drain`] after it (or use
@@ -265,10 +400,6 @@ impl<S: Core> Driver<S> {
     /// A peer connected to the listener. If the core takes it, `adopt` hands the stream to
     /// `net` under the new connection id and the session is drained; otherwise the caller
     /// drops the stream, which closes it. Returns the connection id, if any.
-    ///
-    /// Refused while the data on disk is being checked: the core would take the peer, send
-    /// it no bitfield (nothing is verified yet) and never tell it what the check found, so
-    /// a leecher that connected then would wait for pieces forever. Refused, it dials again.
     pub fn accept<N: Net>(
         &mut self,
         remote: SocketAddr,
@@ -300,20 +431,34 @@ impl<S: Core> Driver<S> {
                 Output::Event(event) => self.on_event(event),
             }
         }
-        let (session, torrent) = (&self.session, self.torrent);
-        self.progress.refresh(|| session.stats(torrent));
+        self.refresh_progress();
         self.deadline
     }
 
-    /// How long the runtime may sleep: until the session's deadline or the shutdown
-    /// backstop, whichever is first. `None`: no deadline.
+    fn refresh_progress(&mut self) {
+        let (session, entries) = (&self.session, &self.entries);
+        let ids: HashMap<usize, TorrentId> = entries.iter().map(|e| (e.source, e.id)).collect();
+        self.progress.refresh(std::time::Instant::now(), |i| {
+            ids.get(&i).and_then(|id| session.stats(*id))
+        });
+    }
+
+    /// How long the runtime may sleep: until the session's deadline, the shutdown
+    /// backstop, or the next thing the driver itself has to do (a stall to explain, a
+    /// progress line), whichever is first. `None`: no deadline.
     pub fn timeout(&self) -> Option<Duration> {
-        let next = self.deadline.min(self.lifecycle.backstop());
+        let mut next = self.deadline.min(self.lifecycle.backstop());
+        if !self.lifecycle.stopping()
+            && let Some(stall) = self.stall.next_deadline()
+        {
+            next = next.min(stall);
+        }
         (next != Instant::FAR_FUTURE).then(|| next.saturating_duration_since(self.now()))
     }
 
     /// Feeds `Input::Timeout` when the deadline has passed (and drains), gives up on a
-    /// clean stop that takes too long, and starts saving resume data when that is due.
+    /// clean stop that takes too long, explains stalls, and starts saving resume data
+    /// when that is due.
     pub fn handle_timeout(&mut self, net: &mut impl Net) {
         let now = self.now();
         if now >= self.deadline {
@@ -325,13 +470,73 @@ impl<S: Core> Driver<S> {
             self.progress
                 .warn("the trackers did not answer in time; stopping without them");
         }
-        if let Some(r) = self.resumer.as_mut()
-            && self.lifecycle.finished().is_none()
-        {
-            let (session, torrent) = (&self.session, self.torrent);
-            if let Some(job) = r.due(now, || session.have(torrent)) {
-                self.pool.submit(job);
+        if !self.lifecycle.stopping() {
+            for verdict in self.stall.poll(now) {
+                self.on_stall(verdict, now);
             }
+        }
+        if self.lifecycle.finished().is_none() {
+            let session = &self.session;
+            for e in &mut self.entries {
+                if let Some(r) = e.resumer.as_mut()
+                    && let Some(job) = r.due(now, || session.have(e.id))
+                {
+                    self.pool.submit(job);
+                }
+            }
+        }
+        self.refresh_progress();
+    }
+
+    /// A torrent has had no peer for a while: the reasons, or giving up on it.
+    fn on_stall(&mut self, verdict: Verdict, now: Instant) {
+        match verdict {
+            Verdict::Report {
+                torrent,
+                after,
+                causes,
+            } => {
+                let head = stall::headline(self.progress.name(torrent), after);
+                self.progress.warn(&head);
+                for cause in causes {
+                    self.progress.message(&format!("  {cause}"));
+                }
+            }
+            Verdict::GiveUp { torrent, after } => {
+                let message = format!(
+                    "{}no peer within {} (--stall-timeout); the reasons are above",
+                    self.name_for_error(torrent),
+                    human_duration(after)
+                );
+                self.fail(torrent, message, now);
+            }
+        }
+    }
+
+    /// `name: ` for an error about torrent `i` when the run has several, else nothing
+    /// (the one-line error needs no name then).
+    fn name_for_error(&self, i: usize) -> String {
+        if self.sources > 1 {
+            format!("{}: ", self.progress.name(i))
+        } else {
+            String::new()
+        }
+    }
+
+    /// Torrent `i` stops with `message`: the run goes on with the others, or stops if
+    /// there are none.
+    fn fail(&mut self, i: usize, message: String, now: Instant) {
+        self.stall.stop(i);
+        self.progress.failed(i, &message);
+        match self.lifecycle.on_failed(i, message.clone(), now) {
+            Step::Shutdown => {
+                // The run ends with this error: the exit line says it.
+                if self.sources > 1 {
+                    self.progress.warn(&message);
+                }
+                self.session.shutdown(now);
+            }
+            _ => self.progress.warn(&format!("{message}; the others go on")),
         }
     }
 
@@ -363,8 +568,8 @@ impl<S: Core> Driver<S> {
                     }
                 }
                 Completion::Hashed { .. } => continue,
-                Completion::Saved { result } => {
-                    self.saved(result);
+                Completion::Saved { tag, result } => {
+                    self.saved(tag, result);
                     continue;
                 }
             }
@@ -373,9 +578,16 @@ impl<S: Core> Driver<S> {
         self.completions = batch;
     }
 
-    /// A save of resume data finished: a failure is reported (once per distinct message).
-    fn saved(&mut self, result: Result<(), String>) {
-        if let Some(warning) = self.resumer.as_mut().and_then(|r| r.saved(result)) {
+    /// A save of resume data tagged `tag` finished: a failure is reported (once per
+    /// distinct message).
+    fn saved(&mut self, tag: u64, result: Result<(), String>) {
+        let warning = self
+            .entries
+            .iter_mut()
+            .filter_map(|e| e.resumer.as_mut())
+            .find(|r| r.tag() == tag)
+            .and_then(|r| r.saved(result));
+        if let Some(warning) = warning {
             self.progress.warn(&warning);
         }
     }
@@ -383,11 +595,27 @@ impl<S: Core> Driver<S> {
     /// Ctrl-C (or SIGTERM): the first asks the session for a clean stop (`stopped`
     /// announces, connections closed), a second one ends the run at once.
     pub fn request_shutdown(&mut self, net: &mut impl Net) {
+        let line = if self.progress.trackers_answered() {
+            "stopping: telling the trackers (Ctrl-C again to quit at once)"
+        } else {
+            "stopping (Ctrl-C again to quit at once)"
+        };
+        self.interrupt(Some(line), net);
+    }
+
+    /// A clean stop of a node that only serves others, once they are done (the demo's
+    /// seeder): as Ctrl-C, without a word.
+    pub fn stop_serving(&mut self, net: &mut impl Net) {
+        self.interrupt(None, net);
+    }
+
+    fn interrupt(&mut self, line: Option<&str>, net: &mut impl Net) {
         let now = self.now();
         match self.lifecycle.on_interrupt(now) {
             Step::Shutdown => {
-                self.progress
-                    .message("stopping: telling the trackers (Ctrl-C again to quit at once)");
+                if let Some(line) = line {
+                    self.progress.message(&format!("{}{line}", self.prefix));
+                }
                 self.session.shutdown(now);
                 self.drain(net);
             }
@@ -399,8 +627,8 @@ impl<S: Core> Driver<S> {
         }
     }
 
-    /// `Some` once the run is over: the download is complete and the session stopped, a
-    /// fatal error happened, or Ctrl-C was pressed (twice, or once and the stop is done).
+    /// `Some` once the run is over: every download is complete (or failed) and the
+    /// session stopped, or Ctrl-C was pressed (twice, or once and the stop is done).
     pub fn finished(&self) -> Option<Exit> {
         self.lifecycle.finished().cloned()
     }
@@ -412,9 +640,11 @@ impl<S: Core> Driver<S> {
         if !self.lifecycle.quit_now() {
             self.flush_and_save();
         }
+        let (session, entries) = (&self.session, &self.entries);
+        let ids: HashMap<usize, TorrentId> = entries.iter().map(|e| (e.source, e.id)).collect();
         self.progress.finish(
-            self.session.stats(self.torrent),
-            self.lifecycle.stopped_incomplete(),
+            |i| ids.get(&i).and_then(|id| session.stats(*id)),
+            self.lifecycle.interrupted(),
             self.epoch.elapsed(),
         );
         self.lifecycle
@@ -441,16 +671,22 @@ impl<S: Core> Driver<S> {
                     self.session.handle_input(Input::Disk { now, op, result });
                     self.take_final_events();
                 }
-                Completion::Saved { result } => self.saved(result),
+                Completion::Saved { tag, result } => self.saved(tag, result),
                 Completion::Hashed { .. } | Completion::Resolved { .. } => {}
             }
         }
-        let (session, torrent) = (&self.session, self.torrent);
-        if let Some(warning) = self
-            .resumer
-            .as_mut()
-            .and_then(|r| r.save_final(|| session.have(torrent)))
-        {
+        let session = &self.session;
+        let mut warnings = Vec::new();
+        for e in &mut self.entries {
+            if let Some(warning) = e
+                .resumer
+                .as_mut()
+                .and_then(|r| r.save_final(|| session.have(e.id)))
+            {
+                warnings.push(warning);
+            }
+        }
+        for warning in warnings {
             self.progress.warn(&warning);
         }
     }
@@ -461,13 +697,17 @@ impl<S: Core> Driver<S> {
         loop {
             match self.session.poll_output() {
                 Output::Timeout(_) => break,
-                Output::Event(Event::PieceVerified { .. }) => {
-                    if let Some(r) = self.resumer.as_mut() {
+                Output::Event(Event::PieceVerified { torrent, .. }) => {
+                    if let Some(r) = self.entry_mut(torrent).and_then(|e| e.resumer.as_mut()) {
                         r.piece_verified();
                     }
                 }
-                Output::Event(Event::Complete { .. }) => self.lifecycle.set_complete(),
-                // Reported unless the run already ends with a disk error.
+                Output::Event(Event::Complete { torrent }) => {
+                    if let Some(i) = self.source_of(torrent) {
+                        self.lifecycle.set_complete(i);
+                    }
+                }
+                // Reported unless the run already ends with an error.
                 Output::Event(Event::DiskError { message, .. }) if !self.lifecycle.failed() => {
                     self.progress.warn(&format!("disk error: {message}"));
                 }
@@ -476,6 +716,17 @@ impl<S: Core> Driver<S> {
                 Output::Event(_) | Output::Action(_) => {}
             }
         }
+    }
+
+    fn entry_mut(&mut self, torrent: TorrentId) -> Option<&mut Entry> {
+        let k = *self.by_id.get(&torrent)?;
+        self.entries.get_mut(k)
+    }
+
+    /// The plan's index of `torrent`'s source.
+    fn source_of(&self, torrent: TorrentId) -> Option<usize> {
+        let k = *self.by_id.get(&torrent)?;
+        self.entries.get(k).map(|e| e.source)
     }
 
     fn execute(&mut self, action: Action, net: &mut impl Net) {
@@ -554,8 +805,8 @@ impl<S: Core> Driver<S> {
     /// core bug): then `op` is answered with an error at once, so that the core is not
     /// left waiting.
     fn storage_for(&mut self, op: OpId, torrent: TorrentId) -> Option<Arc<Storage>> {
-        if let Some(storage) = self.storages.get(&torrent) {
-            return Some(storage.clone());
+        if let Some(e) = self.by_id.get(&torrent).and_then(|&k| self.entries.get(k)) {
+            return Some(e.storage.clone());
         }
         let now = self.now();
         self.session.handle_input(Input::Disk {
@@ -572,42 +823,98 @@ impl<S: Core> Driver<S> {
     fn on_event(&mut self, event: Event) {
         let now = self.now();
         match event {
-            Event::Checked { have, total, .. } => {
-                if let Some(r) = self.resumer.as_mut() {
+            Event::Checked {
+                torrent,
+                have,
+                total,
+            } => {
+                if let Some(r) = self.entry_mut(torrent).and_then(|e| e.resumer.as_mut()) {
                     r.checked(now);
                 }
-                self.progress.checked(have, total);
+                let Some(i) = self.source_of(torrent) else {
+                    return;
+                };
+                let stats = self.session.stats(torrent).unwrap_or_default();
+                if self.mode == Mode::Seed && have == 0 && total > 0 {
+                    let message = format!(
+                        "{}no data to seed: none of the {total} pieces in {} passed the \
+                         check (the files there hold other data)",
+                        self.name_for_error(i).trim_end_matches(' '),
+                        self.entries
+                            .iter()
+                            .find(|e| e.id == torrent)
+                            .and_then(|e| e.storage.path(0))
+                            .map_or_else(String::new, |p| p.display().to_string())
+                    );
+                    self.fail(i, message, now);
+                    return;
+                }
+                self.progress
+                    .checked(i, have, total, stats.bytes_have, stats.total_len);
+                if self.mode != Mode::Seed && have < total {
+                    self.stall.start(i, now);
+                }
             }
-            Event::PieceVerified { piece, .. } => {
+            Event::PieceVerified { torrent, piece } => {
                 tracing::trace!("piece {piece} verified");
-                if let Some(r) = self.resumer.as_mut() {
+                if let Some(r) = self.entry_mut(torrent).and_then(|e| e.resumer.as_mut()) {
                     r.piece_verified();
                 }
             }
             Event::HashFailed { piece, .. } => {
                 tracing::info!("piece {piece} failed its hash check; fetching it again");
             }
-            Event::Complete { .. } => {
-                if let Some(r) = self.resumer.as_mut() {
+            Event::Complete { torrent } => {
+                if let Some(r) = self.entry_mut(torrent).and_then(|e| e.resumer.as_mut()) {
                     r.completed(now);
                 }
-                self.progress.complete();
-                if self.lifecycle.on_complete(now) == Step::Shutdown {
+                let Some(i) = self.source_of(torrent) else {
+                    return;
+                };
+                self.stall.stop(i);
+                self.progress.complete(i, self.epoch.elapsed());
+                if self.lifecycle.on_complete(i, now) == Step::Shutdown {
                     self.session.shutdown(now);
                 }
             }
-            Event::Tracker { url, event, .. } => self.progress.tracker(&url, event),
-            Event::PeerConnected { addr, id, .. } => self.progress.peer_connected(addr, id),
-            Event::PeerClosed { addr, reason, .. } => {
+            Event::Tracker {
+                torrent,
+                url,
+                event,
+            } => {
+                let problem = self.progress.tracker(&url, &event);
+                if let Some(i) = self.source_of(torrent) {
+                    match (&event, problem) {
+                        (TrackerEvent::Announced { peers, .. }, _) => {
+                            self.stall.tracker_answered(i, &url, *peers);
+                        }
+                        (_, Some(problem)) => self.stall.tracker_problem(i, &url, &problem),
+                        (_, None) => {}
+                    }
+                }
+            }
+            Event::PeerConnected { torrent, addr, id } => {
+                if let Some(i) = self.source_of(torrent) {
+                    self.progress.peer_connected(i, addr, id);
+                    self.stall.peer_connected(i, addr);
+                }
+            }
+            Event::PeerClosed {
+                torrent,
+                addr,
+                reason,
+            } => {
                 tracing::debug!("peer {addr} closed: {reason}");
-            }
-            Event::DiskError { message, .. } => {
-                let message = format!("disk error: {message}");
-                if self.lifecycle.on_fatal(message.clone(), now) == Step::Shutdown {
-                    self.session.shutdown(now);
-                } else {
-                    self.progress.warn(&message);
+                if let Some(i) = torrent.and_then(|t| self.source_of(t)) {
+                    self.stall.peer_closed(i, addr, &reason.to_string(), now);
                 }
+            }
+            Event::DiskError { torrent, message } => {
+                let Some(i) = self.source_of(torrent) else {
+                    return;
+                };
+                let message = format!("{}disk error: {message}", self.name_for_error(i));
+                self.fail(i, message, now);
             }
             Event::Stopped => self.lifecycle.on_stopped(),
         }

@@ -1,9 +1,15 @@
-//! What a `download` or `seed` command asks for, taken from the command line.
+//! What a run asks for, taken from the command line: a [`Run`] of one or more nodes
+//! (sessions driven by one event loop: one for `download` and `seed`, a seeder and
+//! downloaders for `demo`), each a [`Plan`] with its list of torrent [`Source`]s.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::cli::{Cli, Command, LimitArgs};
+use crate::error::Error;
+use crate::torrent::TorrentRef;
+use crate::ui::Board;
 
 /// What the session is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -14,52 +20,139 @@ pub enum Mode {
     Seed,
 }
 
-/// A `download` or `seed` command, ready to run.
+/// One torrent of a run: what names it and where its data lives. Each source gets its own
+/// storage, resume data and progress line once it has become a torrent (see
+/// [`crate::Driver`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    pub torrent: TorrentRef,
+    /// The directory its data is in (or goes to): a single file at `dir/<name>`, several
+    /// under `dir/<name>/`; its resume data in `dir/.tessera/`.
+    pub dir: PathBuf,
+    /// `--only` patterns: which files to fetch; empty for all.
+    pub only: Vec<String>,
+    /// `--recheck`: hash the data on disk instead of trusting resume data.
+    pub recheck: bool,
+}
+
+/// One session's work: a `download` or `seed` command, ready to run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
-    pub torrent: PathBuf,
-    /// Where the data is (or goes).
-    pub dir: PathBuf,
+    /// The torrents, in the order given.
+    pub sources: Vec<Source>,
+    /// Peers to dial for every torrent (redialled with back-off).
     pub peers: Vec<SocketAddr>,
-    pub listen: SocketAddr,
+    /// Other nodes of the same run to dial, by index in [`Run::nodes`], once their
+    /// listeners are bound (the demo's downloaders dial its seeder).
+    pub node_peers: Vec<usize>,
+    /// Where to accept peers; `None`: [`crate::cli::DEFAULT_PORT`] or the first free
+    /// port after it.
+    pub listen: Option<SocketAddr>,
     pub mode: Mode,
-    pub quiet: bool,
-    /// `--only` patterns (download): which files to fetch; empty for all.
-    pub only: Vec<String>,
-    /// `--recheck` (download): hash the data on disk instead of trusting resume data.
-    pub recheck: bool,
     pub limits: LimitArgs,
+    /// `--stall-timeout`: give up when no peer has been connected for this long.
+    pub stall_timeout: Option<Duration>,
+    /// Put before every line this node prints, when a run has several (`seeder`).
+    pub label: Option<String>,
 }
 
 impl Plan {
-    /// The plan for `download` and `seed`; `None` for the offline commands.
-    pub fn from_cli(cli: &Cli) -> Option<Plan> {
-        match &cli.command {
-            Command::Download(d) => Some(Plan {
-                torrent: d.torrent.clone(),
-                dir: d.output.clone(),
-                peers: d.peers.clone(),
-                listen: d.listen,
-                mode: Mode::Download {
-                    keep_seeding: d.seed,
-                },
-                quiet: cli.quiet,
-                only: d.only.clone(),
-                recheck: d.recheck,
-                limits: d.limits.clone(),
-            }),
-            Command::Seed(s) => Some(Plan {
-                torrent: s.torrent.clone(),
-                dir: s.data.clone(),
-                peers: s.peers.clone(),
-                listen: s.listen,
-                mode: Mode::Seed,
-                quiet: cli.quiet,
-                only: Vec::new(),
-                recheck: false,
-                limits: s.limits.clone(),
-            }),
-            Command::Info(_) | Command::Verify(_) | Command::Create(_) => None,
+    /// A plan for `sources` in `mode`, with the defaults for everything else.
+    pub fn new(sources: Vec<Source>, mode: Mode) -> Plan {
+        Plan {
+            sources,
+            peers: Vec::new(),
+            node_peers: Vec::new(),
+            listen: None,
+            mode,
+            limits: LimitArgs::default(),
+            stall_timeout: None,
+            label: None,
+        }
+    }
+
+    /// The plan for `download` and `seed`; `None` for the other commands.
+    pub fn from_cli(cli: &Cli) -> Result<Option<Plan>, Error> {
+        let plan = match &cli.command {
+            Command::Download(d) => {
+                if d.torrents.len() > 1 && !d.only.is_empty() {
+                    return Err(Error::other(
+                        "--only chooses files of one torrent: give a single torrent with it",
+                    ));
+                }
+                let sources = d
+                    .torrents
+                    .iter()
+                    .map(|t| Source {
+                        torrent: t.clone(),
+                        dir: d.output.clone(),
+                        only: d.only.clone(),
+                        recheck: d.recheck,
+                    })
+                    .collect();
+                Plan {
+                    peers: d.peers.clone(),
+                    listen: d.listen,
+                    limits: d.limits.clone(),
+                    stall_timeout: d.stall_timeout,
+                    ..Plan::new(
+                        sources,
+                        Mode::Download {
+                            keep_seeding: d.seed,
+                        },
+                    )
+                }
+            }
+            Command::Seed(s) => {
+                let sources = s
+                    .torrents
+                    .iter()
+                    .map(|t| Source {
+                        torrent: t.clone(),
+                        dir: s.data.clone(),
+                        only: Vec::new(),
+                        recheck: false,
+                    })
+                    .collect();
+                Plan {
+                    peers: s.peers.clone(),
+                    listen: s.listen,
+                    limits: s.limits.clone(),
+                    ..Plan::new(sources, Mode::Seed)
+                }
+            }
+            Command::Info(_)
+            | Command::Verify(_)
+            | Command::Create(_)
+            | Command::Demo(_)
+            | Command::Completions(_) => return Ok(None),
+        };
+        Ok(Some(plan))
+    }
+
+    /// How this node's lines start: `label: ` or nothing.
+    pub fn prefix(&self) -> String {
+        self.label
+            .as_deref()
+            .map(|l| format!("{l}: "))
+            .unwrap_or_default()
+    }
+}
+
+/// Everything one process runs on one event loop: its nodes, and where they all show
+/// their progress.
+#[derive(Debug, Clone)]
+pub struct Run {
+    pub nodes: Vec<Plan>,
+    pub board: Board,
+}
+
+impl Run {
+    /// A run of one node.
+    pub fn single(plan: Plan, board: Board) -> Run {
+        Run {
+            nodes: vec![plan],
+            board,
         }
     }
 }
@@ -68,56 +161,73 @@ impl Plan {
 mod tests {
     use super::*;
 
+    fn parse(args: &[&str]) -> Result<Option<Plan>, Error> {
+        let cli =
+            Cli::try_parse_for("t", std::iter::once("t").chain(args.iter().copied())).unwrap();
+        Plan::from_cli(&cli)
+    }
+
     #[test]
     fn plans_from_the_command_line() {
-        let cli = Cli::try_parse_for(
-            "t",
-            [
-                "t",
-                "download",
-                "x.torrent",
-                "-o",
-                "out",
-                "--peer",
-                "127.0.0.1:1",
-                "--seed",
-            ],
-        )
+        let plan = parse(&[
+            "download",
+            "x.torrent",
+            "y.torrent",
+            "-o",
+            "out",
+            "--peer",
+            "127.0.0.1:1",
+            "--seed",
+            "--recheck",
+        ])
+        .unwrap()
         .unwrap();
+        let source = |t: &str| Source {
+            torrent: TorrentRef::parse(t),
+            dir: "out".into(),
+            only: vec![],
+            recheck: true,
+        };
         assert_eq!(
-            Plan::from_cli(&cli),
-            Some(Plan {
-                torrent: "x.torrent".into(),
-                dir: "out".into(),
+            plan,
+            Plan {
+                sources: vec![source("x.torrent"), source("y.torrent")],
                 peers: vec!["127.0.0.1:1".parse().unwrap()],
-                listen: "0.0.0.0:0".parse().unwrap(),
+                node_peers: vec![],
+                listen: None,
                 mode: Mode::Download { keep_seeding: true },
-                quiet: false,
-                only: vec![],
-                recheck: false,
                 limits: LimitArgs::default(),
-            })
+                stall_timeout: None,
+                label: None,
+            }
         );
-        let cli = Cli::try_parse_for(
-            "t",
-            [
-                "t",
-                "-q",
-                "seed",
-                "x.torrent",
-                "--data",
-                "d",
-                "--listen",
-                "127.0.0.1:7",
-            ],
-        )
+        assert_eq!(plan.prefix(), "");
+
+        let plan = parse(&[
+            "seed",
+            "x.torrent",
+            "--data",
+            "d",
+            "--listen",
+            "127.0.0.1:7",
+        ])
+        .unwrap()
         .unwrap();
-        let plan = Plan::from_cli(&cli).unwrap();
         assert_eq!(plan.mode, Mode::Seed);
-        assert_eq!(plan.dir, PathBuf::from("d"));
-        assert_eq!(plan.listen.port(), 7);
-        assert!(plan.quiet);
-        let cli = Cli::try_parse_for("t", ["t", "info", "x.torrent"]).unwrap();
-        assert_eq!(Plan::from_cli(&cli), None);
+        assert_eq!(plan.sources.len(), 1);
+        assert_eq!(plan.sources[0].dir, PathBuf::from("d"));
+        assert_eq!(plan.listen.map(|l| l.port()), Some(7));
+        assert!(parse(&["info", "x.torrent"]).unwrap().is_none());
+        assert!(parse(&["demo"]).unwrap().is_none());
+    }
+
+    #[test]
+    fn only_takes_one_torrent() {
+        let err = parse(&["download", "a.torrent", "b.torrent", "--only", "*.iso"]).unwrap_err();
+        assert!(err.to_string().contains("single torrent"), "{err}");
+        let plan = parse(&["download", "a.torrent", "--only", "*.iso"])
+            .unwrap()
+            .unwrap();
+        assert_eq!(plan.sources[0].only, vec!["*.iso"]);
     }
 }

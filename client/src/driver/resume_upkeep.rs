@@ -20,6 +20,8 @@ pub(super) const SAVE_INTERVAL: Duration = Duration::from_secs(10);
 /// See the module docs.
 #[derive(Debug)]
 pub(super) struct ResumeUpkeep {
+    /// Names this torrent's saves on the pool ([`Job::SaveResume`]'s `tag`).
+    tag: u64,
     path: PathBuf,
     storage: Arc<Storage>,
     info_hash: [u8; 20],
@@ -49,6 +51,7 @@ impl ResumeUpkeep {
         first_save: Instant,
     ) -> ResumeUpkeep {
         ResumeUpkeep {
+            tag: 0,
             path,
             storage,
             info_hash,
@@ -106,6 +109,17 @@ impl ResumeUpkeep {
         (have, upkeep, line)
     }
 
+    /// The same upkeep, its saves tagged `tag` on the pool.
+    pub(super) fn tagged(mut self, tag: u64) -> ResumeUpkeep {
+        self.tag = tag;
+        self
+    }
+
+    /// The tag of its saves on the pool.
+    pub(super) fn tag(&self) -> u64 {
+        self.tag
+    }
+
     /// The core's check is over: what it found is worth saving at once.
     pub(super) fn checked(&mut self, now: Instant) {
         self.known = true;
@@ -141,6 +155,7 @@ impl ResumeUpkeep {
         self.saving = true;
         self.next_save = now + SAVE_INTERVAL;
         Some(Job::SaveResume {
+            tag: self.tag,
             storage: self.storage.clone(),
             path: self.path.clone(),
             info_hash: self.info_hash,

@@ -6,7 +6,6 @@ use tessera_core::{OpId, TrackerEvent};
 
 use super::resume_upkeep::SAVE_INTERVAL;
 use super::*;
-use crate::cli::LimitArgs;
 use crate::resume;
 use crate::testutil::{TestTorrent, torrent};
 
@@ -29,6 +28,8 @@ struct FakeCore {
     react: fn(&Input, &mut VecDeque<Output>),
     /// What `have` answers: the pieces whose `Disk` results were fed so far.
     have: Bitfield,
+    /// Torrents added, with the peers given for each.
+    added: Vec<(TorrentId, Vec<SocketAddr>)>,
 }
 
 impl Core for FakeCore {
@@ -62,6 +63,21 @@ impl Core for FakeCore {
     fn have(&self, _torrent: TorrentId) -> Option<Bitfield> {
         Some(self.have.clone())
     }
+    fn add_torrent(
+        &mut self,
+        _now: Instant,
+        _meta: Arc<Metainfo>,
+        _options: TorrentOptions,
+    ) -> Result<TorrentId, Error> {
+        let id = TorrentId(self.added.len() as u64 + 1);
+        self.added.push((id, Vec::new()));
+        Ok(id)
+    }
+    fn add_peers(&mut self, _now: Instant, torrent: TorrentId, peers: &[SocketAddr]) {
+        if let Some((_, p)) = self.added.iter_mut().find(|(id, _)| *id == torrent) {
+            p.extend_from_slice(peers);
+        }
+    }
 }
 
 #[derive(Default, Debug, PartialEq)]
@@ -84,11 +100,13 @@ impl Net for FakeNet {
     }
 }
 
+/// The first torrent's id in a `FakeCore`.
 const T: TorrentId = TorrentId(1);
 
 fn no_reaction(_: &Input, _: &mut VecDeque<Output>) {}
 
-/// Resume bookkeeping for `d`'s torrent `t`, saving to `path`, due in `SAVE_INTERVAL`.
+/// Resume bookkeeping for `d`'s first torrent `t`, saving to `path`, due in
+/// `SAVE_INTERVAL`.
 fn resumer<S: Core>(
     d: &Driver<S>,
     t: &TestTorrent,
@@ -97,12 +115,74 @@ fn resumer<S: Core>(
 ) -> ResumeUpkeep {
     ResumeUpkeep::new(
         path.to_owned(),
-        d.storages[&T].clone(),
+        d.entries[0].storage.clone(),
         t.meta.info_hash.0,
         true,
         unsaved,
         d.now() + SAVE_INTERVAL,
     )
+}
+
+/// Writes `t`'s files under `dir`, as a seeder has them.
+fn write_data(t: &TestTorrent, dir: &std::path::Path) {
+    for (i, f) in t.meta.info.files.iter().enumerate() {
+        let path = f.path.iter().fold(dir.to_path_buf(), |p, c| p.join(c));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, t.file(i)).unwrap();
+    }
+}
+
+fn fake_core(react: fn(&Input, &mut VecDeque<Output>), pieces: usize) -> FakeCore {
+    FakeCore {
+        outputs: VecDeque::new(),
+        inputs: Vec::new(),
+        shutdowns: 0,
+        deadline: Instant::FAR_FUTURE,
+        react,
+        have: Bitfield::new(pieces),
+        added: Vec::new(),
+    }
+}
+
+fn source(dir: &std::path::Path) -> Source {
+    Source {
+        torrent: crate::torrent::TorrentRef::File("d.torrent".into()),
+        dir: dir.to_path_buf(),
+        only: vec![],
+        recheck: false,
+    }
+}
+
+/// A driver for a plan of `torrents` (added, with their data written first for a
+/// seeder), on a `FakeCore`.
+fn driver_of(
+    mode: Mode,
+    dir: &std::path::Path,
+    react: fn(&Input, &mut VecDeque<Output>),
+    torrents: &[&TestTorrent],
+    stall_timeout: Option<Duration>,
+) -> Driver<FakeCore> {
+    let plan = Plan {
+        peers: vec!["127.0.0.1:6881".parse().unwrap()],
+        stall_timeout,
+        ..Plan::new(torrents.iter().map(|_| source(dir)).collect(), mode)
+    };
+    let pool = DiskPool::new(2, Arc::new(|| {})).unwrap();
+    let pieces = torrents.first().map_or(0, |t| t.meta.num_pieces() as usize);
+    let mut d = Driver::with_session(
+        fake_core(react, pieces),
+        pool,
+        &plan,
+        Board::quiet(),
+        grace(),
+    );
+    for (i, t) in torrents.iter().enumerate() {
+        if mode == Mode::Seed {
+            write_data(t, dir);
+        }
+        d.add_torrent(i, &plan.sources[i], t.meta.clone()).unwrap();
+    }
+    d
 }
 
 fn driver(
@@ -111,37 +191,7 @@ fn driver(
     react: fn(&Input, &mut VecDeque<Output>),
 ) -> (Driver<FakeCore>, TestTorrent) {
     let t = torrent("d", &[("a", 40_000, false), ("b", 10_000, false)], 16384);
-    let storage = Arc::new(Storage::new(dir, t.meta.clone()).unwrap());
-    storage.prepare().unwrap();
-    let core = FakeCore {
-        outputs: VecDeque::new(),
-        inputs: Vec::new(),
-        shutdowns: 0,
-        deadline: Instant::FAR_FUTURE,
-        react,
-        have: Bitfield::new(t.meta.num_pieces() as usize),
-    };
-    let plan = Plan {
-        torrent: "d.torrent".into(),
-        dir: dir.to_path_buf(),
-        peers: vec![],
-        listen: "127.0.0.1:0".parse().unwrap(),
-        mode,
-        quiet: true,
-        only: vec![],
-        recheck: false,
-        limits: LimitArgs::default(),
-    };
-    let pool = DiskPool::new(2, Arc::new(|| {})).unwrap();
-    let d = Driver::from_parts(
-        core,
-        pool,
-        Progress::new(true, mode, "d", t.meta.total_length(), dir.to_path_buf()),
-        T,
-        storage,
-        &plan,
-        grace(),
-    );
+    let d = driver_of(mode, dir, react, &[&t], None);
     (d, t)
 }
 
@@ -392,7 +442,7 @@ fn a_download_stops_cleanly_once_complete() {
     push(&mut d, [Output::Event(Event::Stopped)]);
     d.drain(&mut net);
     assert_eq!(d.finished(), Some(Exit::Success));
-    assert_eq!(d.progress.peers_seen.len(), 1);
+    assert_eq!(d.progress.peers_seen(0), 1);
     assert_eq!(d.finish(), Exit::Success);
 }
 
@@ -470,7 +520,7 @@ fn ctrl_c_waits_for_queued_writes_then_saves_resume_data() {
         },
     );
     let path = dir.path().join(".tessera/x.resume");
-    d.resumer = Some(resumer(&d, &t, &path, false));
+    d.entries[0].resumer = Some(resumer(&d, &t, &path, false));
     let l = t.meta.layout();
     // Two verified pieces handed to the pool, not yet written when Ctrl-C comes.
     for p in [1u32, 3] {
@@ -511,7 +561,7 @@ fn a_second_ctrl_c_saves_nothing() {
         no_reaction,
     );
     let path = dir.path().join(".tessera/x.resume");
-    d.resumer = Some(resumer(&d, &t, &path, true));
+    d.entries[0].resumer = Some(resumer(&d, &t, &path, true));
     let mut net = FakeNet::default();
     d.request_shutdown(&mut net);
     d.request_shutdown(&mut net);
@@ -544,4 +594,271 @@ fn tracker_problems_are_reported_once() {
     );
     d.drain(&mut net);
     assert!(d.progress.tracker_problems.is_empty());
+}
+
+#[test]
+fn several_torrents_share_the_session_and_end_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = torrent("a", &[("x", 40_000, false)], 16384);
+    let b = torrent("b", &[("", 20_000, false)], 16384);
+    let mut d = driver_of(
+        Mode::Download {
+            keep_seeding: false,
+        },
+        dir.path(),
+        no_reaction,
+        &[&a, &b],
+        None,
+    );
+    // One session: both torrents in it, each with the plan's peers.
+    let peer: SocketAddr = "127.0.0.1:6881".parse().unwrap();
+    assert_eq!(
+        d.session.added,
+        vec![(TorrentId(1), vec![peer]), (TorrentId(2), vec![peer])]
+    );
+    assert_eq!(d.entries.len(), 2);
+    assert_ne!(
+        d.entries[0].storage.path(0),
+        d.entries[1].storage.path(0),
+        "each its own storage"
+    );
+    let mut net = FakeNet::default();
+    push(
+        &mut d,
+        [Output::Event(Event::Complete {
+            torrent: TorrentId(2),
+        })],
+    );
+    d.drain(&mut net);
+    assert_eq!(d.session.shutdowns, 0, "one torrent is still downloading");
+    push(
+        &mut d,
+        [Output::Event(Event::Complete {
+            torrent: TorrentId(1),
+        })],
+    );
+    d.drain(&mut net);
+    assert_eq!(d.session.shutdowns, 1);
+    push(&mut d, [Output::Event(Event::Stopped)]);
+    d.drain(&mut net);
+    assert_eq!(d.finish(), Exit::Success);
+    // Each saved its own resume data.
+    for t in [&a, &b] {
+        let path = resume::resume_path(dir.path(), &t.meta.info_hash.to_string());
+        assert_eq!(
+            resume::ResumeData::load(&path).unwrap().info_hash,
+            t.meta.info_hash.0
+        );
+    }
+}
+
+#[test]
+fn a_disk_error_fails_one_torrent_and_the_others_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = torrent("a", &[("x", 40_000, false)], 16384);
+    let b = torrent("b", &[("", 20_000, false)], 16384);
+    let mut d = driver_of(
+        Mode::Download {
+            keep_seeding: false,
+        },
+        dir.path(),
+        no_reaction,
+        &[&a, &b],
+        None,
+    );
+    let mut net = FakeNet::default();
+    push(
+        &mut d,
+        [Output::Event(Event::DiskError {
+            torrent: TorrentId(1),
+            message: "writing /x: No space left on device".into(),
+        })],
+    );
+    d.drain(&mut net);
+    assert_eq!(d.session.shutdowns, 0);
+    push(
+        &mut d,
+        [Output::Event(Event::Complete {
+            torrent: TorrentId(2),
+        })],
+    );
+    d.drain(&mut net);
+    assert_eq!(d.session.shutdowns, 1);
+    push(&mut d, [Output::Event(Event::Stopped)]);
+    d.drain(&mut net);
+    assert_eq!(
+        d.finish(),
+        Exit::Failed("a: disk error: writing /x: No space left on device".into())
+    );
+}
+
+#[test]
+fn a_seeder_without_data_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = torrent("gone", &[("a", 40_000, false)], 16384);
+    let plan = Plan::new(vec![source(dir.path())], Mode::Seed);
+    let pool = DiskPool::new(1, Arc::new(|| {})).unwrap();
+    let mut d = Driver::with_session(
+        fake_core(no_reaction, 3),
+        pool,
+        &plan,
+        Board::quiet(),
+        grace(),
+    );
+    let err = d
+        .add_torrent(0, &plan.sources[0], t.meta.clone())
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        format!(
+            "no data to seed for gone: {} does not exist (--data names the directory that \
+             holds it, as `download -o` left it)",
+            dir.path().join("gone").display()
+        )
+    );
+    // Nothing was created, and the session never heard of it.
+    assert!(!dir.path().join("gone").exists());
+    assert!(d.session.added.is_empty());
+}
+
+#[test]
+fn a_seeder_whose_files_hold_other_data_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut d, _) = driver(Mode::Seed, dir.path(), no_reaction);
+    let mut net = FakeNet::default();
+    push(
+        &mut d,
+        [Output::Event(Event::Checked {
+            torrent: T,
+            have: 0,
+            total: 4,
+        })],
+    );
+    d.drain(&mut net);
+    assert_eq!(d.session.shutdowns, 1);
+    push(&mut d, [Output::Event(Event::Stopped)]);
+    d.drain(&mut net);
+    let Some(Exit::Failed(m)) = d.finished() else {
+        panic!("{:?}", d.finished())
+    };
+    assert!(
+        m.starts_with("no data to seed: none of the 4 pieces in ")
+            && m.ends_with("hold other data)"),
+        "{m}"
+    );
+}
+
+#[test]
+fn an_output_that_is_a_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("notes.txt");
+    std::fs::write(&file, b"x").unwrap();
+    let t = torrent("d", &[("a", 40_000, false)], 16384);
+    let mode = Mode::Download {
+        keep_seeding: false,
+    };
+    let plan = Plan::new(vec![source(&file)], mode);
+    let pool = DiskPool::new(1, Arc::new(|| {})).unwrap();
+    let mut d = Driver::with_session(
+        fake_core(no_reaction, 3),
+        pool,
+        &plan,
+        Board::quiet(),
+        grace(),
+    );
+    let err = d
+        .add_torrent(0, &plan.sources[0], t.meta.clone())
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        format!(
+            "{} is not a directory: -o must name a directory (it is created if missing)",
+            file.display()
+        )
+    );
+}
+
+#[test]
+fn the_same_torrent_twice_or_two_in_one_place_are_refused() {
+    let a = torrent("same", &[("x", 40_000, false)], 16384);
+    let mut other = (*torrent("same", &[("y", 1000, false)], 16384).meta).clone();
+    other.info_hash = tessera_core::InfoHash([9; 20]);
+    let other = Arc::new(other);
+    let src = |name: &str, dir: &str| Source {
+        torrent: crate::torrent::TorrentRef::File(name.into()),
+        dir: dir.into(),
+        only: vec![],
+        recheck: false,
+    };
+    let err = check_distinct(
+        &[src("a.torrent", "out"), src("copy.torrent", "elsewhere")],
+        &[a.meta.clone(), a.meta.clone()],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.starts_with("a.torrent and copy.torrent are the same torrent (info hash "),
+        "{err}"
+    );
+    let err = check_distinct(
+        &[src("a.torrent", "out"), src("b.torrent", "out")],
+        &[a.meta.clone(), other.clone()],
+    )
+    .unwrap_err()
+    .to_string();
+    assert_eq!(
+        err,
+        "a.torrent and b.torrent would both put their data at out/same: download them into \
+         different directories"
+    );
+    assert!(
+        check_distinct(
+            &[src("a.torrent", "out"), src("b.torrent", "out2")],
+            &[a.meta.clone(), other]
+        )
+        .is_ok()
+    );
+}
+
+#[test]
+fn a_download_alone_too_long_gives_up_with_the_stall_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = torrent("lonely", &[("a", 40_000, false)], 16384);
+    let mut d = driver_of(
+        Mode::Download {
+            keep_seeding: false,
+        },
+        dir.path(),
+        no_reaction,
+        &[&t],
+        Some(Duration::from_secs(45)),
+    );
+    let mut net = FakeNet::default();
+    push(
+        &mut d,
+        [Output::Event(Event::PeerClosed {
+            torrent: Some(T),
+            addr: "127.0.0.1:6881".parse().unwrap(),
+            reason: "Connection refused (os error 111)".into(),
+        })],
+    );
+    d.drain(&mut net);
+    // The stall is the next thing due, and its deadline wakes the loop.
+    assert!(d.timeout().is_some_and(|t| t <= Duration::from_secs(30)));
+    d.handle_timeout(&mut net);
+    assert_eq!(d.session.shutdowns, 0);
+    // 46 s later (on the driver's clock).
+    d.epoch -= Duration::from_secs(46);
+    d.handle_timeout(&mut net);
+    assert_eq!(d.session.shutdowns, 1);
+    push(&mut d, [Output::Event(Event::Stopped)]);
+    d.drain(&mut net);
+    assert_eq!(
+        d.finished(),
+        Some(Exit::Failed(
+            "no peer within 45s (--stall-timeout); the reasons are above".into()
+        ))
+    );
 }

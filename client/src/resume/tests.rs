@@ -190,7 +190,28 @@ fn saved_data_is_used_until_a_file_changes() {
     std::thread::sleep(std::time::Duration::from_millis(20));
     write_piece(&t, &s, 4);
     match startup(&t.meta, &s, &path, false) {
-        Startup::Check(m) => assert!(m.contains("out of date") && m.contains("c.bin"), "{m}"),
+        Startup::Check(m) => assert!(
+            m.starts_with("resume data out of date: r/b/c.bin was created after the last save (")
+                && m.ends_with(" KiB)"),
+            "{m}"
+        ),
+        other => panic!("stale resume data trusted: {other:?}"),
+    }
+    // Saved again, then written again in place: same size, later modification time.
+    save(&s, &path, t.meta.info_hash.0, some_have(&t, &[0, 1, 2, 4])).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    write_piece(&t, &s, 4);
+    match startup(&t.meta, &s, &path, false) {
+        Startup::Check(m) => {
+            assert!(
+                m.starts_with(
+                    "resume data out of date: r/b/c.bin was written after the last save \
+                     (modified 20"
+                ) && m.contains(" UTC, saved as of 20")
+                    && m.ends_with(" UTC)"),
+                "{m}"
+            );
+        }
         other => panic!("stale resume data trusted: {other:?}"),
     }
     // Saved again, then a file is truncated behind our back, or removed.
@@ -208,7 +229,9 @@ fn saved_data_is_used_until_a_file_changes() {
         .unwrap();
     assert!(matches!(
         startup(&t.meta, &s, &path, false),
-        Startup::Check(_)
+        Startup::Check(ref m) if m.starts_with(
+            "resume data out of date: r/a.bin changed size after the last save (100 B, was "
+        )
     ));
     std::fs::remove_file(&a).unwrap();
     assert!(matches!(

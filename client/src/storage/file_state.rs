@@ -66,18 +66,14 @@ impl FileState {
     }
 }
 
-/// In words, for the reason resume data is out of date ("12 bytes, modified at ...").
+/// In words, for the reason resume data is out of date ("12 bytes").
 impl fmt::Display for FileState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             FileState::Untracked => f.write_str("not tracked"),
             FileState::NotChosen => f.write_str("not chosen"),
             FileState::Missing => f.write_str("missing"),
-            FileState::Present { size, mtime } => write!(
-                f,
-                "{size} bytes, modified at {}.{:09}",
-                mtime.secs, mtime.nanos
-            ),
+            FileState::Present { size, .. } => write!(f, "{size} bytes"),
         }
     }
 }

@@ -24,10 +24,10 @@ impl Harness {
         let mut udp = udp;
         if let Some(u) = &mut udp {
             poll.registry()
-                .register(u, UDP, Interest::READABLE)
+                .register(u, udp_token(0), Interest::READABLE)
                 .unwrap();
         }
-        let net = MioNet::new(poll.registry().try_clone().unwrap(), udp);
+        let net = MioNet::new(poll.registry().try_clone().unwrap(), 0, udp);
         Harness {
             poll,
             events: Events::with_capacity(64),
@@ -256,7 +256,7 @@ fn accepted_streams_and_datagrams() {
     let mut listener = TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     h.poll
         .registry()
-        .register(&mut listener, LISTENER, Interest::READABLE)
+        .register(&mut listener, listener_token(0), Interest::READABLE)
         .unwrap();
     let mut client = StdStream::connect(listener.local_addr().unwrap()).unwrap();
     let deadline = StdInstant::now() + Duration::from_secs(20);
@@ -307,4 +307,28 @@ fn accepted_streams_and_datagrams() {
     // The peer resets: closed with or without an error, but closed.
     drop(client);
     h.until("the close", |s| closed(s, conn).is_some());
+}
+
+#[test]
+fn every_token_names_its_node() {
+    let poll = Poll::new().unwrap();
+    let mut net = MioNet::new(poll.registry().try_clone().unwrap(), 3, None);
+    let listener = StdListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    for conn in 1..=40u64 {
+        let stream = TcpStream::from_std(StdStream::connect(addr).unwrap());
+        net.adopt(ConnId(conn), stream, false);
+    }
+    assert_eq!(net.tokens.len(), 40);
+    for token in net.tokens.keys() {
+        assert_eq!(node_of(*token), 3, "{token:?}");
+        assert!(token.0 >= FIRST_CONN_SLOT * MAX_NODES, "{token:?}");
+    }
+    for node in 0..MAX_NODES {
+        assert_eq!(node_of(listener_token(node)), node);
+        assert_eq!(node_of(udp_token(node)), node);
+    }
+    for shared in [WAKER, SIGNALS] {
+        assert!(shared != listener_token(node_of(shared)) && shared != udp_token(node_of(shared)));
+    }
 }

@@ -17,7 +17,7 @@ const LIMIT: Duration = Duration::from_secs(20);
 struct Harness {
     ex: &'static LocalExecutor<'static>,
     net: SmolNet<'static>,
-    wakeups: Receiver<Wakeup>,
+    wakeups: Receiver<(usize, Wakeup)>,
     /// Events reported, in order.
     seen: Vec<NetEvent>,
     /// Inbound connections, not yet adopted.
@@ -31,11 +31,12 @@ impl Harness {
         let (events, wakeups) = channel::bounded(EVENT_QUEUE);
         let udp = udp.map(|u| Rc::new(Async::new(u).unwrap()));
         if let Some(u) = &udp {
-            ex.spawn(datagram_loop(u.clone(), events.clone())).detach();
+            ex.spawn(datagram_loop(u.clone(), Events::new(0, events.clone())))
+                .detach();
         }
         Harness {
             ex,
-            net: SmolNet::new(ex, events, udp),
+            net: SmolNet::new(ex, Events::new(0, events), udp),
             wakeups,
             seen: Vec::new(),
             accepted: Vec::new(),
@@ -69,7 +70,7 @@ impl Harness {
                     None
                 })
                 .await;
-                match wakeup {
+                match wakeup.map(|(_, w)| w) {
                     Some(Wakeup::Net(event)) => {
                         net.forget_if_closed(&event);
                         seen.push(event);
@@ -181,7 +182,7 @@ fn close_by_the_core_cancels_the_task_and_closes_the_socket() {
     h.net.close(conn);
     assert!(h.net.conns.is_empty());
     // What was read before the close is still handed out (the core ignores it).
-    let Ok(Wakeup::Net(event)) = h.wakeups.try_recv() else {
+    let Ok((0, Wakeup::Net(event))) = h.wakeups.try_recv() else {
         panic!("expected the Received");
     };
     assert!(matches!(event, NetEvent::Received(c, _) if c == conn));
@@ -257,7 +258,7 @@ fn sent_reports_only_what_a_slow_socket_took() {
     while sent(&h.seen, conn) != last {
         last = sent(&h.seen, conn);
         h.stall(Duration::from_millis(300));
-        while let Ok(Wakeup::Net(e)) = h.wakeups.try_recv() {
+        while let Ok((_, Wakeup::Net(e))) = h.wakeups.try_recv() {
             h.seen.push(e);
         }
     }
@@ -309,7 +310,7 @@ fn a_busy_driver_holds_back_the_peers() {
     );
     // Each queued event is one read of at most a chunk.
     let queued: usize = std::iter::from_fn(|| h.wakeups.try_recv().ok())
-        .map(|w| match w {
+        .map(|(_, w)| match w {
             Wakeup::Net(e) => {
                 let n = match &e {
                     NetEvent::Received(_, d) => d.len(),
