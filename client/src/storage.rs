@@ -220,6 +220,19 @@ impl Storage {
             .is_some_and(|f| f.padding || f.path.is_file())
     }
 
+    /// How many bytes file `file` has on disk (`None`: it does not exist). A padding file
+    /// is never on disk: its full length, as it reads as zeros.
+    pub fn len_on_disk(&self, file: usize) -> Option<u64> {
+        let f = self.files.get(file)?;
+        if f.padding {
+            return Some(f.length);
+        }
+        fs::metadata(&f.path)
+            .ok()
+            .filter(|m| m.is_file())
+            .map(|m| m.len())
+    }
+
     /// The state of each file for resume data: padding and zero-length files are not
     /// tracked, skipped files are `NotChosen`, the others as they are on disk.
     pub fn file_states(&self) -> Vec<FileState> {

@@ -14,15 +14,56 @@ use crate::pool::{Completion, DiskPool, Job};
 use crate::storage::Storage;
 use crate::ui::PieceProgress;
 
+/// How one file stands on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileCheck {
+    /// Every piece overlapping it verified (a zero-length file: it exists).
+    Complete,
+    /// It does not exist.
+    Missing,
+    /// It is shorter than the torrent says: `on_disk` of `length` bytes.
+    Short { on_disk: u64, length: u64 },
+    /// It has its full size, but `bad` of its `pieces` pieces fail their hash check.
+    Damaged { bad: u32, pieces: u32 },
+}
+
+impl FileCheck {
+    pub fn is_complete(self) -> bool {
+        self == FileCheck::Complete
+    }
+
+    fn word(self) -> &'static str {
+        match self {
+            FileCheck::Complete => "complete",
+            FileCheck::Missing => "missing",
+            FileCheck::Short { .. } => "incomplete",
+            FileCheck::Damaged { .. } => "damaged",
+        }
+    }
+
+    fn detail(self) -> String {
+        match self {
+            FileCheck::Complete | FileCheck::Missing => String::new(),
+            FileCheck::Short { on_disk, length } => format!(
+                " ({} of {} on disk)",
+                crate::ui::human_size(on_disk),
+                crate::ui::human_size(length)
+            ),
+            FileCheck::Damaged { bad, pieces } => {
+                format!(" ({bad} of {pieces} pieces fail their hash check)")
+            }
+        }
+    }
+}
+
 /// What is on disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifyReport {
     /// Per piece: its hash matched.
     pub pieces: Vec<bool>,
-    /// Per data file (padding files are left out): its path joined with `/`, and whether
-    /// it is complete: every piece overlapping it verified, or, for a zero-length file,
-    /// it exists.
-    pub files: Vec<(String, bool)>,
+    /// Per data file (padding files are left out): its path joined with `/`, and how it
+    /// stands.
+    pub files: Vec<(String, FileCheck)>,
 }
 
 impl VerifyReport {
@@ -31,21 +72,53 @@ impl VerifyReport {
     }
 
     pub fn complete(&self) -> bool {
-        self.pieces.iter().all(|&ok| ok) && self.files.iter().all(|&(_, ok)| ok)
+        self.pieces.iter().all(|&ok| ok) && self.files.iter().all(|&(_, f)| f.is_complete())
     }
 
-    /// `pieces: a of b complete`, then one line per file.
+    /// `pieces: a of b complete`, then one line per file: complete, missing, incomplete
+    /// (shorter than it should be) or damaged (its size, with pieces failing).
     pub fn text(&self) -> String {
         let mut out = format!(
             "pieces: {} of {} complete\nfiles:\n",
             self.pieces_ok(),
             self.pieces.len()
         );
-        for (path, ok) in &self.files {
-            let state = if *ok { "complete" } else { "incomplete" };
-            let _ = writeln!(out, "  {state:<10}  {}", printable(path));
+        for (path, check) in &self.files {
+            let _ = writeln!(
+                out,
+                "  {:<10}  {}{}",
+                check.word(),
+                printable(path),
+                check.detail()
+            );
         }
         out
+    }
+
+    /// What is wrong, in a few words (`1 file missing, 2 damaged`), for the exit line.
+    pub fn problems(&self) -> String {
+        let count = |word: &str| self.files.iter().filter(|(_, f)| f.word() == word).count();
+        let parts: Vec<String> = [
+            ("missing", "missing"),
+            ("damaged", "damaged"),
+            ("incomplete", "incomplete"),
+        ]
+        .iter()
+        .filter_map(|&(word, text)| {
+            let n = count(word);
+            (n > 0).then(|| format!("{n} {text}"))
+        })
+        .collect();
+        let n = self.files.len();
+        format!(
+            "of {n} file{}: {}",
+            if n == 1 { "" } else { "s" },
+            if parts.is_empty() {
+                "none damaged (pieces shared with other data fail)".to_string()
+            } else {
+                parts.join(", ")
+            }
+        )
     }
 }
 
@@ -61,12 +134,11 @@ pub fn run(args: &VerifyArgs, quiet: bool) -> Result<Exit, Error> {
     if report.complete() {
         Ok(Exit::Success)
     } else {
-        let bad_files = report.files.iter().filter(|(_, ok)| !ok).count();
         Ok(Exit::Failed(format!(
-            "incomplete: {} of {} pieces verified, {bad_files} of {} files incomplete",
+            "incomplete: {} of {} pieces verified; {}",
             report.pieces_ok(),
             report.pieces.len(),
-            report.files.len()
+            report.problems()
         )))
     }
 }
@@ -124,12 +196,23 @@ pub fn verify(
         .filter(|(_, f)| !f.padding)
         .map(|(i, f)| {
             let range = layout.file_pieces(i);
-            let complete = if range.is_empty() {
-                storage.exists(i)
-            } else {
-                range.into_iter().all(|p| pieces[p as usize])
+            let check = match storage.len_on_disk(i) {
+                None => FileCheck::Missing,
+                Some(n) if n < f.length => FileCheck::Short {
+                    on_disk: n,
+                    length: f.length,
+                },
+                Some(_) => {
+                    let total = range.len() as u32;
+                    let bad = range.filter(|&p| !pieces[p as usize]).count() as u32;
+                    if bad == 0 {
+                        FileCheck::Complete
+                    } else {
+                        FileCheck::Damaged { bad, pieces: total }
+                    }
+                }
             };
-            (f.path.join("/"), complete)
+            (f.path.join("/"), check)
         })
         .collect();
     Ok(VerifyReport { pieces, files })
@@ -188,17 +271,35 @@ mod tests {
         bytes[20_000] ^= 0xff;
         fs::write(&b, bytes).unwrap();
         fs::remove_file(dir.path().join("v/z")).unwrap();
+        let c = dir.path().join("v/c");
+        fs::write(&c, &t.file(4)[..1000]).unwrap();
         let r = check(&t, dir.path());
         assert!(!r.complete());
-        assert_eq!(r.pieces, vec![true, true, true, false, true]);
+        assert_eq!(r.pieces, vec![true, true, true, false, false]);
         assert_eq!(
             r.files,
             vec![
-                ("v/a".to_string(), true),
-                ("v/b".to_string(), false),
-                ("v/z".to_string(), false),
-                ("v/c".to_string(), true),
+                ("v/a".to_string(), FileCheck::Complete),
+                ("v/b".to_string(), FileCheck::Damaged { bad: 2, pieces: 3 }),
+                ("v/z".to_string(), FileCheck::Missing),
+                (
+                    "v/c".to_string(),
+                    FileCheck::Short {
+                        on_disk: 1000,
+                        length: 5000
+                    }
+                ),
             ]
+        );
+        assert_eq!(
+            r.text(),
+            "pieces: 3 of 5 complete\nfiles:\n  complete    v/a\n  damaged     v/b (2 of 3 \
+             pieces fail their hash check)\n  missing     v/z\n  incomplete  v/c (1000 B of \
+             4.9 KiB on disk)\n"
+        );
+        assert_eq!(
+            r.problems(),
+            "of 4 files: 1 missing, 1 damaged, 1 incomplete"
         );
     }
 
@@ -208,10 +309,11 @@ mod tests {
         let t = torrent("single", &[("", 70_000, false)], 32768);
         let r = check(&t, dir.path());
         assert_eq!(r.pieces, vec![false; 3]);
-        assert_eq!(r.files, vec![("single".to_string(), false)]);
+        assert_eq!(r.files, vec![("single".to_string(), FileCheck::Missing)]);
         assert_eq!(
             r.text(),
-            "pieces: 0 of 3 complete\nfiles:\n  incomplete  single\n"
+            "pieces: 0 of 3 complete\nfiles:\n  missing     single\n"
         );
+        assert_eq!(r.problems(), "of 1 file: 1 missing");
     }
 }
