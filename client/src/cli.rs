@@ -43,7 +43,7 @@ pub enum Command {
     /// See it work, offline: a seeder and a few downloaders in this process share a
     /// made-up payload over loopback, and the copies are checked byte for byte
     Demo(DemoArgs),
-    /// Print a shell completion script (`source <(tessera-mio completions bash)`)
+    /// Print a completion script for bash, zsh or fish on stdout (bash: `source <(... completions bash)`)
     Completions(CompletionsArgs),
 }
 

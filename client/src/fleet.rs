@@ -57,13 +57,14 @@ impl<N: Net> Fleet<N> {
             .filter_map(|(i, n)| n.as_mut().map(|n| (i, n)))
     }
 
-    /// How long the loop may sleep: the earliest of the nodes' timeouts.
+    /// How long the loop may sleep: the earliest of the nodes' timeouts, or not at all
+    /// while a node is over and waits for [`Fleet::settle`].
     pub fn timeout(&self) -> Option<Duration> {
-        self.nodes
-            .iter()
-            .flatten()
-            .filter_map(|n| n.driver.timeout())
-            .min()
+        let live = self.nodes.iter().flatten();
+        if live.clone().any(|n| n.driver.finished().is_some()) {
+            return Some(Duration::ZERO);
+        }
+        live.filter_map(|n| n.driver.timeout()).min()
     }
 
     /// Ctrl-C (or SIGTERM), for every node.

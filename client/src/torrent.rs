@@ -81,17 +81,17 @@ pub fn load(path: &Path) -> Result<Arc<Metainfo>, Error> {
         return Err(not_a_torrent(path, None));
     }
     // A torrent file is a bencoded dictionary: anything else (text, an image, a web page
-    // saved instead of the torrent) is named as what it is not, not by a decoder's words.
+    // saved instead of the torrent) is named as what it is not, with its first bytes.
     if bytes.first() != Some(&b'd') {
+        let start = String::from_utf8_lossy(&bytes[..bytes.len().min(16)]).into_owned();
+        let what = if bytes.is_empty() {
+            "it is empty".to_string()
+        } else {
+            format!("it starts with \"{}\"", crate::output::printable(&start))
+        };
         return Err(Error::other(format!(
-            "{} is not a torrent file (a .torrent file starts with `d`, a bencoded \
-             dictionary{})",
-            path.display(),
-            if bytes.is_empty() {
-                "; this one is empty".to_string()
-            } else {
-                String::new()
-            }
+            "{} is not a torrent file ({what})",
+            path.display()
         )));
     }
     Metainfo::from_bytes(&bytes)
@@ -163,9 +163,13 @@ mod tests {
     fn other_files_are_not_torrent_files() {
         let dir = tempfile::tempdir().unwrap();
         for (name, bytes, tail) in [
-            ("page.html", &b"<html>hello</html>"[..], "dictionary)"),
-            ("empty.torrent", b"", "dictionary; this one is empty)"),
-            ("list.torrent", b"le", "dictionary)"),
+            (
+                "page.html",
+                &b"<!DOCTYPE html><html>hello</html>"[..],
+                "(it starts with \"<!DOCTYPE html><\")",
+            ),
+            ("empty.torrent", b"", "(it is empty)"),
+            ("list.torrent", b"le\n", "(it starts with \"le\\n\")"),
         ] {
             let path = dir.path().join(name);
             std::fs::write(&path, bytes).unwrap();

@@ -113,7 +113,7 @@ pub fn status_text(stats: &TorrentStats, eta: Option<Duration>, with_amounts: bo
     }
     if stats.complete {
         return format!(
-            "complete, seeding: {}, {} up, {} uploaded",
+            "complete, {}, {} up, {} uploaded",
             peers(stats.peers),
             human_rate(stats.upload_rate),
             human_size(stats.uploaded)
@@ -568,7 +568,7 @@ mod tests {
         };
         assert_eq!(
             plain_line("x", &seeding, None),
-            "x: complete, seeding: 1 peer, 512.0 KiB/s up, 3.0 MiB uploaded"
+            "x: complete, 1 peer, 512.0 KiB/s up, 3.0 MiB uploaded"
         );
         assert_eq!(tenth(&TorrentStats::default()), 10);
     }

@@ -482,6 +482,7 @@ pub fn run(run: &Run) -> Result<Vec<Exit>, Error> {
         n.driver.drain(&mut n.net);
         pump(&mut n.driver, &mut n.net.net);
     }
+    fleet.settle();
     while !fleet.done() {
         let more = fleet.live().any(|(_, n)| n.net.net.has_more_to_read());
         let timeout = if more {

@@ -366,6 +366,7 @@ async fn drive(ex: &LocalExecutor<'static>, run: &Run) -> Result<Vec<Exit>, Erro
     for (_, n) in fleet.live() {
         n.driver.drain(&mut n.net);
     }
+    fleet.settle();
     while !fleet.done() {
         // Sleep until a task reports something, a pool finishes a job or the deadline.
         let timer = fleet.timeout().map_or_else(Timer::never, Timer::after);

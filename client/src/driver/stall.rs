@@ -86,33 +86,53 @@ impl Cause {
     }
 }
 
-/// Counts and a few example addresses.
+/// Peers kept per cause, to count them once however often they are redialled.
+const MAX_ADDRS: usize = 1024;
+
+/// The peers a cause applies to (each once), a few examples and how often it happened.
 #[derive(Debug, Clone, Default)]
 struct Tally {
-    count: usize,
+    attempts: usize,
+    addrs: HashSet<SocketAddr>,
     examples: Vec<SocketAddr>,
 }
 
 impl Tally {
     fn add(&mut self, addr: SocketAddr) {
-        self.count += 1;
+        self.attempts += 1;
+        if self.addrs.len() < MAX_ADDRS {
+            self.addrs.insert(addr);
+        }
         if self.examples.len() < EXAMPLES && !self.examples.contains(&addr) {
             self.examples.push(addr);
         }
     }
 
+    fn peers(&self) -> usize {
+        self.addrs.len().max(1)
+    }
+
     fn who(&self) -> String {
         let list: Vec<String> = self.examples.iter().map(ToString::to_string).collect();
-        let more = self.count.saturating_sub(self.examples.len());
+        let more = self.peers().saturating_sub(self.examples.len());
         let list = if more > 0 {
             format!("{} and {more} more", list.join(", "))
         } else {
             list.join(", ")
         };
-        if self.count == 1 {
+        if self.peers() == 1 {
             format!("1 peer ({list})")
         } else {
-            format!("{} peers ({list})", self.count)
+            format!("{} peers ({list})", self.peers())
+        }
+    }
+
+    /// ` (N attempts)` when peers were tried more than once each.
+    fn attempts(&self) -> String {
+        if self.attempts > self.peers() {
+            format!(" ({} attempts)", self.attempts)
+        } else {
+            String::new()
         }
     }
 }
@@ -142,10 +162,15 @@ impl Watch {
             .map(|(url, word)| format!("tracker {url}: {word}"))
             .collect();
         for (cause, tally) in &self.causes {
-            lines.push(format!("{} {}", tally.who(), cause.words(tally.count)));
+            lines.push(format!(
+                "{} {}{}",
+                tally.who(),
+                cause.words(tally.peers()),
+                tally.attempts()
+            ));
         }
         for (reason, tally) in &self.other {
-            lines.push(format!("{}: {reason}", tally.who()));
+            lines.push(format!("{}: {reason}{}", tally.who(), tally.attempts()));
         }
         if lines.is_empty() {
             lines.push("no tracker has listed a peer and no --peer was given".into());
@@ -309,7 +334,7 @@ mod tests {
         s.start(0, at(0));
         assert_eq!(s.next_deadline(), Some(at(30)));
         s.tracker_problem(0, "http://t/announce", "connection refused (os error 111)");
-        for port in [1, 2, 3] {
+        for port in [1, 2, 3, 1] {
             s.peer_closed(0, addr(port), "Connection refused (os error 111)", at(1));
         }
         s.peer_closed(0, addr(4), "closed by remote", at(2));
@@ -326,7 +351,7 @@ mod tests {
                 causes: vec![
                     "tracker http://t/announce: connection refused (os error 111)".into(),
                     "3 peers (127.0.0.1:1, 127.0.0.1:2 and 1 more) refused the connection \
-                     (nothing listens at those addresses)"
+                     (nothing listens at those addresses) (4 attempts)"
                         .into(),
                     "1 peer (127.0.0.1:6) reset the connection".into(),
                     "1 peer (127.0.0.1:5) did not answer in time".into(),
