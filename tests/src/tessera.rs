@@ -1,7 +1,7 @@
 //! Running Tessera's binaries with the command-line contract of GUIDE.md section 4.
 //!
 //! ```text
-//! <bin> download <TORRENT> -o DIR [--peer HOST:PORT]... [--listen ADDR:PORT] [--seed]
+//! <bin> download <TORRENT>... -o DIR [--peer HOST:PORT]... [--listen ADDR:PORT] [--seed]
 //! <bin> seed     <TORRENT> [--data DIR] [--listen ADDR:PORT] [--peer HOST:PORT]...
 //! <bin> info     <TORRENT>
 //! <bin> verify   <TORRENT> --data DIR
@@ -91,6 +91,26 @@ impl Tessera {
     ) -> Proc {
         let cmd = self.download_command(torrent, out, peers, extra);
         Proc::spawn(&format!("{}-download", self.name), cmd, log_dir)
+    }
+
+    /// Starts `download <torrent>... -o <out> --listen 127.0.0.1:0 <extra>`: several
+    /// torrents in one run.
+    pub fn download_many(
+        &self,
+        log_dir: &Path,
+        torrents: &[&Path],
+        out: &Path,
+        extra: &[&str],
+    ) -> Proc {
+        let mut cmd = self.command();
+        cmd.arg("download")
+            .args(torrents)
+            .arg("-o")
+            .arg(out)
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .args(extra);
+        Proc::spawn(&format!("{}-download-many", self.name), cmd, log_dir)
     }
 
     /// Starts `seed <torrent> --data <data> --listen <listen> [--peer ..]...`.
