@@ -29,6 +29,7 @@ mod tests;
 pub mod time;
 mod torrent;
 pub mod tracker;
+pub mod utp;
 mod vec_map;
 pub mod wire;
 
