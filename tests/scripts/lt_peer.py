@@ -2,11 +2,13 @@
 """A libtorrent peer for Tessera's end-to-end tests and benchmarks.
 
 Run with Debian's /usr/bin/python3 (python3-libtorrent). One torrent, loopback only:
-DHT, LSD, UPnP, NAT-PMP and uTP are off; several peers per IP are allowed.
+DHT, LSD, UPnP, NAT-PMP and uTP are off (with --utp-only: TCP is off and uTP on, both ways);
+several peers per IP are allowed.
 
     lt_peer.py seed  --torrent T --dir DATA --port P [--peer HOST:PORT]... [--upload-limit BPS]
     lt_peer.py leech --torrent T --dir OUT  --port P [--peer HOST:PORT]... [--keep-seeding]
                      [--download-limit BPS]
+    (either mode) [--utp-only]
 
 Lines on stdout (the harness waits for them):
     LISTENING <port>        the listen socket is bound
@@ -77,6 +79,8 @@ def main():
     ap.add_argument("--timeout", type=float, default=900.0)
     ap.add_argument("--no-stdin", action="store_true",
                     help="take no commands and ignore end of file on stdin")
+    ap.add_argument("--utp-only", action="store_true",
+                    help="peer connections over uTP only (TCP off both ways)")
     args = ap.parse_args()
 
     settings = {
@@ -99,6 +103,13 @@ def main():
         | lt.alert.category_t.storage_notification,
         "user_agent": "tessera-e2e-libtorrent/" + lt.__version__,
     }
+    if args.utp_only:
+        settings.update({
+            "enable_incoming_utp": True,
+            "enable_outgoing_utp": True,
+            "enable_incoming_tcp": False,
+            "enable_outgoing_tcp": False,
+        })
     ses = lt.session(settings)
 
     deadline = time.monotonic() + 10
