@@ -388,8 +388,10 @@ impl Conn {
                 }
                 self.state = State::Connected;
                 self.ack_nr = h.seq_nr.minus(1);
-                out.events
-                    .push_back(UtpEvent::Connected { stream: self.id });
+                if self.attached {
+                    out.events
+                        .push_back(UtpEvent::Connected { stream: self.id });
+                }
             }
             State::SynRecv => {
                 self.state = State::Connected;

@@ -446,3 +446,33 @@ fn ledbat_keeps_the_bottleneck_queue_near_the_target() {
     let seen = samples.last().unwrap().1.queueing_delay.unwrap();
     assert!(seen > 40 * MS && seen < 200 * MS, "LEDBAT saw {seen:?}");
 }
+
+#[test]
+fn closing_while_connecting_still_delivers_then_finishes_silently() {
+    let mut p = pair(LinkModel::clean(10 * MS));
+    let s = p.a.connect(p.now, B).unwrap();
+    p.a.write(p.now, s, Bytes::from_static(b"last words"))
+        .unwrap();
+    p.a.close(p.now, s).unwrap();
+    assert!(
+        p.run_until(Duration::from_secs(10), |p| p.a.connections() == 0
+            && p.b.connections() == 0)
+    );
+    assert!(p.events_a.is_empty(), "{:?}", p.events_a);
+    let UtpEvent::Incoming { stream: sb, .. } = p.events_b[0] else {
+        panic!("{:?}", p.events_b)
+    };
+    assert_eq!(
+        &p.events_b[1..],
+        &[
+            UtpEvent::Data {
+                stream: sb,
+                data: Bytes::from_static(b"last words")
+            },
+            UtpEvent::Closed {
+                stream: sb,
+                reason: CloseReason::Finished
+            }
+        ]
+    );
+}
