@@ -87,6 +87,8 @@
 //! bytes and packets), the packets in flight (by [`UtpConfig::max_window`] and a packet
 //! count), the send buffer; per socket the connections and the half-open table.
 
+#![warn(missing_docs)]
+
 pub mod ledbat;
 pub mod packet;
 pub mod rtt;
