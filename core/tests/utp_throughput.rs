@@ -68,7 +68,9 @@ fn run(name: &str, cfg: UtpConfig) {
             }
             let off = written % block.len();
             let n = room.min(block.len() - off).min(TOTAL - written);
-            let took = a.write(t, stream, block.slice(off..off + n)).expect("write");
+            let took = a
+                .write(t, stream, block.slice(off..off + n))
+                .expect("write");
             written += took;
             if took < n {
                 break;

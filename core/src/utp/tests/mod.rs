@@ -4,6 +4,7 @@ mod hostile;
 mod link;
 mod props;
 mod scenarios;
+mod scripted;
 
 use std::time::Duration;
 
