@@ -283,6 +283,16 @@ impl Reader {
     }
 }
 
+/// The machine's count of UDP datagrams dropped because a socket's receive buffer was full
+/// (`RcvbufErrors` in /proc/net/snmp; every process counts, so only a hint).
+fn udp_receive_buffer_drops() -> Option<u64> {
+    let snmp = std::fs::read_to_string("/proc/net/snmp").ok()?;
+    let mut lines = snmp.lines().filter(|l| l.starts_with("Udp:"));
+    let (names, values) = (lines.next()?, lines.next()?);
+    let i = names.split_whitespace().position(|n| n == "RcvbufErrors")?;
+    values.split_whitespace().nth(i)?.parse().ok()
+}
+
 fn peer_id() -> [u8; 20] {
     let mut id = *b"-TS0001-000000000000";
     XorShift::new(std::process::id().into()).fill(&mut id[8..]);
@@ -434,6 +444,7 @@ fn libtorrent_downloads_from_us_over_utp() {
         peers: vec![end.addr()],
         ..LtOptions::default()
     };
+    let drops_before = udp_receive_buffer_drops();
     let start = StdInstant::now();
     let mut lt = LtPeer::leech(&fx.scratch.logs(), &fx.torrent, &out_dir, &opts);
     let mut stream = None;
@@ -539,6 +550,9 @@ fn libtorrent_downloads_from_us_over_utp() {
             .map(str::to_owned);
     }
     let secs = start.elapsed().as_secs_f64();
+    let drops = drops_before
+        .zip(udp_receive_buffer_drops())
+        .map(|(a, b)| b - a);
     lt.proc().wait_success(Duration::from_secs(60));
     let written = std::fs::read(out_dir.join(NAME)).expect("libtorrent's file");
     assert!(
@@ -552,8 +566,9 @@ fn libtorrent_downloads_from_us_over_utp() {
     eprintln!(
         "uTP to libtorrent: {LEN} bytes in {secs:.2} s including libtorrent's start ({}), \
          {requests:.2} s from its first request to its last ({:.1} MiB/s); {refused} \
-         encrypted attempt(s) refused; {} datagrams in, {} out, largest out {} bytes; at the \
-         last request {last_stats:?}",
+         encrypted attempt(s) refused; {} datagrams in, {} out, largest out {} bytes; UDP \
+         receive-buffer drops on the machine meanwhile: {drops:?}; at the last request \
+         {last_stats:?}",
         done.unwrap_or_default(),
         LEN as f64 / requests / 1048576.0,
         end.datagrams_in,
