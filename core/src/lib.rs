@@ -32,6 +32,7 @@ mod tests;
 pub mod time;
 mod torrent;
 pub mod tracker;
+pub mod utp;
 mod vec_map;
 pub mod wire;
 
