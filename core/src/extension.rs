@@ -163,7 +163,7 @@ impl ExtensionHandshake {
             client: value
                 .get(b"v")
                 .and_then(Value::as_bytes)
-                .map(|v| client_name(v)),
+                .map(client_name),
             reqq: int(b"reqq")
                 .and_then(|q| u32::try_from(q).ok())
                 .filter(|&q| q > 0),
@@ -356,8 +356,8 @@ mod tests {
 
     fn arb_handshake() -> impl Strategy<Value = ExtensionHandshake> {
         let ip = prop_oneof![
-            any::<[u8; 4]>().prop_map(|b| IpAddr::from(b)),
-            any::<[u8; 16]>().prop_map(|b| IpAddr::from(b)),
+            any::<[u8; 4]>().prop_map(IpAddr::from),
+            any::<[u8; 16]>().prop_map(IpAddr::from),
         ];
         (
             (
