@@ -17,6 +17,7 @@ pub mod choker;
 pub mod extension;
 pub mod id;
 pub mod layout;
+pub mod magnet;
 pub mod metainfo;
 mod peer;
 mod peer_list;
