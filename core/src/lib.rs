@@ -18,6 +18,7 @@ pub mod extension;
 pub mod id;
 pub mod layout;
 pub mod magnet;
+pub mod metadata;
 pub mod metainfo;
 mod peer;
 mod peer_list;
