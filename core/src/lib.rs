@@ -22,6 +22,7 @@ pub mod metadata;
 pub mod metainfo;
 mod peer;
 mod peer_list;
+pub mod pex;
 pub mod picker;
 mod rate;
 pub mod rng;
