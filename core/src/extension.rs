@@ -160,10 +160,7 @@ impl ExtensionHandshake {
             port: int(b"p")
                 .and_then(|p| u16::try_from(p).ok())
                 .filter(|&p| p > 0),
-            client: value
-                .get(b"v")
-                .and_then(Value::as_bytes)
-                .map(client_name),
+            client: value.get(b"v").and_then(Value::as_bytes).map(client_name),
             reqq: int(b"reqq")
                 .and_then(|q| u32::try_from(q).ok())
                 .filter(|&q| q > 0),
