@@ -7,8 +7,10 @@
 //! passed to [`Session::new`].
 //!
 //! Modules are named after the protocol concept a reader of the BEPs would look for:
-//! [`bencode`], [`metainfo`], [`wire`] (peer wire protocol), [`picker`] (piece picking),
-//! [`tracker`], [`layout`] (where blocks lie in files), [`bitfield`].
+//! [`bencode`], [`metainfo`], [`wire`] (peer wire protocol), [`extension`] (BEP 10),
+//! [`picker`] (piece picking), [`tracker`] (HTTP and UDP), [`magnet`] (magnet links),
+//! [`metadata`] (`ut_metadata`, BEP 9), [`pex`] (`ut_pex`, BEP 11), [`layout`] (where blocks
+//! lie in files), [`bitfield`].
 
 pub mod api;
 pub mod bencode;
