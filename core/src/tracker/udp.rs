@@ -615,16 +615,18 @@ impl Response {
     }
 }
 
-/// An error answer's text: lossy UTF-8, trailing NULs removed, at most
-/// [`MAX_ERROR_MESSAGE`] bytes (cut on a character boundary).
+/// An error answer's text: lossy UTF-8, at most [`MAX_ERROR_MESSAGE`] bytes (cut on a
+/// character boundary), trailing NULs removed (after the cut, so that the text is the same
+/// when read again from its own encoding).
 fn error_message(bytes: &[u8]) -> String {
-    let end = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
-    let bytes = &bytes[..end];
     let mut message =
         String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_ERROR_MESSAGE)]).into_owned();
+    // Replacement characters can make the text longer than the bytes it came from.
     while message.len() > MAX_ERROR_MESSAGE {
         message.pop();
     }
+    let end = message.trim_end_matches('\0').len();
+    message.truncate(end);
     message
 }
 

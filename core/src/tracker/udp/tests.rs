@@ -334,6 +334,22 @@ fn decodes_hand_written_answers() {
         panic!()
     };
     assert_eq!(message.len(), MAX_ERROR_MESSAGE);
+
+    // Cut where NULs follow (found by the fuzzer): the text reads the same from its own
+    // encoding; invalid UTF-8 becomes replacement characters within the bound.
+    for tail in [[b'x'; 1020].as_slice(), &[0xff; 1020]] {
+        let mut cut = vec![0, 0, 0, 3, 0, 0, 0, 4];
+        cut.extend_from_slice(tail);
+        cut.extend_from_slice(&[0, 0, 0, 0, b'y', b'z']);
+        let Ok(error) = Response::decode(&cut, false, 50) else {
+            panic!()
+        };
+        let Response::Error { message, .. } = &error else {
+            panic!()
+        };
+        assert!(message.len() <= MAX_ERROR_MESSAGE && !message.ends_with('\0'));
+        assert_eq!(Response::decode(&error.encode(false), false, 50), Ok(error));
+    }
 }
 
 #[test]
