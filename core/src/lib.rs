@@ -7,9 +7,11 @@
 //! passed to [`Session::new`].
 //!
 //! Modules are named after the protocol concept a reader of the BEPs would look for:
-//! [`bencode`], [`metainfo`], [`wire`] (peer wire protocol), [`picker`] (piece picking),
-//! [`tracker`], [`layout`] (where blocks lie in files), [`bitfield`], [`mse`] (message
-//! stream encryption), [`fast`] (the Fast extension, BEP 6).
+//! [`bencode`], [`metainfo`], [`wire`] (peer wire protocol), [`extension`] (BEP 10),
+//! [`picker`] (piece picking), [`tracker`] (HTTP and UDP), [`magnet`] (magnet links),
+//! [`metadata`] (`ut_metadata`, BEP 9), [`pex`] (`ut_pex`, BEP 11), [`mse`] (message stream
+//! encryption), [`fast`] (the Fast extension, BEP 6), [`utp`] (uTP, BEP 29), [`layout`]
+//! (where blocks lie in files), [`bitfield`].
 
 pub mod api;
 pub mod bencode;
@@ -19,10 +21,13 @@ pub mod extension;
 pub mod fast;
 pub mod id;
 pub mod layout;
+pub mod magnet;
+pub mod metadata;
 pub mod metainfo;
 pub mod mse;
 mod peer;
 mod peer_list;
+pub mod pex;
 pub mod picker;
 mod rate;
 pub mod rng;
@@ -32,6 +37,7 @@ mod tests;
 pub mod time;
 mod torrent;
 pub mod tracker;
+pub mod utp;
 mod vec_map;
 pub mod wire;
 
