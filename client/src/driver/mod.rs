@@ -453,7 +453,16 @@ impl<S: Core> Driver<S> {
         {
             next = next.min(stall);
         }
-        (next != Instant::FAR_FUTURE).then(|| next.saturating_duration_since(self.now()))
+        let now = self.now();
+        let session = (next != Instant::FAR_FUTURE).then(|| next.saturating_duration_since(now));
+        let progress = self
+            .progress
+            .refresh_due_in(std::time::Instant::now())
+            .filter(|_| self.lifecycle.finished().is_none());
+        match (session, progress) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Feeds `Input::Timeout` when the deadline has passed (and drains), gives up on a

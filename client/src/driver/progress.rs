@@ -119,7 +119,13 @@ pub(super) struct Progress {
     pub(super) tracker_problems: HashMap<String, String>,
     /// Some tracker answered in this run: a clean stop has trackers to tell.
     trackers_answered: bool,
+    /// When the lines were last refreshed (wall clock).
+    last_refresh: Option<Instant>,
 }
+
+/// The longest the lines go without a refresh, even when nothing happens (the rates decay,
+/// plain mode's status line is due): the driver wakes the loop for it.
+const IDLE_REFRESH: Duration = Duration::from_secs(1);
 
 impl Progress {
     /// Output for a run in `mode` of `sources` torrents on `board`, its lines starting
@@ -141,6 +147,7 @@ impl Progress {
             total,
             tracker_problems: HashMap::new(),
             trackers_answered: false,
+            last_refresh: None,
         }
     }
 
@@ -295,9 +302,20 @@ impl Progress {
         Some(problem)
     }
 
+    /// How long until the lines want a refresh although nothing happened (`None` with
+    /// `--quiet`).
+    pub(super) fn refresh_due_in(&self, now: Instant) -> Option<Duration> {
+        if self.board.is_quiet() {
+            return None;
+        }
+        let at = self.last_refresh.map_or(now, |t| t + IDLE_REFRESH);
+        Some(at.saturating_duration_since(now))
+    }
+
     /// Updates the lines that are due (`now` on the wall clock); `stats` is asked for a
     /// torrent only then.
     pub(super) fn refresh(&mut self, now: Instant, stats: impl Fn(usize) -> Option<TorrentStats>) {
+        self.last_refresh = Some(now);
         let mut sum: Option<TorrentStats> = None;
         let total_due = self.total.as_ref().is_some_and(|t| t.wants_update(now));
         for (i, v) in self.views.iter_mut().enumerate() {
@@ -542,6 +560,21 @@ mod tests {
             "total: 2 torrents, 1 complete, 1 failed, 1.0 MiB in 2.0 s, 0.50 MiB/s \
              average, 0 B uploaded"
         );
+    }
+
+    #[test]
+    fn the_lines_want_a_refresh_every_second_unless_quiet() {
+        let now = Instant::now();
+        let mut p = Progress::new(Board::plain(), DOWNLOAD, 1, String::new());
+        assert_eq!(p.refresh_due_in(now), Some(Duration::ZERO));
+        p.refresh(now, |_| None);
+        assert_eq!(p.refresh_due_in(now), Some(IDLE_REFRESH));
+        assert_eq!(
+            p.refresh_due_in(now + Duration::from_millis(300)),
+            Some(Duration::from_millis(700))
+        );
+        let q = Progress::new(Board::quiet(), DOWNLOAD, 1, String::new());
+        assert_eq!(q.refresh_due_in(now), None);
     }
 
     #[test]
