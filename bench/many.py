@@ -59,6 +59,9 @@ def serve(args):
         # Serve them all at once: no queueing of seeds, no cap on active torrents.
         "active_downloads": -1, "active_seeds": -1, "active_limit": -1,
         "connections_limit": 5000, "unchoke_slots_limit": -1,
+        # libtorrent's default accept backlog is 5: a client dialling it for 100 torrents
+        # at once loses connections in the kernel's queue and waits for its own timeout.
+        "listen_queue_size": 500,
         "alert_mask": lt.alert.category_t.error_notification,
     })
     deadline = time.monotonic() + 10
