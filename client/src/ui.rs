@@ -370,9 +370,9 @@ fn torrent_bar(name: &str, total_len: u64, colour: bool) -> ProgressBar {
     let bar = ProgressBar::hidden();
     bar.set_length(total_len);
     let template = if colour {
-        "{prefix:.bold} [{bar:30.cyan/blue}] {percent:>3}% {binary_bytes}/{binary_total_bytes} {msg}"
+        "{prefix:.bold} [{bar:24.cyan/blue}] {percent:>3}% {binary_bytes}/{binary_total_bytes} {msg}"
     } else {
-        "{prefix} [{bar:30}] {percent:>3}% {binary_bytes}/{binary_total_bytes} {msg}"
+        "{prefix} [{bar:24}] {percent:>3}% {binary_bytes}/{binary_total_bytes} {msg}"
     };
     let style = ProgressStyle::with_template(template)
         .unwrap_or_else(|_| ProgressStyle::default_bar())
@@ -384,7 +384,7 @@ fn torrent_bar(name: &str, total_len: u64, colour: bool) -> ProgressBar {
 
 /// `name` cut or padded to the width of the bars' first column.
 fn short_name(name: &str) -> String {
-    const MAX: usize = 24;
+    const MAX: usize = 30;
     let n = name.chars().count();
     if n <= MAX {
         format!("{name}{}", " ".repeat(MAX - n))
@@ -581,8 +581,9 @@ mod tests {
         assert!(!line.wants_update(Instant::now()));
         line.update(Instant::now(), &TorrentStats::default());
         line.finish();
-        assert_eq!(short_name("abc").len(), 24);
+        assert_eq!(short_name("abc").len(), 30);
         assert!(short_name("abc").starts_with("abc "));
-        assert_eq!(short_name(&"a".repeat(30)).chars().count(), 24);
+        assert_eq!(short_name(&"a".repeat(40)).chars().count(), 30);
+        assert!(short_name(&"a".repeat(40)).ends_with('…'));
     }
 }
