@@ -321,7 +321,7 @@ fn partial_seed_cuts_off_unservable_requests(t: &Tessera) {
         .count() as u32;
     assert!(offered > 0 && offered < fx.torrent.num_pieces());
 
-    let (mut seeder, addr) = start_seed_from(t, &fx, &data, &[], "missing or failing the check");
+    let (mut seeder, addr) = start_seed_from(t, &fx, &data, &[], "seeding what is there");
     let polite = ScriptedLeecher::start(
         addr,
         &fx.torrent,
