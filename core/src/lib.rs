@@ -14,6 +14,7 @@ pub mod api;
 pub mod bencode;
 pub mod bitfield;
 pub mod choker;
+pub mod dht;
 pub mod extension;
 pub mod id;
 pub mod layout;
