@@ -14,6 +14,7 @@
 //!   Tessera dials that floods requests or sends a 4 GiB length prefix.
 //! - [`resume_file`]: Tessera's resume files read independently; [`mounts`]: full and
 //!   read-only directories as root; [`lt_create`]: torrents with BEP 47 padding files.
+//! - [`lt_dht`]: a small DHT of libtorrent sessions on loopback, one of them seeding.
 //!
 //! Every end-to-end test takes [`serial()`] first: the machines have two cores, and two swarms
 //! at once would make both slow and flaky. Set `TESSERA_E2E_KEEP=1` to keep a failed test's
@@ -27,6 +28,7 @@ pub mod fake_tracker;
 pub mod hostile_peer;
 pub mod libtorrent;
 pub mod lt_create;
+pub mod lt_dht;
 pub mod mounts;
 pub mod process;
 pub mod resume_file;

@@ -277,43 +277,64 @@ impl Traversal {
             .all(|c| c.state == CandidateState::Responded)
     }
 
-    /// The node at `addr` answered with id `id`, naming `nodes`; `token` for `get_peers`.
-    /// Returns the depth of the answering node (0 for a node from our table, or a router).
+    /// The query `to` (as [`Traversal::next_query`] gave it) was answered with id `id`,
+    /// naming `nodes`; `token` for `get_peers`. Returns the depth of the answering node (0
+    /// for a node from our table, or a router), or `None` when the answer does not count (no
+    /// such query in flight, or another id than the one asked).
     pub fn on_response(
         &mut self,
-        addr: SocketAddr,
+        to: Next,
         id: NodeId,
         token: Option<Vec<u8>>,
         nodes: &[NodeInfo],
     ) -> Option<u8> {
         let depth;
-        if let Some(r) = self.routers.iter_mut().find(|r| r.addr == addr) {
-            if !r.in_flight {
-                return None;
-            }
-            r.in_flight = false;
-            r.done = true;
-            depth = 0;
-            self.responses += 1;
-            // The router is a node too: it may be among the closest.
-            if self.add(NodeInfo { id, addr }, 0) {
-                if let Some(c) = self.candidates.iter_mut().find(|c| c.node.addr == addr) {
-                    c.state = CandidateState::Responded;
-                    c.token = token;
+        match to.id {
+            None => {
+                let r = self
+                    .routers
+                    .iter_mut()
+                    .find(|r| r.addr == to.addr && r.in_flight)?;
+                r.in_flight = false;
+                r.done = true;
+                depth = 0;
+                self.responses += 1;
+                // The router is a node too: it may be among the closest.
+                let known = self
+                    .candidates
+                    .iter()
+                    .position(|c| c.node.addr == to.addr && c.node.id == id);
+                let at = match known {
+                    Some(i) => Some(i),
+                    None => {
+                        self.add(NodeInfo { id, addr: to.addr }, 0);
+                        self.candidates
+                            .iter()
+                            .position(|c| c.node.addr == to.addr && c.node.id == id)
+                    }
+                };
+                if let Some(c) = at.map(|i| &mut self.candidates[i]) {
+                    if c.state == CandidateState::New {
+                        c.state = CandidateState::Responded;
+                        c.token = token;
+                    }
                 }
             }
-        } else {
-            let c = self.candidates.iter_mut().find(|c| {
-                c.node.addr == addr && matches!(c.state, CandidateState::InFlight { .. })
-            })?;
-            if c.node.id != id {
-                c.state = CandidateState::Failed;
-                return None;
+            Some(expected) => {
+                let c = self.candidates.iter_mut().find(|c| {
+                    c.node.addr == to.addr
+                        && c.node.id == expected
+                        && matches!(c.state, CandidateState::InFlight { .. })
+                })?;
+                if expected != id {
+                    c.state = CandidateState::Failed;
+                    return None;
+                }
+                c.state = CandidateState::Responded;
+                c.token = token;
+                depth = c.depth;
+                self.responses += 1;
             }
-            c.state = CandidateState::Responded;
-            c.token = token;
-            depth = c.depth;
-            self.responses += 1;
         }
         for n in nodes {
             self.add(*n, depth.saturating_add(1));
@@ -321,32 +342,35 @@ impl Traversal {
         Some(depth)
     }
 
-    /// The query to `addr` is past [`LookupConfig::slow_after`]: it frees its α slot.
-    pub fn on_slow(&mut self, addr: SocketAddr) {
-        if let Some(c) = self
-            .candidates
-            .iter_mut()
-            .find(|c| c.node.addr == addr && c.state == CandidateState::InFlight { slow: false })
-        {
+    fn in_flight(&mut self, to: Next) -> Option<&mut Candidate> {
+        let expected = to.id?;
+        self.candidates.iter_mut().find(|c| {
+            c.node.addr == to.addr
+                && c.node.id == expected
+                && matches!(c.state, CandidateState::InFlight { .. })
+        })
+    }
+
+    /// The query `to` is past [`LookupConfig::slow_after`]: it frees its α slot.
+    pub fn on_slow(&mut self, to: Next) {
+        if let Some(c) = self.in_flight(to) {
             c.state = CandidateState::InFlight { slow: true };
         }
     }
 
-    /// The query to `addr` timed out or drew an error.
-    pub fn on_failure(&mut self, addr: SocketAddr) {
-        if let Some(r) = self
-            .routers
-            .iter_mut()
-            .find(|r| r.addr == addr && r.in_flight)
-        {
-            r.in_flight = false;
+    /// The query `to` timed out or drew an error.
+    pub fn on_failure(&mut self, to: Next) {
+        if to.id.is_none() {
+            if let Some(r) = self
+                .routers
+                .iter_mut()
+                .find(|r| r.addr == to.addr && r.in_flight)
+            {
+                r.in_flight = false;
+            }
             return;
         }
-        if let Some(c) = self
-            .candidates
-            .iter_mut()
-            .find(|c| c.node.addr == addr && matches!(c.state, CandidateState::InFlight { .. }))
-        {
+        if let Some(c) = self.in_flight(to) {
             c.state = CandidateState::Failed;
         }
     }
@@ -508,9 +532,9 @@ mod tests {
             assert_eq!(q.addr, n.addr);
         }
         // A slow query frees its slot; a failed one drops out of the k closest.
-        t.on_slow(first[0].addr);
+        t.on_slow(first[0]);
         assert_eq!(t.next_query().map(|q| q.addr), Some(sorted[3].addr));
-        t.on_failure(first[0].addr);
+        t.on_failure(first[0]);
         // Answer everything without new nodes: the traversal ends on the next 8.
         let mut rounds = 0;
         loop {
@@ -528,7 +552,15 @@ mod tests {
                     .unwrap()
                     .node
                     .id;
-                t.on_response(a, id, None, &[]);
+                t.on_response(
+                    Next {
+                        addr: a,
+                        id: Some(id),
+                    },
+                    id,
+                    None,
+                    &[],
+                );
             }
             while t.next_query().is_some() {}
             if t.is_done() {
@@ -550,16 +582,21 @@ mod tests {
         let r2: SocketAddr = "10.0.0.2:1".parse().unwrap();
         t.add_router(r1);
         t.add_router(r2);
-        let asked: Vec<SocketAddr> = std::iter::from_fn(|| t.next_query()).map(|n| n.addr).collect();
+        let asked: Vec<SocketAddr> = std::iter::from_fn(|| t.next_query())
+            .map(|n| n.addr)
+            .collect();
         assert_eq!(asked, vec![r1, r2]);
         assert!(!t.is_done());
-        t.on_failure(r1);
+        t.on_failure(Next { addr: r1, id: None });
         assert_eq!(t.next_query().map(|n| n.addr), Some(r1), "asked again");
         let found = node(&mut rng, 7);
         let rid = NodeId::random(&mut rng);
-        assert_eq!(t.on_response(r2, rid, None, &[found]), Some(0));
+        assert_eq!(
+            t.on_response(Next { addr: r2, id: None }, rid, None, &[found]),
+            Some(0)
+        );
         // The second attempt at r1 is lost too: a third and last one.
-        t.on_failure(r1);
+        t.on_failure(Next { addr: r1, id: None });
         assert_eq!(t.next_query().map(|n| n.addr), Some(r1));
         // The router that answered is a candidate.
         assert!(
@@ -580,6 +617,38 @@ mod tests {
     }
 
     #[test]
+    fn a_router_named_by_another_router_is_not_asked_twice_and_the_traversal_ends() {
+        let mut rng = Rng::from_u64(4);
+        let config = LookupConfig {
+            one_per_ip: false,
+            ..LookupConfig::default()
+        };
+        let mut t = Traversal::new(NodeId::random(&mut rng), config);
+        let a: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let b: SocketAddr = "127.0.0.1:2".parse().unwrap();
+        let (ida, idb) = (NodeId::random(&mut rng), NodeId::random(&mut rng));
+        t.add_router(a);
+        t.add_router(b);
+        while t.next_query().is_some() {}
+        // a names b, b names a: each already asked as a router.
+        t.on_response(
+            Next { addr: a, id: None },
+            ida,
+            None,
+            &[NodeInfo { id: idb, addr: b }],
+        );
+        t.on_response(
+            Next { addr: b, id: None },
+            idb,
+            None,
+            &[NodeInfo { id: ida, addr: a }],
+        );
+        assert_eq!(t.next_query(), None);
+        assert!(t.is_done());
+        assert_eq!(t.closest_responded().len(), 2);
+    }
+
+    #[test]
     fn an_answer_with_another_id_is_a_failure_and_candidates_are_bounded() {
         let mut rng = Rng::from_u64(3);
         let config = LookupConfig {
@@ -592,10 +661,7 @@ mod tests {
         }
         assert_eq!(t.candidates().len(), 10);
         let q = t.next_query().unwrap();
-        assert_eq!(
-            t.on_response(q.addr, NodeId::random(&mut rng), None, &[]),
-            None
-        );
+        assert_eq!(t.on_response(q, NodeId::random(&mut rng), None, &[]), None);
         assert_eq!(
             t.candidates()
                 .iter()

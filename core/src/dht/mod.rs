@@ -959,7 +959,10 @@ impl Dht {
                     .get_mut(&lid)
                     .and_then(|l| l.traversals[f].as_mut())
                 {
-                    t.on_failure(from);
+                    t.on_failure(lookup::Next {
+                        addr: from,
+                        id: o.expected,
+                    });
                 }
                 self.drive(now, lid);
             }
@@ -991,12 +994,19 @@ impl Dht {
             }
         }
         if let Purpose::Lookup(lid) = o.purpose {
-            self.lookup_response(now, lid, from, r);
+            self.lookup_response(now, lid, from, o.expected, r);
             self.drive(now, lid);
         }
     }
 
-    fn lookup_response(&mut self, _now: Instant, lid: LookupId, from: SocketAddr, r: Response) {
+    fn lookup_response(
+        &mut self,
+        _now: Instant,
+        lid: LookupId,
+        from: SocketAddr,
+        expected: Option<NodeId>,
+        r: Response,
+    ) {
         let f = family(&from);
         let ok4: Vec<NodeInfo> = r.nodes.into_iter().filter(|n| self.node_ok(n)).collect();
         let ok6: Vec<NodeInfo> = r.nodes6.into_iter().filter(|n| self.node_ok(n)).collect();
@@ -1010,10 +1020,13 @@ impl Dht {
             return;
         };
         let (same, other) = if f == 0 { (&ok4, &ok6) } else { (&ok6, &ok4) };
-        let Some(depth) = l.traversals[f]
-            .as_mut()
-            .and_then(|t| t.on_response(from, r.id, r.token, same))
-        else {
+        let Some(depth) = l.traversals[f].as_mut().and_then(|t| {
+            let to = lookup::Next {
+                addr: from,
+                id: expected,
+            };
+            t.on_response(to, r.id, r.token, same)
+        }) else {
             return;
         };
         if let Some(t) = l.traversals[1 - f].as_mut() {
@@ -1084,13 +1097,16 @@ impl Dht {
                 // Slow: frees its lookup slot, keeps waiting.
                 o.slow = true;
                 if let Purpose::Lookup(lid) = o.purpose {
-                    let addr = o.addr;
+                    let to = lookup::Next {
+                        addr: o.addr,
+                        id: o.expected,
+                    };
                     if let Some(t) = self
                         .lookups
                         .get_mut(&lid)
                         .and_then(|l| l.traversals[f].as_mut())
                     {
-                        t.on_slow(addr);
+                        t.on_slow(to);
                     }
                     touched.push(lid);
                 }
@@ -1109,7 +1125,10 @@ impl Dht {
                     .get_mut(&lid)
                     .and_then(|l| l.traversals[f].as_mut())
                 {
-                    t.on_failure(o.addr);
+                    t.on_failure(lookup::Next {
+                        addr: o.addr,
+                        id: o.expected,
+                    });
                 }
                 touched.push(lid);
             }
@@ -1280,7 +1299,7 @@ impl Dht {
                         .get_mut(&lid)
                         .and_then(|l| l.traversals[f].as_mut())
                     {
-                        t.on_failure(n.addr);
+                        t.on_failure(n);
                     }
                 }
             }
