@@ -7,9 +7,11 @@
 //! (links, bandwidth, latency, TCP-like streams), [`tracker`] (the HTTP tracker),
 //! [`payload`] (the torrent's content, real or virtual), [`disk`] (a node's in-memory disk),
 //! [`adversary`] (scripted misbehaving peers), [`invariants`], [`scenario`] (what a run
-//! simulates), [`world`] (the simulation itself) and [`report`].
+//! simulates), [`world`] (the simulation itself) and [`report`]; [`dht`] is the
+//! `tessera-sim dht` run, a network of DHT nodes.
 
 pub mod adversary;
+pub mod dht;
 pub mod disk;
 pub mod invariants;
 pub mod net;

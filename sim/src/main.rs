@@ -159,6 +159,9 @@ impl Args {
 }
 
 fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some("dht") {
+        return tessera_sim::dht::cli::main(std::env::args().skip(1));
+    }
     let args = Args::parse();
     let seed = args.seed.unwrap_or_else(|| {
         std::env::var("TESSERA_SIM_SEED")
