@@ -53,7 +53,8 @@ fn parse_adversaries(s: &str) -> Result<Vec<(DhtAdversary, u32)>, String> {
     s.split(',')
         .map(|part| {
             let (kind, n) = part.split_once('=').unwrap_or((part, "1"));
-            let k = DhtAdversary::parse(kind).ok_or_else(|| format!("unknown adversary {kind:?}"))?;
+            let k =
+                DhtAdversary::parse(kind).ok_or_else(|| format!("unknown adversary {kind:?}"))?;
             let n = n.parse().map_err(|_| format!("bad count {n:?}"))?;
             Ok((k, n))
         })

@@ -276,7 +276,13 @@ impl DhtWorld {
                 next += 1;
                 self.slots[node as usize].announcer = true;
                 let at = announce_at + Duration::from_millis(self.rng.below(10_000));
-                self.q.at(at, Ev::Announce { node, hash: h as u32 });
+                self.q.at(
+                    at,
+                    Ev::Announce {
+                        node,
+                        hash: h as u32,
+                    },
+                );
             }
         }
         self.churnable = (ROUTERS as u32..honest as u32)
@@ -303,9 +309,11 @@ impl DhtWorld {
         // Churn over the announce and lookup phases: leaves, and as many new nodes joining.
         let churn_span = window + Duration::from_secs(60);
         for k in 0..leaves {
-            let at = announce_at + Duration::from_nanos(self.rng.below(churn_span.as_nanos() as u64));
+            let at =
+                announce_at + Duration::from_nanos(self.rng.below(churn_span.as_nanos() as u64));
             self.q.at(at, Ev::Leave);
-            let at = announce_at + Duration::from_nanos(self.rng.below(churn_span.as_nanos() as u64));
+            let at =
+                announce_at + Duration::from_nanos(self.rng.below(churn_span.as_nanos() as u64));
             self.q.at(
                 at,
                 Ev::Join {
@@ -345,7 +353,10 @@ impl DhtWorld {
         }
         let mut dht = Dht::new(config, now, seed, Some(id), None);
         let routers: Vec<SocketAddr> = if i < ROUTERS {
-            (0..ROUTERS).filter(|r| *r != i).map(|r| self.slots[r].addr).collect()
+            (0..ROUTERS)
+                .filter(|r| *r != i)
+                .map(|r| self.slots[r].addr)
+                .collect()
         } else {
             let mut r: Vec<usize> = (0..ROUTERS).collect();
             self.rng.shuffle(&mut r);
@@ -475,7 +486,8 @@ impl DhtWorld {
                     rec.hops = d.hops_to_peers;
                     rec.queries = d.queries;
                     rec.elapsed = Some(d.elapsed);
-                    self.slots[node as usize].busy = self.slots[node as usize].busy.saturating_sub(1);
+                    self.slots[node as usize].busy =
+                        self.slots[node as usize].busy.saturating_sub(1);
                 } else if d.announced > 0 {
                     self.report.announces += 1;
                 }
@@ -510,7 +522,11 @@ impl DhtWorld {
         if self.attacking {
             if let Some(kind) = self.slots[i].adversary {
                 let own = self.slots[i].addr;
-                let id = self.slots[i].dht.as_ref().map(|d| d.id()).unwrap_or_default();
+                let id = self.slots[i]
+                    .dht
+                    .as_ref()
+                    .map(|d| d.id())
+                    .unwrap_or_default();
                 let reply = adversary::respond(kind, &bytes, own, id, self);
                 if let Some(reply) = reply {
                     self.send(own, from, reply);

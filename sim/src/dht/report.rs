@@ -205,8 +205,16 @@ impl DhtReport {
         let _ = write!(s, "\"lookup_success_rate\":{:.4},", self.success_rate());
         opt(&mut s, "median_hops", quantile(&self.hops, 0.5));
         opt(&mut s, "p95_hops", quantile(&self.hops, 0.95));
-        opt(&mut s, "median_lookup_seconds", quantile(&self.lookup_seconds, 0.5));
-        opt(&mut s, "p95_lookup_seconds", quantile(&self.lookup_seconds, 0.95));
+        opt(
+            &mut s,
+            "median_lookup_seconds",
+            quantile(&self.lookup_seconds, 0.5),
+        );
+        opt(
+            &mut s,
+            "p95_lookup_seconds",
+            quantile(&self.lookup_seconds, 0.95),
+        );
         opt(
             &mut s,
             "median_first_peer_seconds",
