@@ -37,7 +37,9 @@ pub enum Input {
         bytes: usize,
     },
     /// The connection is gone: the connect failed, the remote closed it, or it broke.
-    /// Not sent for connections the core closed itself with [`Action::Close`].
+    /// Like every input about a connection or disk operation the core no longer knows, it
+    /// is ignored when it comes for a connection the core closed itself with
+    /// [`Action::Close`] (it may have been on its way), so a driver need not filter.
     Closed {
         now: Instant,
         conn: ConnId,

@@ -2,15 +2,14 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::Args;
 use tessera_core::time::Duration;
 
 use super::{DhtAdversary, DhtScenario};
 
 /// Simulates a DHT of real core nodes and measures get_peers lookups. The same seed gives the
 /// same run (and the same trace hash).
-#[derive(Debug, Parser)]
-#[command(name = "tessera-sim dht")]
+#[derive(Debug, Clone, Args)]
 pub struct DhtArgs {
     /// Honest nodes (eight of them are the routers everyone bootstraps from).
     #[arg(long, default_value_t = 1000)]
@@ -85,44 +84,31 @@ impl DhtArgs {
     }
 }
 
-/// Runs `tessera-sim dht ARGS` (`args` starting with `dht`).
-pub fn main(args: impl IntoIterator<Item = String>) -> ExitCode {
-    let args = match DhtArgs::try_parse_from(args) {
-        Ok(a) => a,
-        Err(e) => {
-            let _ = e.print();
-            return if e.use_stderr() {
-                ExitCode::from(2)
-            } else {
-                ExitCode::SUCCESS
-            };
+impl DhtArgs {
+    /// Runs the mode: prints the seed, the report (and the JSON line with `--json`); exit
+    /// status 0 unless an invariant broke.
+    pub fn run(&self) -> ExitCode {
+        let seed = crate::cli::master_seed(self.seed);
+        let sc = match self.scenario(seed) {
+            Ok(sc) => sc,
+            Err(e) => {
+                eprintln!("tessera-sim dht: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        println!("tessera-sim dht: seed {seed}");
+        let report = super::run(sc);
+        print!("{}", report.text());
+        if !report.ok() {
+            println!("FAILED; replay with: {}", crate::cli::replay_line(seed));
         }
-    };
-    let seed = args.seed.unwrap_or_else(|| {
-        std::env::var("TESSERA_SIM_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(1)
-    });
-    let sc = match args.scenario(seed) {
-        Ok(sc) => sc,
-        Err(e) => {
-            eprintln!("tessera-sim dht: {e}");
-            return ExitCode::from(2);
+        if self.json {
+            println!("{}", report.json());
         }
-    };
-    println!("tessera-sim dht: seed {seed}");
-    let report = super::run(sc);
-    print!("{}", report.text());
-    if !report.ok() {
-        println!("FAILED; replay with the same arguments and --seed {seed}");
-    }
-    if args.json {
-        println!("{}", report.json());
-    }
-    if report.ok() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
+        if report.ok() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        }
     }
 }
