@@ -243,7 +243,7 @@ pub struct Stats {
     pub outstanding: usize,
     /// Lookups running now.
     pub lookups: usize,
-    /// Info hashes and peers in the store.
+    /// Info hashes in the store.
     pub stored_hashes: usize,
     /// Peers in the store.
     pub stored_peers: usize,
@@ -638,18 +638,17 @@ impl Dht {
                 return;
             }
         };
-        match msg.body {
-            Body::Query(ref q) => {
-                let q = q.clone();
-                self.handle_query(now, from, &msg, q);
-            }
-            Body::Response(ref r) => {
-                let r = r.clone();
-                self.handle_response(now, from, &msg, Some(r));
-            }
-            Body::Error { .. } => {
-                self.handle_response(now, from, &msg, None);
-            }
+        let Message {
+            transaction,
+            requester,
+            read_only,
+            body,
+            ..
+        } = msg;
+        match body {
+            Body::Query(q) => self.handle_query(now, from, transaction, read_only, q),
+            Body::Response(r) => self.handle_response(now, from, &transaction, requester, Some(r)),
+            Body::Error { .. } => self.handle_response(now, from, &transaction, requester, None),
         }
     }
 
@@ -823,7 +822,14 @@ impl Dht {
         (get(0, w4), get(1, w6))
     }
 
-    fn handle_query(&mut self, now: Instant, from: SocketAddr, msg: &Message, q: Query) {
+    fn handle_query(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        transaction: Vec<u8>,
+        read_only: bool,
+        q: Query,
+    ) {
         self.stats.queries_received += 1;
         if self.config.read_only {
             return;
@@ -838,7 +844,7 @@ impl Dht {
             id: qid,
             addr: from,
         };
-        if !msg.read_only && self.node_ok(&node) {
+        if !read_only && self.node_ok(&node) {
             let known = self.tables[f]
                 .as_mut()
                 .is_some_and(|t| t.node_queried(now, &qid, from));
@@ -857,7 +863,7 @@ impl Dht {
             }
         }
         let id = self.ids[f];
-        let t = msg.transaction.clone();
+        let t = transaction;
         let body = match q {
             Query::Ping { .. } => Body::Response(Response {
                 id,
@@ -928,10 +934,11 @@ impl Dht {
         &mut self,
         now: Instant,
         from: SocketAddr,
-        msg: &Message,
+        transaction: &[u8],
+        requester: Option<SocketAddr>,
         response: Option<Response>,
     ) {
-        let tid = match <[u8; 2]>::try_from(msg.transaction.as_slice()) {
+        let tid = match <[u8; 2]>::try_from(transaction) {
             Ok(t) => u16::from_be_bytes(t),
             Err(_) => {
                 self.stats.unmatched += 1;
@@ -968,7 +975,7 @@ impl Dht {
             }
             return;
         };
-        if let Some(seen) = msg.requester {
+        if let Some(seen) = requester {
             self.vote(now, from.ip(), canonical(seen.ip()));
         }
         let node = NodeInfo {
@@ -994,14 +1001,13 @@ impl Dht {
             }
         }
         if let Purpose::Lookup(lid) = o.purpose {
-            self.lookup_response(now, lid, from, o.expected, r);
+            self.lookup_response(lid, from, o.expected, r);
             self.drive(now, lid);
         }
     }
 
     fn lookup_response(
         &mut self,
-        _now: Instant,
         lid: LookupId,
         from: SocketAddr,
         expected: Option<NodeId>,
