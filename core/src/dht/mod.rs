@@ -23,6 +23,8 @@
 //! buckets, caches), the peer store, the per-source query counters, queries in flight, the
 //! candidates of a lookup and the votes on our external address.
 
+#![warn(missing_docs)]
+
 pub mod krpc;
 pub mod lookup;
 pub mod node_id;
