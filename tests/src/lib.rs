@@ -15,6 +15,8 @@
 //! - [`resume_file`]: Tessera's resume files read independently; [`mounts`]: full and
 //!   read-only directories as root; [`lt_create`]: torrents with BEP 47 padding files.
 //! - [`lt_dht`]: a small DHT of libtorrent sessions on loopback, one of them seeding.
+//! - [`mse_peer`]: a blocking peer that opens connections with tessera-core's MSE handshake
+//!   machines and fetches checked blocks through the negotiated cipher.
 //!
 //! Every end-to-end test takes [`serial()`] first: the machines have two cores, and two swarms
 //! at once would make both slow and flaky. Set `TESSERA_E2E_KEEP=1` to keep a failed test's
@@ -30,6 +32,7 @@ pub mod libtorrent;
 pub mod lt_create;
 pub mod lt_dht;
 pub mod mounts;
+pub mod mse_peer;
 pub mod process;
 pub mod resume_file;
 pub mod scripted_leecher;
