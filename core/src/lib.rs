@@ -17,6 +17,7 @@ pub mod api;
 pub mod bencode;
 pub mod bitfield;
 pub mod choker;
+pub mod dht;
 pub mod extension;
 pub mod fast;
 pub mod id;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use tessera_sim::cli::SwarmArgs;
+use tessera_sim::dht::cli::DhtArgs;
 
 /// Thousands of sessions allocate and free small buffers all the time: mimalloc's
 /// size-segregated thread-local pages are faster than the system allocator and keep a
@@ -36,11 +37,15 @@ struct Cli {
 enum Command {
     /// A BitTorrent swarm of real sessions, run to completion (the default).
     Swarm(SwarmArgs),
+    /// A DHT of real core nodes: get_peers lookups under latency, loss, churn and hostile
+    /// nodes.
+    Dht(DhtArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Swarm(cli.swarm)) {
         Command::Swarm(args) => args.run(),
+        Command::Dht(args) => args.run(),
     }
 }

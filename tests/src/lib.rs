@@ -14,6 +14,7 @@
 //!   Tessera dials that floods requests or sends a 4 GiB length prefix.
 //! - [`resume_file`]: Tessera's resume files read independently; [`mounts`]: full and
 //!   read-only directories as root; [`lt_create`]: torrents with BEP 47 padding files.
+//! - [`lt_dht`]: a small DHT of libtorrent sessions on loopback, one of them seeding.
 //! - [`mse_peer`]: a blocking peer that opens connections with tessera-core's MSE handshake
 //!   machines and fetches checked blocks through the negotiated cipher.
 //!
@@ -29,6 +30,7 @@ pub mod fake_tracker;
 pub mod hostile_peer;
 pub mod libtorrent;
 pub mod lt_create;
+pub mod lt_dht;
 pub mod mounts;
 pub mod mse_peer;
 pub mod process;
