@@ -284,6 +284,16 @@ impl Board {
         }
     }
 
+    /// A line that shows nothing (a torrent among too many to show each).
+    pub fn hidden_line(&self, name: &str) -> Line {
+        Line {
+            name: name.to_string(),
+            view: View::Hidden,
+            eta: EtaClock::default(),
+            last_update: None,
+        }
+    }
+
     /// An informational line on stderr (not shown with `--quiet`).
     pub fn message(&self, line: &str) {
         match &self.kind {

@@ -123,6 +123,10 @@ pub(super) struct Progress {
     last_refresh: Option<Instant>,
 }
 
+/// Runs of more torrents than this show only the total (and each torrent's completion):
+/// a bar or a stream of plain lines each would not fit a terminal or a readable log.
+const MAX_LINES: usize = 8;
+
 /// The longest the lines go without a refresh, even when nothing happens (the rates decay,
 /// plain mode's status line is due): the driver wakes the loop for it.
 const IDLE_REFRESH: Duration = Duration::from_secs(1);
@@ -156,9 +160,12 @@ impl Progress {
     pub(super) fn add(&mut self, i: usize, name: &str, total_len: u64, dir: PathBuf) -> String {
         let name = format!("{}{}", self.prefix, printable(name));
         let single = self.views.len() == 1;
-        let line = self
-            .board
-            .line(&name, total_len, single, self.total.as_ref());
+        let line = if self.views.len() > MAX_LINES {
+            self.board.hidden_line(&name)
+        } else {
+            self.board
+                .line(&name, total_len, single, self.total.as_ref())
+        };
         if let Some(slot) = self.views.get_mut(i) {
             *slot = Some(View {
                 name: name.clone(),
@@ -559,6 +566,27 @@ mod tests {
             total_line("", DOWNLOAD, &endings, Duration::from_secs(2)),
             "total: 2 torrents, 1 complete, 1 failed, 1.0 MiB in 2.0 s, 0.50 MiB/s \
              average, 0 B uploaded"
+        );
+    }
+
+    #[test]
+    fn many_torrents_show_only_the_total() {
+        let mut p = Progress::new(Board::plain(), DOWNLOAD, 20, String::new());
+        p.add(0, "a", 10, "out".into());
+        assert!(
+            p.view(0)
+                .is_some_and(|v| !v.line.wants_update(Instant::now()))
+        );
+        assert!(
+            p.total
+                .as_ref()
+                .is_some_and(|t| t.wants_update(Instant::now()))
+        );
+        let mut p = Progress::new(Board::plain(), DOWNLOAD, 3, String::new());
+        p.add(0, "a", 10, "out".into());
+        assert!(
+            p.view(0)
+                .is_some_and(|v| v.line.wants_update(Instant::now()))
         );
     }
 
