@@ -110,7 +110,7 @@ fn not_a_torrent(path: &Path, size: Option<u64>) -> Error {
         None => "still growing".to_string(),
     };
     Error::other(format!(
-        "{} is not a torrent file ({what}; torrent files are at most {})",
+        "{} is not a torrent file ({what}, over the {} limit of torrent files)",
         path.display(),
         human_size(MAX_TORRENT_FILE as u64)
     ))
@@ -151,7 +151,7 @@ mod tests {
         let err = load(&path).unwrap_err().to_string();
         assert!(
             err.ends_with(
-                "big.iso is not a torrent file (40.0 MiB; torrent files are at most 32.0 MiB)"
+                "big.iso is not a torrent file (40.0 MiB, over the 32.0 MiB limit of torrent files)"
             ),
             "{err}"
         );

@@ -452,7 +452,7 @@ fn usual_mistakes_get_plain_messages() {
         let o = run(bin, &["info", "movie.mkv"], d);
         assert_one_line_error(
             &o,
-            "movie.mkv is not a torrent file (40.0 MiB; torrent files are at most 32.0 MiB)",
+            "movie.mkv is not a torrent file (40.0 MiB, over the 32.0 MiB limit of torrent files)",
         );
         fs::write(
             d.join("page.torrent"),
