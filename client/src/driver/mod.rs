@@ -918,7 +918,9 @@ impl<S: Core> Driver<S> {
                     self.stall.peer_closed(i, addr, &reason.to_string(), now);
                 }
             }
-            Event::DiskError { torrent, message } => {
+            Event::DiskError {
+                torrent, message, ..
+            } => {
                 let Some(i) = self.source_of(torrent) else {
                     return;
                 };
