@@ -224,3 +224,54 @@ pub enum TrackerEvent {
     /// The tracker could not be reached or its answer not understood.
     Error(String),
 }
+
+/// A snapshot for progress displays.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TorrentStats {
+    pub pieces_total: u32,
+    pub pieces_have: u32,
+    /// Bytes verified on disk.
+    pub bytes_have: u64,
+    pub total_len: u64,
+    /// Payload bytes received from peers (including wasted ones).
+    pub downloaded: u64,
+    /// Payload bytes sent to peers.
+    pub uploaded: u64,
+    /// Payload bytes received that were thrown away (duplicates, failed pieces).
+    pub wasted: u64,
+    pub peers: usize,
+    /// Bytes per second over the last few seconds.
+    pub download_rate: f64,
+    pub upload_rate: f64,
+    pub checking: bool,
+    pub complete: bool,
+}
+
+/// A snapshot of one peer connection (for displays and the simulator's invariants).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeerInfo {
+    pub conn: ConnId,
+    pub addr: SocketAddr,
+    pub id: Option<PeerId>,
+    pub outbound: bool,
+    /// Handshakes exchanged.
+    pub active: bool,
+    pub am_choking: bool,
+    pub am_interested: bool,
+    pub peer_choking: bool,
+    pub peer_interested: bool,
+    /// Pieces the peer has.
+    pub pieces: u32,
+    /// Our requests in flight to the peer, and the most we allow.
+    pub requests_out: usize,
+    pub queue_depth: usize,
+    /// The peer's requests queued with us (not yet being read).
+    pub requests_in: usize,
+    /// Upload bytes handed to the driver and not yet reported sent.
+    pub unsent: usize,
+    pub download_rate: f64,
+    pub upload_rate: f64,
+    pub downloaded: u64,
+    pub uploaded: u64,
+    pub snubbed: bool,
+}

@@ -14,6 +14,7 @@ pub mod api;
 pub mod bencode;
 pub mod bitfield;
 pub mod choker;
+pub mod config;
 pub mod extension;
 pub mod id;
 pub mod layout;
@@ -24,6 +25,7 @@ pub mod picker;
 mod rate;
 pub mod rng;
 pub mod session;
+mod shared;
 #[cfg(test)]
 mod tests;
 pub mod time;
@@ -33,11 +35,13 @@ mod vec_map;
 pub mod wire;
 
 pub use api::{
-    Action, DiskError, DiskErrorKind, DiskResult, Event, Input, Output, Target, TrackerEvent,
+    Action, DiskError, DiskErrorKind, DiskResult, Event, Input, Output, PeerInfo, Target,
+    TorrentStats, TrackerEvent,
 };
 pub use bitfield::Bitfield;
+pub use config::{Config, TorrentOptions};
 pub use id::{ConnId, InfoHash, OpId, PeerId, TorrentId};
 pub use layout::{BLOCK_LEN, BlockRef, FileSpan, Layout};
 pub use metainfo::Metainfo;
-pub use session::{Config, PeerInfo, Session, TorrentOptions, TorrentStats};
+pub use session::Session;
 pub use time::{Duration, Instant};

@@ -11,9 +11,10 @@ use sha1::{Digest, Sha1};
 
 use super::harness::{MemDisk, content, metainfo};
 use crate::api::{Action, DiskResult, Event, Input, Output};
+use crate::config::{Config, TorrentOptions};
 use crate::id::{ConnId, PeerId};
 use crate::metainfo::Metainfo;
-use crate::session::{Config, Session, TorrentOptions};
+use crate::session::Session;
 use crate::time::{Duration, Instant};
 use crate::wire::{BlockRequest, Handshake, Message};
 

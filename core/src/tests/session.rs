@@ -2,7 +2,7 @@
 
 use super::harness::*;
 use crate::api::Event;
-use crate::session::{Config, TorrentOptions};
+use crate::config::{Config, TorrentOptions};
 use crate::time::Duration;
 
 fn small_torrent() -> (std::sync::Arc<crate::Metainfo>, Vec<u8>) {

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use super::{State, Torrent};
 use crate::api::{Event, Target, TrackerEvent};
 use crate::id::ConnId;
-use crate::session::{Route, Shared};
+use crate::shared::{Route, Shared};
 use crate::time::Instant;
 use crate::tracker::announce::announce_url;
 use crate::tracker::http::{self, HttpError, HttpResponse, ResponseParser};

@@ -12,13 +12,13 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 
-use super::{Op, Source, State, Torrent};
+use super::{Op, Source, State, Torrent, send};
 use crate::api::{Action, DiskResult, Event};
 use crate::id::{ConnId, PeerId};
 use crate::layout::{BLOCK_LEN, BlockRef};
 use crate::peer::Outstanding;
 use crate::picker::Arrival;
-use crate::session::Shared;
+use crate::shared::Shared;
 use crate::wire::{BlockRequest, Message};
 
 /// Pieces being assembled, and what has been learnt about peers' data.
@@ -119,7 +119,7 @@ impl Torrent {
                 block,
                 sent: sh.now,
             });
-            peer.send(sh, &Message::Request(req));
+            send(sh, peer, &Message::Request(req));
         }
     }
 
@@ -203,7 +203,7 @@ impl Torrent {
                     if let Some(p) = self.peers.get_mut(&other)
                         && p.withdraw(block)
                     {
-                        p.send(sh, &Message::Cancel(req));
+                        send(sh, p, &Message::Cancel(req));
                     }
                 }
                 self.store(block, data, source);
@@ -438,7 +438,7 @@ impl Torrent {
         });
         if self.offers(piece) {
             for peer in self.peers.values_mut().filter(|p| p.is_active()) {
-                peer.send(sh, &Message::Have(piece));
+                send(sh, peer, &Message::Have(piece));
             }
         }
         // Only a peer that has this piece can have lost our interest with it.

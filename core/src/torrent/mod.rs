@@ -7,6 +7,7 @@
 mod announce;
 mod check;
 mod download;
+mod messages;
 mod upload;
 
 use std::collections::BTreeMap;
@@ -15,9 +16,10 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::api::{DiskResult, Event, Target};
+use crate::api::{DiskResult, Event, PeerInfo, Target, TorrentStats};
 use crate::bitfield::Bitfield;
-use crate::extension::{self, ExtHandshake};
+use crate::config::TorrentOptions;
+use crate::extension;
 use crate::id::{ConnId, OpId, PeerId, TorrentId};
 use crate::layout::Layout;
 use crate::metainfo::Metainfo;
@@ -25,7 +27,7 @@ use crate::peer::{Peer, Phase};
 use crate::peer_list::PeerList;
 use crate::picker::Picker;
 use crate::rate::Rate;
-use crate::session::{PeerInfo, Route, Shared, TorrentOptions, TorrentStats};
+use crate::shared::{Route, Shared};
 use crate::time::{Duration, Instant};
 use crate::tracker::Announcer;
 use crate::vec_map::VecMap;
@@ -295,7 +297,7 @@ impl Torrent {
         }
         peer.phase = Phase::Handshaking;
         peer.connected_at = sh.now;
-        peer.send_raw(sh, &hs);
+        send_raw(sh, peer, &hs);
     }
 
     fn our_handshake(&self, sh: &Shared) -> [u8; crate::wire::HANDSHAKE_LEN] {
@@ -337,7 +339,7 @@ impl Torrent {
         );
         peer.decoder = decoder;
         let ours = self.our_handshake(sh);
-        peer.send_raw(sh, &ours);
+        send_raw(sh, &mut peer, &ours);
         self.peers.insert(conn, Box::new(peer));
         if self.on_handshake(sh, conn, hs) {
             self.process(sh, conn);
@@ -455,12 +457,17 @@ impl Torrent {
             return false;
         };
         if offered.count_ones() > 0 {
-            peer.send(sh, &Message::Bitfield(Bytes::from(offered.to_bytes())));
+            send(
+                sh,
+                peer,
+                &Message::Bitfield(Bytes::from(offered.to_bytes())),
+            );
         }
         if hs.has(Handshake::EXTENSION_PROTOCOL) {
             let payload = sh.ext_handshake();
-            peer.send(
+            send(
                 sh,
+                peer,
                 &Message::Extended {
                     id: extension::HANDSHAKE_ID,
                     payload,
@@ -474,206 +481,6 @@ impl Torrent {
             id: hs.peer_id,
         });
         true
-    }
-
-    /// Handles every complete message buffered for `conn`.
-    fn process(&mut self, sh: &mut Shared, conn: ConnId) {
-        loop {
-            let Some(peer) = self.peers.get_mut(&conn) else {
-                return;
-            };
-            match peer.decoder.next_message() {
-                Ok(Some(msg)) => {
-                    if let Err(reason) = self.on_message(sh, conn, msg) {
-                        self.ban_peer(sh, conn, reason);
-                        return;
-                    }
-                }
-                Ok(None) => {
-                    peer.partial_since = match peer.decoder.buffered() {
-                        0 => None,
-                        _ => Some(peer.partial_since.unwrap_or(sh.now)),
-                    };
-                    return;
-                }
-                Err(e) => {
-                    self.ban_peer(sh, conn, format!("protocol error: {e}"));
-                    return;
-                }
-            }
-        }
-    }
-
-    /// Closes a peer that broke the protocol, and never deals with it again (its address
-    /// if we dialled it, its peer id either way).
-    fn ban_peer(&mut self, sh: &mut Shared, conn: ConnId, reason: String) {
-        if let Some(peer) = self.peers.get(&conn) {
-            if peer.outbound {
-                self.peer_list.ban(peer.addr);
-            }
-            if let Some(id) = peer.id {
-                self.download.ban(id);
-            }
-        }
-        self.close_peer(sh, conn, reason, false);
-    }
-
-    /// Applies one message; `Err(reason)` closes the peer.
-    fn on_message(&mut self, sh: &mut Shared, conn: ConnId, msg: Message) -> Result<(), String> {
-        let n = self.layout.num_pieces();
-        let Some(peer) = self.peers.get_mut(&conn) else {
-            return Ok(());
-        };
-        let first = !peer.seen_message;
-        peer.seen_message = true;
-        match msg {
-            Message::KeepAlive => {}
-            Message::Choke => {
-                peer.peer_choking = true;
-                self.release_requests(conn);
-            }
-            Message::Unchoke => {
-                peer.peer_choking = false;
-                peer.last_block_at = sh.now;
-                self.request_blocks(sh, conn);
-            }
-            Message::Interested => {
-                let before = peer.slot_state();
-                peer.peer_interested = true;
-                self.upload.slots.change(before, peer.slot_state());
-                self.interest_changed();
-            }
-            Message::NotInterested => {
-                let before = peer.slot_state();
-                peer.peer_interested = false;
-                self.upload.slots.change(before, peer.slot_state());
-                peer.their_requests.clear();
-                self.interest_changed();
-            }
-            Message::Have(piece) => {
-                if piece >= n {
-                    return Err(format!("have for piece {piece} of {n}"));
-                }
-                if peer.has.set(piece as usize) {
-                    self.picker.add_have(piece);
-                    self.peer_has_changed(sh, conn);
-                }
-            }
-            // BEP 3 puts the bitfield first, but aria2 sends it after other messages to
-            // peers without extensions; a late one adds to what the peer announced.
-            Message::Bitfield(bytes) => {
-                let has = Bitfield::from_bytes(&bytes, n as usize).map_err(|e| e.to_string())?;
-                if !first {
-                    tracing::debug!(addr = %peer.addr, "bitfield after other messages");
-                }
-                self.add_peer_pieces(sh, conn, &has);
-            }
-            Message::HaveAll => self.add_peer_pieces(sh, conn, &Bitfield::full(n as usize)),
-            Message::HaveNone => {}
-            Message::Request(req) => self.on_request(sh, conn, req)?,
-            Message::Cancel(req) => {
-                peer.their_requests.retain(|r| *r != req);
-            }
-            Message::Reject(req) => {
-                if let Some(block) = self.layout.block_at(req.piece, req.offset, req.len)
-                    && peer.withdraw(block)
-                {
-                    self.picker.release(block, conn);
-                }
-            }
-            Message::Piece {
-                piece,
-                offset,
-                data,
-            } => self.on_block(sh, conn, piece, offset, data)?,
-            Message::Extended {
-                id: extension::HANDSHAKE_ID,
-                payload,
-            } => match ExtHandshake::parse(&payload) {
-                Ok(ext) => {
-                    peer.max_requests = ext.reqq.map(|q| q as usize);
-                    tracing::debug!(addr = %peer.addr, client = ?ext.client, reqq = ?ext.reqq, "extension handshake");
-                }
-                Err(e) => tracing::debug!(addr = %peer.addr, "{e}"),
-            },
-            // We offer no extension messages, so other ids are not for us.
-            Message::Port(_)
-            | Message::Suggest(_)
-            | Message::AllowedFast(_)
-            | Message::Extended { .. } => {}
-            Message::Unknown { id, len } => {
-                return Err(format!("unknown message id {id} ({len} bytes)"));
-            }
-        }
-        Ok(())
-    }
-
-    /// The peer's whole piece set arrived (bitfield or have-all).
-    /// The peer announced a set of pieces (bitfield or have-all): what it had announced
-    /// before stays (a peer's pieces only grow).
-    fn add_peer_pieces(&mut self, sh: &mut Shared, conn: ConnId, has: &Bitfield) {
-        let Some(peer) = self.peers.get_mut(&conn) else {
-            return;
-        };
-        if peer.has.none() {
-            self.picker.add_availability(has);
-            peer.has = has.clone();
-        } else {
-            for p in has.ones() {
-                if peer.has.set(p) {
-                    self.picker.add_have(p as u32);
-                }
-            }
-        }
-        self.peer_has_changed(sh, conn);
-    }
-
-    /// The peer's piece set grew: update our interest, and drop the connection when
-    /// neither side can give the other anything.
-    fn peer_has_changed(&mut self, sh: &mut Shared, conn: ConnId) {
-        let Some(peer) = self.peers.get(&conn) else {
-            return;
-        };
-        if peer.is_seed() {
-            self.peer_list.mark_seed(peer.addr);
-            if self.picker.is_complete() && self.state == State::Seeding {
-                self.close_peer(sh, conn, "both seeding".into(), false);
-                return;
-            }
-        }
-        self.update_interest(sh, conn);
-        self.request_blocks(sh, conn);
-    }
-
-    /// Sends interested / not interested when our view changed.
-    fn update_interest(&mut self, sh: &mut Shared, conn: ConnId) {
-        let Some(peer) = self.peers.get_mut(&conn) else {
-            return;
-        };
-        if !peer.is_active() {
-            return;
-        }
-        let want = self.state == State::Downloading && self.picker.is_interesting(&peer.has);
-        Torrent::set_interest(sh, peer, want);
-    }
-
-    /// Sends interested / not interested if `want` differs from what the peer was told.
-    fn set_interest(sh: &mut Shared, peer: &mut Peer, want: bool) {
-        if want != peer.am_interested {
-            peer.am_interested = want;
-            peer.send(
-                sh,
-                if want {
-                    &Message::Interested
-                } else {
-                    &Message::NotInterested
-                },
-            );
-            if want {
-                peer.last_block_at = sh.now;
-                peer.am_interested_since = sh.now;
-            }
-        }
     }
 
     // ---- closing ------------------------------------------------------------------
@@ -835,7 +642,7 @@ impl Torrent {
                 continue;
             }
             if now.saturating_duration_since(peer.last_send) > KEEPALIVE {
-                peer.send(sh, &Message::KeepAlive);
+                send(sh, peer, &Message::KeepAlive);
             }
         }
         for (conn, reason, failed) in to_close {
@@ -867,6 +674,28 @@ impl Torrent {
         if let Some(bytes) = peer.take_out() {
             sh.send(conn, bytes);
         }
+    }
+}
+
+/// Queues a control message for `peer`, listing the connection for the flush at the end of
+/// the input.
+fn send(sh: &mut Shared, peer: &mut Peer, msg: &Message) {
+    if peer.send(sh.now, msg) {
+        sh.queued.push((peer.torrent, peer.conn));
+    }
+}
+
+/// Chokes `peer` (see [`Peer::choke`]), listing the connection for the flush like [`send`].
+fn choke(sh: &mut Shared, peer: &mut Peer) {
+    if peer.choke(sh.now) {
+        sh.queued.push((peer.torrent, peer.conn));
+    }
+}
+
+/// Queues raw bytes (a handshake) for `peer`, like [`send`].
+fn send_raw(sh: &mut Shared, peer: &mut Peer, bytes: &[u8]) {
+    if peer.send_raw(sh.now, bytes) {
+        sh.queued.push((peer.torrent, peer.conn));
     }
 }
 

@@ -13,12 +13,12 @@ use std::collections::{BTreeMap, VecDeque};
 
 use bytes::Bytes;
 
-use super::{Op, Torrent};
+use super::{Op, Torrent, choke, send};
 use crate::api::{Action, DiskResult, Event};
 use crate::choker::{Choker, ChokerConfig, PeerView};
 use crate::id::ConnId;
 use crate::layout::BLOCK_LEN;
-use crate::session::Shared;
+use crate::shared::Shared;
 use crate::time::{Duration, Instant};
 use crate::wire::{BlockRequest, Message};
 
@@ -305,7 +305,7 @@ impl Torrent {
             return;
         };
         let now = sh.now;
-        peer.send_piece_header(sh, req);
+        peer.send_piece_header(now, req);
         Torrent::flush_peer(sh, conn, peer);
         peer.emitted += data.len() as u64;
         peer.upload.add(now, u64::from(req.len));
@@ -424,10 +424,10 @@ impl Torrent {
             if unchoke && peer.am_choking {
                 peer.am_choking = false;
                 peer.choked_requests = 0;
-                peer.send(sh, &Message::Unchoke);
+                send(sh, peer, &Message::Unchoke);
                 newly_unchoked.push(conn);
             } else if !unchoke && !peer.am_choking {
-                peer.choke(sh);
+                choke(sh, peer);
             }
             self.upload.slots.change(before, peer.slot_state());
         }
