@@ -524,11 +524,26 @@ impl<S: Core> Driver<S> {
         self.deadline
     }
 
-    /// How long the runtime may sleep: until the session's deadline or the shutdown
-    /// backstop, whichever is first. `None`: no deadline.
+    /// How long the runtime may sleep: until the session's deadline, the shutdown
+    /// backstop or a resume save that is owed, whichever is first. `None`: no deadline.
     pub fn timeout(&self) -> Option<std::time::Duration> {
         let next = self.deadline.min(self.lifecycle.backstop);
-        (next != Instant::FAR_FUTURE).then(|| next.saturating_duration_since(self.now()))
+        let core =
+            (next != Instant::FAR_FUTURE).then(|| next.saturating_duration_since(self.now()));
+        // The session only wakes the loop when it has something due; a save of verified
+        // pieces must not wait for that.
+        let save = self
+            .resumer
+            .as_ref()
+            .filter(|r| r.known && r.unsaved && !r.saving && self.lifecycle.finished.is_none())
+            .map(|r| {
+                r.next_save
+                    .saturating_duration_since(std::time::Instant::now())
+            });
+        match (core, save) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Feeds `Input::Timeout` when the deadline has passed (and drains), and gives up on a

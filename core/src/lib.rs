@@ -29,6 +29,7 @@ mod shared;
 #[cfg(test)]
 mod tests;
 pub mod time;
+mod timer;
 mod torrent;
 pub mod tracker;
 mod vec_map;

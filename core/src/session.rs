@@ -16,6 +16,7 @@ use crate::id::{ConnId, InfoHash, PeerId, TorrentId};
 use crate::metainfo::Metainfo;
 use crate::shared::{Route, Shared};
 use crate::time::{Duration, Instant};
+use crate::timer::{Timer, TimerTable, earliest};
 use crate::torrent::Torrent;
 use crate::vec_map::VecMap;
 use crate::wire::Decoder;
@@ -31,13 +32,30 @@ struct Pending {
 /// How long an inbound connection may take to send its handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// The session's own named deadlines (each torrent has its own: see `torrent/timers.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SessionTimer {
+    /// The first inbound connection to run out of time for its handshake.
+    Handshake,
+    /// `shutdown` gives up waiting for `stopped` announces.
+    Stop,
+}
+
+impl Timer for SessionTimer {
+    const ALL: &'static [Self] = &[SessionTimer::Handshake, SessionTimer::Stop];
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
 #[derive(Debug)]
 pub struct Session {
     sh: Shared,
     torrents: VecMap<TorrentId, Torrent>,
     by_hash: BTreeMap<InfoHash, TorrentId>,
     pending: BTreeMap<ConnId, Pending>,
-    next_tick: Instant,
+    timers: TimerTable<SessionTimer, 2>,
     /// Set by `shutdown`: when to give up waiting for `stopped` announces.
     stopping: Option<Instant>,
     stopped: bool,
@@ -50,7 +68,7 @@ impl Session {
             torrents: VecMap::new(),
             by_hash: BTreeMap::new(),
             pending: BTreeMap::new(),
-            next_tick: now,
+            timers: TimerTable::default(),
             stopping: None,
             stopped: false,
         }
@@ -140,6 +158,12 @@ impl Session {
                 since: now,
             },
         );
+        let handshake = self
+            .pending
+            .values()
+            .map(|p| p.since + HANDSHAKE_TIMEOUT)
+            .min();
+        self.timers.set_or_stop(SessionTimer::Handshake, handshake);
         Some(conn)
     }
 
@@ -189,12 +213,11 @@ impl Session {
         }
     }
 
+    /// The end of every input and mutator: due deadlines, deferred work, the flush of
+    /// queued control messages, then the deadlines re-armed for `poll_output`.
     fn after_input(&mut self) {
         let now = self.sh.now;
-        if now >= self.next_tick {
-            self.next_tick = now + self.sh.config.tick;
-            self.tick();
-        }
+        self.handle_timeouts();
         for t in self.torrents.values_mut() {
             t.after_input(&mut self.sh);
         }
@@ -215,23 +238,60 @@ impl Session {
         {
             self.finish_stop();
         }
+        self.update_timers();
     }
 
-    fn tick(&mut self) {
+    /// Runs every deadline due at `sh.now`: the session's own, then each torrent's. Any
+    /// input runs them, not only `Input::Timeout`.
+    ///
+    /// A sub-machine with deadlines of its own (a uTP socket's retransmits, the DHT's
+    /// queries, a UDP tracker's retransmits) gets its `handle_timeout(now)` here and adds
+    /// its `poll_timeout()` in [`Session::poll_timeout`].
+    fn handle_timeouts(&mut self) {
         let now = self.sh.now;
-        let expired: Vec<ConnId> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| now.saturating_duration_since(p.since) > HANDSHAKE_TIMEOUT)
-            .map(|(c, _)| *c)
-            .collect();
-        for conn in expired {
-            self.pending.remove(&conn);
-            self.sh.close(conn);
+        if self.timers.is_due(SessionTimer::Handshake, now) {
+            let expired: Vec<ConnId> = self
+                .pending
+                .iter()
+                .filter(|(_, p)| now.saturating_duration_since(p.since) >= HANDSHAKE_TIMEOUT)
+                .map(|(c, _)| *c)
+                .collect();
+            for conn in expired {
+                self.pending.remove(&conn);
+                self.sh.close(conn);
+            }
         }
+        // `Stop` is judged in `after_input`, once this input's answers are in.
         for t in self.torrents.values_mut() {
-            t.tick(&mut self.sh);
+            t.handle_timeout(&mut self.sh);
         }
+    }
+
+    /// Re-arms the session's deadlines and every torrent's from their state.
+    fn update_timers(&mut self) {
+        let handshake = self
+            .pending
+            .values()
+            .map(|p| p.since + HANDSHAKE_TIMEOUT)
+            .min();
+        self.timers.set_or_stop(SessionTimer::Handshake, handshake);
+        let stop = self.stopping.filter(|_| !self.stopped);
+        self.timers.set_or_stop(SessionTimer::Stop, stop);
+        for t in self.torrents.values_mut() {
+            t.update_timers(&mut self.sh);
+        }
+    }
+
+    /// The earliest deadline in the session: its own, every torrent's, and every
+    /// sub-machine's. This is the seam for machines that own deadlines: each one keeps
+    /// them in a [`TimerTable`] (or computes its next one), contributes its
+    /// `poll_timeout()` here and is handed the time in [`Session::handle_timeouts`].
+    fn poll_timeout(&self) -> Instant {
+        let mut next = self.timers.next();
+        for t in self.torrents.values() {
+            next = earliest(next, t.poll_timeout());
+        }
+        next.unwrap_or(Instant::FAR_FUTURE)
     }
 
     // ---- mutators -----------------------------------------------------------------
@@ -247,7 +307,6 @@ impl Session {
         self.by_hash.insert(meta.info_hash, id);
         let torrent = Torrent::new(&mut self.sh, id, meta, options);
         self.torrents.insert(id, torrent);
-        self.next_tick = self.sh.now;
         self.after_input();
         id
     }
@@ -303,10 +362,6 @@ impl Session {
         if self.stopped {
             return Output::Timeout(Instant::FAR_FUTURE);
         }
-        let mut deadline = self.next_tick;
-        if let Some(s) = self.stopping {
-            deadline = deadline.min(s);
-        }
-        Output::Timeout(deadline)
+        Output::Timeout(self.poll_timeout())
     }
 }

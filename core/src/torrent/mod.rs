@@ -8,7 +8,10 @@ mod announce;
 mod check;
 mod download;
 mod messages;
+mod timers;
 mod upload;
+
+pub(crate) use timers::TorrentTimer;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -29,16 +32,11 @@ use crate::picker::Picker;
 use crate::rate::Rate;
 use crate::shared::{Route, Shared};
 use crate::time::{Duration, Instant};
+use crate::timer::{Timer, TimerTable};
 use crate::tracker::Announcer;
 use crate::vec_map::VecMap;
 use crate::wire::{Decoder, Handshake, Message};
 
-/// How long an outbound connection may take to be established and to complete the handshake.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
-/// Send a keep-alive after this long without sending anything.
-const KEEPALIVE: Duration = Duration::from_secs(90);
-/// Longest a message may take to arrive once it has started (a 16 KiB block at 300 B/s).
-const MESSAGE_TIMEOUT: Duration = Duration::from_secs(60);
 /// While seeding, how often an address from the trackers may be dialled.
 const SEED_DIAL_INTERVAL: Duration = Duration::from_secs(1);
 /// Blocks nobody asked for (and that we do not want) tolerated from one peer.
@@ -116,8 +114,12 @@ pub(crate) struct Torrent {
     stopping: bool,
     /// While seeding, no tracker address is dialled before this.
     next_seed_dial: Instant,
+    /// `connect_peers` held back an address that was due: not looked at again before this.
+    dial_retry: Instant,
     /// Buffers reused from one input to the next.
     scratch: Scratch,
+    /// When the torrent next needs the time: see `timers.rs`.
+    timers: TimerTable<TorrentTimer, { TorrentTimer::ALL.len() }>,
 }
 
 /// Buffers kept to save an allocation per use; empty between uses.
@@ -184,7 +186,9 @@ impl Torrent {
             up_rate: Rate::new(now),
             stopping: false,
             next_seed_dial: now,
+            dial_retry: now,
             scratch: Scratch::default(),
+            timers: TimerTable::default(),
             meta,
         };
         if options.have.is_none() {
@@ -569,6 +573,9 @@ impl Torrent {
                 || half_open >= sh.config.max_half_open
                 || sh.connections() >= sh.config.max_connections
             {
+                // Held back by a limit: look again a sweep later (with connections, the
+                // sweep comes anyway).
+                self.dial_retry = sh.now + sh.config.tick;
                 return;
             }
             // A seed waits for leechers to come; it dials the peers it was told to keep
@@ -579,6 +586,9 @@ impl Torrent {
                 self.peer_list
                     .next_matching(sh.now, seeding, persistent_only)
             else {
+                if persistent_only {
+                    self.dial_retry = self.next_seed_dial;
+                }
                 return;
             };
             if seeding && !persistent {
@@ -611,48 +621,7 @@ impl Torrent {
         }
     }
 
-    // ---- housekeeping -------------------------------------------------------------
-
-    pub fn tick(&mut self, sh: &mut Shared) {
-        let now = sh.now;
-        let mut to_close = Vec::new();
-        for (&conn, peer) in &mut self.peers {
-            match peer.phase {
-                Phase::Connecting | Phase::Handshaking | Phase::Ourselves => {
-                    if now.saturating_duration_since(peer.connected_at) > CONNECT_TIMEOUT {
-                        to_close.push((conn, "connection timed out".to_string(), true));
-                    }
-                    continue;
-                }
-                Phase::Active => {}
-            }
-            if now.saturating_duration_since(peer.last_recv) > sh.config.idle_timeout {
-                to_close.push((conn, "idle".to_string(), false));
-                continue;
-            }
-            if peer
-                .partial_since
-                .is_some_and(|t| now.saturating_duration_since(t) > MESSAGE_TIMEOUT)
-            {
-                to_close.push((
-                    conn,
-                    "a message is trickling in too slowly".to_string(),
-                    false,
-                ));
-                continue;
-            }
-            if now.saturating_duration_since(peer.last_send) > KEEPALIVE {
-                send(sh, peer, &Message::KeepAlive);
-            }
-        }
-        for (conn, reason, failed) in to_close {
-            self.close_peer(sh, conn, reason, failed);
-        }
-        self.download_tick(sh);
-        self.upload_tick(sh);
-        self.tracker_tick(sh);
-        self.connect_peers(sh);
-    }
+    // ---- output -------------------------------------------------------------------
 
     /// Flushes queued control messages to the driver.
     pub fn flush(&mut self, sh: &mut Shared, conn: ConnId) {

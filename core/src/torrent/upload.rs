@@ -374,15 +374,16 @@ impl Torrent {
         }
     }
 
-    pub(super) fn upload_tick(&mut self, sh: &mut Shared) {
-        if sh.now >= self.upload.choker.next_round() {
-            self.rechoke(sh, true);
-        }
+    /// When the choker's next full round is due: only while some peer holds an upload
+    /// slot or waits for one (a round with neither decides nothing).
+    pub(super) fn choke_deadline(&self) -> Option<Instant> {
+        let counts = self.upload.slots;
+        (counts.unchoked > 0 || counts.waiting > 0).then(|| self.upload.choker.next_round())
     }
 
     /// Runs the choker (a full round, or a re-run that keeps the optimistic rotation) and
     /// applies its decision.
-    fn rechoke(&mut self, sh: &mut Shared, full_round: bool) {
+    pub(super) fn rechoke(&mut self, sh: &mut Shared, full_round: bool) {
         let now = sh.now;
         let mut views = std::mem::take(&mut self.upload.views);
         views.clear();
