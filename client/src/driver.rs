@@ -406,7 +406,9 @@ impl Driver {
             },
             files: chosen,
         };
-        let torrent = session.add_torrent(Instant::ZERO, meta.clone(), options);
+        let torrent = session
+            .add_torrent(Instant::ZERO, meta.clone(), options)
+            .map_err(|e| Error::other(e.to_string()))?;
         if !plan.peers.is_empty() {
             // Peers the user named are redialled with back-off until they answer (a seeder
             // started a moment later, a peer that restarts).
@@ -1516,6 +1518,7 @@ mod tests {
             &mut d,
             [Output::Event(Event::DiskError {
                 torrent: T,
+                kind: DiskErrorKind::NoSpace,
                 message: "writing /x: No space left on device".into(),
             })],
         );

@@ -5,15 +5,28 @@
 //! until it returns [`Output::Timeout`]: every mutation is followed by a complete drain.
 //! The timeout is the instant at which the driver must call `handle_input(Input::Timeout)`
 //! if nothing else happens first.
+//!
+//! # Inputs for what the core no longer knows
+//!
+//! An input for a connection or a disk operation the core does not know (any more) is
+//! ignored: it changes nothing and produces nothing. The driver and the core race: the
+//! core may close a connection ([`Action::Close`]) while the driver holds bytes read from
+//! it, a write completion, or its own report that the connection broke, and a disk answer
+//! may come back for an operation of a torrent that failed. The driver need not filter any
+//! of these; it may feed what it has, in order. Ids are never reused, so a late input can
+//! never be taken for a newer connection's or operation's.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
+use thiserror::Error;
 
-use crate::id::{ConnId, OpId, PeerId, TorrentId};
+use crate::bitfield::BitfieldError;
+use crate::id::{ConnId, InfoHash, OpId, PeerId, TorrentId};
 use crate::layout::FileSpan;
 use crate::time::Instant;
+use crate::wire::WireError;
 
 /// Something that happened outside the core.
 #[derive(Debug, Clone)]
@@ -37,7 +50,10 @@ pub enum Input {
         bytes: usize,
     },
     /// The connection is gone: the connect failed, the remote closed it, or it broke.
-    /// Not sent for connections the core closed itself with [`Action::Close`].
+    /// `error` is the driver's words for why (`None`: the remote closed it). For a
+    /// connection the core closed itself with [`Action::Close`] the driver need not send
+    /// it; if it does, it is ignored like every input for a connection the core no longer
+    /// knows (see the module documentation).
     Closed {
         now: Instant,
         conn: ConnId,
@@ -199,16 +215,141 @@ pub enum Event {
     PeerClosed {
         torrent: Option<TorrentId>,
         addr: SocketAddr,
-        reason: String,
+        reason: CloseReason,
     },
     /// A disk operation failed; the torrent stops downloading. Verified data is untouched.
     DiskError {
         torrent: TorrentId,
+        kind: DiskErrorKind,
         message: String,
     },
     /// `Session::shutdown` has finished: stopped announces sent (or timed out), all
     /// connections closed.
     Stopped,
+}
+
+/// Why a peer connection ended ([`Event::PeerClosed`]). Its `Display` is one line of plain
+/// words for logs and summaries.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum CloseReason {
+    /// The remote's handshake could not be read.
+    #[error("{0}")]
+    BadHandshake(WireError),
+    /// The remote's handshake named another torrent than the one we dialled it for.
+    #[error("handshake for another torrent")]
+    OtherTorrent,
+    /// The remote is this session (a tracker handed us our own address).
+    #[error("connected to ourselves")]
+    Ourselves,
+    /// The remote's peer id was banned earlier.
+    #[error("banned peer")]
+    Banned,
+    /// Another connection to the same peer id exists.
+    #[error("already connected to this peer")]
+    AlreadyConnected,
+    /// The peer broke the protocol; it is banned.
+    #[error("{0}")]
+    Misbehaved(Misbehaviour),
+    /// Pieces with this peer as their only source failed the hash check this many times;
+    /// it is banned.
+    #[error("banned: {0} pieces from this peer failed the hash check")]
+    HashFailures(u32),
+    /// Neither side wants anything from the other.
+    #[error("both seeding")]
+    BothSeeding,
+    /// `Session::shutdown` closed every connection.
+    #[error("shutting down")]
+    ShuttingDown,
+    /// The connection or handshake took too long.
+    #[error("connection timed out")]
+    ConnectTimeout,
+    /// Nothing arrived for `Config::idle_timeout`.
+    #[error("idle")]
+    Idle,
+    /// A message started arriving and did not complete in time.
+    #[error("a message is trickling in too slowly")]
+    SlowMessage,
+    /// The driver reported the connection gone ([`Input::Closed`]), with its error if any.
+    #[error("{}", .0.as_deref().unwrap_or("closed by remote"))]
+    Remote(Option<String>),
+}
+
+/// How a peer broke the protocol (the connection is closed and the peer banned).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum Misbehaviour {
+    /// Bytes that do not decode as peer wire messages.
+    #[error("protocol error: {0}")]
+    Protocol(WireError),
+    /// A `have` for a piece the torrent does not have.
+    #[error("have for piece {piece} of {pieces}")]
+    HaveOutOfRange {
+        /// The piece named.
+        piece: u32,
+        /// Pieces in the torrent.
+        pieces: u32,
+    },
+    /// A `bitfield` that does not fit the torrent.
+    #[error("{0}")]
+    Bitfield(BitfieldError),
+    /// A message id we do not know.
+    #[error("unknown message id {id} ({len} bytes)")]
+    UnknownMessage {
+        /// The message id.
+        id: u8,
+        /// Its payload length.
+        len: u32,
+    },
+    /// Too many requests while choked, well after our choke went out.
+    #[error("more than {0} requests while choked")]
+    RequestsWhileChoked(u32),
+    /// Too many requests we could not serve; the last one's problem.
+    #[error("too many invalid requests (last one {0})")]
+    InvalidRequests(BadRequest),
+    /// Far more requests than the queue it may keep with us.
+    #[error("request flood: {dropped} requests beyond the {max} it may queue")]
+    RequestFlood {
+        /// Requests dropped so far.
+        dropped: u32,
+        /// The queue it may keep (`Config::max_peer_requests`).
+        max: usize,
+    },
+    /// A `piece` message that is not a block of the torrent.
+    #[error(
+        "sent {len} bytes at offset {offset} of piece {piece}, which is not a block we ask for"
+    )]
+    NotABlock {
+        /// The piece named.
+        piece: u32,
+        /// The offset in it.
+        offset: u32,
+        /// The payload length.
+        len: u32,
+    },
+    /// Too many blocks that nobody asked for.
+    #[error("sent too many blocks nobody asked for")]
+    UnrequestedBlocks,
+}
+
+/// What was wrong with a request we could not serve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum BadRequest {
+    /// Longer than the 16 KiB we serve.
+    #[error("longer than 16 KiB")]
+    TooLong,
+    /// Past the end of the piece.
+    #[error("outside the piece")]
+    OutsidePiece,
+    /// For a piece we do not offer.
+    #[error("for a piece we do not have")]
+    NotOffered,
+}
+
+/// Why [`Session::add_torrent`](crate::Session::add_torrent) refused a torrent.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum AddTorrentError {
+    /// A torrent with this info hash is in the session already.
+    #[error("torrent {0} is already in the session")]
+    Duplicate(InfoHash),
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -36,13 +36,13 @@ mod vec_map;
 pub mod wire;
 
 pub use api::{
-    Action, DiskError, DiskErrorKind, DiskResult, Event, Input, Output, PeerInfo, Target,
-    TorrentStats, TrackerEvent,
+    Action, AddTorrentError, BadRequest, CloseReason, DiskError, DiskErrorKind, DiskResult, Event,
+    Input, Misbehaviour, Output, PeerInfo, Target, TorrentStats, TrackerEvent,
 };
 pub use bitfield::Bitfield;
 pub use config::{Config, TorrentOptions};
 pub use id::{ConnId, InfoHash, OpId, PeerId, TorrentId};
 pub use layout::{BLOCK_LEN, BlockRef, FileSpan, Layout};
-pub use metainfo::Metainfo;
+pub use metainfo::{MAX_PIECE_LENGTH, MIN_PIECE_LENGTH, Metainfo};
 pub use session::Session;
 pub use time::{Duration, Instant};

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::api::{Event, Input, Output, PeerInfo, TorrentStats};
+use crate::api::{AddTorrentError, Event, Input, Output, PeerInfo, TorrentStats};
 use crate::bitfield::Bitfield;
 use crate::config::{Config, TorrentOptions};
 use crate::id::{ConnId, InfoHash, PeerId, TorrentId};
@@ -127,8 +127,7 @@ impl Session {
                 if self.pending.remove(&conn).is_some() {
                     self.sh.forget(conn);
                 } else {
-                    let reason = error.unwrap_or_else(|| "closed by remote".into());
-                    self.with_torrent(conn, |t, sh| t.on_closed(sh, conn, reason));
+                    self.with_torrent(conn, |t, sh| t.on_closed(sh, conn, error));
                 }
             }
             Input::Disk { op, result, .. } => {
@@ -301,14 +300,17 @@ impl Session {
         now: Instant,
         meta: Arc<Metainfo>,
         options: TorrentOptions,
-    ) -> TorrentId {
+    ) -> Result<TorrentId, AddTorrentError> {
         self.sh.now = now.max(self.sh.now);
+        if self.by_hash.contains_key(&meta.info_hash) {
+            return Err(AddTorrentError::Duplicate(meta.info_hash));
+        }
         let id = TorrentId(self.sh.next_id());
         self.by_hash.insert(meta.info_hash, id);
         let torrent = Torrent::new(&mut self.sh, id, meta, options);
         self.torrents.insert(id, torrent);
         self.after_input();
-        id
+        Ok(id)
     }
 
     /// Peers to connect to, besides the trackers'. `persistent` ones are redialled with

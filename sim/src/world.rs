@@ -763,7 +763,9 @@ impl World {
             files: None,
         };
         let mut session = Session::new(self.config_for(class), now, seed);
-        let torrent = session.add_torrent(now, self.payload.meta.clone(), options);
+        let torrent = session
+            .add_torrent(now, self.payload.meta.clone(), options)
+            .expect("a new session holds no torrent");
         let serve = if class == Class::Adversary(Adversary::Corrupt) {
             Variant::Corrupt
         } else {
@@ -1166,6 +1168,7 @@ impl World {
             }
             Event::HashFailed { .. } => self.hash_failures += 1,
             Event::PeerClosed { addr, reason, .. } => {
+                let reason = reason.to_string();
                 let IpAddr::V4(ip) = addr.ip() else {
                     return;
                 };

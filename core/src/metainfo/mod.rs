@@ -26,9 +26,9 @@ pub use create::NewTorrent;
 use path::{check_distinct_paths, component_problem};
 
 /// Smallest piece length accepted (one block).
-const MIN_PIECE_LENGTH: u32 = 16 << 10;
+pub const MIN_PIECE_LENGTH: u32 = 16 << 10;
 /// Largest piece length accepted.
-const MAX_PIECE_LENGTH: u32 = 256 << 20;
+pub const MAX_PIECE_LENGTH: u32 = 256 << 20;
 
 /// Largest `.torrent` file accepted, in bytes.
 pub const MAX_TORRENT_FILE: usize = 32 << 20;

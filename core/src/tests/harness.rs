@@ -196,7 +196,9 @@ impl Swarm {
             self.now,
             seed,
         );
-        let torrent = session.add_torrent(self.now, meta.clone(), options);
+        let torrent = session
+            .add_torrent(self.now, meta.clone(), options)
+            .expect("a new torrent");
         self.nodes.push(Node {
             session,
             addr,

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use super::harness::*;
-use crate::api::{Action, Event, Input, Output, Target, TrackerEvent};
+use crate::api::{Action, CloseReason, Event, Input, Output, Target, TrackerEvent};
 use crate::bitfield::Bitfield;
 use crate::config::{Config, TorrentOptions};
 use crate::id::ConnId;
@@ -59,7 +59,8 @@ fn options(meta: &Metainfo, complete: bool) -> TorrentOptions {
 fn an_idle_seeder_without_peers_or_trackers_never_wakes() {
     let meta = torrent(&[]);
     let mut s = Session::new(Config::default(), at(0.0), [1; 32]);
-    s.add_torrent(at(0.0), meta.clone(), options(&meta, true));
+    s.add_torrent(at(0.0), meta.clone(), options(&meta, true))
+        .expect("a new torrent");
     let (actions, _, deadline) = drain(&mut s);
     assert!(actions.is_empty(), "{actions:?}");
     assert_eq!(deadline, Instant::FAR_FUTURE);
@@ -75,7 +76,8 @@ fn a_tracker_request_times_out_at_its_deadline_and_not_before() {
     let config = Config::default();
     let limit = config.tracker_timeout;
     let mut s = Session::new(config, at(0.0), [1; 32]);
-    s.add_torrent(at(0.0), meta.clone(), options(&meta, true));
+    s.add_torrent(at(0.0), meta.clone(), options(&meta, true))
+        .expect("a new torrent");
     let (actions, _, deadline) = drain(&mut s);
     let conn = match actions.as_slice() {
         [Action::Connect { conn, target }] => {
@@ -124,7 +126,9 @@ fn connections_are_swept_each_tick_and_a_failed_dial_waits_for_its_back_off() {
     let config = Config::default();
     let tick = config.tick;
     let mut s = Session::new(config, at(0.0), [1; 32]);
-    let t = s.add_torrent(at(0.0), meta.clone(), options(&meta, false));
+    let t = s
+        .add_torrent(at(0.0), meta.clone(), options(&meta, false))
+        .expect("a new torrent");
     let (_, _, deadline) = drain(&mut s);
     assert_eq!(
         deadline,
@@ -147,7 +151,10 @@ fn connections_are_swept_each_tick_and_a_failed_dial_waits_for_its_back_off() {
         if events.iter().any(|e| {
             matches!(
                 e,
-                Event::PeerClosed { reason, .. } if reason == "connection timed out"
+                Event::PeerClosed {
+                    reason: CloseReason::ConnectTimeout,
+                    ..
+                }
             )
         }) {
             assert!(
@@ -176,7 +183,8 @@ fn connections_are_swept_each_tick_and_a_failed_dial_waits_for_its_back_off() {
 fn an_inbound_connection_without_a_handshake_is_closed_at_its_deadline() {
     let meta = torrent(&[]);
     let mut s = Session::new(Config::default(), at(0.0), [1; 32]);
-    s.add_torrent(at(0.0), meta.clone(), options(&meta, true));
+    s.add_torrent(at(0.0), meta.clone(), options(&meta, true))
+        .expect("a new torrent");
     drain(&mut s);
     let conn: ConnId = s
         .accept(at(1.0), SocketAddr::from(([192, 0, 2, 9], 50_000)))

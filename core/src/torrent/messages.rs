@@ -2,6 +2,7 @@
 //! applied to the peer's state and handed to the download or upload side.
 
 use super::{State, Torrent, send};
+use crate::api::{CloseReason, Misbehaviour};
 use crate::bitfield::Bitfield;
 use crate::extension::{self, ExtHandshake};
 use crate::id::ConnId;
@@ -19,7 +20,7 @@ impl Torrent {
             match peer.decoder.next_message() {
                 Ok(Some(msg)) => {
                     if let Err(reason) = self.on_message(sh, conn, msg) {
-                        self.ban_peer(sh, conn, reason);
+                        self.ban_peer(sh, conn, CloseReason::Misbehaved(reason));
                         return;
                     }
                 }
@@ -31,7 +32,7 @@ impl Torrent {
                     return;
                 }
                 Err(e) => {
-                    self.ban_peer(sh, conn, format!("protocol error: {e}"));
+                    self.ban_peer(sh, conn, CloseReason::Misbehaved(Misbehaviour::Protocol(e)));
                     return;
                 }
             }
@@ -40,7 +41,7 @@ impl Torrent {
 
     /// Closes a peer that broke the protocol, and never deals with it again (its address
     /// if we dialled it, its peer id either way).
-    pub(super) fn ban_peer(&mut self, sh: &mut Shared, conn: ConnId, reason: String) {
+    pub(super) fn ban_peer(&mut self, sh: &mut Shared, conn: ConnId, reason: CloseReason) {
         if let Some(peer) = self.peers.get(&conn) {
             if peer.outbound {
                 self.peer_list.ban(peer.addr);
@@ -58,7 +59,7 @@ impl Torrent {
         sh: &mut Shared,
         conn: ConnId,
         msg: Message,
-    ) -> Result<(), String> {
+    ) -> Result<(), Misbehaviour> {
         let n = self.layout.num_pieces();
         let Some(peer) = self.peers.get_mut(&conn) else {
             return Ok(());
@@ -91,7 +92,7 @@ impl Torrent {
             }
             Message::Have(piece) => {
                 if piece >= n {
-                    return Err(format!("have for piece {piece} of {n}"));
+                    return Err(Misbehaviour::HaveOutOfRange { piece, pieces: n });
                 }
                 if peer.has.set(piece as usize) {
                     self.picker.add_have(piece);
@@ -101,7 +102,8 @@ impl Torrent {
             // BEP 3 puts the bitfield first, but aria2 sends it after other messages to
             // peers without extensions; a late one adds to what the peer announced.
             Message::Bitfield(bytes) => {
-                let has = Bitfield::from_bytes(&bytes, n as usize).map_err(|e| e.to_string())?;
+                let has =
+                    Bitfield::from_bytes(&bytes, n as usize).map_err(Misbehaviour::Bitfield)?;
                 if !first {
                     tracing::debug!(addr = %peer.addr, "bitfield after other messages");
                 }
@@ -141,7 +143,7 @@ impl Torrent {
             | Message::AllowedFast(_)
             | Message::Extended { .. } => {}
             Message::Unknown { id, len } => {
-                return Err(format!("unknown message id {id} ({len} bytes)"));
+                return Err(Misbehaviour::UnknownMessage { id, len });
             }
         }
         Ok(())
@@ -176,7 +178,7 @@ impl Torrent {
         if peer.is_seed() {
             self.peer_list.mark_seed(peer.addr);
             if self.picker.is_complete() && self.state == State::Seeding {
-                self.close_peer(sh, conn, "both seeding".into(), false);
+                self.close_peer(sh, conn, CloseReason::BothSeeding, false);
                 return;
             }
         }

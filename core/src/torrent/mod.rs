@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::api::{DiskResult, Event, PeerInfo, Target, TorrentStats};
+use crate::api::{CloseReason, DiskResult, Event, PeerInfo, Target, TorrentStats};
 use crate::bitfield::Bitfield;
 use crate::config::TorrentOptions;
 use crate::extension;
@@ -370,7 +370,7 @@ impl Torrent {
                     }
                 }
                 Err(e) => {
-                    self.close_peer(sh, conn, e.to_string(), true);
+                    self.close_peer(sh, conn, CloseReason::BadHandshake(e), true);
                     return;
                 }
             }
@@ -385,10 +385,12 @@ impl Torrent {
         }
     }
 
-    pub fn on_closed(&mut self, sh: &mut Shared, conn: ConnId, reason: String) {
+    /// The driver reported `conn` gone, with its error if it gave one.
+    pub fn on_closed(&mut self, sh: &mut Shared, conn: ConnId, error: Option<String>) {
+        let reason = CloseReason::Remote(error);
         sh.forget(conn);
         if self.trackers.contains_key(&conn) {
-            self.tracker_closed(sh, conn, reason);
+            self.tracker_closed(sh, conn, reason.to_string());
         } else if self.peers.contains_key(&conn) {
             self.drop_peer(sh, conn, reason);
         }
@@ -425,20 +427,20 @@ impl Torrent {
         let addr = peer.addr;
         let outbound = peer.outbound;
         if hs.info_hash != self.meta.info_hash {
-            self.close_peer(sh, conn, "handshake for another torrent".into(), true);
+            self.close_peer(sh, conn, CloseReason::OtherTorrent, true);
             return false;
         }
         if hs.peer_id == sh.peer_id {
             if outbound {
                 self.peer_list.mark_self(addr);
-                self.close_peer(sh, conn, "connected to ourselves".into(), false);
+                self.close_peer(sh, conn, CloseReason::Ourselves, false);
             } else if let Some(peer) = self.peers.get_mut(&conn) {
                 peer.phase = Phase::Ourselves;
             }
             return false;
         }
         if self.download.is_banned(&hs.peer_id) {
-            self.close_peer(sh, conn, "banned peer".into(), false);
+            self.close_peer(sh, conn, CloseReason::Banned, false);
             return false;
         }
         if self
@@ -446,7 +448,7 @@ impl Torrent {
             .iter()
             .any(|(c, p)| *c != conn && p.id == Some(hs.peer_id))
         {
-            self.close_peer(sh, conn, "already connected to this peer".into(), false);
+            self.close_peer(sh, conn, CloseReason::AlreadyConnected, false);
             return false;
         }
         let Some(peer) = self.peers.get_mut(&conn) else {
@@ -491,26 +493,26 @@ impl Torrent {
 
     /// Closes a peer connection we decided to end. `failed` marks a connection that never
     /// got going (for dial back-off).
-    fn close_peer(&mut self, sh: &mut Shared, conn: ConnId, reason: String, failed: bool) {
+    fn close_peer(&mut self, sh: &mut Shared, conn: ConnId, reason: CloseReason, failed: bool) {
         sh.close(conn);
         self.remove_peer(sh, conn, reason, failed);
     }
 
     /// The driver reported the peer's connection gone.
-    fn drop_peer(&mut self, sh: &mut Shared, conn: ConnId, reason: String) {
+    fn drop_peer(&mut self, sh: &mut Shared, conn: ConnId, reason: CloseReason) {
         let Some(peer) = self.peers.get(&conn) else {
             return;
         };
         let failed = !peer.is_active();
         let reason = if peer.phase == Phase::Ourselves {
-            "connected to ourselves".into()
+            CloseReason::Ourselves
         } else {
             reason
         };
         self.remove_peer(sh, conn, reason, failed);
     }
 
-    fn remove_peer(&mut self, sh: &mut Shared, conn: ConnId, reason: String, failed: bool) {
+    fn remove_peer(&mut self, sh: &mut Shared, conn: ConnId, reason: CloseReason, failed: bool) {
         let Some(peer) = self.peers.remove(&conn) else {
             return;
         };
@@ -540,7 +542,7 @@ impl Torrent {
     pub fn close_all(&mut self, sh: &mut Shared) {
         let conns: Vec<ConnId> = self.peers.keys().copied().collect();
         for conn in conns {
-            self.close_peer(sh, conn, "shutting down".into(), false);
+            self.close_peer(sh, conn, CloseReason::ShuttingDown, false);
         }
         let trackers: Vec<ConnId> = self.trackers.keys().copied().collect();
         for conn in trackers {

@@ -9,6 +9,7 @@
 //! none, the torrent wakes only for its trackers and for addresses due to be dialled.
 
 use super::{Phase, State, Torrent, send};
+use crate::api::CloseReason;
 use crate::shared::Shared;
 use crate::time::{Duration, Instant};
 use crate::timer::Timer;
@@ -130,25 +131,21 @@ impl Torrent {
             match peer.phase {
                 Phase::Connecting | Phase::Handshaking | Phase::Ourselves => {
                     if now.saturating_duration_since(peer.connected_at) > CONNECT_TIMEOUT {
-                        to_close.push((conn, "connection timed out".to_string(), true));
+                        to_close.push((conn, CloseReason::ConnectTimeout, true));
                     }
                     continue;
                 }
                 Phase::Active => {}
             }
             if now.saturating_duration_since(peer.last_recv) > sh.config.idle_timeout {
-                to_close.push((conn, "idle".to_string(), false));
+                to_close.push((conn, CloseReason::Idle, false));
                 continue;
             }
             if peer
                 .partial_since
                 .is_some_and(|t| now.saturating_duration_since(t) > MESSAGE_TIMEOUT)
             {
-                to_close.push((
-                    conn,
-                    "a message is trickling in too slowly".to_string(),
-                    false,
-                ));
+                to_close.push((conn, CloseReason::SlowMessage, false));
                 continue;
             }
             if now.saturating_duration_since(peer.last_send) > KEEPALIVE {
