@@ -32,21 +32,35 @@ use crate::wire::WireError;
 #[derive(Debug, Clone)]
 pub enum Input {
     /// The deadline from the last [`Output::Timeout`] has passed (calling early is harmless).
-    Timeout { now: Instant },
+    Timeout {
+        /// When it happened, on the driver's clock.
+        now: Instant,
+    },
     /// An outbound connection asked for by [`Action::Connect`] is established.
-    Connected { now: Instant, conn: ConnId },
+    Connected {
+        /// When it happened.
+        now: Instant,
+        /// The connection [`Action::Connect`] named.
+        conn: ConnId,
+    },
     /// Bytes arrived on a connection, in order.
     Received {
+        /// When it happened, on the driver's clock.
         now: Instant,
+        /// The connection.
         conn: ConnId,
+        /// The bytes, as read (the core keeps slices of them: no copy).
         data: Bytes,
     },
     /// `bytes` more of this connection's queued sends were handed to the operating system.
     /// This is the core's flow control: it only produces more upload data for a connection
     /// while what it has sent and not yet heard back about here stays under a bound.
     Sent {
+        /// When it happened, on the driver's clock.
         now: Instant,
+        /// The connection.
         conn: ConnId,
+        /// How many bytes.
         bytes: usize,
     },
     /// The connection is gone: the connect failed, the remote closed it, or it broke.
@@ -55,27 +69,37 @@ pub enum Input {
     /// it; if it does, it is ignored like every input for a connection the core no longer
     /// knows (see the module documentation).
     Closed {
+        /// When it happened, on the driver's clock.
         now: Instant,
+        /// The connection.
         conn: ConnId,
+        /// The driver's words for what went wrong (`None`: closed by the remote).
         error: Option<String>,
     },
     /// A disk operation asked for by an action has finished. Results still count after
     /// `Event::Stopped`: a driver that flushes its queued writes at the end of a clean stop
     /// feeds them, and verified pieces are recorded (for its resume data).
     Disk {
+        /// When it happened, on the driver's clock.
         now: Instant,
+        /// The operation the action named.
         op: OpId,
+        /// What the disk did.
         result: DiskResult,
     },
     /// A UDP datagram arrived.
     Datagram {
+        /// When it happened, on the driver's clock.
         now: Instant,
+        /// The sender.
         from: SocketAddr,
+        /// The datagram.
         data: Bytes,
     },
 }
 
 impl Input {
+    /// When the input happened.
     pub fn now(&self) -> Instant {
         match self {
             Input::Timeout { now }
@@ -92,7 +116,9 @@ impl Input {
 /// What the core wants next.
 #[derive(Debug, Clone)]
 pub enum Output {
+    /// Something for the driver to do.
     Action(Action),
+    /// Something for the user or the embedding program to know.
     Event(Event),
     /// Nothing more to do until this instant (or until the next input).
     Timeout(Instant),
@@ -101,10 +127,13 @@ pub enum Output {
 /// Where to connect.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Target {
+    /// An address, as it is.
     Addr(SocketAddr),
     /// A host name to resolve (HTTP trackers); the driver picks the address.
     Host {
+        /// The host name, as in the tracker URL.
         host: String,
+        /// The port.
         port: u16,
     },
 }
@@ -113,44 +142,80 @@ pub enum Target {
 #[derive(Debug, Clone)]
 pub enum Action {
     /// Open a TCP connection; answer with [`Input::Connected`] or [`Input::Closed`].
-    Connect { conn: ConnId, target: Target },
+    Connect {
+        /// The id the session gives the connection (every later input names it).
+        conn: ConnId,
+        /// Where to connect.
+        target: Target,
+    },
     /// Queue bytes on a connection, after everything queued before.
-    Send { conn: ConnId, data: Bytes },
+    Send {
+        /// The connection.
+        conn: ConnId,
+        /// The bytes.
+        data: Bytes,
+    },
     /// Close a connection, dropping anything still queued. The core has forgotten it.
-    Close { conn: ConnId },
+    Close {
+        /// The connection.
+        conn: ConnId,
+    },
     /// Write blocks of a piece. `data` is contiguous from `offset` within the piece and
     /// `spans` says where those bytes go. When `expected` is set, `data` is the whole piece:
     /// hash it first and write only if it matches, answering [`DiskResult::HashMismatch`]
     /// otherwise (nothing written).
     Write {
+        /// The id to answer with in [`Input::Disk`].
         op: OpId,
+        /// The torrent.
         torrent: TorrentId,
+        /// The piece.
         piece: u32,
+        /// Where `data` starts within the piece.
         offset: u32,
+        /// The bytes, in order (the blocks as they arrived, not copied together).
         data: Vec<Bytes>,
+        /// Where the bytes lie in the torrent's files, in order.
         spans: Vec<FileSpan>,
+        /// The piece's SHA-1, when `data` is the whole piece.
         expected: Option<[u8; 20]>,
     },
     /// Hash a piece as it is on disk. Data that cannot be read because a file is missing or
     /// too short is a mismatch, not an error.
     Verify {
+        /// The id to answer with in [`Input::Disk`].
         op: OpId,
+        /// The torrent.
         torrent: TorrentId,
+        /// The piece.
         piece: u32,
+        /// Where the bytes lie in the torrent's files, in order.
         spans: Vec<FileSpan>,
+        /// The piece's SHA-1.
         expected: [u8; 20],
     },
     /// Read `len` bytes at `offset` within `piece`; answer with [`DiskResult::Data`].
     Read {
+        /// The id to answer with in [`Input::Disk`].
         op: OpId,
+        /// The torrent.
         torrent: TorrentId,
+        /// The piece.
         piece: u32,
+        /// Where the read starts within the piece.
         offset: u32,
+        /// How many bytes to read.
         len: u32,
+        /// Where the bytes lie in the torrent's files, in order.
         spans: Vec<FileSpan>,
     },
     /// Send one UDP datagram.
-    SendDatagram { to: SocketAddr, data: Bytes },
+    SendDatagram {
+        /// The receiver.
+        to: SocketAddr,
+        /// The payload.
+        data: Bytes,
+    },
 }
 
 /// The outcome of a disk action.
@@ -167,16 +232,24 @@ pub enum DiskResult {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// Why the operating system refused a disk operation.
 pub struct DiskError {
+    /// What kind of failure it was.
     pub kind: DiskErrorKind,
+    /// The operating system's message, with the path.
     pub message: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The kinds of disk failure the core tells apart.
 pub enum DiskErrorKind {
+    /// The disk is full.
     NoSpace,
+    /// The file or directory may not be written.
     PermissionDenied,
+    /// A file or directory is missing.
     NotFound,
+    /// Anything else.
     Other,
 }
 
@@ -185,42 +258,66 @@ pub enum DiskErrorKind {
 pub enum Event {
     /// The check of existing data finished: `have` of `total` pieces are good.
     Checked {
+        /// The torrent.
         torrent: TorrentId,
+        /// Pieces found good.
         have: u32,
+        /// Pieces in the torrent.
         total: u32,
     },
+    /// A downloaded piece matched its hash and is on disk.
     PieceVerified {
+        /// The torrent.
         torrent: TorrentId,
+        /// The piece.
         piece: u32,
     },
     /// A downloaded piece failed its hash check and will be fetched again.
     HashFailed {
+        /// The torrent.
         torrent: TorrentId,
+        /// The piece.
         piece: u32,
     },
     /// Every wanted piece is verified on disk.
     Complete {
+        /// The torrent.
         torrent: TorrentId,
     },
+    /// Something happened with one of the torrent's trackers.
     Tracker {
+        /// The torrent.
         torrent: TorrentId,
+        /// The tracker's URL, as in the metainfo.
         url: String,
+        /// What happened.
         event: TrackerEvent,
     },
+    /// A peer completed the handshake.
     PeerConnected {
+        /// The torrent.
         torrent: TorrentId,
+        /// The peer's address.
         addr: SocketAddr,
+        /// The peer's id, from its handshake.
         id: PeerId,
     },
+    /// A peer connection ended (it was in the torrent, or still handshaking: `None`).
     PeerClosed {
+        /// The torrent.
         torrent: Option<TorrentId>,
+        /// The peer's address.
         addr: SocketAddr,
+        /// Why.
         reason: CloseReason,
     },
     /// A disk operation failed; the torrent stops downloading. Verified data is untouched.
     DiskError {
+        /// The torrent.
         torrent: TorrentId,
+        /// What kind of failure it was.
         kind: DiskErrorKind,
+        /// The operating system's message, with the path.
         message: String,
     },
     /// `Session::shutdown` has finished: stopped announces sent (or timed out), all
@@ -353,9 +450,13 @@ pub enum AddTorrentError {
 }
 
 #[derive(Debug, Clone, PartialEq)]
+/// Something that happened with a tracker.
 pub enum TrackerEvent {
+    /// The tracker answered.
     Announced {
+        /// Peers it listed.
         peers: usize,
+        /// When it wants the next announce.
         interval: Duration,
     },
     /// The tracker's `warning message`.
@@ -369,10 +470,13 @@ pub enum TrackerEvent {
 /// A snapshot for progress displays.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TorrentStats {
+    /// Pieces in the torrent.
     pub pieces_total: u32,
+    /// Pieces verified.
     pub pieces_have: u32,
     /// Bytes verified on disk.
     pub bytes_have: u64,
+    /// Bytes in the torrent.
     pub total_len: u64,
     /// Payload bytes received from peers (including wasted ones).
     pub downloaded: u64,
@@ -380,39 +484,57 @@ pub struct TorrentStats {
     pub uploaded: u64,
     /// Payload bytes received that were thrown away (duplicates, failed pieces).
     pub wasted: u64,
+    /// Peers with the handshake done.
     pub peers: usize,
     /// Bytes per second over the last few seconds.
     pub download_rate: f64,
+    /// Bytes per second sent over the last few seconds.
     pub upload_rate: f64,
+    /// Existing data is being hashed.
     pub checking: bool,
+    /// Every wanted piece is verified.
     pub complete: bool,
 }
 
 /// A snapshot of one peer connection (for displays and the simulator's invariants).
 #[derive(Debug, Clone, PartialEq)]
 pub struct PeerInfo {
+    /// The connection.
     pub conn: ConnId,
+    /// The peer's address.
     pub addr: SocketAddr,
+    /// Its peer id, once the handshake is done.
     pub id: Option<PeerId>,
+    /// We dialled it.
     pub outbound: bool,
     /// Handshakes exchanged.
     pub active: bool,
+    /// We choke it.
     pub am_choking: bool,
+    /// We are interested in it.
     pub am_interested: bool,
+    /// It chokes us.
     pub peer_choking: bool,
+    /// It is interested in us.
     pub peer_interested: bool,
     /// Pieces the peer has.
     pub pieces: u32,
     /// Our requests in flight to the peer, and the most we allow.
     pub requests_out: usize,
+    /// The most requests we keep in flight to it.
     pub queue_depth: usize,
     /// The peer's requests queued with us (not yet being read).
     pub requests_in: usize,
     /// Upload bytes handed to the driver and not yet reported sent.
     pub unsent: usize,
+    /// Bytes per second received from it over the last few seconds.
     pub download_rate: f64,
+    /// Bytes per second sent to it over the last few seconds.
     pub upload_rate: f64,
+    /// Payload bytes received from it.
     pub downloaded: u64,
+    /// Payload bytes sent to it.
     pub uploaded: u64,
+    /// It let our requests time out: one request at a time until it delivers.
     pub snubbed: bool,
 }

@@ -12,6 +12,7 @@ pub struct Config {
     pub peer_id_prefix: [u8; 8],
     /// The TCP port we accept peers on, announced to trackers (0: not listening).
     pub listen_port: u16,
+    /// Our client name and version, for trackers and the extension handshake.
     pub user_agent: String,
     /// Connections per torrent.
     pub max_peers_per_torrent: usize,
@@ -32,7 +33,9 @@ pub struct Config {
     /// Requests in flight per peer: the queue depth starts at `min_queue_depth` and grows
     /// with the peer's rate to cover `request_queue_time` of transfer, up to `max_queue_depth`.
     pub min_queue_depth: usize,
+    /// The most requests in flight to one peer.
     pub max_queue_depth: usize,
+    /// How much transfer time the queue depth should cover at the peer's rate.
     pub request_queue_time: Duration,
     /// A peer whose pieces failed the hash check this many times (as sole source) is banned.
     pub max_hash_failures: u32,

@@ -12,6 +12,7 @@ use crate::bencode::{self, DictBuilder, Value};
 pub const HANDSHAKE_ID: u8 = 0;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// The fields of a BEP 10 extension handshake that Tessera reads or sends.
 pub struct ExtHandshake {
     /// Requests the sender accepts queued from one peer.
     pub reqq: Option<u32>,

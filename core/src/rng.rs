@@ -13,7 +13,8 @@ impl Rng {
         Rng(ChaCha8Rng::from_seed(seed))
     }
 
-    /// Convenience for tests and the simulator: a generator from a small number.
+    /// Convenience for tests: a generator from a small number.
+    #[cfg(test)]
     pub fn from_u64(seed: u64) -> Self {
         Rng(ChaCha8Rng::seed_from_u64(seed))
     }
@@ -30,10 +31,6 @@ impl Rng {
         self.0.next_u64()
     }
 
-    pub fn fill(&mut self, buf: &mut [u8]) {
-        self.0.fill_bytes(buf);
-    }
-
     /// Uniform in `0..n`; `n` must be positive.
     pub fn below(&mut self, n: u64) -> u64 {
         debug_assert!(n > 0);
@@ -47,6 +44,7 @@ impl Rng {
     }
 
     /// True with probability `p`.
+    #[cfg(test)]
     pub fn chance(&mut self, p: f64) -> bool {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64 <= p
     }

@@ -49,6 +49,19 @@ impl Timer for SessionTimer {
     }
 }
 
+/// Every torrent, connection and tracker of one BitTorrent client, as one state machine.
+///
+/// A session never blocks and never does IO: the driver that owns it (a runtime, the
+/// simulator, a test) feeds it what happened with [`Session::handle_input`] (and the
+/// mutators [`Session::accept`], [`Session::add_torrent`], [`Session::add_peers`],
+/// [`Session::shutdown`]), then drains [`Session::poll_output`] until it returns
+/// [`Output::Timeout`], carrying out each [`Action`](crate::Action) and reporting its
+/// outcome as a later input. Every mutation must be followed by a complete drain. The
+/// crate documentation has the whole loop.
+///
+/// Time comes only from the inputs (`now`, on the driver's clock, never going backwards:
+/// an earlier `now` counts as the latest seen) and randomness only from the seed given to
+/// [`Session::new`], so the same inputs replay to the same outputs.
 #[derive(Debug)]
 pub struct Session {
     sh: Shared,
@@ -62,6 +75,9 @@ pub struct Session {
 }
 
 impl Session {
+    /// A session with no torrent yet. `now` is the driver's clock at the start (any epoch:
+    /// only differences count); `seed` drives every random choice (our peer id's suffix,
+    /// the tracker `key`, tie-breaks, the optimistic unchoke), so a session replays from it.
     pub fn new(config: Config, now: Instant, seed: [u8; 32]) -> Self {
         Session {
             sh: Shared::new(config, now, seed),
@@ -76,14 +92,17 @@ impl Session {
 
     // ---- getters ------------------------------------------------------------------
 
+    /// Our peer id: the config's prefix and twelve characters drawn from the seed.
     pub fn peer_id(&self) -> PeerId {
         self.sh.peer_id
     }
 
+    /// The configuration the session was made with.
     pub fn config(&self) -> &Config {
         &self.sh.config
     }
 
+    /// A snapshot of a torrent's progress (`None`: no such torrent).
     pub fn stats(&self, torrent: TorrentId) -> Option<TorrentStats> {
         self.torrents.get(&torrent).map(|t| t.stats(self.sh.now))
     }
@@ -103,8 +122,13 @@ impl Session {
 
     // ---- inputs -------------------------------------------------------------------
 
-    /// Feeds one input. Unknown connection or operation ids are ignored (the driver may
-    /// race with a close the core asked for).
+    /// Feeds one thing that happened outside the core; drain [`Session::poll_output`]
+    /// afterwards. Any input also runs the deadlines due by its `now`, so calling with
+    /// [`Input::Timeout`] early or late is harmless.
+    ///
+    /// An input for a connection or disk operation the session does not know (any more)
+    /// is ignored: the driver may race with a close the core asked for, and need not filter
+    /// (see [`api`](crate::api)).
     pub fn handle_input(&mut self, input: Input) {
         let now = input.now().max(self.sh.now);
         self.sh.now = now;
@@ -295,6 +319,10 @@ impl Session {
 
     // ---- mutators -----------------------------------------------------------------
 
+    /// Adds a torrent and starts it: it hashes existing data first unless `options.have`
+    /// says what is verified, then announces, dials and serves. Drain
+    /// [`Session::poll_output`] afterwards. A torrent whose info hash is in the session
+    /// already is refused ([`AddTorrentError::Duplicate`]) and the session is unchanged.
     pub fn add_torrent(
         &mut self,
         now: Instant,
@@ -356,7 +384,11 @@ impl Session {
 
     // ---- output -------------------------------------------------------------------
 
-    /// The next thing to do. Call until it returns `Output::Timeout`.
+    /// The next thing to do: an action to carry out, an event to report, or, once there
+    /// is nothing more, [`Output::Timeout`] with the instant at which to call
+    /// `handle_input(Input::Timeout)` if no other input comes first
+    /// ([`Instant::FAR_FUTURE`]: nothing is due, wait for inputs). Call it until it returns
+    /// the timeout, after every input and mutator.
     pub fn poll_output(&mut self) -> Output {
         if let Some(o) = self.sh.pop_output() {
             return o;

@@ -143,17 +143,15 @@ impl Decision {
     }
 
     /// All the peers to have unchoked: the regular ones, then the optimistic one.
+    #[cfg(test)]
     pub fn unchoked(&self) -> impl Iterator<Item = ConnId> + '_ {
         self.regular.iter().copied().chain(self.optimistic)
     }
 
     /// How many peers to have unchoked.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.regular.len() + usize::from(self.optimistic.is_some())
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
@@ -192,10 +190,6 @@ impl Choker {
         }
     }
 
-    pub fn config(&self) -> &ChokerConfig {
-        &self.config
-    }
-
     /// When the torrent should call [`Choker::round`] next: at creation, then one
     /// [`ChokerConfig::round`] after the last round (however late that round was called).
     pub fn next_round(&self) -> Instant {
@@ -203,6 +197,7 @@ impl Choker {
     }
 
     /// The current optimistic unchoke.
+    #[cfg(test)]
     pub fn optimistic(&self) -> Option<ConnId> {
         self.optimistic
     }

@@ -6,17 +6,25 @@ use crate::bencode::{self, DictBuilder, Value};
 /// disk work); this only encodes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewTorrent {
+    /// The torrent's name (the single file's name, or the top directory's).
     pub name: String,
     /// Empty for a single-file torrent; otherwise each file's path below `name` and length.
     pub files: Vec<(Vec<String>, u64)>,
     /// Length of the single file when `files` is empty.
     pub length: u64,
+    /// Bytes per piece.
     pub piece_length: u32,
+    /// The SHA-1 of every piece, in order.
     pub pieces: Vec<[u8; 20]>,
+    /// The private flag (BEP 27): no DHT or PEX.
     pub private: bool,
+    /// Tracker tiers (BEP 12).
     pub trackers: Vec<Vec<String>>,
+    /// Free text.
     pub comment: Option<String>,
+    /// The program that made it.
     pub created_by: Option<String>,
+    /// Seconds since the Unix epoch.
     pub creation_date: Option<i64>,
 }
 

@@ -34,38 +34,51 @@ pub const MAX_PIECE_LENGTH: u32 = 256 << 20;
 pub const MAX_TORRENT_FILE: usize = 32 << 20;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// A parsed, checked `.torrent` file.
 pub struct Metainfo {
     /// SHA-1 of exactly the bytes of the `info` dictionary as they were in the file.
     pub info_hash: InfoHash,
+    /// The `info` dictionary: what the info hash covers.
     pub info: Info,
     /// The bencoded `info` dictionary, exactly as in the file.
     pub info_bytes: Bytes,
     /// Tracker tiers (BEP 12): `announce-list` when present and non-empty, else `[[announce]]`,
     /// else empty. URLs are kept as written; the tracker module decides what it can use.
     pub trackers: Vec<Vec<String>>,
+    /// Free text from the file.
     pub comment: Option<String>,
+    /// The program that made the file.
     pub created_by: Option<String>,
+    /// Seconds since the Unix epoch.
     pub creation_date: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// The `info` dictionary, checked.
 pub struct Info {
+    /// The torrent's name: the single file's name, or the top directory's.
     pub name: String,
+    /// Bytes per piece.
     pub piece_length: u32,
+    /// The SHA-1 of every piece, in order.
     pub pieces: Vec<[u8; 20]>,
     /// In torrent order. A single-file torrent has one entry whose path is `[name]`.
     pub files: Vec<FileEntry>,
+    /// The private flag (BEP 27).
     pub private: bool,
     /// True when the torrent had a `files` list (its data lives under a directory `name`).
     pub multi_file: bool,
+    /// Where each piece lies in the files.
     pub layout: Layout,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// One file of the torrent.
 pub struct FileEntry {
     /// Validated path components relative to the download directory, starting with the
     /// torrent's name: `[name]` for a single-file torrent, `[name, dir.., file]` otherwise.
     pub path: Vec<String>,
+    /// Its length in bytes.
     pub length: u64,
     /// BEP 47 padding file (attribute `p`): never written to disk, reads as zeros.
     pub padding: bool,
@@ -74,37 +87,65 @@ pub struct FileEntry {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+/// Why bytes are not an acceptable `.torrent` file.
 pub enum MetainfoError {
+    /// Not well-formed bencode.
     #[error("not a torrent file: {0}")]
     Bencode(#[from] BencodeError),
+    /// Larger than [`MAX_TORRENT_FILE`].
     #[error("torrent file is {0} bytes, more than the {MAX_TORRENT_FILE}-byte limit")]
     TooLarge(usize),
+    /// The top level is not a dictionary.
     #[error("torrent is not a dictionary")]
     NotADictionary,
+    /// A required field is missing.
     #[error("missing field `{0}`")]
     Missing(&'static str),
+    /// A field holds the wrong type.
     #[error("field `{field}` should be {expected}")]
     WrongType {
+        /// The field.
         field: &'static str,
+        /// What it should hold.
         expected: &'static str,
     },
+    /// A field's value is not acceptable.
     #[error("invalid {field}: {reason}")]
-    Invalid { field: &'static str, reason: String },
+    Invalid {
+        /// The field.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A piece length that is not a power of two within the limits.
     #[error("piece length {0} is not a power of two between 16 KiB and 256 MiB")]
     BadPieceLength(i64),
+    /// `pieces` is not a whole number of SHA-1 hashes.
     #[error("`pieces` is {0} bytes, not a multiple of 20")]
     PiecesNotMultipleOf20(usize),
     #[error(
         "{got} piece hashes for {total} bytes in pieces of {piece_length}: expected {expected}"
     )]
+    /// The hash count does not match the length.
     PieceCount {
+        /// Hashes given.
         got: usize,
+        /// Hashes the length needs.
         expected: u64,
+        /// Total length.
         total: u64,
+        /// Piece length.
         piece_length: u32,
     },
+    /// A file path that could leave the download directory.
     #[error("unsafe file path {path:?}: {reason}")]
-    UnsafePath { path: String, reason: &'static str },
+    UnsafePath {
+        /// The path.
+        path: String,
+        /// Why it is unsafe.
+        reason: &'static str,
+    },
+    /// Two files share a path (or one is a directory on the other's path).
     #[error("file path {0:?} appears twice (or is both a file and a directory)")]
     DuplicatePath(String),
 }
@@ -131,18 +172,22 @@ impl Metainfo {
         })
     }
 
+    /// Bytes in the torrent.
     pub fn total_length(&self) -> u64 {
         self.info.layout.total_len()
     }
 
+    /// Where each piece lies in the files.
     pub fn layout(&self) -> &Layout {
         &self.info.layout
     }
 
+    /// Pieces in the torrent.
     pub fn num_pieces(&self) -> u32 {
         self.info.layout.num_pieces()
     }
 
+    /// The SHA-1 of `piece`, if it exists.
     pub fn piece_hash(&self, piece: u32) -> Option<[u8; 20]> {
         self.info.pieces.get(piece as usize).copied()
     }

@@ -54,7 +54,7 @@
 //! # Unwanting a partial piece
 //!
 //! `set_wanted(piece, false)` on a partial piece drops it at once: its received blocks are
-//! discarded, its requests forgotten (late copies are [`Arrival::Unwanted`]; the caller may
+//! discarded, its requests forgotten (late copies are `Arrival::Unwanted`; the caller may
 //! cancel them on the wire). If it becomes wanted again it starts from scratch.
 //!
 //! # Cost
@@ -91,6 +91,7 @@ pub enum Strategy {
 }
 
 #[derive(Debug, Clone)]
+/// Piece picking policy.
 pub struct PickerConfig {
     /// Verified pieces below which new pieces are chosen at random rather than rarest
     /// (rarest-first only).
@@ -113,7 +114,7 @@ impl Default for PickerConfig {
 
 /// What a received block means to the picker.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Arrival {
+pub(crate) enum Arrival {
     /// The first copy of a wanted block. `cancel` lists the other peers it was requested
     /// from (endgame); their requests are dropped from the picker and should be cancelled
     /// on the wire. `piece_complete` is true when this was the piece's last missing block.
@@ -130,7 +131,7 @@ const NOT_PARTIAL: u32 = u32::MAX;
 
 /// Chooses pieces and blocks to request; see the module documentation.
 #[derive(Debug)]
-pub struct Picker {
+pub(crate) struct Picker {
     config: PickerConfig,
     num_pieces: u32,
     /// Blocks in every piece but the last.
@@ -346,6 +347,7 @@ impl Picker {
     }
 
     /// How many connected peers have `piece`.
+    #[cfg(test)]
     pub fn availability(&self, piece: u32) -> u32 {
         self.availability.get(piece as usize).copied().unwrap_or(0)
     }
@@ -617,6 +619,7 @@ impl Picker {
 
     /// Whether a piece is to be downloaded at all (file selection). Unwanting a partial
     /// piece drops it with its received blocks and requests (see the module documentation).
+    #[cfg(test)]
     pub fn set_wanted(&mut self, piece: u32, wanted: bool) {
         if piece >= self.num_pieces || self.wanted.get(piece as usize) == wanted {
             return;
@@ -658,11 +661,13 @@ impl Picker {
 
     /// True once no wanted block is free (every missing block is requested or received).
     /// O(1).
+    #[cfg(test)]
     pub fn in_endgame(&self) -> bool {
         self.free_blocks == 0
     }
 
     /// The peers `block` is currently requested from.
+    #[cfg(test)]
     pub fn requesters(&self, block: BlockRef) -> &[ConnId] {
         self.slot_of(block.piece)
             .and_then(|i| self.partials[i].blocks.get(block.block as usize))
@@ -685,6 +690,7 @@ impl Picker {
     }
 
     /// Pieces started (some block requested or received) and not yet verified.
+    #[cfg(test)]
     pub fn partial_pieces(&self) -> usize {
         self.partials.len()
     }

@@ -1,7 +1,7 @@
 //! Trackers: the HTTP announce (BEP 3, BEP 23 compact peers, BEP 7 IPv6 peers) and the
 //! schedule of announces over a torrent's tracker tiers (BEP 12).
 //!
-//! The schedule ([`Announcer`]) keeps, per tier, the order in which its trackers are tried,
+//! The schedule (`Announcer`) keeps, per tier, the order in which its trackers are tried,
 //! whether a `Started` (and later `Completed`) announce got through, and when the next
 //! announce is due. A "round" is one pass over a tier's trackers from the front: it ends
 //! with the first success, or with every tracker having failed, which starts a back-off.
@@ -23,16 +23,16 @@ pub const RETRY_MAX: Duration = Duration::from_secs(30 * 60);
 /// Interval used when a tracker gives none (or zero).
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(30 * 60);
 /// Shortest time between a tracker's answer and an extra announce asked for by
-/// [`Announcer::want_peers`] when the tracker gives no `min interval`.
+/// `Announcer::want_peers` when the tracker gives no `min interval`.
 pub const DEFAULT_MIN_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Which tracker of the torrent's list (index into the flattened tier list).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TrackerIndex(pub usize);
+pub(crate) struct TrackerIndex(pub usize);
 
 /// An announce the session should perform now.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AnnounceJob {
+pub(crate) struct AnnounceJob {
     pub tracker: TrackerIndex,
     pub url: String,
     pub event: AnnounceEvent,
@@ -41,7 +41,7 @@ pub struct AnnounceJob {
 /// Per-torrent announce schedule. Pure: the session asks `poll` for due announces, performs
 /// them, and reports the outcome with `on_success` / `on_failure`.
 #[derive(Debug)]
-pub struct Announcer {
+pub(crate) struct Announcer {
     /// URL of every tracker by [`TrackerIndex`]: the position in the flattened tier list as
     /// given to [`Announcer::new`] (unsupported trackers keep their index but are never used).
     urls: Vec<String>,
@@ -141,11 +141,13 @@ impl Announcer {
     }
 
     /// True when there is no usable tracker.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.tiers.is_empty()
     }
 
     /// The URL of a tracker (as given to [`Announcer::new`]).
+    #[cfg(test)]
     pub fn url(&self, tracker: TrackerIndex) -> Option<&str> {
         self.urls.get(tracker.0).map(String::as_str)
     }

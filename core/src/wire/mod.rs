@@ -18,7 +18,9 @@ use thiserror::Error;
 
 use crate::id::{InfoHash, PeerId};
 
+/// The protocol string of the handshake.
 pub const PROTOCOL: &[u8; 19] = b"BitTorrent protocol";
+/// Bytes in a handshake.
 pub const HANDSHAKE_LEN: usize = 68;
 /// Largest `piece` payload accepted (we never request more than a 16 KiB block).
 pub const MAX_BLOCK: u32 = 16 * 1024;
@@ -73,9 +75,13 @@ fn to_usize(n: u32) -> usize {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The handshake that opens a connection (BEP 3).
 pub struct Handshake {
+    /// Extension bits (BEP 10 and others).
     pub reserved: [u8; 8],
+    /// The torrent.
     pub info_hash: InfoHash,
+    /// The sender's peer id.
     pub peer_id: PeerId,
 }
 
@@ -87,6 +93,7 @@ impl Handshake {
     /// Reserved bit for BEP 5 (byte 7, 0x01).
     pub const DHT: (usize, u8) = (7, 0x01);
 
+    /// The handshake's bytes.
     pub fn encode(&self) -> [u8; HANDSHAKE_LEN] {
         let mut out = [0u8; HANDSHAKE_LEN];
         out[0] = 19;
@@ -128,60 +135,110 @@ impl Handshake {
 /// A block request or cancel: `len` bytes at `offset` within `piece`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct BlockRequest {
+    /// The piece.
     pub piece: u32,
+    /// The offset within the piece.
     pub offset: u32,
+    /// The length in bytes.
     pub len: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// A peer wire message (BEP 3, BEP 6 fast extension, BEP 10, BEP 5 port).
 pub enum Message {
+    /// Nothing (a zero-length frame).
     KeepAlive,
+    /// No more requests will be served.
     Choke,
+    /// Requests will be served.
     Unchoke,
+    /// The sender wants pieces we have.
     Interested,
+    /// The sender wants nothing we have.
     NotInterested,
+    /// The sender has this piece.
     Have(u32),
     /// Raw payload; validated against the torrent by `Bitfield::from_bytes`.
     Bitfield(Bytes),
+    /// Asks for a block.
     Request(BlockRequest),
+    /// A block.
     Piece {
+        /// The piece.
         piece: u32,
+        /// The offset within the piece.
         offset: u32,
+        /// The block's bytes.
         data: Bytes,
     },
+    /// Withdraws a request.
     Cancel(BlockRequest),
+    /// The sender's DHT port (BEP 5).
     Port(u16),
+    /// A piece the sender suggests (BEP 6).
     Suggest(u32),
+    /// The sender has every piece (BEP 6).
     HaveAll,
+    /// The sender has no piece (BEP 6).
     HaveNone,
+    /// A request that will not be served (BEP 6).
     Reject(BlockRequest),
+    /// A piece the sender serves even while choking (BEP 6).
     AllowedFast(u32),
+    /// An extension message (BEP 10).
     Extended {
+        /// The extended message id.
         id: u8,
+        /// Its payload.
         payload: Bytes,
     },
     /// A message id this decoder does not know; its payload was skipped. `len` is the
     /// payload's length, the id byte not included (the frame's length prefix is `len + 1`).
     Unknown {
+        /// The message id.
         id: u8,
+        /// Its payload length.
         len: u32,
     },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+/// Why bytes from a peer are not valid wire data (or a decoder was misused).
 pub enum WireError {
+    /// The first 68 bytes are not a BitTorrent handshake.
     #[error("not a BitTorrent handshake")]
     BadHandshake,
     /// `len` is the frame's length prefix (id byte included); `id` is `None` when the length
     /// alone exceeded [`MAX_FRAME`].
     #[error("{} of {len} bytes exceeds the limit of {max}", MessageName(*id))]
-    TooLong { id: Option<u8>, len: u32, max: u32 },
+    TooLong {
+        /// The message id (`None`: the length alone was too long).
+        id: Option<u8>,
+        /// The length prefix.
+        len: u32,
+        /// The limit.
+        max: u32,
+    },
     /// A fixed-size message whose length prefix is not its size.
     #[error("{} of {len} bytes, expected {expected}", MessageName(Some(*id)))]
-    BadLength { id: u8, len: u32, expected: u32 },
+    BadLength {
+        /// The message id.
+        id: u8,
+        /// The length prefix.
+        len: u32,
+        /// The message's size.
+        expected: u32,
+    },
     /// A `piece` or `extended` message too short for its fixed fields.
     #[error("{} of {len} bytes, expected at least {min}", MessageName(Some(*id)))]
-    TooShort { id: u8, len: u32, min: u32 },
+    TooShort {
+        /// The message id.
+        id: u8,
+        /// The length prefix.
+        len: u32,
+        /// The least the message needs.
+        min: u32,
+    },
     /// Usage error: [`Decoder::next_message`] was called before [`Decoder::handshake`]
     /// returned the handshake. Nothing was consumed; the decoder is still usable.
     #[error("next_message called before the handshake was decoded")]

@@ -24,23 +24,36 @@ use crate::id::{InfoHash, PeerId};
 pub const MAX_INTERVAL: Duration = Duration::from_secs(24 * 60 * 60);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// The `event` parameter of an announce.
 pub enum AnnounceEvent {
     /// A regular announce (no `event` parameter).
     None,
+    /// The first announce.
     Started,
+    /// The download completed.
     Completed,
+    /// The client is leaving.
     Stopped,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// What one announce says about us.
 pub struct AnnounceParams {
+    /// The torrent.
     pub info_hash: InfoHash,
+    /// Our peer id.
     pub peer_id: PeerId,
+    /// The port we accept peers on.
     pub port: u16,
+    /// Payload bytes sent so far.
     pub uploaded: u64,
+    /// Payload bytes received so far.
     pub downloaded: u64,
+    /// Bytes still wanted.
     pub left: u64,
+    /// The event, if any.
     pub event: AnnounceEvent,
+    /// How many peers we ask for.
     pub numwant: Option<u32>,
     /// Random per-session key so the tracker can recognise us across IP changes.
     pub key: u32,
@@ -107,22 +120,31 @@ fn percent_encode(out: &mut String, bytes: &[u8]) {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// A tracker's answer to an announce.
 pub struct AnnounceResponse {
+    /// When to announce next.
     pub interval: Option<Duration>,
+    /// The earliest time to announce again.
     pub min_interval: Option<Duration>,
     /// Peers in the order given, deduplicated, at most the `max_peers` passed to `parse`.
     pub peers: Vec<SocketAddr>,
+    /// The tracker's `warning message`.
     pub warning: Option<String>,
+    /// An id to send back in later announces.
     pub tracker_id: Option<Vec<u8>>,
+    /// Seeds the tracker knows of.
     pub complete: Option<u64>,
+    /// Leechers the tracker knows of.
     pub incomplete: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+/// Why an announce response is not a list of peers.
 pub enum AnnounceError {
     /// The tracker's `failure reason`.
     #[error("tracker refused: {0}")]
     Failure(String),
+    /// Not a well-formed announce response.
     #[error("bad tracker response: {0}")]
     Malformed(String),
 }

@@ -26,13 +26,18 @@ const MAX_CHUNK_LINE: usize = 4096;
 const MAX_HEADERS: usize = 128;
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+/// Why an HTTP exchange with a tracker failed.
 pub enum HttpError {
+    /// A URL that is not a usable `http://` URL (the URL, and why).
     #[error("unsupported tracker URL {0:?}: {1}")]
     BadUrl(String, String),
+    /// Not a well-formed HTTP response.
     #[error("malformed HTTP response: {0}")]
     Malformed(String),
+    /// A body over the size limit.
     #[error("HTTP response larger than {0} bytes")]
     TooLarge(usize),
+    /// The connection ended before the response was complete.
     #[error("connection closed before the HTTP response was complete")]
     Truncated,
 }
@@ -42,7 +47,9 @@ pub enum HttpError {
 pub struct HttpRequest {
     /// Host name or IP address to connect to (IPv6 without brackets).
     pub host: String,
+    /// The port to connect to.
     pub port: u16,
+    /// The request's bytes.
     pub bytes: Bytes,
 }
 
@@ -111,9 +118,13 @@ pub fn get(url: &str, user_agent: &str) -> Result<HttpRequest, HttpError> {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// An HTTP response, its body decoded from any chunked encoding.
 pub struct HttpResponse {
+    /// The status code.
     pub status: u16,
+    /// The reason phrase.
     pub reason: String,
+    /// The body.
     pub body: Bytes,
 }
 
