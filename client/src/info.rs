@@ -7,6 +7,7 @@ use tessera_core::Metainfo;
 use crate::cli::InfoArgs;
 use crate::error::Error;
 use crate::exit::Exit;
+use crate::output::printable;
 use crate::torrent;
 use crate::ui::human_size;
 
@@ -87,19 +88,6 @@ fn size(bytes: u64) -> String {
     } else {
         format!("{} ({bytes} bytes)", human_size(bytes))
     }
-}
-
-/// `s` with control characters escaped, so a torrent cannot drive the terminal.
-pub fn printable(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// Seconds since the Unix epoch as `YYYY-MM-DD hh:mm:ss UTC`.

@@ -21,15 +21,6 @@ pub const READ_CHUNK: usize = 64 << 10;
 /// Largest UDP datagram a runtime receives.
 pub const MAX_DATAGRAM: usize = 65536;
 
-/// Reports how sending a datagram to `to` went (`None`: there is no UDP socket).
-/// Datagrams are best effort, like UDP itself (a full buffer drops one); the core retries.
-pub fn datagram_sent(to: SocketAddr, sent: Option<io::Result<usize>>) {
-    match sent {
-        Some(Ok(_)) => {}
-        Some(Err(e)) => tracing::debug!("sending a datagram to {to}: {e}"),
-        None => tracing::debug!("no UDP socket: datagram to {to} dropped"),
-    }
-}
 /// ...and replaced once less than this is left of it.
 pub const MIN_READ: usize = 4 << 10;
 /// Buffers handed to one `writev`.
@@ -183,6 +174,16 @@ impl ReadBuf {
                 Err(e) => return Err(e),
             }
         }
+    }
+}
+
+/// Reports how sending a datagram to `to` went (`None`: there is no UDP socket).
+/// Datagrams are best effort, like UDP itself (a full buffer drops one); the core retries.
+pub fn datagram_sent(to: SocketAddr, sent: Option<io::Result<usize>>) {
+    match sent {
+        Some(Ok(_)) => {}
+        Some(Err(e)) => tracing::debug!("sending a datagram to {to}: {e}"),
+        None => tracing::debug!("no UDP socket: datagram to {to} dropped"),
     }
 }
 

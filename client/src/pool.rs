@@ -163,9 +163,9 @@ impl Job {
         }
     }
 
-    /// What to answer if running the job panicked (a bug, but the core must hear back).
-    /// What to answer if the job panics: small and `Copy`, taken before each job runs,
-    /// so that the error message is only built when it is needed.
+    /// What to answer if the job panics (a bug, but the core must hear back): small and
+    /// `Copy`, taken before each job runs, so that the error message is only built when it
+    /// is needed.
     fn fallback(&self) -> Fallback {
         match self {
             Job::Write { op, .. } | Job::Verify { op, .. } | Job::Read { op, .. } => {

@@ -31,12 +31,11 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use sha1::{Digest, Sha1};
 use tessera_core::{Bitfield, Layout, Metainfo};
 
-use crate::storage::Storage;
+use crate::storage::{DIR_NAME, FileState, Mtime, Storage};
 
 const MAGIC: &[u8; 8] = b"TSRESUME";
 /// The format version written and the only one read.
@@ -45,92 +44,9 @@ pub const VERSION: u32 = 1;
 /// files than would need it).
 const MAX_LEN: u64 = 64 << 20;
 
-/// The directory inside the output directory that holds resume and part files.
-pub const DIR_NAME: &str = ".tessera";
-
 /// Where the resume file of the torrent with `info_hash` (hex) lives under `dir`.
 pub fn resume_path(dir: &Path, info_hash_hex: &str) -> PathBuf {
     dir.join(DIR_NAME).join(format!("{info_hash_hex}.resume"))
-}
-
-/// Where the part file lives: the bytes of files not chosen with `--only` that share a
-/// piece with a chosen file (see [`crate::storage`]).
-pub fn part_path(dir: &Path, info_hash_hex: &str) -> PathBuf {
-    dir.join(DIR_NAME).join(format!("{info_hash_hex}.parts"))
-}
-
-/// What is known about one file of the torrent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FileState {
-    /// Never holds data that matters: a padding file or a zero-length file.
-    Untracked,
-    /// Not chosen for download: its bytes (of pieces shared with chosen files) are in the
-    /// part file.
-    NotChosen,
-    Missing,
-    Present {
-        size: u64,
-        mtime: Mtime,
-    },
-}
-
-/// A modification time, to the nanosecond (as the file system keeps it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Mtime {
-    pub secs: i64,
-    pub nanos: u32,
-}
-
-impl Mtime {
-    fn of(t: SystemTime) -> Mtime {
-        match t.duration_since(UNIX_EPOCH) {
-            Ok(d) => Mtime {
-                secs: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-                nanos: d.subsec_nanos(),
-            },
-            Err(e) => {
-                // Before 1970: keep it distinct and ordered.
-                let d = e.duration();
-                let mut secs = -i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
-                let mut nanos = d.subsec_nanos();
-                if nanos > 0 {
-                    secs -= 1;
-                    nanos = 1_000_000_000 - nanos;
-                }
-                Mtime { secs, nanos }
-            }
-        }
-    }
-}
-
-impl FileState {
-    /// The state of `path` on disk now (`Missing` if it cannot be examined).
-    pub fn of_path(path: &Path) -> FileState {
-        match fs::metadata(path) {
-            Ok(m) if m.is_file() => FileState::Present {
-                size: m.len(),
-                mtime: m
-                    .modified()
-                    .map(Mtime::of)
-                    .unwrap_or(Mtime { secs: 0, nanos: 0 }),
-            },
-            _ => FileState::Missing,
-        }
-    }
-
-    fn describe(&self) -> String {
-        match self {
-            FileState::Untracked => "not tracked".into(),
-            FileState::NotChosen => "not chosen".into(),
-            FileState::Missing => "missing".into(),
-            FileState::Present { size, mtime } => {
-                format!(
-                    "{size} bytes, modified at {}.{:09}",
-                    mtime.secs, mtime.nanos
-                )
-            }
-        }
-    }
 }
 
 /// The contents of a resume file.
@@ -311,17 +227,16 @@ impl ResumeData {
                     return Err(Rejected::Stale(format!(
                         "{} is {}, was {}",
                         name(),
-                        now.describe(),
-                        then.describe()
+                        now,
+                        then
                     )));
                 }
             }
         }
         if part_used && self.part != current_part {
             return Err(Rejected::Stale(format!(
-                "the part file is {}, was {}",
-                current_part.describe(),
-                self.part.describe()
+                "the part file is {current_part}, was {}",
+                self.part
             )));
         }
         Ok(have)
@@ -345,9 +260,9 @@ fn u32_of(n: usize) -> u32 {
 
 fn encode_state(out: &mut Vec<u8>, s: &FileState) {
     let (kind, size, mtime) = match s {
-        FileState::Untracked => (0, 0, Mtime { secs: 0, nanos: 0 }),
-        FileState::NotChosen => (1, 0, Mtime { secs: 0, nanos: 0 }),
-        FileState::Missing => (2, 0, Mtime { secs: 0, nanos: 0 }),
+        FileState::Untracked => (0, 0, Mtime::ZERO),
+        FileState::NotChosen => (1, 0, Mtime::ZERO),
+        FileState::Missing => (2, 0, Mtime::ZERO),
         FileState::Present { size, mtime } => (3, *size, *mtime),
     };
     out.push(kind);

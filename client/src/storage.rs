@@ -28,7 +28,19 @@ use tessera_core::metainfo::Metainfo;
 use tessera_core::{DiskError, DiskErrorKind, DiskResult, FileSpan};
 
 use crate::error::Error;
-use crate::resume::FileState;
+
+mod file_state;
+
+pub use file_state::{FileState, Mtime};
+
+/// The directory inside the output directory that holds the part file and resume data.
+pub const DIR_NAME: &str = ".tessera";
+
+/// Where the part file lives: the bytes of files not chosen with `--only` that share a
+/// piece with a chosen file (see the module docs).
+pub fn part_path(dir: &Path, info_hash_hex: &str) -> PathBuf {
+    dir.join(DIR_NAME).join(format!("{info_hash_hex}.parts"))
+}
 
 /// Open handles kept per torrent. Past this the cache is emptied (handles in use stay
 /// open until their operation ends), which bounds descriptors for torrents of many files.

@@ -9,7 +9,7 @@ use tessera_core::{DiskResult, Metainfo, OpId};
 use crate::cli::VerifyArgs;
 use crate::error::Error;
 use crate::exit::Exit;
-use crate::info::printable;
+use crate::output::printable;
 use crate::pool::{Completion, DiskPool, Job};
 use crate::storage::Storage;
 use crate::torrent;

@@ -105,8 +105,7 @@ impl Net for MioNet {
             let _ = self.registry.deregister(&mut c.stream);
             tracing::trace!("{conn}: closed by the core");
         }
-        // The core has forgotten it: nothing more about it may be fed.
-        self.events.retain(|e| e.conn() != Some(conn));
+        // Events about it still queued are fed all the same: the core ignores them.
     }
 
     fn send_datagram(&mut self, to: SocketAddr, data: Bytes) {

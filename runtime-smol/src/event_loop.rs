@@ -85,7 +85,8 @@ impl Net for SmolNet<'_> {
     }
 
     fn close(&mut self, conn: ConnId) {
-        // The core has forgotten it: what its task already queued is dropped by `admit`.
+        // Dropping the task closes the socket; what it already queued is fed all the same
+        // (the core ignores it).
         if self.conns.remove(&conn).is_some() {
             tracing::trace!("{conn}: closed by the core");
         }
@@ -120,12 +121,12 @@ impl<'ex> SmolNet<'ex> {
         self.conns.insert(conn, Conn { queue, _task: task });
     }
 
-    /// Whether `event` may be fed to the core: not if it is about a connection the core
-    /// closed. A `Closed` also forgets the connection (its task has ended).
-    pub fn admit(&mut self, event: &NetEvent) -> bool {
-        match event {
-            NetEvent::Closed(conn, _) => self.conns.remove(conn).is_some(),
-            other => other.conn().is_none_or(|c| self.conns.contains_key(&c)),
+    /// Bookkeeping for an event on its way to the core: a `Closed` means the connection's
+    /// task has ended, so the connection is forgotten. Every event is fed, even one about
+    /// a connection the core closed meanwhile (the core ignores those).
+    pub fn forget_if_closed(&mut self, event: &NetEvent) {
+        if let NetEvent::Closed(conn, _) = event {
+            self.conns.remove(conn);
         }
     }
 }
@@ -291,9 +292,8 @@ async fn signal_loop(pipe: Async<UnixStream>, events: Sender<Wakeup>) {
 fn dispatch(driver: &mut Driver, net: &mut SmolNet<'_>, wakeup: Wakeup) {
     match wakeup {
         Wakeup::Net(event) => {
-            if net.admit(&event) {
-                driver.feed_event(event, net);
-            }
+            net.forget_if_closed(&event);
+            driver.feed_event(event, net);
         }
         Wakeup::Accepted(stream, addr) => {
             driver.accept(addr, net, |net, conn| net.adopt(conn, stream));

@@ -46,6 +46,25 @@ impl Violations {
     }
 }
 
+/// Close reasons that blame the peer: an honest peer must never get one.
+const MISBEHAVIOUR: &[&str] = &[
+    "banned",
+    "protocol error",
+    "too many invalid requests",
+    "requests queued",
+    "nobody asked for",
+    "bitfield after",
+    "have-all after",
+    "have for piece",
+    "unknown message",
+    "not a block we ask for",
+];
+
+/// A close reason that says the peer misbehaved.
+pub fn blames_peer(reason: &str) -> bool {
+    MISBEHAVIOUR.iter().any(|m| reason.contains(m))
+}
+
 /// Have-set must only grow. `prev` holds the last seen words.
 pub fn have_grows(prev: &mut Vec<u64>, have: &Bitfield) -> Result<(), String> {
     let words = have.words();

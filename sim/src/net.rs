@@ -137,7 +137,7 @@ pub struct Dir {
     pub in_rr: bool,
     /// The sender closed: after the in-flight segments, the receiver sees the close.
     pub fin: bool,
-    /// Bytes sent and not yet reported to the sender (see `world`).
+    /// Bytes sent and not yet reported to the sender (see `world::transport`).
     pub unreported: usize,
 }
 

@@ -108,49 +108,8 @@ impl Payload {
             }
             c
         });
-        let pieces: Vec<[u8; 20]> = match mode {
-            Mode::Real => valid
-                .chunks(piece_len as usize)
-                .map(|c| Sha1::digest(c).into())
-                .collect(),
-            Mode::Virtual => (0..layout.num_pieces())
-                .map(|p| {
-                    let mut h = [0u8; 20];
-                    h[..4].copy_from_slice(MAGIC);
-                    h[4..8].copy_from_slice(&p.to_be_bytes());
-                    h
-                })
-                .collect(),
-        };
-        let mut h = Sha1::new();
-        h.update(b"tessera-sim");
-        h.update(size.to_be_bytes());
-        h.update(piece_len.to_be_bytes());
-        for p in &pieces {
-            h.update(p);
-        }
-        let meta = Arc::new(Metainfo {
-            info_hash: InfoHash(h.finalize().into()),
-            info: Info {
-                name: "sim.bin".into(),
-                piece_length: piece_len,
-                pieces,
-                files: vec![FileEntry {
-                    path: vec!["sim.bin".into()],
-                    length: size,
-                    padding: false,
-                    executable: false,
-                }],
-                private: false,
-                multi_file: false,
-                layout: layout.clone(),
-            },
-            info_bytes: Bytes::new(),
-            trackers: vec![vec![TRACKER_URL.into()]],
-            comment: None,
-            created_by: None,
-            creation_date: None,
-        });
+        let pieces = piece_hashes(mode, &valid, piece_len, &layout);
+        let meta = Arc::new(metainfo(size, piece_len, &layout, pieces));
         let mut p = Payload {
             mode,
             meta,
@@ -296,6 +255,59 @@ impl Payload {
                 BlockKind::Other
             }
         }
+    }
+}
+
+/// The metainfo's piece hashes: real SHA-1 in real mode; in virtual mode dummies the
+/// core passes through (magic and piece index).
+fn piece_hashes(mode: Mode, content: &[u8], piece_len: u32, layout: &Layout) -> Vec<[u8; 20]> {
+    match mode {
+        Mode::Real => content
+            .chunks(piece_len as usize)
+            .map(|c| Sha1::digest(c).into())
+            .collect(),
+        Mode::Virtual => (0..layout.num_pieces())
+            .map(|p| {
+                let mut h = [0u8; 20];
+                h[..4].copy_from_slice(MAGIC);
+                h[4..8].copy_from_slice(&p.to_be_bytes());
+                h
+            })
+            .collect(),
+    }
+}
+
+/// The single-file torrent of the content, announcing to the simulated tracker. Its info
+/// hash derives from the size, piece length and piece hashes.
+fn metainfo(size: u64, piece_len: u32, layout: &Layout, pieces: Vec<[u8; 20]>) -> Metainfo {
+    let mut h = Sha1::new();
+    h.update(b"tessera-sim");
+    h.update(size.to_be_bytes());
+    h.update(piece_len.to_be_bytes());
+    for p in &pieces {
+        h.update(p);
+    }
+    Metainfo {
+        info_hash: InfoHash(h.finalize().into()),
+        info: Info {
+            name: "sim.bin".into(),
+            piece_length: piece_len,
+            pieces,
+            files: vec![FileEntry {
+                path: vec!["sim.bin".into()],
+                length: size,
+                padding: false,
+                executable: false,
+            }],
+            private: false,
+            multi_file: false,
+            layout: layout.clone(),
+        },
+        info_bytes: Bytes::new(),
+        trackers: vec![vec![TRACKER_URL.into()]],
+        comment: None,
+        created_by: None,
+        creation_date: None,
     }
 }
 

@@ -2,6 +2,7 @@ use bytes::Bytes;
 use tessera_core::{DiskResult, FileSpan};
 
 use super::*;
+use crate::storage::part_path;
 use crate::testutil::{TestTorrent, torrent};
 
 /// Three data files (one empty) and a padding file; pieces of 16 KiB cross file edges.

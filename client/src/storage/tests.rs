@@ -391,13 +391,10 @@ fn files_not_chosen_are_never_created_and_shared_bytes_go_to_the_part_file() {
     assert_eq!(s.sync(), Ok(()));
     assert_eq!(
         s.file_states()[..2],
-        [
-            crate::resume::FileState::NotChosen,
-            crate::resume::FileState::Untracked
-        ]
+        [FileState::NotChosen, FileState::Untracked]
     );
     assert!(matches!(
         s.part_state(),
-        crate::resume::FileState::Present { size: 40_000, .. }
+        FileState::Present { size: 40_000, .. }
     ));
 }

@@ -5,4 +5,5 @@ mod contract;
 mod harness;
 mod hostile;
 mod session;
+mod stale_inputs;
 mod timers;

@@ -205,7 +205,7 @@ fn no_read_pass_takes_more_than_the_budget() {
 }
 
 #[test]
-fn close_by_the_core_drops_queued_events_and_the_socket() {
+fn close_by_the_core_closes_the_socket_and_nothing_more_is_read() {
     let listener = StdListener::bind("127.0.0.1:0").unwrap();
     let mut h = Harness::new(None);
     let conn = ConnId(5);
@@ -225,8 +225,9 @@ fn close_by_the_core_drops_queued_events_and_the_socket() {
         }
     }
     h.net.close(conn);
-    assert!(h.net.next_event().is_none());
     assert!(h.net.conns.is_empty());
+    // What was read before the close is still handed out (the core ignores it)...
+    assert!(matches!(h.net.next_event(), Some(NetEvent::Received(c, _)) if c == conn));
     peer.set_read_timeout(Some(Duration::from_secs(20)))
         .unwrap();
     let mut buf = [0u8; 8];
@@ -235,6 +236,14 @@ fn close_by_the_core_drops_queued_events_and_the_socket() {
         0,
         "peer should see end of stream"
     );
+    // ... and nothing after it: the peer's next bytes are never read.
+    let _ = peer.write_all(b"more");
+    let before = h.seen.len();
+    for _ in 0..4 {
+        h.round();
+    }
+    let after = &h.seen[before..];
+    assert!(after.is_empty(), "{:?}", summary(after));
 }
 
 #[test]
