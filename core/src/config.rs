@@ -51,7 +51,9 @@ pub struct Config {
     pub max_known_peers: usize,
     /// How long a tracker request may take.
     pub tracker_timeout: Duration,
-    /// Time between housekeeping rounds (time-outs, rates, keep-alives).
+    /// Period of the sweep over a torrent's connections (connect, handshake, idle, message
+    /// and request time-outs, keep-alives, queue depths, dialling more peers). It runs
+    /// only while the torrent has connections; other deadlines are exact.
     pub tick: Duration,
     /// Piece picking policy.
     pub picker: PickerConfig,
