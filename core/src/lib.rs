@@ -64,8 +64,9 @@
 //! Named after the protocol concept a reader of the BEPs would look for: [`bencode`],
 //! [`metainfo`] (`.torrent` files), [`wire`] (the peer wire protocol), [`extension`]
 //! (BEP 10), [`tracker`] (HTTP announces), [`picker`] (piece picking policy), [`layout`]
-//! (where blocks lie in files), [`bitfield`]. The session's machinery (torrents, peers,
-//! choking, timers) is internal; its knobs are in [`Config`].
+//! (where blocks lie in files), [`bitfield`], [`mse`] (message stream encryption),
+//! [`fast`] (the Fast extension, BEP 6). The session's machinery (torrents, peers, choking,
+//! timers) is internal; its knobs are in [`Config`].
 
 #![warn(missing_docs)]
 
@@ -75,9 +76,11 @@ pub mod bitfield;
 mod choker;
 mod config;
 pub mod extension;
+pub mod fast;
 mod id;
 pub mod layout;
 pub mod metainfo;
+pub mod mse;
 mod peer;
 mod peer_list;
 pub mod picker;
@@ -104,5 +107,6 @@ pub use id::{ConnId, InfoHash, OpId, PeerId, TorrentId};
 pub use layout::{BLOCK_LEN, BlockRef, FileSpan, Layout};
 pub use metainfo::{MAX_PIECE_LENGTH, MIN_PIECE_LENGTH, Metainfo};
 pub use picker::{PickerConfig, Strategy};
+pub use rng::Rng;
 pub use session::Session;
 pub use time::{Duration, Instant};

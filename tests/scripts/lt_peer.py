@@ -7,6 +7,9 @@ DHT, LSD, UPnP, NAT-PMP and uTP are off; several peers per IP are allowed.
     lt_peer.py seed  --torrent T --dir DATA --port P [--peer HOST:PORT]... [--upload-limit BPS]
     lt_peer.py leech --torrent T --dir OUT  --port P [--peer HOST:PORT]... [--keep-seeding]
                      [--download-limit BPS]
+    both: [--encryption enabled|forced|disabled]   protocol encryption (MSE/PE) both ways;
+          `forced` takes only encrypted connections with RC4 for the whole stream,
+          `disabled` only plaintext ones; `enabled` (libtorrent's default) takes both
 
 Lines on stdout (the harness waits for them):
     LISTENING <port>        the listen socket is bound
@@ -74,6 +77,7 @@ def main():
     ap.add_argument("--seed-mode", action="store_true",
                     help="seed without checking the data first (libtorrent checks lazily)")
     ap.add_argument("--keep-seeding", action="store_true")
+    ap.add_argument("--encryption", choices=["enabled", "forced", "disabled"], default="enabled")
     ap.add_argument("--timeout", type=float, default=900.0)
     ap.add_argument("--no-stdin", action="store_true",
                     help="take no commands and ignore end of file on stdin")
@@ -99,6 +103,14 @@ def main():
         | lt.alert.category_t.storage_notification,
         "user_agent": "tessera-e2e-libtorrent/" + lt.__version__,
     }
+    if args.encryption == "forced":
+        settings["in_enc_policy"] = int(lt.enc_policy.pe_forced)
+        settings["out_enc_policy"] = int(lt.enc_policy.pe_forced)
+        settings["allowed_enc_level"] = int(lt.enc_level.pe_rc4)
+        settings["prefer_rc4"] = True
+    elif args.encryption == "disabled":
+        settings["in_enc_policy"] = int(lt.enc_policy.pe_disabled)
+        settings["out_enc_policy"] = int(lt.enc_policy.pe_disabled)
     ses = lt.session(settings)
 
     deadline = time.monotonic() + 10

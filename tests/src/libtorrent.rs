@@ -31,6 +31,31 @@ pub struct LtOptions {
     pub download_limit: u64,
     /// Leech: stay and seed after completing instead of exiting.
     pub keep_seeding: bool,
+    /// Protocol encryption (MSE/PE), both ways.
+    pub encryption: LtEncryption,
+}
+
+/// libtorrent's protocol encryption settings (`in_enc_policy`, `out_enc_policy`,
+/// `allowed_enc_level`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LtEncryption {
+    /// libtorrent's default: encrypted and plaintext connections both ways.
+    #[default]
+    Enabled,
+    /// Only encrypted connections (`pe_forced`), RC4 for the whole stream (`pe_rc4`).
+    Forced,
+    /// Only plaintext connections (`pe_disabled`).
+    Disabled,
+}
+
+impl LtEncryption {
+    fn arg(self) -> &'static str {
+        match self {
+            LtEncryption::Enabled => "enabled",
+            LtEncryption::Forced => "forced",
+            LtEncryption::Disabled => "disabled",
+        }
+    }
 }
 
 /// A running libtorrent peer.
@@ -97,7 +122,9 @@ impl LtPeer {
             .arg("--upload-limit")
             .arg(opts.upload_limit.to_string())
             .arg("--download-limit")
-            .arg(opts.download_limit.to_string());
+            .arg(opts.download_limit.to_string())
+            .arg("--encryption")
+            .arg(opts.encryption.arg());
         for p in &opts.peers {
             cmd.arg("--peer").arg(p.to_string());
         }
