@@ -259,7 +259,35 @@ def wire_streams():
     }
 
 
+def utp_header(ptype, ext, conn_id, ts, ts_diff, wnd, seq, ack):
+    return struct.pack(">BBHIIIHH", (ptype << 4) | 1, ext, conn_id, ts, ts_diff, wnd, seq, ack)
+
+
+def utp_packets():
+    """BEP 29 packets as libtorrent and Tessera send them, and broken ones."""
+    return {
+        "syn": utp_header(4, 0, 0x1234, 1000000, 0, 0, 0xfffe, 0),
+        "state": utp_header(2, 0, 0x1234, 1000250, 250, 1 << 20, 777, 0xfffe),
+        "data": utp_header(0, 0, 0x1235, 1000500, 240, 1 << 20, 0xffff, 776) + content(1380, 9),
+        "fin": utp_header(1, 0, 0x1235, 1000600, 230, 1 << 20, 0, 776),
+        "reset": utp_header(3, 0, 0x1234, 1000700, 0, 0, 4242, 0),
+        # ST_STATE with a selective ACK: packets ack+2 and ack+4 and ack+33 arrived.
+        "state-sack": utp_header(2, 1, 0x1234, 1000800, 99, 900000, 778, 3)
+        + bytes([0, 4, 0b00000101, 0, 0, 0x80]),
+        # libtorrent's close reason (3) then a 1-byte selective ACK, then payload.
+        "data-close-reason-sack": utp_header(0, 3, 0x1235, 1000900, 77, 65536, 1, 2)
+        + bytes([1, 4, 0, 0, 0, 3]) + bytes([0, 1, 0xff]) + b"payload",
+        "chain-overrun": utp_header(2, 1, 1, 2, 3, 4, 5, 6) + bytes([0, 200, 1, 2]),
+        "chain-long": utp_header(2, 9, 1, 2, 3, 4, 5, 6) + bytes([9, 0] * 20),
+        "version-2": bytes([0x42]) + utp_header(0, 0, 1, 2, 3, 4, 5, 6)[1:],
+        "type-5": bytes([0x51]) + utp_header(0, 0, 1, 2, 3, 4, 5, 6)[1:],
+        "short": utp_header(2, 0, 1, 2, 3, 4, 5, 6)[:19],
+    }
+
+
 def main():
+    for name, data in utp_packets().items():
+        write("utp_packet", name, data)
     for target in ["bencode", "metainfo", "wire", "http_response", "announce", "extension",
                    "mse_responder", "fast"]:
         d = os.path.join(ROOT, target)

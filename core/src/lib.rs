@@ -65,7 +65,7 @@
 //! [`metainfo`] (`.torrent` files), [`wire`] (the peer wire protocol), [`extension`]
 //! (BEP 10), [`tracker`] (HTTP announces), [`picker`] (piece picking policy), [`layout`]
 //! (where blocks lie in files), [`bitfield`], [`mse`] (message stream encryption),
-//! [`fast`] (the Fast extension, BEP 6). The session's machinery (torrents, peers, choking,
+//! [`fast`] (the Fast extension, BEP 6), [`utp`] (BEP 29). The session's machinery (torrents, peers, choking,
 //! timers) is internal; its knobs are in [`Config`].
 
 #![warn(missing_docs)]
@@ -94,6 +94,7 @@ mod time;
 mod timer;
 mod torrent;
 pub mod tracker;
+pub mod utp;
 mod vec_map;
 pub mod wire;
 

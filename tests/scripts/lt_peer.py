@@ -2,7 +2,8 @@
 """A libtorrent peer for Tessera's end-to-end tests and benchmarks.
 
 Run with Debian's /usr/bin/python3 (python3-libtorrent). One torrent, loopback only:
-DHT, LSD, UPnP, NAT-PMP and uTP are off; several peers per IP are allowed.
+DHT, LSD, UPnP, NAT-PMP and uTP are off (with --utp-only: TCP is off and uTP on, both ways);
+several peers per IP are allowed.
 
     lt_peer.py seed  --torrent T --dir DATA --port P [--peer HOST:PORT]... [--upload-limit BPS]
     lt_peer.py leech --torrent T --dir OUT  --port P [--peer HOST:PORT]... [--keep-seeding]
@@ -10,6 +11,7 @@ DHT, LSD, UPnP, NAT-PMP and uTP are off; several peers per IP are allowed.
     both: [--encryption enabled|forced|disabled]   protocol encryption (MSE/PE) both ways;
           `forced` takes only encrypted connections with RC4 for the whole stream,
           `disabled` only plaintext ones; `enabled` (libtorrent's default) takes both
+    (either mode) [--utp-only]
 
 Lines on stdout (the harness waits for them):
     LISTENING <port>        the listen socket is bound
@@ -81,6 +83,8 @@ def main():
     ap.add_argument("--timeout", type=float, default=900.0)
     ap.add_argument("--no-stdin", action="store_true",
                     help="take no commands and ignore end of file on stdin")
+    ap.add_argument("--utp-only", action="store_true",
+                    help="peer connections over uTP only (TCP off both ways)")
     args = ap.parse_args()
 
     settings = {
@@ -111,6 +115,13 @@ def main():
     elif args.encryption == "disabled":
         settings["in_enc_policy"] = int(lt.enc_policy.pe_disabled)
         settings["out_enc_policy"] = int(lt.enc_policy.pe_disabled)
+    if args.utp_only:
+        settings.update({
+            "enable_incoming_utp": True,
+            "enable_outgoing_utp": True,
+            "enable_incoming_tcp": False,
+            "enable_outgoing_tcp": False,
+        })
     ses = lt.session(settings)
 
     deadline = time.monotonic() + 10

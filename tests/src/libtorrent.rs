@@ -1,7 +1,8 @@
 //! libtorrent (rasterbar 2.0, Debian's python3-libtorrent) as a seeder or a leecher, through
 //! `scripts/lt_peer.py` run by Debian's `/usr/bin/python3` (the pyenv python3 first on PATH
 //! lacks the bindings). See the script for the settings: loopback only, DHT/LSD/UPnP/NAT-PMP
-//! and uTP off, several connections per IP allowed, `min_reconnect_time` 1 s.
+//! off, TCP only (or uTP only: [`LtOptions::utp_only`]), several connections per IP
+//! allowed, `min_reconnect_time` 1 s.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -33,6 +34,9 @@ pub struct LtOptions {
     pub keep_seeding: bool,
     /// Protocol encryption (MSE/PE), both ways.
     pub encryption: LtEncryption,
+    /// Peer connections over uTP only, both ways (TCP off): the peer listens for uTP on
+    /// its port's UDP socket and dials peers with uTP.
+    pub utp_only: bool,
 }
 
 /// libtorrent's protocol encryption settings (`in_enc_policy`, `out_enc_policy`,
@@ -130,6 +134,9 @@ impl LtPeer {
         }
         if opts.keep_seeding {
             cmd.arg("--keep-seeding");
+        }
+        if opts.utp_only {
+            cmd.arg("--utp-only");
         }
         let mut proc = Proc::spawn_with_stdin(&format!("libtorrent-{mode}"), cmd, log_dir);
         proc.wait_for_line("LISTENING", Duration::from_secs(30));
