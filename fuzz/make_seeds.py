@@ -405,5 +405,95 @@ def fast_seeds():
     }
 
 
+# ---- UDP trackers, magnet links, ut_metadata, ut_pex -----------------------------------
+
+def udp_answers():
+    """BEP 15 datagrams, tracker to client and client to tracker."""
+    peers4 = b"".join(bytes([10, 0, 0, i]) + struct.pack(">H", 6881) for i in range(1, 4))
+    peers6 = bytes(15) + b"\x01" + struct.pack(">H", 51413)
+    connect = struct.pack(">IIQ", 0, 1, 0x0123456789ABCDEF)
+    announce = struct.pack(">IIIII", 1, 2, 1800, 3, 4) + peers4
+    return {
+        # [flags] [cut] then the datagrams; cut 16 feeds a connect answer then the rest.
+        "connect-announce": bytes([100, 16]) + connect + announce,
+        "connect-announce6": bytes([101, 16]) + connect + struct.pack(">IIIII", 1, 2, 60, 0, 1) + peers6,
+        "connect-scrape": bytes([20, 16]) + connect + struct.pack(">II", 2, 3) + struct.pack(">III", 5, 6, 7),
+        "error": bytes([20, 255]) + struct.pack(">II", 3, 1) + b"torrent not registered\0",
+        "connect-error": bytes([20, 16]) + connect + struct.pack(">II", 3, 1) + b"go away",
+        "short-peers": bytes([20, 16]) + connect + announce[:-1],
+        "unknown-action": bytes([20, 8]) + struct.pack(">II", 9, 1),
+        "connect-request": bytes([0, 255]) + struct.pack(">QII", 0x41727101980, 0, 7),
+        "announce-request": bytes([0, 255]) + struct.pack(">QII", 5, 1, 7) + bytes(range(40))
+        + struct.pack(">qqqIIIiH", 1, 2, 3, 2, 0, 9, -1, 6881) + b"\x02\x09/announce\x01\x00",
+        "scrape-request": bytes([0, 255]) + struct.pack(">QII", 5, 2, 7) + bytes(40),
+    }
+
+
+def magnet_links():
+    h = "c12fe1c06bba254a9dc9f519b335aa7c1367a88a"
+    b32 = "YEX6DQDLXISUVHOJ6UM3GNNKPQJWPKEK"
+    return {
+        "full": f"magnet:?xt=urn:btih:{h}&dn=Some+Name%20%C3%A9&tr=udp%3A%2F%2Ft.example%3A6969"
+                f"%2Fannounce&tr=http://t.example/a&x.pe=10.0.0.1:6881&x.pe=%5B::1%5D:1"
+                f"&x.pe=peer.example:80&so=0,2,4-6",
+        "base32": f"magnet:?xt=urn:btih:{b32}",
+        "hybrid": f"magnet:?xt=urn:btih:{h}&xt=urn:btmh:1220{'ab' * 32}",
+        "v2-only": f"magnet:?xt=urn:btmh:1220{'ab' * 32}&dn=x",
+        "indexed": f"magnet:?xt.1=urn:btih:{h}&tr.1=http://a/&tr.2=http://b/",
+        "bad-escape": f"magnet:?xt=urn:btih:{h}&dn=%zz",
+        "bad-peer": f"magnet:?xt=urn:btih:{h}&x.pe=::1:80",
+        "bad-so": f"magnet:?xt=urn:btih:{h}&so=5-2",
+        "no-hash": "magnet:?dn=nothing",
+    }
+
+
+def ut_metadata_inputs():
+    size = 16485  # two pieces: 16384 + 101 bytes of zeros
+    d0 = bencode({"msg_type": 1, "piece": 0, "total_size": size}) + bytes(16384)
+    d1 = bencode({"msg_type": 1, "piece": 1, "total_size": size}) + bytes(size - 16384)
+    reject = bencode({"msg_type": 2, "piece": 0})
+    request = bencode({"msg_type": 0, "piece": 1})
+    unknown = bencode({"msg_type": 7})
+    def stream(*msgs):
+        return (struct.pack(">H", size) + bytes([len(msgs) - 1])
+                + b"".join(struct.pack(">H", len(m)) for m in msgs[:-1]) + b"".join(msgs))
+    return {
+        "complete": stream(d0, d1),
+        "reject-then-data": stream(reject, request, unknown, d1, d0),
+        "wrong-size": stream(bencode({"msg_type": 1, "piece": 0, "total_size": 5}) + b"12345"),
+        "out-of-range": stream(bencode({"msg_type": 1, "piece": 9, "total_size": size}) + b"x"),
+        "data": d1,
+        "request": request,
+        "trailing": reject + b"x",
+    }
+
+
+def ut_pex_inputs():
+    added = bytes([10, 0, 0, 1, 0x1A, 0xE1, 10, 0, 0, 2, 0, 80])
+    six = bytes(15) + b"\x01" + struct.pack(">H", 6881)
+    return {
+        "libtorrent": bytes([50]) + bencode({"added": added, "added.f": b"\x12\x01", "added6": six,
+                                             "added6.f": b"\x04", "dropped": b"\x7f\x00\x00\x01\x1b\x58",
+                                             "dropped6": b""}),
+        "self": bytes([50]) + bencode({"added": bytes([127, 0, 0, 1, 0x1A, 0xE1, 127, 0, 0, 1, 0x1B, 0x58])}),
+        "bad-flags": bytes([50]) + bencode({"added": added, "added.f": b"\x01"}),
+        "cut": bytes([50]) + bencode({"added": added[:-1]}),
+        "many": bytes([20]) + bencode({"added": b"".join(bytes([10, 1, i // 256, i % 256, 0, 1]) for i in range(600))}),
+        "not-a-dict": bytes([50]) + bencode([1]),
+    }
+
+
+def bep_seeds():
+    for name, data in udp_answers().items():
+        write("udp_tracker", name, data)
+    for name, text in magnet_links().items():
+        write("magnet", name, text.encode())
+    for name, data in ut_metadata_inputs().items():
+        write("ut_metadata", name, data)
+    for name, data in ut_pex_inputs().items():
+        write("ut_pex", name, data)
+
+
 if __name__ == "__main__":
     main()
+    bep_seeds()

@@ -126,6 +126,20 @@ pub fn decode(buf: &[u8]) -> Result<Value<'_>, BencodeError> {
     }
 }
 
+/// Decodes the bencoded dictionary at the start of `buf` and returns it with the bytes that
+/// follow it (a `ut_metadata` data message puts raw bytes after its dictionary). The
+/// dictionary is checked as strictly as by [`decode`].
+pub fn decode_dict_prefix(buf: &[u8]) -> Result<(Value<'_>, &[u8]), BencodeError> {
+    let mut decoder = Decoder::new(buf).with_max_depth(MAX_DEPTH);
+    let raw = match decoder.next_object()? {
+        Some(Object::Dict(dict)) => dict.into_raw()?,
+        Some(_) => return Err(BencodeError::Malformed("not a dictionary".into())),
+        None => return Err(BencodeError::Empty),
+    };
+    let rest = buf.get(raw.len()..).unwrap_or(&[]);
+    Ok((decode(raw)?, rest))
+}
+
 /// Parses an integer token as bendy hands it over (already checked for canonical digits).
 pub(crate) fn parse_int(digits: &str) -> Result<i64, BencodeError> {
     digits
@@ -301,6 +315,19 @@ mod tests {
     }
 
     #[test]
+    fn dictionary_prefix_and_the_bytes_after_it() {
+        let (v, rest) = decode_dict_prefix(b"d1:ai1ee\x00raw bytes").unwrap();
+        assert_eq!(v.get(b"a"), Some(&Value::Int(1)));
+        assert_eq!(rest, b"\x00raw bytes");
+        let (_, rest) = decode_dict_prefix(b"d1:ali1eee").unwrap();
+        assert!(rest.is_empty());
+        assert_eq!(decode_dict_prefix(b""), Err(BencodeError::Empty));
+        for bad in [&b"i1e"[..], b"le", b"d1:a", b"d1:b0:1:a0:e", b"d1:ai01ee"] {
+            assert!(decode_dict_prefix(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn builder_sorts_keys() {
         let v = DictBuilder::new()
             .insert(b"z", Value::Int(1))
@@ -346,6 +373,15 @@ mod tests {
             if let Ok(v) = decode(&bytes) {
                 // Whatever is accepted is canonical.
                 prop_assert_eq!(encode(&v), bytes);
+            }
+        }
+
+        #[test]
+        fn dictionary_prefix_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            if let Ok((v, rest)) = decode_dict_prefix(&bytes) {
+                let mut again = encode(&v);
+                again.extend_from_slice(rest);
+                prop_assert_eq!(again, bytes);
             }
         }
 

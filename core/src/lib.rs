@@ -63,10 +63,11 @@
 //!
 //! Named after the protocol concept a reader of the BEPs would look for: [`bencode`],
 //! [`metainfo`] (`.torrent` files), [`wire`] (the peer wire protocol), [`extension`]
-//! (BEP 10), [`tracker`] (HTTP announces), [`picker`] (piece picking policy), [`layout`]
-//! (where blocks lie in files), [`bitfield`], [`mse`] (message stream encryption),
-//! [`fast`] (the Fast extension, BEP 6), [`utp`] (BEP 29). The session's machinery (torrents, peers, choking,
-//! timers) is internal; its knobs are in [`Config`].
+//! (BEP 10), [`picker`] (piece picking policy), [`tracker`] (HTTP and UDP), [`magnet`]
+//! (magnet links), [`metadata`] (`ut_metadata`, BEP 9), [`pex`] (`ut_pex`, BEP 11), [`mse`]
+//! (message stream encryption), [`fast`] (the Fast extension, BEP 6), [`utp`] (uTP, BEP
+//! 29), [`layout`] (where blocks lie in files), [`bitfield`]. The session's machinery
+//! (torrents, peers, choking, timers) is internal; its knobs are in [`Config`].
 
 #![warn(missing_docs)]
 
@@ -79,10 +80,13 @@ pub mod extension;
 pub mod fast;
 mod id;
 pub mod layout;
+pub mod magnet;
+pub mod metadata;
 pub mod metainfo;
 pub mod mse;
 mod peer;
 mod peer_list;
+pub mod pex;
 pub mod picker;
 mod rate;
 mod rng;

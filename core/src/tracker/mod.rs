@@ -1,5 +1,6 @@
-//! Trackers: the HTTP announce (BEP 3, BEP 23 compact peers, BEP 7 IPv6 peers) and the
-//! schedule of announces over a torrent's tracker tiers (BEP 12).
+//! Trackers: the HTTP announce (BEP 3, BEP 23 compact peers, BEP 7 IPv6 peers), the UDP
+//! tracker protocol (BEP 15, [`udp`]) and the schedule of announces over a torrent's tracker
+//! tiers (BEP 12).
 //!
 //! The schedule (`Announcer`) keeps, per tier, the order in which its trackers are tried,
 //! whether a `Started` (and later `Completed`) announce got through, and when the next
@@ -8,6 +9,7 @@
 
 pub mod announce;
 pub mod http;
+pub mod udp;
 
 use std::time::Duration;
 
@@ -93,6 +95,13 @@ impl Announcer {
     /// `rng`. URLs that are not `http://` (after parsing with the `url` crate) are kept out
     /// of the schedule and listed by `unsupported()`. A URL listed a second time is ignored.
     pub fn new(tiers: &[Vec<String>], rng: &mut Rng) -> Self {
+        Self::with_protocols(tiers, rng, Protocols::default())
+    }
+
+    /// Like [`Announcer::new`], with the `udp://` trackers scheduled too when
+    /// `protocols.udp` is set: a tier mixing `http://` and `udp://` URLs is one tier, tried
+    /// in its shuffled order whatever the protocol (BEP 12).
+    pub fn with_protocols(tiers: &[Vec<String>], rng: &mut Rng, protocols: Protocols) -> Self {
         let mut urls = Vec::new();
         let mut unsupported = Vec::new();
         let mut seen = std::collections::HashSet::new();
@@ -105,8 +114,13 @@ impl Announcer {
                 if !seen.insert(url.as_str()) {
                     continue;
                 }
-                match http::parse_http_url(url) {
-                    Ok(_) => trackers.push(index),
+                match protocol_of(url) {
+                    Ok(TrackerProtocol::Http) => trackers.push(index),
+                    Ok(TrackerProtocol::Udp) if protocols.udp => trackers.push(index),
+                    Ok(TrackerProtocol::Udp) => unsupported.push((
+                        url.clone(),
+                        "udp:// trackers (BEP 15) are not supported".into(),
+                    )),
                     Err(reason) => unsupported.push((url.clone(), reason)),
                 }
             }
@@ -314,6 +328,37 @@ impl Announcer {
             }
         }
         jobs
+    }
+}
+
+// ---- which trackers can be announced to ----------------------------------------------
+
+/// The tracker protocols the announce schedule (`Announcer`) uses besides HTTP.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Protocols {
+    /// `udp://` trackers (BEP 15).
+    pub udp: bool,
+}
+
+/// How a tracker URL is announced to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrackerProtocol {
+    /// `http://` ([`http`], [`announce`]).
+    Http,
+    /// `udp://` ([`udp`]).
+    Udp,
+}
+
+/// The protocol of a tracker URL, or why it cannot be used (a human-readable reason).
+pub fn protocol_of(url: &str) -> Result<TrackerProtocol, String> {
+    let http_reason = match http::parse_http_url(url) {
+        Ok(_) => return Ok(TrackerProtocol::Http),
+        Err(reason) => reason,
+    };
+    match udp::UdpTrackerUrl::parse(url) {
+        Ok(_) => Ok(TrackerProtocol::Udp),
+        Err(reason) if url.get(..4).is_some_and(|s| s.eq_ignore_ascii_case("udp:")) => Err(reason),
+        Err(_) => Err(http_reason),
     }
 }
 
@@ -640,6 +685,37 @@ mod tests {
         assert_eq!(none.next_deadline(), Instant::FAR_FUTURE);
         assert_eq!(none.poll(at(0)), None);
         assert!(none.stop().is_empty());
+    }
+
+    #[test]
+    fn udp_trackers_share_tiers_with_http_ones_when_enabled() {
+        let urls: &[&[&str]] = &[
+            &["udp://a.example:6969/announce", "http://b.example/announce"],
+            &["udp://c.example:1337", "udp://no-port.example/announce"],
+        ];
+        let mut rng = Rng::from_u64(3);
+        let mut a = Announcer::with_protocols(&tiers(urls), &mut rng, Protocols { udp: true });
+        let listed: Vec<&str> = a.unsupported().iter().map(|(u, _)| u.as_str()).collect();
+        assert_eq!(listed, ["udp://no-port.example/announce"]);
+        assert!(a.unsupported()[0].1.contains("no port"));
+        // Both of the first tier are tried in one round, whatever their protocol.
+        let first = a.poll(at(0)).unwrap();
+        let other_tier = a.poll(at(0)).unwrap();
+        assert_eq!(other_tier.url, "udp://c.example:1337");
+        a.on_failure(at(0), first.tracker, &mut rng);
+        let second = a.poll(at(0)).unwrap();
+        let mut tried = [first.url, second.url];
+        tried.sort();
+        assert_eq!(
+            tried,
+            ["http://b.example/announce", "udp://a.example:6969/announce"]
+        );
+
+        assert_eq!(protocol_of("udp://a:1"), Ok(TrackerProtocol::Udp));
+        assert_eq!(protocol_of("http://a/"), Ok(TrackerProtocol::Http));
+        assert!(protocol_of("UDP://a").unwrap_err().contains("no port"));
+        assert!(protocol_of("https://a/").unwrap_err().contains("TLS"));
+        assert!(protocol_of("wss://a/").is_err());
     }
 
     #[test]

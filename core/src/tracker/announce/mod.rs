@@ -224,15 +224,16 @@ impl AnnounceResponse {
     }
 }
 
-/// Peers collected from a response: deduplicated, in order, at most `max`.
-struct Peers {
-    list: Vec<SocketAddr>,
+/// Peers collected from a response: deduplicated, in order, at most `max`. Shared with the
+/// UDP tracker's announce answer (`udp.rs`).
+pub(super) struct Peers {
+    pub(super) list: Vec<SocketAddr>,
     seen: HashSet<SocketAddr>,
     max: usize,
 }
 
 impl Peers {
-    fn new(max: usize) -> Self {
+    pub(super) fn new(max: usize) -> Self {
         Peers {
             list: Vec::new(),
             seen: HashSet::new(),
@@ -256,7 +257,7 @@ impl Peers {
     }
 
     /// BEP 23: 4 address bytes and 2 port bytes per peer, big-endian.
-    fn compact_v4(&mut self, compact: &[u8]) -> Result<(), AnnounceError> {
+    pub(super) fn compact_v4(&mut self, compact: &[u8]) -> Result<(), AnnounceError> {
         if compact.len() % 6 != 0 {
             return Err(AnnounceError::Malformed(format!(
                 "compact peers are {} bytes, not a multiple of 6",
@@ -274,7 +275,7 @@ impl Peers {
     }
 
     /// BEP 7: 16 address bytes and 2 port bytes per peer, big-endian.
-    fn compact_v6(&mut self, compact: &[u8]) -> Result<(), AnnounceError> {
+    pub(super) fn compact_v6(&mut self, compact: &[u8]) -> Result<(), AnnounceError> {
         if compact.len() % 18 != 0 {
             return Err(AnnounceError::Malformed(format!(
                 "compact peers6 are {} bytes, not a multiple of 18",
