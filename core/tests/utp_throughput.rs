@@ -18,7 +18,7 @@ use std::time::Instant as WallClock;
 
 use bytes::Bytes;
 use tessera_core::Instant;
-use tessera_core::rng::Rng;
+use tessera_core::Rng;
 use tessera_core::utp::{UtpConfig, UtpEvent, UtpSocket};
 
 const TOTAL: usize = 256 << 20;

@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 
 use libfuzzer_sys::fuzz_target;
-use tessera_core::time::Duration;
+use tessera_core::Duration;
 use tessera_core::tracker::AnnounceResponse;
 
 fuzz_target!(|data: &[u8]| {

@@ -31,7 +31,7 @@ use tessera_core::mse::{
     CRYPTO_PLAINTEXT, CRYPTO_RC4, Detected, Encryption, MAX_PAD, MseError, Policy, REQ1_SCAN,
     Responder, StreamCipher, VC, detect, req1_hash, req2_hash, req3_hash,
 };
-use tessera_core::rng::Rng;
+use tessera_core::Rng;
 use tessera_fuzz::{chunks, take_splits};
 
 const KNOWN: InfoHash = InfoHash([0x5a; 20]);

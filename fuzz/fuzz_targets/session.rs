@@ -10,7 +10,10 @@
 //! - the torrent's stats agree with its bitfield and stay within its size;
 //! - no action names a connection the core closed or was told is closed;
 //! - disk actions stay inside the torrent's files, and a write's data fills its spans;
-//! - `poll_output` reaches `Output::Timeout`.
+//! - `poll_output` reaches `Output::Timeout`;
+//! - an input for a connection the core closed, was told is closed or never opened is
+//!   ignored (the contract in `tessera_core::api`): with nothing else due, it changes no
+//!   snapshot and produces no output.
 #![no_main]
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -275,6 +278,11 @@ enum Step {
         answer: Answer,
         again: bool,
     },
+    /// An input for a connection the core closed, was told is closed, or never opened.
+    Stale {
+        conn: u8,
+        input: StaleInput,
+    },
     /// Every pending disk action completes naturally.
     DiskAll,
     /// An answer for an operation that does not exist.
@@ -289,6 +297,15 @@ enum Step {
     /// Time jumps to the deadline the session asked for.
     Deadline,
     Shutdown,
+}
+
+/// What arrives for a connection the core no longer knows.
+#[derive(Arbitrary, Debug)]
+enum StaleInput {
+    Connected,
+    Received(Vec<u8>),
+    Sent(u16),
+    Closed(bool),
 }
 
 /// The far end of an open connection, as the driver sees it.
@@ -961,6 +978,45 @@ impl Driver {
                 };
                 self.answer(id, kind, *answer);
             }
+            Step::Stale { conn, input } => {
+                // A dead connection, or one the session never handed out.
+                let conn = pick(self.dead.iter().copied(), *conn)
+                    .unwrap_or(ConnId(u64::MAX - u64::from(*conn)));
+                let input = match input {
+                    StaleInput::Connected => Input::Connected { now, conn },
+                    StaleInput::Received(data) => Input::Received {
+                        now,
+                        conn,
+                        data: Bytes::copy_from_slice(data),
+                    },
+                    StaleInput::Sent(bytes) => Input::Sent {
+                        now,
+                        conn,
+                        bytes: usize::from(*bytes),
+                    },
+                    StaleInput::Closed(error) => Input::Closed {
+                        now,
+                        conn,
+                        error: error.then(|| "connection reset".into()),
+                    },
+                };
+                // With nothing due, the input must change nothing at all (a due deadline
+                // would run on any input, so then only the usual invariants apply).
+                let quiet = self.deadline > now;
+                let before = (self.session.stats(self.torrent), self.session.peers(self.torrent));
+                self.session.handle_input(input);
+                if quiet {
+                    if let Output::Timeout(t) = self.session.poll_output() {
+                        assert_eq!(t, self.deadline, "a stale input moved the deadline");
+                    } else {
+                        panic!("a stale input on {conn:?} produced output");
+                    }
+                    let after = (self.session.stats(self.torrent), self.session.peers(self.torrent));
+                    assert_eq!(before, after, "a stale input on {conn:?} changed the session");
+                } else {
+                    self.drain();
+                }
+            }
             Step::DiskAll => {
                 for (id, kind) in std::mem::take(&mut self.ops) {
                     self.answer(id, kind, Answer::Natural);
@@ -1030,7 +1086,9 @@ fuzz_target!(|scenario: Scenario| {
     };
     let now = Instant::ZERO + Duration::from_secs(1_000);
     let mut session = Session::new(config, now, [scenario.seed; 32]);
-    let torrent = session.add_torrent(now, meta.clone(), options);
+    let torrent = session
+        .add_torrent(now, meta.clone(), options)
+        .expect("a new session holds no torrent");
     let mut driver = Driver {
         session,
         torrent,

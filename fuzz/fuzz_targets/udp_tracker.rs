@@ -13,9 +13,9 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 
 use libfuzzer_sys::fuzz_target;
-use tessera_core::id::{InfoHash, PeerId};
-use tessera_core::rng::Rng;
-use tessera_core::time::{Duration, Instant};
+use tessera_core::{InfoHash, PeerId};
+use tessera_core::Rng;
+use tessera_core::{Duration, Instant};
 use tessera_core::tracker::udp::{
     Request, Response, UdpTracker, UdpTrackerConfig, UdpTrackerEvent,
 };

@@ -15,11 +15,11 @@ use std::sync::{Mutex, PoisonError};
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use sha1::{Digest, Sha1};
-use tessera_core::id::{ConnId, InfoHash};
+use tessera_core::{ConnId, InfoHash};
 use tessera_core::metadata::{
     AssemblerConfig, MetadataAssembler, MetadataEvent, MetadataMessage, PIECE_LEN,
 };
-use tessera_core::time::{Duration, Instant};
+use tessera_core::{Duration, Instant};
 use tessera_fuzz::{chunks, take_splits};
 
 /// The SHA-1 of `size` zero bytes, remembered per size (hashing on every run would be most

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 
 use libfuzzer_sys::fuzz_target;
 use tessera_core::pex::{MAX_RECEIVED, PexMessage, PexPeer};
-use tessera_core::time::Instant;
+use tessera_core::Instant;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&max, payload)) = data.split_first() else {

@@ -22,7 +22,7 @@ use std::net::SocketAddr;
 use arbitrary::Arbitrary;
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use tessera_core::rng::Rng;
+use tessera_core::Rng;
 use tessera_core::utp::packet::{self, Header, Packet, PacketType};
 use tessera_core::utp::seq::Seq;
 use tessera_core::utp::{CloseReason, StreamId, UtpConfig, UtpEvent, UtpSocket};

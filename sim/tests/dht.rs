@@ -2,7 +2,7 @@
 //! trace, hostile nodes do not break lookups, and BEP 42 is what keeps a Sybil group near one
 //! info hash from eclipsing it.
 
-use tessera_core::time::Duration;
+use tessera_core::Duration;
 use tessera_sim::dht::{DhtAdversary, DhtScenario, run};
 
 /// 300 nodes joining over two minutes, 60 lookups over two minutes.

@@ -8,8 +8,8 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
 use tessera_core::InfoHash;
+use tessera_core::Instant;
 use tessera_core::dht::{Body, Config, Dht, DhtEvent, LookupDone, Message, Query};
-use tessera_core::time::Instant;
 use tessera_tests::lt_dht::LtDht;
 use tessera_tests::{Scratch, serial};
 

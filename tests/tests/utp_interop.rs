@@ -16,8 +16,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant as StdInstant};
 
 use bytes::{Buf, Bytes};
-use tessera_core::rng::Rng;
-use tessera_core::time::Instant;
+use tessera_core::Instant;
+use tessera_core::Rng;
 use tessera_core::utp::{StreamId, UtpConfig, UtpEvent, UtpSocket};
 use tessera_tests::bencode::{self, Value};
 use tessera_tests::data::XorShift;

@@ -120,7 +120,7 @@ impl Core for Session {
         meta: Arc<Metainfo>,
         options: TorrentOptions,
     ) -> Result<TorrentId, Error> {
-        Ok(Session::add_torrent(self, now, meta, options))
+        Session::add_torrent(self, now, meta, options).map_err(|e| Error::other(e.to_string()))
     }
     fn add_peers(&mut self, now: Instant, torrent: TorrentId, peers: &[SocketAddr]) {
         // Peers the user named are redialled with back-off until they answer (a seeder
@@ -444,10 +444,22 @@ impl<S: Core> Driver<S> {
     }
 
     /// How long the runtime may sleep: until the session's deadline, the shutdown
-    /// backstop, or the next thing the driver itself has to do (a stall to explain, a
-    /// progress line), whichever is first. `None`: no deadline.
+    /// backstop, a resume save that is owed, or the next thing the driver itself has to
+    /// do (a stall to explain, a progress line), whichever is first. `None`: no deadline.
+    /// (The session wakes the loop only when it has something due, so a save must say
+    /// when.)
     pub fn timeout(&self) -> Option<Duration> {
         let mut next = self.deadline.min(self.lifecycle.backstop());
+        if self.lifecycle.finished().is_none() {
+            for save in self
+                .entries
+                .iter()
+                .filter_map(|e| e.resumer.as_ref())
+                .filter_map(ResumeUpkeep::next_due)
+            {
+                next = next.min(save);
+            }
+        }
         if !self.lifecycle.stopping()
             && let Some(stall) = self.stall.next_deadline()
         {

@@ -2,7 +2,7 @@
 
 use std::collections::VecDeque;
 
-use tessera_core::{OpId, TrackerEvent};
+use tessera_core::{CloseReason, OpId, TrackerEvent};
 
 use super::resume_upkeep::SAVE_INTERVAL;
 use super::*;
@@ -459,6 +459,7 @@ fn disk_errors_end_the_run_with_their_message() {
         &mut d,
         [Output::Event(Event::DiskError {
             torrent: T,
+            kind: DiskErrorKind::NoSpace,
             message: "writing /x: No space left on device".into(),
         })],
     );
@@ -671,6 +672,7 @@ fn a_disk_error_fails_one_torrent_and_the_others_go_on() {
         &mut d,
         [Output::Event(Event::DiskError {
             torrent: TorrentId(1),
+            kind: DiskErrorKind::NoSpace,
             message: "writing /x: No space left on device".into(),
         })],
     );
@@ -841,7 +843,7 @@ fn a_download_alone_too_long_gives_up_with_the_stall_timeout() {
         [Output::Event(Event::PeerClosed {
             torrent: Some(T),
             addr: "127.0.0.1:6881".parse().unwrap(),
-            reason: "Connection refused (os error 111)".into(),
+            reason: CloseReason::Remote(Some("Connection refused (os error 111)".into())),
         })],
     );
     d.drain(&mut net);

@@ -11,8 +11,8 @@
 use std::net::SocketAddr;
 
 use bytes::Bytes;
+use tessera_core::Rng;
 use tessera_core::dht::{Body, Message, NodeId, NodeInfo, Query, Response};
-use tessera_core::rng::Rng;
 
 use super::DhtWorld;
 

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Args;
-use tessera_core::time::Duration;
+use tessera_core::Duration;
 
 use super::{DhtAdversary, DhtScenario};
 

@@ -28,9 +28,9 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use bytes::Bytes;
 use tessera_core::InfoHash;
+use tessera_core::Rng;
 use tessera_core::dht::{Config, Dht, DhtEvent, LookupId, NodeId};
-use tessera_core::rng::Rng;
-use tessera_core::time::{Duration, Instant};
+use tessera_core::{Duration, Instant};
 
 use crate::queue::Queue;
 use crate::report::TraceHash;

@@ -100,7 +100,9 @@ impl Node {
             files: None,
         };
         let mut session = Session::new(config_for(sc, life.class), now, life.seed);
-        let torrent = session.add_torrent(now, payload.meta.clone(), options);
+        let torrent = session
+            .add_torrent(now, payload.meta.clone(), options)
+            .expect("a new session holds no torrent");
         let serve = if life.class == Class::Adversary(Adversary::Corrupt) {
             Variant::Corrupt
         } else {
@@ -374,6 +376,7 @@ impl Node {
             }
             Event::HashFailed { .. } => cx.tally.hash_failures += 1,
             Event::PeerClosed { addr, reason, .. } => {
+                let reason = reason.to_string();
                 let Some(other) = cx.pop.at(addr.ip()) else {
                     return;
                 };
