@@ -57,6 +57,12 @@ pub struct Config {
     pub tick: Duration,
     /// Piece picking policy.
     pub picker: PickerConfig,
+    /// Upload limit for the whole session, in payload bytes per second (`None`: none).
+    /// Blocks are paced by a token bucket and shared fairly among all peers.
+    pub max_upload_rate: Option<u64>,
+    /// Download limit for the whole session, in payload bytes per second (`None`: none).
+    /// Requests are paced by a token bucket and shared fairly among all peers.
+    pub max_download_rate: Option<u64>,
 }
 
 impl Default for Config {
@@ -83,6 +89,8 @@ impl Default for Config {
             tracker_timeout: Duration::from_secs(30),
             tick: Duration::from_millis(500),
             picker: PickerConfig::default(),
+            max_upload_rate: None,
+            max_download_rate: None,
         }
     }
 }
@@ -99,4 +107,16 @@ pub struct TorrentOptions {
     /// never written (the driver's storage skips them) and pieces that cross into other
     /// files are verified but never offered to peers, since we cannot serve all of them.
     pub files: Option<Vec<bool>>,
+    /// With `seed`: stop seeding once the bytes uploaded in this session reach this
+    /// multiple of the wanted size ([`Event::SeedingDone`](crate::Event::SeedingDone)).
+    pub seed_ratio: Option<f64>,
+    /// With `seed`: stop seeding after this long (counted from completion, or from the
+    /// check for data that was complete), whichever goal comes first.
+    pub seed_time: Option<Duration>,
+    /// Download pieces in order, a window ahead of the first missing one, for a player
+    /// reading the file as it arrives (see [`crate::picker`]); rarest first otherwise.
+    pub sequential: bool,
+    /// Fetch the first and last piece of each chosen file before the others (players
+    /// read both ends first).
+    pub first_last: bool,
 }

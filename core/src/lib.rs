@@ -72,6 +72,7 @@
 #![warn(missing_docs)]
 
 pub mod api;
+mod bandwidth;
 pub mod bencode;
 pub mod bitfield;
 mod choker;
@@ -105,7 +106,7 @@ pub mod wire;
 
 pub use api::{
     Action, AddTorrentError, BadRequest, CloseReason, DiskError, DiskErrorKind, DiskResult, Event,
-    Input, Misbehaviour, Output, PeerInfo, Target, TorrentStats, TrackerEvent,
+    Input, Misbehaviour, Output, PeerInfo, SeedGoal, Target, TorrentStats, TrackerEvent,
 };
 pub use bitfield::Bitfield;
 pub use config::{Config, TorrentOptions};

@@ -39,10 +39,16 @@ enum SessionTimer {
     Handshake,
     /// `shutdown` gives up waiting for `stopped` announces.
     Stop,
+    /// A rate limit has tokens again for the peers waiting for it.
+    Bandwidth,
 }
 
 impl Timer for SessionTimer {
-    const ALL: &'static [Self] = &[SessionTimer::Handshake, SessionTimer::Stop];
+    const ALL: &'static [Self] = &[
+        SessionTimer::Handshake,
+        SessionTimer::Stop,
+        SessionTimer::Bandwidth,
+    ];
 
     fn index(self) -> usize {
         self as usize
@@ -68,7 +74,7 @@ pub struct Session {
     torrents: VecMap<TorrentId, Torrent>,
     by_hash: BTreeMap<InfoHash, TorrentId>,
     pending: BTreeMap<ConnId, Pending>,
-    timers: TimerTable<SessionTimer, 2>,
+    timers: TimerTable<SessionTimer, 3>,
     /// Set by `shutdown`: when to give up waiting for `stopped` announces.
     stopping: Option<Instant>,
     stopped: bool,
@@ -241,6 +247,7 @@ impl Session {
     fn after_input(&mut self) {
         let now = self.sh.now;
         self.handle_timeouts();
+        self.bandwidth_turns();
         for t in self.torrents.values_mut() {
             t.after_input(&mut self.sh);
         }
@@ -290,6 +297,29 @@ impl Session {
         }
     }
 
+    /// Gives the peers waiting for a rate limit their turns while its tokens last (see
+    /// [`crate::bandwidth`]): one turn each in order, a peer wanting more going to the back.
+    fn bandwidth_turns(&mut self) {
+        let now = self.sh.now;
+        // Each turn spends tokens or drops the peer from the queue; the bound is a guard.
+        for _ in 0..100_000 {
+            let Some((torrent, conn)) = self.sh.up.next_turn(now) else {
+                break;
+            };
+            if let Some(t) = self.torrents.get_mut(&torrent) {
+                t.upload_turn(&mut self.sh, conn);
+            }
+        }
+        for _ in 0..100_000 {
+            let Some((torrent, conn)) = self.sh.down.next_turn(now) else {
+                break;
+            };
+            if let Some(t) = self.torrents.get_mut(&torrent) {
+                t.download_turn(&mut self.sh, conn);
+            }
+        }
+    }
+
     /// Re-arms the session's deadlines and every torrent's from their state.
     fn update_timers(&mut self) {
         let handshake = self
@@ -300,6 +330,8 @@ impl Session {
         self.timers.set_or_stop(SessionTimer::Handshake, handshake);
         let stop = self.stopping.filter(|_| !self.stopped);
         self.timers.set_or_stop(SessionTimer::Stop, stop);
+        let bandwidth = earliest(self.sh.up.deadline(), self.sh.down.deadline());
+        self.timers.set_or_stop(SessionTimer::Bandwidth, bandwidth);
         for t in self.torrents.values_mut() {
             t.update_timers(&mut self.sh);
         }

@@ -6,6 +6,7 @@ use std::collections::VecDeque;
 use bytes::Bytes;
 
 use crate::api::{Action, Event, Output, Target};
+use crate::bandwidth::Throttle;
 use crate::config::Config;
 use crate::extension::ExtHandshake;
 use crate::id::{ConnId, OpId, PeerId, TorrentId};
@@ -40,6 +41,10 @@ pub(crate) struct Shared {
     ops: VecMap<OpId, TorrentId>,
     /// Our BEP 10 handshake payload, encoded once (it depends on the config alone).
     ext_handshake: Bytes,
+    /// The session's upload limit (`config.max_upload_rate`).
+    pub up: Throttle,
+    /// The session's download limit (`config.max_download_rate`).
+    pub down: Throttle,
 }
 
 impl Shared {
@@ -65,6 +70,8 @@ impl Shared {
         );
         Shared {
             now,
+            up: Throttle::new(config.max_upload_rate, now),
+            down: Throttle::new(config.max_download_rate, now),
             config,
             rng,
             peer_id: PeerId(id),

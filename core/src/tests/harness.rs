@@ -144,6 +144,9 @@ pub struct Node {
     deadline: Instant,
     /// Hook applied to the data of every block this node serves (to make it lie).
     pub corrupt: Option<Corrupter>,
+    /// Every `Action::Send` of this node, with its time, when `record_sends` is set.
+    pub sent: Vec<(Instant, ConnId, Bytes)>,
+    pub record_sends: bool,
 }
 
 #[derive(Debug)]
@@ -207,6 +210,8 @@ impl Swarm {
             events: Vec::new(),
             deadline: self.now,
             corrupt: None,
+            sent: Vec::new(),
+            record_sends: false,
         });
         i
     }
@@ -261,6 +266,9 @@ impl Swarm {
                 }
                 Action::Send { conn, data } => {
                     let len = data.len();
+                    if self.nodes[i].record_sends {
+                        self.nodes[i].sent.push((now, conn, data.clone()));
+                    }
                     if let Some(&(j, their)) = self.links.get(&(i, conn)) {
                         self.queue.push_back(Delivery::Input(
                             j,
@@ -431,6 +439,7 @@ pub fn seeder() -> TorrentOptions {
         have: None,
         seed: true,
         files: None,
+        ..TorrentOptions::default()
     }
 }
 

@@ -4,6 +4,8 @@
 mod contract;
 mod harness;
 mod hostile;
+mod rate_limits;
+mod seed_goals;
 mod session;
 mod stale_inputs;
 mod timers;

@@ -75,11 +75,22 @@ impl Assembly {
 }
 
 impl Torrent {
-    /// Tops up `conn`'s requests to its queue depth.
+    /// Tops up `conn`'s requests to its queue depth (as far as the download limit allows).
     pub(super) fn request_blocks(&mut self, sh: &mut Shared, conn: ConnId) {
+        self.request_blocks_with(sh, conn, false);
+    }
+
+    /// `conn`'s turn at the download limit (see [`crate::bandwidth`]).
+    pub fn download_turn(&mut self, sh: &mut Shared, conn: ConnId) {
+        self.request_blocks_with(sh, conn, true);
+    }
+
+    /// [`Torrent::request_blocks`]; `turn`: the limit gave this peer its turn.
+    fn request_blocks_with(&mut self, sh: &mut Shared, conn: ConnId, turn: bool) {
         if !self.downloading() || self.over_budget(sh) {
             return;
         }
+        let id = self.id;
         let Torrent {
             peers,
             picker,
@@ -93,9 +104,23 @@ impl Torrent {
         if !peer.is_active() || peer.peer_choking || !peer.am_interested {
             return;
         }
-        let room = peer.request_room();
+        let mut room = peer.request_room();
         if room == 0 {
             return;
+        }
+        // Under a download limit, requests are paid for as they are sent: as many as the
+        // tokens cover, then the peer waits for its turn.
+        let mut limited = false;
+        if sh.down.is_limited() {
+            if !turn && !sh.down.may_spend(sh.now) {
+                sh.down.wait((id, conn));
+                return;
+            }
+            let allowed = sh.down.blocks();
+            if allowed < room {
+                room = allowed;
+                limited = true;
+            }
         }
         let picked = &mut scratch.blocks;
         picked.clear();
@@ -119,7 +144,11 @@ impl Torrent {
                 block,
                 sent: sh.now,
             });
+            sh.down.spend(u64::from(req.len));
             send(sh, peer, &Message::Request(req));
+        }
+        if limited && picked.len() == room {
+            sh.down.wait((id, conn));
         }
     }
 
@@ -458,6 +487,9 @@ impl Torrent {
     /// Every wanted piece is verified.
     pub(super) fn completed(&mut self, sh: &mut Shared) {
         self.state = State::Seeding;
+        if self.seed_after {
+            self.goal.start(sh.now);
+        }
         sh.event(Event::Complete { torrent: self.id });
         self.announcer.completed(sh.now);
         let seeds: Vec<ConnId> = self

@@ -213,6 +213,10 @@ impl Torrent {
             }
             return Ok(());
         }
+        if problem.is_none() && self.goal.serving_over() {
+            // The seeding goal is reached: the torrent is about to stop.
+            return Ok(());
+        }
         if let Some(problem) = problem {
             peer.bad_requests += 1;
             tracing::debug!(addr = %peer.addr, ?req, "request {problem}");
@@ -239,8 +243,23 @@ impl Torrent {
         Ok(())
     }
 
-    /// Sends or starts reading queued requests of `conn` while its send buffer has room.
+    /// Sends or starts reading queued requests of `conn` while its send buffer has room
+    /// (and the upload limit allows).
     pub(super) fn serve(&mut self, sh: &mut Shared, conn: ConnId) {
+        self.serve_with(sh, conn, false);
+    }
+
+    /// `conn`'s turn at the upload limit (see [`crate::bandwidth`]): one block at least.
+    pub fn upload_turn(&mut self, sh: &mut Shared, conn: ConnId) {
+        self.serve_with(sh, conn, true);
+    }
+
+    /// [`Torrent::serve`]; `turn`: the first block is paid for by the limit's turn.
+    fn serve_with(&mut self, sh: &mut Shared, conn: ConnId, mut turn: bool) {
+        if self.goal.serving_over() {
+            return;
+        }
+        let id = self.id;
         let now = sh.now;
         let max = sh.config.max_send_buffer.max(MIN_SEND_WINDOW);
         loop {
@@ -253,9 +272,17 @@ impl Torrent {
             if peer.am_choking || peer.unsent() + peer.reading * BLOCK_LEN as usize >= window {
                 return;
             }
+            if peer.their_requests.is_empty() {
+                return;
+            }
+            if !std::mem::take(&mut turn) && !sh.up.may_spend(now) {
+                sh.up.wait((id, conn));
+                return;
+            }
             let Some(req) = peer.their_requests.pop_front() else {
                 return;
             };
+            sh.up.spend(u64::from(req.len));
             let (key, start, len) = self.chunk_of(req);
             if let Some(data) = self.upload.get(key) {
                 self.send_block(sh, conn, req, &data, start);
