@@ -320,9 +320,40 @@ pub enum Event {
         /// The operating system's message, with the path.
         message: String,
     },
+    /// A seeding goal (`TorrentOptions::seed_ratio` or `seed_time`) was reached: the
+    /// torrent has stopped serving, sent its `stopped` announces and closed its peers.
+    /// The other torrents of the session go on.
+    SeedingDone {
+        /// The torrent.
+        torrent: TorrentId,
+        /// The goal that was reached first.
+        goal: SeedGoal,
+        /// Payload bytes sent to peers in this session.
+        uploaded: u64,
+        /// How long it seeded.
+        seeded_for: Duration,
+    },
     /// `Session::shutdown` has finished: stopped announces sent (or timed out), all
     /// connections closed.
     Stopped,
+}
+
+/// Which seeding goal ended a torrent's seeding ([`Event::SeedingDone`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeedGoal {
+    /// Uploaded bytes reached `seed_ratio` times the torrent's wanted size.
+    Ratio,
+    /// It seeded for `seed_time`.
+    Time,
+}
+
+impl std::fmt::Display for SeedGoal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SeedGoal::Ratio => "seed ratio reached",
+            SeedGoal::Time => "seed time reached",
+        })
+    }
 }
 
 /// Why a peer connection ended ([`Event::PeerClosed`]). Its `Display` is one line of plain
@@ -357,6 +388,9 @@ pub enum CloseReason {
     /// `Session::shutdown` closed every connection.
     #[error("shutting down")]
     ShuttingDown,
+    /// The torrent reached its seeding goal ([`Event::SeedingDone`]).
+    #[error("seeding goal reached")]
+    SeedingDone,
     /// The connection or handshake took too long.
     #[error("connection timed out")]
     ConnectTimeout,

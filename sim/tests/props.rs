@@ -154,6 +154,7 @@ impl Harness {
                     have: Some(have),
                     seed: true,
                     files: None,
+                    ..TorrentOptions::default()
                 },
             )
             .expect("a new session holds no torrent");

@@ -33,6 +33,8 @@ pub(super) enum Status {
     Complete,
     /// It stopped with this error (a disk error, no data to seed).
     Failed(String),
+    /// It reached its seeding goal (`--seed-ratio`, `--seed-time`) and stopped.
+    SeedingDone,
 }
 
 /// See the module docs.
@@ -121,7 +123,7 @@ impl Lifecycle {
         } else {
             self.torrents
                 .iter()
-                .any(|s| !matches!(s, Status::Failed(_)))
+                .any(|s| !matches!(s, Status::Failed(_) | Status::SeedingDone))
         }
     }
 
@@ -177,6 +179,20 @@ impl Lifecycle {
     pub(super) fn set_complete(&mut self, i: usize) {
         if let Some(s @ Status::Active) = self.torrents.get_mut(i) {
             *s = Status::Complete;
+        }
+    }
+
+    /// Torrent `i` reached its seeding goal: the run stops once no other torrent has
+    /// anything left to do (exit 0).
+    pub(super) fn on_seeding_done(&mut self, i: usize, now: Instant) -> Step {
+        match self.torrents.get_mut(i) {
+            Some(s @ (Status::Active | Status::Complete)) => *s = Status::SeedingDone,
+            _ => return Step::Nothing,
+        }
+        if self.anything_left() {
+            Step::Nothing
+        } else {
+            self.stop(now)
         }
     }
 
@@ -307,6 +323,24 @@ mod tests {
         assert!(l.on_time(at(45)));
         assert_eq!(l.finished, Some(Exit::Success));
         assert!(!l.on_time(at(46)));
+    }
+
+    #[test]
+    fn seeding_goals_end_the_run_well_once_every_torrent_reached_its_own() {
+        let mut l = Lifecycle::new(Mode::Seed, 2, GRACE);
+        assert_eq!(l.on_complete(0, at(0)), Step::Nothing);
+        assert_eq!(l.on_complete(1, at(0)), Step::Nothing);
+        assert_eq!(l.on_seeding_done(1, at(5)), Step::Nothing);
+        assert_eq!(l.on_seeding_done(1, at(6)), Step::Nothing);
+        assert_eq!(l.on_seeding_done(0, at(9)), Step::Shutdown);
+        l.on_stopped();
+        assert_eq!(l.finished, Some(Exit::Success));
+        // A download with --seed: the goal after completion ends it well too.
+        let mut l = Lifecycle::new(Mode::Download { keep_seeding: true }, 1, GRACE);
+        assert_eq!(l.on_complete(0, at(1)), Step::Nothing);
+        assert_eq!(l.on_seeding_done(0, at(2)), Step::Shutdown);
+        l.on_stopped();
+        assert_eq!(l.finished, Some(Exit::Success));
     }
 
     #[test]

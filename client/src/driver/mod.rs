@@ -343,6 +343,7 @@ impl<S: Core> Driver<S> {
                 Mode::Seed => true,
             },
             files: chosen,
+            ..TorrentOptions::default()
         };
         let id = self.session.add_torrent(now, meta, options)?;
         if !self.peers.is_empty() {
@@ -938,6 +939,25 @@ impl<S: Core> Driver<S> {
                 };
                 let message = format!("{}disk error: {message}", self.name_for_error(i));
                 self.fail(i, message, now);
+            }
+            Event::SeedingDone {
+                torrent,
+                goal,
+                uploaded,
+                seeded_for,
+            } => {
+                let Some(i) = self.source_of(torrent) else {
+                    return;
+                };
+                self.progress.message(&format!(
+                    "{}{goal}: {} uploaded in {} of seeding; stopped",
+                    self.name_for_error(i),
+                    crate::ui::human_size(uploaded),
+                    crate::ui::human_duration(seeded_for),
+                ));
+                if self.lifecycle.on_seeding_done(i, now) == Step::Shutdown {
+                    self.session.shutdown(now);
+                }
             }
             Event::Stopped => self.lifecycle.on_stopped(),
         }

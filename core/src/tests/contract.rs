@@ -39,6 +39,7 @@ fn inputs_for_connections_and_operations_the_core_no_longer_knows_are_ignored() 
                 have: empty_have(&meta),
                 seed: false,
                 files: None,
+                ..crate::TorrentOptions::default()
             },
         )
         .expect("a new torrent");

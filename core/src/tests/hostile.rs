@@ -48,6 +48,7 @@ impl Script {
                     have: None,
                     seed: true,
                     files: None,
+                    ..TorrentOptions::default()
                 },
             )
             .expect("a new torrent");
@@ -374,6 +375,7 @@ fn garbage_instead_of_a_handshake() {
                 have: None,
                 seed: true,
                 files: None,
+                ..TorrentOptions::default()
             },
         )
         .expect("a new torrent");
@@ -410,6 +412,7 @@ fn inbound_peer_during_the_check_is_turned_away() {
                 have: None,
                 seed: true,
                 files: None,
+                ..TorrentOptions::default()
             },
         )
         .expect("a new torrent");

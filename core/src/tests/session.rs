@@ -35,6 +35,7 @@ fn leecher_downloads_from_seeder() {
             have: empty_have(&meta),
             seed: false,
             files: None,
+            ..TorrentOptions::default()
         },
     );
     let seed_addr = swarm.addr(seed);
@@ -108,6 +109,7 @@ fn corrupt_seeder_is_banned_and_download_completes() {
             have: empty_have(&meta),
             seed: false,
             files: None,
+            ..TorrentOptions::default()
         },
     );
     let peers = [swarm.addr(liar), swarm.addr(honest)];
@@ -171,6 +173,7 @@ fn three_leechers_share_pieces() {
                 have: empty_have(&meta),
                 seed: true,
                 files: None,
+                ..TorrentOptions::default()
             },
         ));
     }
@@ -208,6 +211,7 @@ fn file_selection_fetches_its_pieces_and_offers_only_whole_ones() {
             have: empty_have(&meta),
             seed: true,
             files,
+            ..TorrentOptions::default()
         },
     );
     swarm.add_peers(leech, &[swarm.addr(seed)]);
@@ -233,6 +237,7 @@ fn file_selection_fetches_its_pieces_and_offers_only_whole_ones() {
             have: empty_have(&meta),
             seed: false,
             files: None,
+            ..TorrentOptions::default()
         },
     );
     swarm.add_peers(newcomer, &[swarm.addr(leech)]);

@@ -51,6 +51,7 @@ fn inputs_for_unknown_and_closed_connections_and_operations_are_ignored() {
                 have: None,
                 seed: true,
                 files: None,
+                ..TorrentOptions::default()
             },
         )
         .expect("a new torrent");

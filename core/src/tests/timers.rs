@@ -52,6 +52,7 @@ fn options(meta: &Metainfo, complete: bool) -> TorrentOptions {
         }),
         seed: true,
         files: None,
+        ..TorrentOptions::default()
     }
 }
 

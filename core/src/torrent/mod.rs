@@ -8,6 +8,7 @@ mod announce;
 mod check;
 mod download;
 mod messages;
+mod seed_goal;
 mod timers;
 mod upload;
 
@@ -120,6 +121,10 @@ pub(crate) struct Torrent {
     scratch: Scratch,
     /// When the torrent next needs the time: see `timers.rs`.
     timers: TimerTable<TorrentTimer, { TorrentTimer::ALL.len() }>,
+    /// `seed_ratio` and `seed_time`: see `seed_goal.rs`.
+    goal: seed_goal::SeedGoals,
+    /// Bytes of the wanted pieces, once a seeding goal needed them.
+    wanted_bytes: Option<u64>,
 }
 
 /// Buffers kept to save an allocation per use; empty between uses.
@@ -189,6 +194,8 @@ impl Torrent {
             dial_retry: now,
             scratch: Scratch::default(),
             timers: TimerTable::default(),
+            goal: seed_goal::SeedGoals::new(options.seed_ratio, options.seed_time),
+            wanted_bytes: None,
             meta,
         };
         if options.have.is_none() {
@@ -638,6 +645,7 @@ impl Torrent {
         if std::mem::take(&mut self.upload.rechoke_pending) {
             self.maybe_rechoke(sh);
         }
+        self.check_seed_goal(sh);
     }
 
     /// Flushes one peer's control bytes, so that a payload can follow them in order.

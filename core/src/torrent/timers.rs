@@ -36,6 +36,9 @@ pub(crate) enum TorrentTimer {
     /// When an address may next be dialled, while the torrent has no connection (with
     /// connections, the sweep dials).
     Dial,
+    /// The end of `seed_time`, or of the wait for blocks in flight once a seeding goal is
+    /// reached (see `seed_goal.rs`).
+    SeedGoal,
 }
 
 impl Timer for TorrentTimer {
@@ -44,6 +47,7 @@ impl Timer for TorrentTimer {
         TorrentTimer::Choke,
         TorrentTimer::Announce,
         TorrentTimer::Dial,
+        TorrentTimer::SeedGoal,
     ];
 
     fn index(self) -> usize {
@@ -78,6 +82,7 @@ impl Torrent {
                 TorrentTimer::Choke => self.rechoke(sh, true),
                 TorrentTimer::Announce => self.announce_due(sh),
                 TorrentTimer::Dial => self.connect_peers(sh),
+                TorrentTimer::SeedGoal => self.check_seed_goal(sh),
             }
         }
     }
@@ -101,6 +106,8 @@ impl Torrent {
         self.timers.set_or_stop(TorrentTimer::Announce, announce);
         let dial = self.dial_deadline();
         self.timers.set_or_stop(TorrentTimer::Dial, dial);
+        let goal = self.goal.deadline().filter(|_| !self.stopping);
+        self.timers.set_or_stop(TorrentTimer::SeedGoal, goal);
     }
 
     /// When an address may next be dialled while the torrent has no connection.

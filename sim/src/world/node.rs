@@ -98,6 +98,7 @@ impl Node {
             have: (!seeder).then(|| life.resume.unwrap_or_else(|| Bitfield::new(n))),
             seed: true,
             files: None,
+            ..TorrentOptions::default()
         };
         let mut session = Session::new(config_for(sc, life.class), now, life.seed);
         let torrent = session
@@ -410,7 +411,7 @@ impl Node {
                     );
                 }
             }
-            Event::Tracker { .. } | Event::Stopped => {}
+            Event::Tracker { .. } | Event::SeedingDone { .. } | Event::Stopped => {}
         }
     }
 
