@@ -69,7 +69,10 @@ enum FaultLevel {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Picker {
     Rarest,
+    /// Strictly the lowest-index piece (no look-ahead window).
     Sequential,
+    /// What `--sequential` uses: in order within a window, rarest beyond it.
+    Streaming,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -177,6 +180,7 @@ impl SwarmArgs {
         sc.strategy = match self.picker {
             Picker::Rarest => Strategy::RarestFirst,
             Picker::Sequential => Strategy::Sequential,
+            Picker::Streaming => Strategy::streaming(piece_size),
         };
         sc.endgame = self.endgame == OnOff::On;
         sc.set_fault_level(match self.faults {

@@ -4,8 +4,17 @@
 //!   have; ties broken by a random order fixed per picker (drawn from the session seed).
 //! - Random first: until `random_first` pieces are verified, a uniformly random available
 //!   piece instead, so that we quickly have something to trade.
-//! - Sequential ([`Strategy::Sequential`], for streaming and for experiments): the
-//!   lowest-index available piece instead of the rarest. Random first does not apply.
+//! - Sequential ([`Strategy::Sequential`], for experiments): the lowest-index available
+//!   piece instead of the rarest. Random first does not apply.
+//! - Streaming ([`Strategy::Streaming`], `--sequential`): in order within a window of
+//!   pieces from the first missing one (the *head*: where a player reads), so that the file
+//!   can be read while it downloads. Beyond the window, the lowest-index piece the peer
+//!   has, unless a rarer one exists: then the rarest, because the swarm needs it more than
+//!   our playback needs a piece that far ahead. A single fast seeder is thus read in order,
+//!   and a crowd of streaming peers still spreads rare pieces. Random first does not apply.
+//! - Urgent pieces ([`Picker::set_urgent`]: the first and last piece of each chosen file,
+//!   `--first-last`, as players read both ends first): started before any other piece,
+//!   lowest index first, whatever the strategy.
 //! - Partial pieces first: a peer first gets free blocks of pieces already started (that
 //!   it has), oldest first, so pieces complete quickly and few are held in memory.
 //! - A piece that failed its hash check is fetched again from one peer only (its blocks go
@@ -88,6 +97,20 @@ pub enum Strategy {
     RarestFirst,
     /// The lowest-index piece the peer has; `random_first` is ignored.
     Sequential,
+    /// In order within `window` pieces of the first missing one, rarest first beyond it
+    /// when rarer pieces exist (see the module documentation); `random_first` is ignored.
+    Streaming {
+        /// Pieces from the first missing one that are fetched strictly in order.
+        window: u32,
+    },
+}
+
+impl Strategy {
+    /// Streaming with a window of about 8 MiB (at least 4 pieces, at most 64).
+    pub fn streaming(piece_len: u32) -> Strategy {
+        let window = ((8u32 << 20) / piece_len.max(1)).clamp(4, 64);
+        Strategy::Streaming { window }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -162,6 +185,12 @@ pub(crate) struct Picker {
     wanted_missing: u32,
     /// Reused buffer for endgame candidates: (requesters, partial index, block).
     scratch: Vec<(usize, usize, usize)>,
+    /// Pieces started before any other (see [`Picker::set_urgent`]).
+    urgent: Bitfield,
+    /// Urgent pieces not yet verified (an upper bound: only a hint to skip the search).
+    urgent_missing: u32,
+    /// No wanted piece below this is missing (the streaming head only moves forward).
+    head: u32,
 }
 
 /// `bits` cut or padded to `len` bits.
@@ -222,6 +251,9 @@ impl Picker {
             free_blocks: 0,
             wanted_missing: 0,
             scratch: Vec::new(),
+            urgent: Bitfield::new(n),
+            urgent_missing: 0,
+            head: 0,
         };
         for p in 0..num_pieces {
             if picker.wanted_and_missing(p) {
@@ -424,8 +456,83 @@ impl Picker {
             .map(|(((&p, &w), &h), &q)| p & w & !h & !q)
     }
 
+    /// Marks pieces to start before any other (the first and last piece of each chosen
+    /// file). Pieces out of range, unwanted or verified are left out.
+    pub fn set_urgent(&mut self, pieces: impl IntoIterator<Item = u32>) {
+        for p in pieces {
+            if p < self.num_pieces && self.wanted_and_missing(p) && !self.urgent.get(p as usize) {
+                self.urgent.set(p as usize);
+                self.urgent_missing += 1;
+            }
+        }
+    }
+
+    /// The lowest urgent piece the peer could start. O(n / 64) while urgent pieces are
+    /// missing, O(1) after.
+    fn urgent_piece(&self, peer_has: &Bitfield) -> Option<u32> {
+        if self.urgent_missing == 0 {
+            return None;
+        }
+        self.new_piece_words(peer_has)
+            .zip(self.urgent.words())
+            .map(|(w, &u)| w & u)
+            .enumerate()
+            .find(|&(_, w)| w != 0)
+            .map(|(i, w)| (i * 64) as u32 + w.leading_zeros())
+    }
+
+    /// The first wanted piece not verified (the streaming head), moving `head` forward.
+    /// Amortised O(1): the head never moves back (a piece below it is verified, or
+    /// unwanted for good).
+    fn advance_head(&mut self) -> u32 {
+        while self.head < self.num_pieces && !self.wanted_and_missing(self.head) {
+            self.head += 1;
+        }
+        self.head
+    }
+
+    /// The lowest-index piece the peer could start at or after `from`. O(n / 64).
+    fn lowest_candidate(&self, peer_has: &Bitfield, from: u32) -> Option<u32> {
+        let first_word = (from / 64) as usize;
+        self.new_piece_words(peer_has)
+            .enumerate()
+            .skip(first_word)
+            .map(|(i, w)| {
+                // Bits below `from` in its own word are masked off.
+                let w = if i == first_word {
+                    w & (u64::MAX >> (from % 64))
+                } else {
+                    w
+                };
+                (i, w)
+            })
+            .find(|&(_, w)| w != 0)
+            .map(|(i, w)| (i * 64) as u32 + w.leading_zeros())
+    }
+
+    /// The streaming choice (see the module documentation).
+    fn streaming_piece(&mut self, peer_has: &Bitfield, window: u32) -> Option<u32> {
+        let head = self.advance_head();
+        let next = self.lowest_candidate(peer_has, head)?;
+        if next < head.saturating_add(window) {
+            return Some(next);
+        }
+        let rarest = self.rarest(peer_has).unwrap_or(next);
+        if self.availability[rarest as usize] < self.availability[next as usize] {
+            Some(rarest)
+        } else {
+            Some(next)
+        }
+    }
+
     /// The piece to start next for a peer with `peer_has`, if any.
-    fn choose_new_piece(&self, peer_has: &Bitfield, rng: &mut Rng) -> Option<u32> {
+    fn choose_new_piece(&mut self, peer_has: &Bitfield, rng: &mut Rng) -> Option<u32> {
+        if let Some(piece) = self.urgent_piece(peer_has) {
+            return Some(piece);
+        }
+        if let Strategy::Streaming { window } = self.config.strategy {
+            return self.streaming_piece(peer_has, window);
+        }
         if self.config.strategy == Strategy::Sequential {
             // The first set bit of the candidate words. O(n / 64).
             return self
@@ -453,10 +560,16 @@ impl Picker {
             }
             return None;
         }
-        // Rarest: least availability, then lowest place in the random order. The tree
-        // finds it in O(log n) when the peer has the rarest pieces; when it lacks many of
-        // them, scanning the candidates is cheaper. A peer with no candidate at all (the
-        // common case once it has sent what we lack) costs one pass over the words.
+        self.rarest(peer_has)
+    }
+
+    /// The rarest piece the peer could start: least availability, then lowest place in
+    /// the random order.
+    fn rarest(&self, peer_has: &Bitfield) -> Option<u32> {
+        // The tree finds it in O(log n) when the peer has the rarest pieces; when it
+        // lacks many of them, scanning the candidates is cheaper. A peer with no candidate
+        // at all (the common case once it has sent what we lack) costs one pass over the
+        // words.
         if self.new_piece_words(peer_has).all(|w| w == 0) {
             return None;
         }
@@ -599,6 +712,10 @@ impl Picker {
         if self.wanted.get(piece as usize) {
             self.wanted_missing -= 1;
         }
+        if self.urgent.get(piece as usize) {
+            self.urgent.clear(piece as usize);
+            self.urgent_missing -= 1;
+        }
         self.have.set(piece as usize);
         self.single_source.clear(piece as usize);
         self.refresh(piece);
@@ -627,6 +744,8 @@ impl Picker {
         let missing = !self.have.get(piece as usize);
         if wanted {
             self.wanted.set(piece as usize);
+            // A piece wanted again may be below the streaming head.
+            self.head = self.head.min(piece);
             if missing {
                 self.wanted_missing += 1;
                 self.free_blocks += u64::from(self.blocks_in(piece));

@@ -62,14 +62,14 @@ fn layout_strategy() -> impl Strategy<Value = Layout> {
 }
 
 fn config_strategy() -> impl Strategy<Value = PickerConfig> {
-    (0u32..5, 0usize..4, any::<bool>()).prop_map(
-        |(random_first, endgame_max_requesters, sequential)| PickerConfig {
+    (0u32..5, 0usize..4, 0u8..3, 1u32..6).prop_map(
+        |(random_first, endgame_max_requesters, strategy, window)| PickerConfig {
             random_first,
             endgame_max_requesters,
-            strategy: if sequential {
-                super::Strategy::Sequential
-            } else {
-                super::Strategy::RarestFirst
+            strategy: match strategy {
+                0 => super::Strategy::RarestFirst,
+                1 => super::Strategy::Sequential,
+                _ => super::Strategy::Streaming { window },
             },
         },
     )

@@ -598,3 +598,94 @@ fn nonsense_inputs_are_ignored() {
     assert!(pick(&mut p, A, &Bitfield::new(0), 9).is_empty());
     assert_eq!(p.on_block(blk(0, 0), A), Arrival::Unwanted);
 }
+
+fn streaming(window: u32) -> PickerConfig {
+    PickerConfig {
+        random_first: 4,
+        endgame_max_requesters: 2,
+        strategy: Strategy::Streaming { window },
+    }
+}
+
+#[test]
+fn streaming_from_one_seeder_is_in_order() {
+    let l = even(40, 2);
+    let mut p = fresh(&l, streaming(4), 3);
+    // One peer with everything: every piece equally rare, so nothing is rarer than the
+    // next piece in order, inside the window or beyond it.
+    p.add_availability(&Bitfield::full(40));
+    let has = Bitfield::full(40);
+    let pieces: Vec<u32> = pick(&mut p, A, &has, 40).iter().map(|b| b.piece).collect();
+    let expected: Vec<u32> = (0..20).flat_map(|i| [i, i]).collect();
+    assert_eq!(pieces, expected, "random first does not apply either");
+}
+
+#[test]
+fn streaming_is_in_order_in_the_window_and_takes_rarer_pieces_beyond_it() {
+    let l = even(64, 1);
+    let mut p = fresh(&l, streaming(4), 5);
+    // Two peers have everything but piece 40, which only one has.
+    p.add_availability(&Bitfield::full(64));
+    let most = bits(64, &(0..64).filter(|&i| i != 40).collect::<Vec<_>>());
+    p.add_availability(&most);
+    let has = Bitfield::full(64);
+    let first: Vec<u32> = (0..6).map(|_| pick(&mut p, A, &has, 1)[0].piece).collect();
+    // The window (0..4) in order; then 4 is beyond it and 40 is rarer: 40 first, then 4.
+    assert_eq!(first, vec![0, 1, 2, 3, 40, 4]);
+    // The head moves with what is verified: the window is 4..8 once 0..4 are in.
+    for piece in 0..4 {
+        assert_eq!(
+            p.on_block(blk(piece, 0), A),
+            Arrival::New {
+                cancel: vec![],
+                piece_complete: true
+            }
+        );
+        p.on_verified(piece);
+    }
+    let next: Vec<u32> = (0..3).map(|_| pick(&mut p, A, &has, 1)[0].piece).collect();
+    assert_eq!(next, vec![5, 6, 7]);
+    // A peer with nothing in the window gets the lowest piece it has beyond it when none
+    // is rarer.
+    assert_eq!(
+        pick(&mut p, B, &bits(64, &[30, 20, 50]), 1),
+        vec![blk(20, 0)]
+    );
+}
+
+#[test]
+fn urgent_pieces_come_before_any_other_whatever_the_strategy() {
+    let l = even(64, 1);
+    for cfg in [config(0, 2), streaming(8), config(4, 2)] {
+        let mut p = fresh(&l, cfg, 9);
+        p.add_availability(&Bitfield::full(64));
+        // Piece 30 is the rarest: rarest first would start it first.
+        p.add_availability(&bits(64, &(0..64).filter(|&i| i != 30).collect::<Vec<_>>()));
+        p.set_urgent([63, 0, 17, 17, 99]);
+        let has = Bitfield::full(64);
+        let first: Vec<u32> = (0..3).map(|_| pick(&mut p, A, &has, 1)[0].piece).collect();
+        assert_eq!(first, vec![0, 17, 63], "{:?}", p.config.strategy);
+        // A peer without an urgent piece gets the strategy's choice.
+        let lacking = bits(64, &[5, 30]);
+        let mut q = fresh(&l, p.config.clone(), 9);
+        q.add_availability(&Bitfield::full(64));
+        q.add_availability(&bits(64, &(0..64).filter(|&i| i != 30).collect::<Vec<_>>()));
+        q.set_urgent([0, 63]);
+        let got = pick(&mut q, A, &lacking, 1)[0].piece;
+        match q.config.strategy {
+            Strategy::Streaming { .. } => assert_eq!(got, 5, "in the window: in order"),
+            _ => assert!(got == 30 || got == 5, "{got}"),
+        }
+    }
+    // Verified urgent pieces are urgent no more.
+    let mut p = fresh(&l, config(0, 2), 9);
+    p.add_availability(&Bitfield::full(64));
+    p.set_urgent([0, 63]);
+    assert_eq!(p.urgent_missing, 2);
+    p.on_block(blk(63, 0), A);
+    p.on_verified(63);
+    assert_eq!(p.urgent_missing, 1);
+    // Marking a verified piece urgent does nothing.
+    p.set_urgent([63]);
+    assert_eq!(p.urgent_missing, 1);
+}

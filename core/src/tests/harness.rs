@@ -16,6 +16,7 @@ use crate::layout::{FileSpan, Layout};
 use crate::metainfo::{FileEntry, Info, Metainfo};
 use crate::session::Session;
 use crate::time::{Duration, Instant};
+use crate::wire::{Decoder, Message};
 
 /// Deterministic content for tests.
 pub fn content(len: usize, seed: u64) -> Vec<u8> {
@@ -431,6 +432,29 @@ impl Swarm {
             .iter()
             .any(|e| matches!(e, Event::Complete { .. }))
     }
+}
+
+/// What a node sent (with `record_sends`), decoded: (time, connection, message) for every whole message.
+pub fn decoded_sends(node: &Node) -> Vec<(Instant, ConnId, Message)> {
+    let mut decoders: BTreeMap<ConnId, (Decoder, bool)> = BTreeMap::new();
+    let mut out = Vec::new();
+    for (at, conn, data) in &node.sent {
+        let (d, handshaken) = decoders
+            .entry(*conn)
+            .or_insert_with(|| (Decoder::new(), false));
+        d.feed(data.clone());
+        if !*handshaken {
+            match d.handshake() {
+                Ok(Some(_)) => *handshaken = true,
+                Ok(None) => continue,
+                Err(e) => panic!("our own handshake does not decode: {e}"),
+            }
+        }
+        while let Some(m) = d.next_message().expect("our own messages decode") {
+            out.push((*at, *conn, m));
+        }
+    }
+    out
 }
 
 /// Options for a node that has everything (verified by the check).

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use super::harness::*;
 use crate::config::{Config, TorrentOptions};
 use crate::id::ConnId;
-use crate::time::{Duration, Instant};
-use crate::wire::{Decoder, Message};
+use crate::time::Duration;
+use crate::wire::Message;
 
 /// One torrent of `len` bytes in 32 KiB pieces.
 fn torrent(len: usize) -> (std::sync::Arc<crate::Metainfo>, Vec<u8>) {
@@ -22,33 +22,10 @@ fn leecher(meta: &crate::Metainfo) -> TorrentOptions {
     }
 }
 
-/// What a node sent, decoded: (time, connection, message) for every whole message.
-fn decoded(node: &Node) -> Vec<(Instant, ConnId, Message)> {
-    let mut decoders: BTreeMap<ConnId, (Decoder, bool)> = BTreeMap::new();
-    let mut out = Vec::new();
-    for (at, conn, data) in &node.sent {
-        let (d, handshaken) = decoders
-            .entry(*conn)
-            .or_insert_with(|| (Decoder::new(), false));
-        d.feed(data.clone());
-        if !*handshaken {
-            match d.handshake() {
-                Ok(Some(_)) => *handshaken = true,
-                Ok(None) => continue,
-                Err(e) => panic!("our own handshake does not decode: {e}"),
-            }
-        }
-        while let Some(m) = d.next_message().expect("our own messages decode") {
-            out.push((*at, *conn, m));
-        }
-    }
-    out
-}
-
 /// Payload bytes of `piece` messages per whole second of simulated time, per connection.
 fn piece_bytes_per_second(node: &Node) -> BTreeMap<(u64, ConnId), u64> {
     let mut per = BTreeMap::new();
-    for (at, conn, m) in decoded(node) {
+    for (at, conn, m) in decoded_sends(node) {
         if let Message::Piece { data, .. } = m {
             *per.entry((at.as_nanos() / 1_000_000_000, conn))
                 .or_default() += data.len() as u64;
@@ -60,7 +37,7 @@ fn piece_bytes_per_second(node: &Node) -> BTreeMap<(u64, ConnId), u64> {
 /// Bytes asked for by `request` messages per whole second of simulated time.
 fn requested_bytes_per_second(node: &Node) -> BTreeMap<u64, u64> {
     let mut per = BTreeMap::new();
-    for (at, _, m) in decoded(node) {
+    for (at, _, m) in decoded_sends(node) {
         if let Message::Request(r) = m {
             *per.entry(at.as_nanos() / 1_000_000_000).or_default() += u64::from(r.len);
         }

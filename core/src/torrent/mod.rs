@@ -29,7 +29,7 @@ use crate::layout::Layout;
 use crate::metainfo::Metainfo;
 use crate::peer::{Peer, Phase};
 use crate::peer_list::PeerList;
-use crate::picker::Picker;
+use crate::picker::{Picker, Strategy};
 use crate::rate::Rate;
 use crate::shared::{Route, Shared};
 use crate::time::{Duration, Instant};
@@ -153,13 +153,14 @@ impl Torrent {
             .cloned()
             .unwrap_or_else(|| Bitfield::new(n));
         let mut picker_rng = sh.rng.fork();
-        let picker = Picker::new(
-            &layout,
-            &have,
-            &wanted,
-            sh.config.picker.clone(),
-            &mut picker_rng,
-        );
+        let mut picker_config = sh.config.picker.clone();
+        if options.sequential {
+            picker_config.strategy = Strategy::streaming(layout.nominal_piece_len());
+        }
+        let mut picker = Picker::new(&layout, &have, &wanted, picker_config, &mut picker_rng);
+        if options.first_last {
+            picker.set_urgent(ends_of_files(&meta, options.files.as_deref()));
+        }
         let announcer = Announcer::new(&meta.trackers, &mut sh.rng);
         for (url, reason) in announcer.unsupported() {
             sh.event(Event::Tracker {
@@ -676,6 +677,25 @@ fn send_raw(sh: &mut Shared, peer: &mut Peer, bytes: &[u8]) {
     if peer.send_raw(sh.now, bytes) {
         sh.queued.push((peer.torrent, peer.conn));
     }
+}
+
+/// The first and last piece of each chosen file (all files when `files` is `None`), for
+/// `first_last`. Padding and empty files have none.
+fn ends_of_files(meta: &Metainfo, files: Option<&[bool]>) -> Vec<u32> {
+    let layout = meta.layout();
+    let chosen = files.filter(|f| f.len() == meta.info.files.len());
+    let mut ends = Vec::new();
+    for (i, file) in meta.info.files.iter().enumerate() {
+        if file.padding || chosen.is_some_and(|c| !c[i]) {
+            continue;
+        }
+        let pieces = layout.file_pieces(i);
+        if let Some(last) = pieces.end.checked_sub(1).filter(|_| !pieces.is_empty()) {
+            ends.push(pieces.start);
+            ends.push(last);
+        }
+    }
+    ends
 }
 
 /// The pieces to fetch for a file selection, and those among them that cross into files

@@ -128,6 +128,7 @@ pub fn report(
         picker: match sc.strategy {
             Strategy::RarestFirst => "rarest".into(),
             Strategy::Sequential => "sequential".into(),
+            Strategy::Streaming { window } => format!("streaming({window})"),
         },
         endgame: sc.endgame,
         faults: if sc.faults.any() { "on" } else { "none" }.into(),
