@@ -65,9 +65,21 @@ pub struct DownloadArgs {
     /// the reasons are printed well before, in any case
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub stall_timeout: Option<Duration>,
-    /// Keep seeding after the download completes, until interrupted
+    /// Keep seeding after the download completes, until interrupted or a seeding goal
+    /// (--seed-ratio, --seed-time) is reached
     #[arg(long)]
     pub seed: bool,
+    #[command(flatten)]
+    pub goals: SeedGoalArgs,
+    /// Download pieces in order, a window of about 8 MiB ahead of the first missing one
+    /// (a player can read the file while it downloads); rarer pieces beyond the window
+    /// are still fetched first, for the swarm's sake
+    #[arg(long)]
+    pub sequential: bool,
+    /// Fetch the first and last piece of each chosen file before the others (players read
+    /// both ends of a file first)
+    #[arg(long)]
+    pub first_last: bool,
     /// Download only the files this selects (repeatable): a file number as `info` lists
     /// them (`3`) or a range (`3-5`), or a glob on the path inside the torrent, below its
     /// name (`*` and `?` stay within a directory, `**` crosses them, `[a-z]` sets); a
@@ -107,6 +119,13 @@ pub struct LimitArgs {
     /// Peer addresses from trackers remembered for this torrent
     #[arg(long, value_name = "N", default_value = "1000", value_parser = parse_count)]
     pub max_known_peers: usize,
+    /// Upload limit for the whole run, shared fairly by all peers and torrents, in bytes
+    /// per second: e.g. `500KiB`, `10M`, `2MiB/s` [default: none]
+    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    pub max_upload_rate: Option<u64>,
+    /// Download limit for the whole run, like --max-upload-rate [default: none]
+    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    pub max_download_rate: Option<u64>,
 }
 
 impl LimitArgs {
@@ -118,6 +137,8 @@ impl LimitArgs {
         config.max_peer_requests = self.max_peer_requests;
         config.max_send_buffer = self.max_send_buffer;
         config.max_known_peers = self.max_known_peers;
+        config.max_upload_rate = self.max_upload_rate;
+        config.max_download_rate = self.max_download_rate;
     }
 }
 
@@ -132,6 +153,8 @@ impl Default for LimitArgs {
             max_peer_requests: c.max_peer_requests,
             max_send_buffer: c.max_send_buffer,
             max_known_peers: c.max_known_peers,
+            max_upload_rate: c.max_upload_rate,
+            max_download_rate: c.max_download_rate,
         }
     }
 }
@@ -152,7 +175,23 @@ pub struct SeedArgs {
     #[arg(long = "peer", value_name = "HOST:PORT", value_parser = parse_peer)]
     pub peers: Vec<SocketAddr>,
     #[command(flatten)]
+    pub goals: SeedGoalArgs,
+    #[command(flatten)]
     pub limits: LimitArgs,
+}
+
+/// When seeding ends by itself (`seed`, and `download --seed`): whichever goal comes first;
+/// each torrent stops with a `stopped` announce, and the run exits 0 once all have.
+#[derive(Debug, Clone, Default, PartialEq, Args)]
+pub struct SeedGoalArgs {
+    /// Stop seeding a torrent once this many times its size has been uploaded in this run
+    /// (e.g. 1.0, 2.5)
+    #[arg(long, value_name = "R", value_parser = parse_ratio)]
+    pub seed_ratio: Option<f64>,
+    /// Stop seeding a torrent after seeding this long (from completion, or from the check
+    /// for data that was complete), e.g. `30m`, `2h`
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub seed_time: Option<Duration>,
 }
 
 #[derive(Debug, Args)]
@@ -373,6 +412,35 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     };
     n.checked_mul(unit)
         .ok_or_else(|| format!("{s:?} is too large"))
+}
+
+/// A rate in bytes per second: [`parse_size`], with `/s` or `ps` allowed after the unit
+/// (`10MiB/s`, `500K`, `1MBps`); at least 1KiB.
+pub fn parse_rate(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let lower = t.to_ascii_lowercase();
+    let bare = if lower.ends_with("/s") || lower.ends_with("ps") {
+        &t[..t.len() - 2]
+    } else {
+        t
+    };
+    let n = parse_size(bare).map_err(|_| {
+        format!("expected a rate in bytes per second like 500KiB, 10M or 2MiB/s, got {s:?}")
+    })?;
+    if n < 1024 {
+        return Err(format!(
+            "a rate must be at least 1KiB/s, got {n} bytes per second"
+        ));
+    }
+    Ok(n)
+}
+
+/// A seeding ratio: a finite number, at least 0.
+pub fn parse_ratio(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(r) if r.is_finite() && r >= 0.0 => Ok(r),
+        _ => Err(format!("expected a ratio like 1.0 or 2.5, got {s:?}")),
+    }
 }
 
 /// A count of at least 1.
@@ -614,6 +682,23 @@ mod tests {
         };
         assert_eq!(d.only, vec!["*.bin", "3"]);
         assert!(d.recheck);
+    }
+
+    #[test]
+    fn rates_and_ratios() {
+        assert_eq!(parse_rate("500KiB"), Ok(500 << 10));
+        assert_eq!(parse_rate("10M"), Ok(10 << 20));
+        assert_eq!(parse_rate("2MiB/s"), Ok(2 << 20));
+        assert_eq!(parse_rate("1MBps"), Ok(1 << 20));
+        assert_eq!(parse_rate("65536"), Ok(65536));
+        for bad in ["", "fast", "10", "10X", "/s"] {
+            assert!(parse_rate(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(parse_ratio("1.0"), Ok(1.0));
+        assert_eq!(parse_ratio("0"), Ok(0.0));
+        for bad in ["-1", "NaN", "inf", "x"] {
+            assert!(parse_ratio(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

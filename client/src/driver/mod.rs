@@ -51,6 +51,7 @@ pub use self::plan::{Mode, Plan, Run, Source};
 use self::progress::Progress;
 use self::resume_upkeep::ResumeUpkeep;
 use self::stall::{StallWatch, Verdict};
+use crate::cli::SeedGoalArgs;
 use crate::error::Error;
 use crate::exit::Exit;
 use crate::net::NetEvent;
@@ -158,6 +159,10 @@ pub struct Driver<S: Core = Session> {
     prefix: String,
     /// The plan's peers, dialled for every torrent.
     peers: Vec<SocketAddr>,
+    /// The plan's seeding goals and piece order, for every torrent.
+    goals: SeedGoalArgs,
+    sequential: bool,
+    first_last: bool,
     /// The sources that have become torrents, in the order they did.
     entries: Vec<Entry>,
     by_id: HashMap<TorrentId, usize>,
@@ -266,6 +271,9 @@ impl<S: Core> Driver<S> {
             sources: n,
             prefix: plan.prefix(),
             peers: plan.peers.clone(),
+            goals: plan.goals.clone(),
+            sequential: plan.sequential,
+            first_last: plan.first_last,
             entries: Vec::new(),
             by_id: HashMap::new(),
             epoch: std::time::Instant::now(),
@@ -343,7 +351,10 @@ impl<S: Core> Driver<S> {
                 Mode::Seed => true,
             },
             files: chosen,
-            ..TorrentOptions::default()
+            seed_ratio: self.goals.seed_ratio,
+            seed_time: self.goals.seed_time,
+            sequential: self.sequential,
+            first_last: self.first_last,
         };
         let id = self.session.add_torrent(now, meta, options)?;
         if !self.peers.is_empty() {

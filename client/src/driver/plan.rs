@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::cli::{Cli, Command, LimitArgs};
+use crate::cli::{Cli, Command, LimitArgs, SeedGoalArgs};
 use crate::error::Error;
 use crate::torrent::TorrentRef;
 use crate::ui::Board;
@@ -36,7 +36,7 @@ pub struct Source {
 }
 
 /// One session's work: a `download` or `seed` command, ready to run.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
     /// The torrents, in the order given.
     pub sources: Vec<Source>,
@@ -54,6 +54,12 @@ pub struct Plan {
     pub stall_timeout: Option<Duration>,
     /// Put before every line this node prints, when a run has several (`seeder`).
     pub label: Option<String>,
+    /// `--seed-ratio`, `--seed-time`: when seeding ends by itself.
+    pub goals: SeedGoalArgs,
+    /// `--sequential`: pieces in order, for a player reading the file as it downloads.
+    pub sequential: bool,
+    /// `--first-last`: the first and last piece of each chosen file first.
+    pub first_last: bool,
 }
 
 impl Plan {
@@ -68,6 +74,9 @@ impl Plan {
             limits: LimitArgs::default(),
             stall_timeout: None,
             label: None,
+            goals: SeedGoalArgs::default(),
+            sequential: false,
+            first_last: false,
         }
     }
 
@@ -75,6 +84,11 @@ impl Plan {
     pub fn from_cli(cli: &Cli) -> Result<Option<Plan>, Error> {
         let plan = match &cli.command {
             Command::Download(d) => {
+                if !d.seed && (d.goals.seed_ratio.is_some() || d.goals.seed_time.is_some()) {
+                    return Err(Error::other(
+                        "--seed-ratio and --seed-time say when seeding ends: add --seed",
+                    ));
+                }
                 if d.torrents.len() > 1 && !d.only.is_empty() {
                     return Err(Error::other(
                         "--only chooses files of one torrent: give a single torrent with it",
@@ -95,6 +109,9 @@ impl Plan {
                     listen: d.listen,
                     limits: d.limits.clone(),
                     stall_timeout: d.stall_timeout,
+                    goals: d.goals.clone(),
+                    sequential: d.sequential,
+                    first_last: d.first_last,
                     ..Plan::new(
                         sources,
                         Mode::Download {
@@ -118,6 +135,7 @@ impl Plan {
                     peers: s.peers.clone(),
                     listen: s.listen,
                     limits: s.limits.clone(),
+                    goals: s.goals.clone(),
                     ..Plan::new(sources, Mode::Seed)
                 }
             }
@@ -199,9 +217,42 @@ mod tests {
                 limits: LimitArgs::default(),
                 stall_timeout: None,
                 label: None,
+                goals: SeedGoalArgs::default(),
+                sequential: false,
+                first_last: false,
             }
         );
         assert_eq!(plan.prefix(), "");
+
+        // Seeding goals and piece order reach the plan; a goal needs --seed.
+        let plan = parse(&[
+            "download",
+            "x.torrent",
+            "--seed",
+            "--seed-ratio",
+            "1.5",
+            "--seed-time",
+            "2h",
+            "--sequential",
+            "--first-last",
+            "--max-upload-rate",
+            "500KiB",
+            "--max-download-rate",
+            "10M/s",
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(plan.goals.seed_ratio, Some(1.5));
+        assert_eq!(plan.goals.seed_time, Some(Duration::from_secs(7200)));
+        assert!(plan.sequential && plan.first_last);
+        assert_eq!(plan.limits.max_upload_rate, Some(500 << 10));
+        assert_eq!(plan.limits.max_download_rate, Some(10 << 20));
+        let err = parse(&["download", "x.torrent", "--seed-time", "5s"]).unwrap_err();
+        assert!(err.to_string().contains("add --seed"), "{err}");
+        let plan = parse(&["seed", "x.torrent", "--seed-ratio", "0.5"])
+            .unwrap()
+            .unwrap();
+        assert_eq!(plan.goals.seed_ratio, Some(0.5));
 
         let plan = parse(&[
             "seed",
