@@ -961,8 +961,8 @@ impl<S: Core> Driver<S> {
                     return;
                 };
                 self.progress.message(&format!(
-                    "{}{goal}: {} uploaded in {} of seeding; stopped",
-                    self.name_for_error(i),
+                    "{}: {goal}: {} uploaded in {} of seeding; stopped",
+                    self.progress.name(i),
                     crate::ui::human_size(uploaded),
                     crate::ui::human_duration(seeded_for),
                 ));

@@ -75,12 +75,44 @@ fn a_ratio_of_one_stops_after_one_whole_copy() {
     let (goal, uploaded, _) = done_event(&swarm.nodes[seed].events).unwrap();
     assert_eq!(goal, SeedGoal::Ratio);
     assert_eq!(uploaded, data.len() as u64, "one copy, not a block more");
-    // The leecher got all of it: the last blocks were let out before the stop.
-    assert!(swarm.run_until(Duration::from_secs(5), |s| s.complete(leech)));
+    // The leecher had all of it verified before the seeder stopped: the last blocks were
+    // let out and read before the connection closed.
+    assert!(swarm.complete(leech));
     assert_eq!(swarm.nodes[leech].disk.concat(), data);
-    // The seeder closed its peers and takes no new ones.
+    // The seeder has no peer left.
     let t = swarm.nodes[seed].torrent;
     assert!(swarm.nodes[seed].session.peers(t).is_empty());
+}
+
+#[test]
+fn a_leecher_that_stays_is_closed_once_the_blocks_are_read() {
+    let (meta, data) = torrent();
+    let mut swarm = Swarm::new();
+    // Half a copy: the leecher is still downloading when the goal is reached.
+    let seed = swarm.add(
+        Config::default(),
+        &meta,
+        MemDisk::full(&meta, &data),
+        seeding(Some(0.5), None),
+    );
+    let leech = swarm.add(
+        Config::default(),
+        &meta,
+        MemDisk::empty(&meta),
+        TorrentOptions {
+            have: empty_have(&meta),
+            ..TorrentOptions::default()
+        },
+    );
+    let addr = swarm.addr(seed);
+    swarm.add_peers(leech, &[addr]);
+    assert!(swarm.run_until(Duration::from_secs(60), |s| {
+        done_event(&s.nodes[seed].events).is_some()
+    }));
+    let (goal, uploaded, _) = done_event(&swarm.nodes[seed].events).unwrap();
+    assert_eq!(goal, SeedGoal::Ratio);
+    assert!(uploaded >= data.len() as u64 / 2, "{uploaded}");
+    assert!(!swarm.complete(leech));
     assert!(swarm.nodes[seed].events.iter().any(|e| matches!(
         e,
         Event::PeerClosed {

@@ -617,8 +617,12 @@ impl Torrent {
         }
     }
 
-    /// Shutdown: stop requesting, send `stopped` announces.
+    /// Shutdown: stop requesting, send `stopped` announces. A torrent that stopped already
+    /// (its seeding goal) keeps the announces it has on their way.
     pub fn stop(&mut self, sh: &mut Shared) {
+        if self.stopping {
+            return;
+        }
         self.stopping = true;
         let conns: Vec<ConnId> = self.trackers.keys().copied().collect();
         for conn in conns {

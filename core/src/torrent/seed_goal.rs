@@ -3,9 +3,11 @@
 //!
 //! The clock starts when the torrent becomes complete (at the end of the check for data
 //! that was complete already). When a goal is reached, the torrent stops taking peers'
-//! requests and waits (at most [`DRAIN_TIMEOUT`]) for the blocks already handed to the
-//! driver to be written, so that the last copy a leecher was getting is whole; then it
-//! sends its `stopped` announces, closes its peers and reports
+//! requests and waits (at most [`DRAIN_TIMEOUT`] in all) for the blocks already handed to
+//! the driver to be written, then [`LINGER`] more for the peers to read them (a socket
+//! closed with unread input is reset, and a reset throws away what the peer has not read
+//! yet), unless every peer is a seed by then; so the last copy a leecher was getting is
+//! whole. Then it sends its `stopped` announces, closes its peers and reports
 //! [`Event::SeedingDone`](crate::Event::SeedingDone).
 
 use super::Torrent;
@@ -16,6 +18,8 @@ use crate::time::{Duration, Instant};
 
 /// Longest wait for blocks in flight once a goal is reached.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long peers are given to read the last blocks once they are written.
+const LINGER: Duration = Duration::from_secs(2);
 
 /// A torrent's seeding goals and where it stands with them.
 #[derive(Debug, Clone, Default)]
@@ -26,6 +30,8 @@ pub(super) struct SeedGoals {
     since: Option<Instant>,
     /// The goal reached, and until when blocks in flight are waited for.
     reached: Option<(SeedGoal, Instant)>,
+    /// When the blocks in flight were all written, once a goal was reached.
+    drained_at: Option<Instant>,
     /// The torrent has stopped.
     done: bool,
 }
@@ -81,7 +87,7 @@ impl SeedGoals {
             return None;
         }
         match self.reached {
-            Some((_, until)) => Some(until),
+            Some((_, until)) => Some(self.drained_at.map_or(until, |d| until.min(d + LINGER))),
             None => self.since.zip(self.time).map(|(s, t)| s + t),
         }
     }
@@ -118,9 +124,15 @@ impl Torrent {
                 (goal, until)
             }
         };
-        let in_flight = self.peers.values().any(|p| p.unsent() > 0);
-        if in_flight && now < until {
-            return;
+        if now < until {
+            if self.peers.values().any(|p| p.unsent() > 0) {
+                return;
+            }
+            let drained = *self.goal.drained_at.get_or_insert(now);
+            let all_seeds = self.peers.values().all(|p| p.is_seed());
+            if now < drained + LINGER && !all_seeds {
+                return;
+            }
         }
         self.goal.done = true;
         let seeded_for = self
