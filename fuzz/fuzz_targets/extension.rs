@@ -1,15 +1,4 @@
-//! The BEP 10 extension handshake a peer sends (`ExtHandshake::parse`): never panics, reads
-//! only values in range, and what it reads survives our own encoding.
+//! cargo-fuzz binary for the `extension` target; its body is `tessera_fuzz::targets::extension`.
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
-use tessera_core::extension::ExtHandshake;
-
-fuzz_target!(|data: &[u8]| {
-    let Ok(ext) = ExtHandshake::parse(data) else {
-        return;
-    };
-    assert_ne!(ext.reqq, Some(0));
-    assert_ne!(ext.port, Some(0));
-    assert_eq!(ExtHandshake::parse(&ext.encode()), Ok(ext));
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| tessera_fuzz::targets::extension::run(data));
