@@ -233,7 +233,7 @@ mod tests {
         assert!(!glob(&("**a".repeat(40) + "b"), &"a/".repeat(50)));
         assert!(glob(
             &"**a".repeat(40),
-            &"a/".repeat(50).trim_end_matches('/')
+            "a/".repeat(50).trim_end_matches('/')
         ));
     }
 
