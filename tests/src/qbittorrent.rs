@@ -159,7 +159,7 @@ impl QBittorrent {
         info_hash: InfoHash,
     ) -> QBittorrent {
         let mut qb = Self::start(work_dir, log_dir);
-        qb.add(torrent, data_dir);
+        qb.add(torrent, data_dir, info_hash);
         qb.wait_complete(info_hash, Duration::from_secs(120));
         qb
     }
@@ -173,8 +173,10 @@ impl QBittorrent {
         &mut self.proc
     }
 
-    /// Adds `torrent`, saving to (or seeding from) `save_path`.
-    pub fn add(&mut self, torrent: &Path, save_path: &Path) {
+    /// Adds `torrent` (whose info hash is `info_hash`), saving to (or seeding from)
+    /// `save_path`; returns once qBittorrent lists it. (`torrents/add` answers "Ok." before
+    /// the torrent is in the session: an `addPeers` right after it can find no torrent.)
+    pub fn add(&mut self, torrent: &Path, save_path: &Path, info_hash: InfoHash) {
         const BOUNDARY: &str = "tessera-tests-boundary-7f3a";
         let file =
             fs::read(torrent).unwrap_or_else(|e| panic!("reading {}: {e}", torrent.display()));
@@ -210,6 +212,13 @@ impl QBittorrent {
             status == 200 && answer.starts_with(b"Ok"),
             "qBittorrent refused the torrent ({status}): {}\n{}",
             String::from_utf8_lossy(&answer),
+            self.proc.tail()
+        );
+        let listed =
+            process::poll_until(Duration::from_secs(30), || self.info(info_hash).is_some());
+        assert!(
+            listed,
+            "qBittorrent does not list {info_hash:?} 30 s after taking it\n{}",
             self.proc.tail()
         );
     }

@@ -38,7 +38,7 @@ fn qbittorrent_downloads_from_seed(t: &Tessera) {
     let out = fx.new_dir("out");
     let mut qb = QBittorrent::start(fx.path(), &fx.logs());
     let started = Instant::now();
-    qb.add(&fx.torrent.path, &out);
+    qb.add(&fx.torrent.path, &out, fx.torrent.info_hash);
     qb.add_peers(fx.torrent.info_hash, &[addr]);
     qb.wait_complete(fx.torrent.info_hash, DOWNLOAD_TIMEOUT);
     eprintln!(
