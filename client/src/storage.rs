@@ -14,13 +14,21 @@
 //! A `Storage` is shared by the disk pool's threads: every operation takes `&self`, uses
 //! positioned I/O (`pread`/`pwrite`), and open file handles are cached. [`Storage::sync`]
 //! makes every write so far durable (for resume data).
+//!
+//! Written data is flushed as the download goes, not only when resume data is saved:
+//! once [`WRITEBACK_EVERY`] bytes were written since the last flush, the disk pool calls
+//! [`Storage::writeback`] after the write, which fsyncs the files written to on that
+//! worker while the others go on. Without it the whole download sits in the page cache
+//! until the end of the run, and the last `fdatasync` writes all of it back while the
+//! user waits (1.75 s of a 5.2 s download of 1 GiB on the development machine).
 
 use std::collections::{BTreeSet, HashMap};
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::{Bytes, BytesMut};
 use sha1::{Digest, Sha1};
@@ -48,6 +56,10 @@ const MAX_OPEN_FILES: usize = 128;
 
 /// Bytes read at a time when hashing.
 const HASH_CHUNK: usize = 1 << 20;
+
+/// Bytes written after which [`Storage::writeback`] flushes them (see the module docs).
+/// Smaller means more journal commits; larger, more left for the run's last flush.
+pub const WRITEBACK_EVERY: u64 = 32 << 20;
 
 #[derive(Debug)]
 struct StorageFile {
@@ -107,6 +119,18 @@ pub struct Storage {
     handles: Mutex<HashMap<usize, Handle>>,
     /// Files (and [`PART`]) written since the last [`Storage::sync`].
     dirty: Mutex<BTreeSet<usize>>,
+    /// Held through a whole sync: a sync that starts while another runs waits for it, so
+    /// that it never returns while writes it must cover are still being flushed by the
+    /// other (which took them out of `dirty`).
+    syncing: Mutex<()>,
+    /// Bytes written since a sync last started; see [`Storage::writeback`].
+    unflushed: AtomicU64,
+    /// From [`WRITEBACK_EVERY`] (smaller in tests).
+    writeback_every: u64,
+    /// A failed background flush: every later [`Storage::sync`] fails with it. The kernel
+    /// reports a failed writeback to one `fsync` only, and the data it lost may be gone
+    /// from the page cache, so a later `fsync` that succeeds proves nothing.
+    writeback_failed: Mutex<Option<DiskError>>,
 }
 
 impl Storage {
@@ -205,7 +229,17 @@ impl Storage {
             part: None,
             handles: Mutex::new(HashMap::new()),
             dirty: Mutex::new(BTreeSet::new()),
+            syncing: Mutex::new(()),
+            unflushed: AtomicU64::new(0),
+            writeback_every: WRITEBACK_EVERY,
+            writeback_failed: Mutex::new(None),
         }
+    }
+
+    /// Flushes after every `bytes` written instead of [`WRITEBACK_EVERY`] (for tests).
+    pub fn with_writeback_every(mut self, bytes: u64) -> Storage {
+        self.writeback_every = bytes.max(1);
+        self
     }
 
     /// Where file `file` lives.
@@ -255,8 +289,46 @@ impl Storage {
         }) && self.part_state() == FileState::Missing
     }
 
-    /// Makes every write so far durable: fsyncs each file written since the last call.
+    /// Makes every write so far durable: fsyncs each file written since the last sync
+    /// started, after waiting for a sync under way on another thread. Fails for good once
+    /// a background flush ([`Storage::writeback`]) has failed.
     pub fn sync(&self) -> Result<(), DiskError> {
+        let _syncing = self.syncing.lock().unwrap_or_else(PoisonError::into_inner);
+        self.sync_dirty()?;
+        match self.lock_failed().clone() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// True when [`WRITEBACK_EVERY`] bytes were written since a sync last started.
+    pub fn writeback_due(&self) -> bool {
+        self.unflushed.load(Ordering::Relaxed) >= self.writeback_every
+    }
+
+    /// The background flush, run by a disk worker after a write: when
+    /// [`Storage::writeback_due`] and no sync is under way, fsyncs the files written
+    /// since the last sync. A failure is kept and fails every later [`Storage::sync`]
+    /// (see `writeback_failed`), so resume data never lists data that did not reach
+    /// the disk. Returns true when it flushed.
+    pub fn writeback(&self) -> bool {
+        if !self.writeback_due() {
+            return false;
+        }
+        let Ok(_syncing) = self.syncing.try_lock() else {
+            // Another worker is flushing; what it missed waits for the next one.
+            return false;
+        };
+        if let Err(e) = self.sync_dirty() {
+            tracing::warn!("flushing written data: {}", e.message);
+            self.lock_failed().get_or_insert(e);
+        }
+        true
+    }
+
+    /// fsyncs each file written since this was last called. Called with `syncing` held.
+    fn sync_dirty(&self) -> Result<(), DiskError> {
+        self.unflushed.store(0, Ordering::Relaxed);
         let dirty = std::mem::take(&mut *self.lock_dirty());
         let mut result = Ok(());
         for (n, &index) in dirty.iter().enumerate() {
@@ -371,6 +443,7 @@ impl Storage {
                 self.lock_dirty().insert(index);
             }
         }
+        self.unflushed.fetch_add(data_len, Ordering::Relaxed);
         DiskResult::Ok
     }
 
@@ -525,13 +598,19 @@ impl Storage {
         Ok(handle)
     }
 
-    fn lock_handles(&self) -> std::sync::MutexGuard<'_, HashMap<usize, Handle>> {
+    fn lock_handles(&self) -> MutexGuard<'_, HashMap<usize, Handle>> {
         // The map stays consistent whatever panicked while holding it.
         self.handles.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn lock_dirty(&self) -> std::sync::MutexGuard<'_, BTreeSet<usize>> {
+    fn lock_dirty(&self) -> MutexGuard<'_, BTreeSet<usize>> {
         self.dirty.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn lock_failed(&self) -> MutexGuard<'_, Option<DiskError>> {
+        self.writeback_failed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 }
 
