@@ -259,8 +259,37 @@ def wire_streams():
     }
 
 
+def utp_header(ptype, ext, conn_id, ts, ts_diff, wnd, seq, ack):
+    return struct.pack(">BBHIIIHH", (ptype << 4) | 1, ext, conn_id, ts, ts_diff, wnd, seq, ack)
+
+
+def utp_packets():
+    """BEP 29 packets as libtorrent and Tessera send them, and broken ones."""
+    return {
+        "syn": utp_header(4, 0, 0x1234, 1000000, 0, 0, 0xfffe, 0),
+        "state": utp_header(2, 0, 0x1234, 1000250, 250, 1 << 20, 777, 0xfffe),
+        "data": utp_header(0, 0, 0x1235, 1000500, 240, 1 << 20, 0xffff, 776) + content(1380, 9),
+        "fin": utp_header(1, 0, 0x1235, 1000600, 230, 1 << 20, 0, 776),
+        "reset": utp_header(3, 0, 0x1234, 1000700, 0, 0, 4242, 0),
+        # ST_STATE with a selective ACK: packets ack+2 and ack+4 and ack+33 arrived.
+        "state-sack": utp_header(2, 1, 0x1234, 1000800, 99, 900000, 778, 3)
+        + bytes([0, 4, 0b00000101, 0, 0, 0x80]),
+        # libtorrent's close reason (3) then a 1-byte selective ACK, then payload.
+        "data-close-reason-sack": utp_header(0, 3, 0x1235, 1000900, 77, 65536, 1, 2)
+        + bytes([1, 4, 0, 0, 0, 3]) + bytes([0, 1, 0xff]) + b"payload",
+        "chain-overrun": utp_header(2, 1, 1, 2, 3, 4, 5, 6) + bytes([0, 200, 1, 2]),
+        "chain-long": utp_header(2, 9, 1, 2, 3, 4, 5, 6) + bytes([9, 0] * 20),
+        "version-2": bytes([0x42]) + utp_header(0, 0, 1, 2, 3, 4, 5, 6)[1:],
+        "type-5": bytes([0x51]) + utp_header(0, 0, 1, 2, 3, 4, 5, 6)[1:],
+        "short": utp_header(2, 0, 1, 2, 3, 4, 5, 6)[:19],
+    }
+
+
 def main():
-    for target in ["bencode", "metainfo", "wire", "http_response", "announce", "extension"]:
+    for name, data in utp_packets().items():
+        write("utp_packet", name, data)
+    for target in ["bencode", "metainfo", "wire", "http_response", "announce", "extension",
+                   "mse_responder", "fast"]:
         d = os.path.join(ROOT, target)
         os.makedirs(d, exist_ok=True)
         for f in os.listdir(d):
@@ -305,6 +334,75 @@ def main():
         "not-a-dict": bencode([1, 2]),
     }.items():
         write("extension", name, data)
+    for name, data in mse_responder_seeds().items():
+        write("mse_responder", name, data)
+    for name, data in fast_seeds().items():
+        write("fast", name, data)
+
+
+# ---- message stream encryption ------------------------------------------------------------
+
+def mse_responder_seeds():
+    """Raw mode (first byte even): [0][policy][split header][stream]. Crafted mode (odd): the
+    fields of a hand-made initiator, see the target; the target does the cryptography."""
+    hs = (b"\x13BitTorrent protocol" + bytes(8) + bytes(range(20)) + b"-TS0100-abcdefghijkl")
+    seeds = {
+        "raw-plaintext": bytes([0, 0]) + split_header([1, 5]) + hs + frame(2),
+        "raw-plaintext-required": bytes([0, 1]) + split_header() + hs,
+        "raw-garbage": bytes([0, 0]) + split_header([96, 100]) + content(700, 21),
+        "raw-ya-only": bytes([0, 1]) + split_header() + content(96, 22),
+        "raw-zero-ya": bytes([0, 0]) + split_header() + bytes(96),
+    }
+
+    def crafted(policy, pad_a, pad_c, provide, ia, trail=b"", flags=0, vc_xor=bytes(8),
+                splits=(), flip=None):
+        out = bytes([1, policy, flags]) + struct.pack(">HHI", pad_a, pad_c, provide)
+        out += vc_xor + bytes([len(ia)]) + struct.pack(">H", len(trail))
+        if flags & 2:
+            out += struct.pack(">HB", *flip)
+        return out + split_header(splits) + ia + trail
+
+    seeds.update({
+        "prefer-rc4": crafted(0, 0, 0, 3, hs, frame(2)),
+        # Cut right after the initial payload: the trailing bytes arrive after done and are
+        # decrypted by the caller's cipher (96 + 40 + 16 + 68 bytes of handshake).
+        "rc4-trail-after-done": crafted(0, 0, 0, 3, hs, content(200, 23), splits=[220, 50]),
+        "require-rc4-padded": crafted(1, 512, 512, 2, hs, frame(2), splits=[97, 300, 1, 250]),
+        "prefer-plaintext-only": crafted(0, 17, 0, 1, hs, frame(2)),
+        "require-plaintext-only": crafted(1, 17, 0, 1, hs),
+        "no-ia": crafted(1, 3, 0, 2, b"", hs),
+        "pad-a-too-long": crafted(0, 513, 0, 3, hs, bytes(600)),
+        "pad-c-too-long": crafted(0, 0, 513, 3, hs),
+        "wrong-vc": crafted(0, 0, 0, 3, hs, vc_xor=bytes(7) + b"\x01"),
+        "unknown-torrent": crafted(0, 0, 0, 3, hs, flags=1),
+        "disabled": crafted(2, 0, 0, 3, hs),
+        "flipped": crafted(0, 8, 0, 3, hs, flags=2, flip=(130, 0x40)),
+    })
+    return seeds
+
+
+# ---- fast extension -----------------------------------------------------------------------
+
+def fast_seeds():
+    """[flags][num_pieces u16][ip 4][k u8][split header][frames]."""
+    req = lambda piece: struct.pack(">III", piece, 16384, 16384)
+    fast_msgs = b"".join([
+        frame(14), frame(15),                          # have all, have none
+        frame(13, struct.pack(">I", 2)),               # suggest
+        frame(16, req(3)),                             # reject
+        frame(17, struct.pack(">I", 4)),               # allowed fast
+        frame(17, struct.pack(">I", 1313)),            # allowed fast, out of range
+        frame(16, req(0xFFFFFFFF)),                    # reject, out of range
+    ])
+    head = lambda flags, n, k: bytes([flags]) + struct.pack(">H", n) + bytes([80, 4, 4, 200, k])
+    return {
+        "negotiated": head(1, 1313, 9) + split_header() + fast_msgs,
+        "not-negotiated": head(0, 1313, 7) + split_header([5, 9, 3]) + fast_msgs,
+        "few-pieces": head(1, 3, 40) + split_header([1, 1, 1]) + fast_msgs,
+        "no-pieces": head(1, 0, 10) + split_header() + fast_msgs,
+        "bad-lengths": head(1, 100, 10) + split_header()
+        + struct.pack(">IB", 2, 14) + b"\x00" + struct.pack(">IB", 4, 17) + b"abc",
+    }
 
 
 if __name__ == "__main__":

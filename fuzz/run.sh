@@ -20,7 +20,7 @@ if [[ $# -lt 1 || ! $1 =~ ^[0-9]+$ ]]; then
 fi
 secs=$1
 shift
-all=(bencode metainfo wire http_response announce extension session)
+all=(bencode metainfo wire http_response announce extension session mse_responder fast utp_packet utp_socket)
 targets=("${@:-${all[@]}}")
 
 root=$(cd "$(dirname "$0")/.." && pwd)

@@ -8,16 +8,19 @@
 //!
 //! Modules are named after the protocol concept a reader of the BEPs would look for:
 //! [`bencode`], [`metainfo`], [`wire`] (peer wire protocol), [`picker`] (piece picking),
-//! [`tracker`], [`layout`] (where blocks lie in files), [`bitfield`].
+//! [`tracker`], [`layout`] (where blocks lie in files), [`bitfield`], [`mse`] (message
+//! stream encryption), [`fast`] (the Fast extension, BEP 6).
 
 pub mod api;
 pub mod bencode;
 pub mod bitfield;
 pub mod choker;
 pub mod extension;
+pub mod fast;
 pub mod id;
 pub mod layout;
 pub mod metainfo;
+pub mod mse;
 mod peer;
 mod peer_list;
 pub mod picker;
@@ -29,6 +32,7 @@ mod tests;
 pub mod time;
 mod torrent;
 pub mod tracker;
+pub mod utp;
 mod vec_map;
 pub mod wire;
 

@@ -93,12 +93,15 @@ fn the_core_depends_on_nothing_that_does_io() {
         .filter(|n| !n.is_empty() && !n.starts_with('#'))
         .collect();
     // Each reviewed: buffers, bencode, hashing, HTTP parsing, URL parsing, a seeded PRNG,
-    // error derive and a logging facade; none opens, reads or waits on anything.
+    // error derive, a logging facade, constant-time big integers (MSE's Diffie-Hellman) and
+    // RC4 (MSE's stream cipher); none opens, reads or waits on anything.
     let allowed = [
         "bendy",
         "bytes",
+        "crypto-bigint",
         "httparse",
         "rand_chacha",
+        "rc4",
         "sha1",
         "thiserror",
         "tracing",

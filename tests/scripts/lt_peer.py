@@ -2,11 +2,16 @@
 """A libtorrent peer for Tessera's end-to-end tests and benchmarks.
 
 Run with Debian's /usr/bin/python3 (python3-libtorrent). One torrent, loopback only:
-DHT, LSD, UPnP, NAT-PMP and uTP are off; several peers per IP are allowed.
+DHT, LSD, UPnP, NAT-PMP and uTP are off (with --utp-only: TCP is off and uTP on, both ways);
+several peers per IP are allowed.
 
     lt_peer.py seed  --torrent T --dir DATA --port P [--peer HOST:PORT]... [--upload-limit BPS]
     lt_peer.py leech --torrent T --dir OUT  --port P [--peer HOST:PORT]... [--keep-seeding]
                      [--download-limit BPS]
+    both: [--encryption enabled|forced|disabled]   protocol encryption (MSE/PE) both ways;
+          `forced` takes only encrypted connections with RC4 for the whole stream,
+          `disabled` only plaintext ones; `enabled` (libtorrent's default) takes both
+    (either mode) [--utp-only]
 
 Lines on stdout (the harness waits for them):
     LISTENING <port>        the listen socket is bound
@@ -74,9 +79,12 @@ def main():
     ap.add_argument("--seed-mode", action="store_true",
                     help="seed without checking the data first (libtorrent checks lazily)")
     ap.add_argument("--keep-seeding", action="store_true")
+    ap.add_argument("--encryption", choices=["enabled", "forced", "disabled"], default="enabled")
     ap.add_argument("--timeout", type=float, default=900.0)
     ap.add_argument("--no-stdin", action="store_true",
                     help="take no commands and ignore end of file on stdin")
+    ap.add_argument("--utp-only", action="store_true",
+                    help="peer connections over uTP only (TCP off both ways)")
     args = ap.parse_args()
 
     settings = {
@@ -99,6 +107,21 @@ def main():
         | lt.alert.category_t.storage_notification,
         "user_agent": "tessera-e2e-libtorrent/" + lt.__version__,
     }
+    if args.encryption == "forced":
+        settings["in_enc_policy"] = int(lt.enc_policy.pe_forced)
+        settings["out_enc_policy"] = int(lt.enc_policy.pe_forced)
+        settings["allowed_enc_level"] = int(lt.enc_level.pe_rc4)
+        settings["prefer_rc4"] = True
+    elif args.encryption == "disabled":
+        settings["in_enc_policy"] = int(lt.enc_policy.pe_disabled)
+        settings["out_enc_policy"] = int(lt.enc_policy.pe_disabled)
+    if args.utp_only:
+        settings.update({
+            "enable_incoming_utp": True,
+            "enable_outgoing_utp": True,
+            "enable_incoming_tcp": False,
+            "enable_outgoing_tcp": False,
+        })
     ses = lt.session(settings)
 
     deadline = time.monotonic() + 10

@@ -14,6 +14,8 @@
 //!   Tessera dials that floods requests or sends a 4 GiB length prefix.
 //! - [`resume_file`]: Tessera's resume files read independently; [`mounts`]: full and
 //!   read-only directories as root; [`lt_create`]: torrents with BEP 47 padding files.
+//! - [`mse_peer`]: a blocking peer that opens connections with tessera-core's MSE handshake
+//!   machines and fetches checked blocks through the negotiated cipher.
 //!
 //! Every end-to-end test takes [`serial()`] first: the machines have two cores, and two swarms
 //! at once would make both slow and flaky. Set `TESSERA_E2E_KEEP=1` to keep a failed test's
@@ -28,6 +30,7 @@ pub mod hostile_peer;
 pub mod libtorrent;
 pub mod lt_create;
 pub mod mounts;
+pub mod mse_peer;
 pub mod process;
 pub mod resume_file;
 pub mod scripted_leecher;

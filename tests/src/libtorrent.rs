@@ -1,7 +1,8 @@
 //! libtorrent (rasterbar 2.0, Debian's python3-libtorrent) as a seeder or a leecher, through
 //! `scripts/lt_peer.py` run by Debian's `/usr/bin/python3` (the pyenv python3 first on PATH
 //! lacks the bindings). See the script for the settings: loopback only, DHT/LSD/UPnP/NAT-PMP
-//! and uTP off, several connections per IP allowed, `min_reconnect_time` 1 s.
+//! off, TCP only (or uTP only: [`LtOptions::utp_only`]), several connections per IP
+//! allowed, `min_reconnect_time` 1 s.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -31,6 +32,34 @@ pub struct LtOptions {
     pub download_limit: u64,
     /// Leech: stay and seed after completing instead of exiting.
     pub keep_seeding: bool,
+    /// Protocol encryption (MSE/PE), both ways.
+    pub encryption: LtEncryption,
+    /// Peer connections over uTP only, both ways (TCP off): the peer listens for uTP on
+    /// its port's UDP socket and dials peers with uTP.
+    pub utp_only: bool,
+}
+
+/// libtorrent's protocol encryption settings (`in_enc_policy`, `out_enc_policy`,
+/// `allowed_enc_level`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LtEncryption {
+    /// libtorrent's default: encrypted and plaintext connections both ways.
+    #[default]
+    Enabled,
+    /// Only encrypted connections (`pe_forced`), RC4 for the whole stream (`pe_rc4`).
+    Forced,
+    /// Only plaintext connections (`pe_disabled`).
+    Disabled,
+}
+
+impl LtEncryption {
+    fn arg(self) -> &'static str {
+        match self {
+            LtEncryption::Enabled => "enabled",
+            LtEncryption::Forced => "forced",
+            LtEncryption::Disabled => "disabled",
+        }
+    }
 }
 
 /// A running libtorrent peer.
@@ -97,12 +126,17 @@ impl LtPeer {
             .arg("--upload-limit")
             .arg(opts.upload_limit.to_string())
             .arg("--download-limit")
-            .arg(opts.download_limit.to_string());
+            .arg(opts.download_limit.to_string())
+            .arg("--encryption")
+            .arg(opts.encryption.arg());
         for p in &opts.peers {
             cmd.arg("--peer").arg(p.to_string());
         }
         if opts.keep_seeding {
             cmd.arg("--keep-seeding");
+        }
+        if opts.utp_only {
+            cmd.arg("--utp-only");
         }
         let mut proc = Proc::spawn_with_stdin(&format!("libtorrent-{mode}"), cmd, log_dir);
         proc.wait_for_line("LISTENING", Duration::from_secs(30));

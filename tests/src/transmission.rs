@@ -35,10 +35,31 @@ pub struct TorrentState {
     pub error: Option<String>,
 }
 
+/// transmission's `encryption` setting (protocol encryption, MSE/PE).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TrEncryption {
+    /// `0`: plaintext preferred, encrypted accepted (what the other tests use).
+    #[default]
+    PreferPlaintext = 0,
+    /// `1`: encrypted preferred, plaintext accepted.
+    PreferEncrypted = 1,
+    /// `2`: encrypted connections only.
+    Require = 2,
+}
+
 impl Transmission {
     /// Starts a daemon whose config lives in `<work_dir>/transmission` and whose default
-    /// download dir is `download_dir`.
+    /// download dir is `download_dir`; plaintext preferred.
     pub fn start(work_dir: &Path, download_dir: &Path) -> Transmission {
+        Self::start_with(work_dir, download_dir, TrEncryption::default())
+    }
+
+    /// [`Transmission::start`] with the given encryption setting.
+    pub fn start_with(
+        work_dir: &Path,
+        download_dir: &Path,
+        encryption: TrEncryption,
+    ) -> Transmission {
         let peer_port = process::free_port();
         let rpc_port = process::free_port();
         let conf_dir: PathBuf = work_dir.join("transmission");
@@ -52,7 +73,7 @@ impl Transmission {
     "blocklist-enabled": false,
     "dht-enabled": false,
     "download-dir": "{dl}",
-    "encryption": 0,
+    "encryption": {encryption},
     "idle-seeding-limit-enabled": false,
     "incomplete-dir-enabled": false,
     "lpd-enabled": false,
@@ -76,6 +97,7 @@ impl Transmission {
 }}
 "#,
             dl = json_escape(&download_dir.display().to_string()),
+            encryption = encryption as u8,
         );
         fs::write(conf_dir.join("settings.json"), settings).expect("write settings.json");
         let mut cmd = Command::new("transmission-daemon");
@@ -97,7 +119,24 @@ impl Transmission {
     /// Starts a daemon seeding `torrent` from `data_dir` (holding `<name>`); returns once it
     /// has verified the data (100 %).
     pub fn seed(work_dir: &Path, torrent: &Path, data_dir: &Path, info_hash: InfoHash) -> Self {
-        let mut t = Self::start(work_dir, data_dir);
+        Self::seed_with(
+            work_dir,
+            torrent,
+            data_dir,
+            info_hash,
+            TrEncryption::default(),
+        )
+    }
+
+    /// [`Transmission::seed`] with the given encryption setting.
+    pub fn seed_with(
+        work_dir: &Path,
+        torrent: &Path,
+        data_dir: &Path,
+        info_hash: InfoHash,
+        encryption: TrEncryption,
+    ) -> Self {
+        let mut t = Self::start_with(work_dir, data_dir, encryption);
         t.add(torrent, data_dir);
         t.wait_complete(info_hash, Duration::from_secs(120));
         t

@@ -1,0 +1,221 @@
+//! One real socket against a peer scripted packet by packet: the receive window, the
+//! zero-window probe, duplicate acknowledgements and the ack-number checks, exactly.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::link::B;
+use crate::rng::Rng;
+use crate::time::Instant;
+use crate::utp::packet::{self, Header, Packet, PacketType};
+use crate::utp::seq::Seq;
+use crate::utp::{StreamId, UtpConfig, UtpEvent, UtpSocket};
+
+/// What the socket sent, decoded.
+#[derive(Debug, Clone)]
+struct Sent {
+    h: Header,
+    payload: usize,
+}
+
+struct Script {
+    sock: UtpSocket,
+    now: Instant,
+    stream: StreamId,
+    /// The id the socket receives on (our packets carry it).
+    id: u16,
+    /// The socket's first data sequence number.
+    first: Seq,
+    /// Our next sequence number.
+    seq: Seq,
+}
+
+impl Script {
+    /// Connects a socket to B and answers its SYN with a window of `wnd`.
+    fn start(wnd: u32) -> Script {
+        let mut sock = UtpSocket::new(UtpConfig::default(), Rng::from_u64(5));
+        let now = Instant::from_nanos(1_000_000_000);
+        let stream = sock.connect(now, B).unwrap();
+        let syn = Packet::decode(&sock.poll_transmit(now).unwrap().data)
+            .unwrap()
+            .header;
+        let mut s = Script {
+            sock,
+            now,
+            stream,
+            id: syn.conn_id,
+            first: syn.seq_nr.next(),
+            seq: Seq(1000),
+        };
+        s.now += Duration::from_millis(10);
+        s.state(syn.seq_nr, wnd);
+        assert_eq!(s.sock.poll_event(), Some(UtpEvent::Connected { stream }));
+        s
+    }
+
+    fn packet(&mut self, ty: PacketType, ack: Seq, wnd: u32, sack: Option<&[u8]>, payload: &[u8]) {
+        let h = Header {
+            ty,
+            conn_id: self.id,
+            timestamp_us: packet::micros(self.now),
+            timestamp_diff_us: 1000,
+            wnd_size: wnd,
+            seq_nr: self.seq,
+            ack_nr: ack,
+        };
+        if ty == PacketType::Data {
+            self.seq = self.seq.next();
+        }
+        let now = self.now;
+        assert!(
+            self.sock
+                .handle_datagram(now, B, &packet::encode(&h, sack, payload))
+        );
+    }
+
+    fn state(&mut self, ack: Seq, wnd: u32) {
+        self.packet(PacketType::State, ack, wnd, None, &[]);
+    }
+
+    fn sent(&mut self) -> Vec<Sent> {
+        let mut v = Vec::new();
+        while let Some(t) = self.sock.poll_transmit(self.now) {
+            assert_eq!(t.to, B);
+            let p = Packet::decode(&t.data).unwrap();
+            v.push(Sent {
+                h: p.header,
+                payload: p.payload.len(),
+            });
+        }
+        v
+    }
+
+    fn data_sent(&mut self) -> Vec<Sent> {
+        self.sent()
+            .into_iter()
+            .filter(|s| s.h.ty == PacketType::Data)
+            .collect()
+    }
+
+    fn advance(&mut self, d: Duration) {
+        self.now += d;
+        let now = self.now;
+        if self.sock.poll_timeout().is_some_and(|t| t <= now) {
+            self.sock.handle_timeout(now);
+        }
+    }
+
+    fn write(&mut self, n: usize) {
+        let now = self.now;
+        let took = self
+            .sock
+            .write(now, self.stream, Bytes::from(vec![9u8; n]))
+            .unwrap();
+        assert_eq!(took, n);
+    }
+}
+
+#[test]
+fn the_peers_window_caps_what_is_in_flight_and_a_zero_window_is_probed() {
+    let mut s = Script::start(3000);
+    s.write(20_000);
+    // 2 × 1380 fit in 3000 bytes, a third does not.
+    let d = s.data_sent();
+    assert_eq!(
+        d.iter()
+            .map(|p| (p.h.seq_nr, p.payload))
+            .collect::<Vec<_>>(),
+        vec![(s.first, 1380), (s.first.next(), 1380)]
+    );
+    // Both acknowledged, but the window is now zero: nothing goes.
+    s.now += Duration::from_millis(10);
+    s.state(s.first.next(), 0);
+    assert!(s.data_sent().is_empty());
+    // Until the probe timer (one timeout) fires: then exactly one packet.
+    let probe_at = s.sock.poll_timeout().unwrap();
+    assert!(
+        probe_at > s.now && probe_at - s.now <= Duration::from_secs(1),
+        "{:?}",
+        probe_at - s.now
+    );
+    s.advance(probe_at - s.now - Duration::from_millis(1));
+    assert!(s.data_sent().is_empty());
+    s.advance(Duration::from_millis(1));
+    let probe = s.data_sent();
+    assert_eq!(probe.len(), 1);
+    assert_eq!(probe[0].h.seq_nr, s.first.plus(2));
+    // The window opens: the rest flows, within the congestion window.
+    s.now += Duration::from_millis(10);
+    s.state(s.first.plus(2), 1 << 20);
+    let d = s.data_sent();
+    assert!(!d.is_empty());
+    assert_eq!(d[0].h.seq_nr, s.first.plus(3));
+    let st = s.sock.stats(s.stream).unwrap();
+    assert!(st.in_flight <= st.cwnd, "{st:?}");
+    assert_eq!(st.peer_window, 1 << 20);
+}
+
+#[test]
+fn three_duplicate_acks_resend_the_oldest_packet_once() {
+    let mut s = Script::start(1 << 20);
+    // Grow the window: acknowledge a first burst at once.
+    s.write(1380 * 2);
+    assert_eq!(s.data_sent().len(), 2);
+    s.now += Duration::from_millis(10);
+    s.state(s.first.next(), 1 << 20);
+    s.write(1380 * 5);
+    let burst = s.data_sent();
+    assert!(burst.len() >= 4, "{burst:?}");
+    let oldest = burst[0].h.seq_nr;
+    s.now += Duration::from_millis(10);
+    // Duplicates of the acknowledgement before `oldest`.
+    for i in 0..3 {
+        s.state(oldest.minus(1), 1 << 20);
+        let resent = s.data_sent();
+        if i < 2 {
+            assert!(resent.is_empty(), "resent after {} duplicates", i + 1);
+        } else {
+            assert_eq!(resent.len(), 1);
+            assert_eq!((resent[0].h.seq_nr, resent[0].payload), (oldest, 1380));
+        }
+    }
+    // More duplicates do not resend it again before the timer.
+    for _ in 0..6 {
+        s.state(oldest.minus(1), 1 << 20);
+    }
+    assert!(s.data_sent().is_empty());
+    let st = s.sock.stats(s.stream).unwrap();
+    assert_eq!(st.retransmits, 1);
+    // The loss halved the window (it was at least 7 packets).
+    assert!(st.cwnd < 7 * 1380, "{st:?}");
+}
+
+#[test]
+fn acknowledgements_out_of_range_are_ignored_with_their_packet() {
+    let mut s = Script::start(1 << 20);
+    s.write(1380);
+    assert_eq!(s.data_sent().len(), 1);
+    // Data whose acknowledgement is for a packet never sent: dropped whole.
+    s.packet(PacketType::Data, s.first.plus(5), 1 << 20, None, b"forged");
+    assert_eq!(
+        s.sock.poll_event(),
+        Some(UtpEvent::Sent {
+            stream: s.stream,
+            bytes: 1380
+        })
+    );
+    assert_eq!(s.sock.poll_event(), None);
+    assert_eq!(s.sock.stats(s.stream).unwrap().in_flight, 1380);
+    // The same data with a believable acknowledgement is delivered and acknowledges ours.
+    s.seq = s.seq.minus(1);
+    s.packet(PacketType::Data, s.first, 1 << 20, None, b"real");
+    assert_eq!(
+        s.sock.poll_event(),
+        Some(UtpEvent::Data {
+            stream: s.stream,
+            data: Bytes::from_static(b"real")
+        })
+    );
+    assert_eq!(s.sock.stats(s.stream).unwrap().in_flight, 0);
+}
