@@ -585,7 +585,7 @@ def ratios(results):
         if client != "libtorrent":
             ratio("%s, %s -> %s against %s -> libtorrent" % (human(piece), seeder, client, seeder),
                   (piece, seeder, client), (piece, seeder, "libtorrent"))
-        if seeder == client and seeder != "libtorrent":
+        if seeder != "libtorrent" and client.startswith("tessera"):
             ratio("%s, %s -> %s against libtorrent -> libtorrent" % (human(piece), seeder, client),
                   (piece, seeder, client), (piece, "libtorrent", "libtorrent"))
     return "Ratios of MiB/s, run by run:\n" + "\n".join(lines) if lines else ""
