@@ -457,7 +457,9 @@ fn worker(shared: &Shared) {
         shared.queue().busy -= 1;
         shared.done_ready.notify_all();
         (shared.wake)();
-        if let Some(storage) = written {
+        // Not once the pool is closing: a second Ctrl-C quits at once, without waiting for
+        // a flush (the run saves no resume data then; a restart hashes what is on disk).
+        if let Some(storage) = written.filter(|_| !shared.queue().closing) {
             // Its errors are kept by the storage and fail its next sync; a panic (a bug)
             // must not take the worker down.
             let _ = catch_unwind(AssertUnwindSafe(|| storage.writeback()));
