@@ -35,6 +35,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.dont_write_bytecode = True  # no __pycache__ in bench/
 import loopback as lb  # noqa: E402  (the shared helpers: processes, tracker, data)
 
 REPO = lb.REPO

@@ -31,7 +31,7 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use sha1::{Digest, Sha1};
 use tessera_core::metainfo::Metainfo;
 use tessera_core::{DiskError, DiskErrorKind, DiskResult, FileSpan};
@@ -469,65 +469,87 @@ impl Storage {
         if span_len != u64::from(len) {
             return internal(format!("read of {len} bytes over spans of {span_len}"));
         }
-        let mut buf = BytesMut::zeroed(len as usize);
-        let mut at = 0usize;
+        // Read into the unused capacity: the kernel fills it, nothing is zeroed first.
+        let mut buf = Vec::with_capacity(len as usize);
         for span in spans {
-            // `span.len` is at most `len`, a u32.
-            let n = span.len as usize;
-            if let Err(e) = self.read_span(span, &mut buf[at..at + n]) {
+            if let Err(e) = self.read_span_append(span, &mut buf) {
                 return DiskResult::Error(e.into_error());
             }
-            at += n;
         }
-        DiskResult::Data(buf.freeze())
+        DiskResult::Data(Bytes::from(buf))
     }
 
     fn hash_spans(&self, spans: &[FileSpan]) -> Result<[u8; 20], ReadFail> {
         let total: u64 = spans.iter().map(|s| s.len).sum();
-        let mut buf = vec![0u8; usize::try_from(total).map_or(HASH_CHUNK, |t| t.min(HASH_CHUNK))];
+        let chunk = usize::try_from(total).map_or(HASH_CHUNK, |t| t.min(HASH_CHUNK));
+        // Filled by the reads themselves (never zeroed), emptied after each chunk.
+        let mut buf = Vec::with_capacity(chunk);
         let mut hasher = Sha1::new();
         for span in spans {
             let mut pos = span.offset;
             let mut left = span.len;
             while left > 0 {
-                let n = usize::try_from(left).map_or(buf.len(), |l| l.min(buf.len()));
+                let n = left.min(chunk as u64);
                 let sub = FileSpan {
                     file: span.file,
                     offset: pos,
-                    len: n as u64,
+                    len: n,
                 };
-                self.read_span(&sub, &mut buf[..n])?;
-                hasher.update(&buf[..n]);
-                pos += n as u64;
-                left -= n as u64;
+                buf.clear();
+                self.read_span_append(&sub, &mut buf)?;
+                hasher.update(&buf);
+                pos += n;
+                left -= n;
             }
         }
         Ok(hasher.finalize().into())
     }
 
-    /// Fills `out` (`span.len` bytes) from the span.
-    fn read_span(&self, span: &FileSpan, out: &mut [u8]) -> Result<(), ReadFail> {
-        debug_assert_eq!(out.len() as u64, span.len);
+    /// Appends the span's `span.len` bytes to `out`, read into its unused capacity (a read
+    /// that goes on past the span, into capacity beyond it, is cut back).
+    fn read_span_append(&self, span: &FileSpan, out: &mut Vec<u8>) -> Result<(), ReadFail> {
+        let end = usize::try_from(span.len)
+            .ok()
+            .and_then(|len| out.len().checked_add(len))
+            .ok_or_else(|| {
+                ReadFail::Io(DiskError {
+                    kind: DiskErrorKind::Other,
+                    message: format!("internal error: a read of {} bytes", span.len),
+                })
+            })?;
+        let Some((handle, mut pos, path)) = self.open_span(span)? else {
+            out.resize(end, 0);
+            return Ok(());
+        };
+        out.reserve(end - out.len());
+        while out.len() < end {
+            let before = out.len();
+            match rustix::io::pread(&*handle.file, rustix::buffer::spare_capacity(out), pos) {
+                Ok(0) => return Err(ReadFail::Short(path.to_path_buf())),
+                Ok(_) => pos += (out.len() - before) as u64,
+                Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(ReadFail::Io(disk_error("reading", path, &e.into()))),
+            }
+        }
+        out.truncate(end);
+        Ok(())
+    }
+
+    /// The open file and position a span's bytes are at, with the file's path for
+    /// messages; `None` for a padding file (zeros, never on disk).
+    fn open_span(&self, span: &FileSpan) -> Result<Option<(Handle, u64, &Path)>, ReadFail> {
         let file = self.file_for(span).map_err(ReadFail::Io)?;
         if file.padding {
-            out.fill(0);
-            return Ok(());
+            return Ok(None);
         }
         let (index, base) = self.place(file, span.file);
         let path = self.path_of(index);
-        let handle = match self.handle(index, false) {
-            Ok(h) => h,
+        match self.handle(index, false) {
+            Ok(h) => Ok(Some((h, base + span.offset, path))),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(ReadFail::Missing(path.to_path_buf()));
+                Err(ReadFail::Missing(path.to_path_buf()))
             }
-            Err(e) => return Err(ReadFail::Io(disk_error("opening", path, &e))),
-        };
-        match handle.file.read_exact_at(out, base + span.offset) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                Err(ReadFail::Short(path.to_path_buf()))
-            }
-            Err(e) => Err(ReadFail::Io(disk_error("reading", path, &e))),
+            Err(e) => Err(ReadFail::Io(disk_error("opening", path, &e))),
         }
     }
 

@@ -226,6 +226,16 @@ fn missing_or_short_files_verify_as_mismatch() {
         DiskResult::HashMismatch
     );
     assert!(s.hash(&spans(&t, 1)).is_err());
+    // A read for an upload that runs past the end of the short file is an error; one
+    // that stops before it gets the bytes.
+    match s.read(&spans(&t, 1), 32768) {
+        DiskResult::Error(e) => assert!(e.message.contains("shorter"), "{}", e.message),
+        other => panic!("read gave {other:?}"),
+    }
+    assert_eq!(
+        s.read(&t.meta.layout().spans(1, 0, 2000), 2000),
+        DiskResult::Data(Bytes::copy_from_slice(&t.file(0)[32768..34768]))
+    );
 }
 
 #[test]
