@@ -102,13 +102,15 @@ pub struct Report {
     pub adversary_connections: Vec<(String, u32)>,
     /// Connections honest peers closed as "both seeding": how many, how many of them the
     /// closer had dialled, between how many distinct pairs of peers, and the most between
-    /// one pair.
+    /// one pair; and how many dials peers made once they had completed.
     pub both_seeding: BothSeeding,
 }
 
 /// See [`Report::both_seeding`].
 #[derive(Debug, Clone, Copy, Default)]
 pub struct BothSeeding {
+    /// Dials by peers that had completed.
+    pub seed_dials: u64,
     pub closes: u64,
     pub dialled: u64,
     pub pairs: u64,
@@ -204,8 +206,8 @@ impl Report {
         if b.closes > 0 {
             let _ = writeln!(
                 s,
-                "  both seeding: {} closes ({} by the dialler) between {} pairs of peers, at most {} for one pair",
-                b.closes, b.dialled, b.pairs, b.most_per_pair
+                "  both seeding: {} closes ({} by the dialler) between {} pairs of peers, at most {} for one pair; {} dials by seeds",
+                b.closes, b.dialled, b.pairs, b.most_per_pair, b.seed_dials
             );
         }
         if !self.unchoke_slots.is_empty() {

@@ -266,6 +266,10 @@ impl Node {
         cx.tally.step(code, h);
         match a {
             Action::Connect { conn, target } => match target {
+                Target::Addr(addr) if cx.pop.records[self.rec].completed_at.is_some() => {
+                    cx.tally.seed_dials += 1;
+                    cx.net.dial(h, conn.0, addr, cx.q);
+                }
                 Target::Addr(addr) => cx.net.dial(h, conn.0, addr, cx.q),
                 Target::Host { .. } => cx.net.dial_name(h, conn.0, cx.q),
             },

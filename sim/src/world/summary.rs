@@ -159,6 +159,7 @@ pub fn report(
             .map(|((a, r), n)| (a.name().to_string(), r, n))
             .collect(),
         both_seeding: BothSeeding {
+            seed_dials: tally.seed_dials,
             closes: tally.both_seeding.values().map(|&n| u64::from(n)).sum(),
             dialled: tally.both_seeding_dialled,
             pairs: tally.both_seeding.len() as u64,

@@ -96,6 +96,8 @@ pub struct Tally {
     /// many; and how many of all such closes were of a connection the closer had dialled.
     pub both_seeding: BTreeMap<(u32, u32), u32>,
     pub both_seeding_dialled: u64,
+    /// Dials by nodes that had completed (seeds).
+    pub seed_dials: u64,
 }
 
 /// An input's kind as the trace and the report count it (the action codes, 11..=17, are
@@ -130,6 +132,7 @@ impl Tally {
             slots_by_class: BTreeMap::new(),
             both_seeding: BTreeMap::new(),
             both_seeding_dialled: 0,
+            seed_dials: 0,
         }
     }
 
