@@ -10,15 +10,15 @@ SEEDS=("${@:-1 2 3}")
 COMMON=(--peers 50 --size 16MiB --piece-size 256KiB --sampled-checks --json)
 field() { python3 -c 'import json,sys; d=json.loads(sys.stdin.readlines()[-1]); print(eval(sys.argv[1]))' "$1"; }
 
-echo "### Rarest first against sequential, the only seeder (1 MiB/s) leaving after uploading C copies"
+echo "### Rarest first against sequential and streaming (--sequential), the only seeder (1 MiB/s) leaving after uploading C copies"
 echo
-echo "| picker | C | seed | seeder left (s) | s with a piece at 1 copy after | most pieces at 0 copies | pieces lost | honest completed | median (s) | max (s) |"
-echo "|---|---|---|---|---|---|---|---|---|---|"
+echo "| picker | C | seed | seeder left (s) | s with a piece at 1 copy after | most pieces at 0 copies | pieces lost | honest completed | median (s) | max (s) | median s to the first 10 % playable |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|"
 for copies in 1.5 2 3; do
-for picker in rarest sequential; do
+for picker in rarest sequential streaming; do
   for s in "${SEEDS[@]}"; do
     out=$($SIM "${COMMON[@]}" --seed "$s" --picker "$picker" --seeder-leaves-after "$copies" --seeder-up 1MiB || true)
-    echo "$out" | field '"| %s | '"$copies"' | %s | %s | %.0f | %s | %s | %s/%s | %s | %s |" % (d["picker"], d["seed"], d["seeder_left_at"] and round(d["seeder_left_at"],1), d["one_copy_seconds"], d["max_pieces_zero_copies"], d["pieces_lost"], d["completed"], d["honest"], d["median_completion"] and round(d["median_completion"],1), d["max_completion"] and round(d["max_completion"],1))'
+    echo "$out" | field '"| %s | '"$copies"' | %s | %s | %.0f | %s | %s | %s/%s | %s | %s | %s |" % (d["picker"], d["seed"], d["seeder_left_at"] and round(d["seeder_left_at"],1), d["one_copy_seconds"], d["max_pieces_zero_copies"], d["pieces_lost"], d["completed"], d["honest"], d["median_completion"] and round(d["median_completion"],1), d["max_completion"] and round(d["max_completion"],1), d.get("median_playable_10pct") and round(d["median_playable_10pct"],1))'
   done
 done
 done

@@ -67,6 +67,9 @@ pub struct Report {
     pub faults: String,
     /// Honest peers that had to complete, and how many did.
     pub honest: usize,
+    /// Seconds from joining until each honest peer's verified pieces first covered the
+    /// first tenth of the torrent without a gap (a player could start).
+    pub playable: ClassTimes,
     pub completed: usize,
     pub sim_seconds: f64,
     pub wall_seconds: f64,
@@ -283,6 +286,8 @@ impl Report {
         num(&mut s, "faults_healed_at", self.faults_healed_at);
         let all = self.all_honest();
         opt(&mut s, "median_completion", all.quantile(0.5));
+        opt(&mut s, "median_playable_10pct", self.playable.quantile(0.5));
+        opt(&mut s, "max_playable_10pct", self.playable.max());
         opt(&mut s, "p95_completion", all.quantile(0.95));
         opt(&mut s, "max_completion", all.max());
         s.push_str("\"classes\":{");

@@ -61,6 +61,8 @@ pub struct Node {
     serve: Variant,
     /// Pieces counted in the swarm's copy counts.
     counted: Bitfield,
+    /// Leading pieces all counted (the verified prefix).
+    prefix: usize,
 }
 
 /// The session configuration of a peer of `class`.
@@ -120,6 +122,7 @@ impl Node {
             prev_requests: invariants::PrevRequests::default(),
             serve,
             counted: Bitfield::new(n),
+            prefix: 0,
         }
     }
 
@@ -433,6 +436,14 @@ impl Node {
                 self.counted.set(p);
                 cx.tally.copies.add(p);
             }
+        }
+        let n = self.counted.len();
+        while self.prefix < n && self.counted.get(self.prefix) {
+            self.prefix += 1;
+        }
+        let r = &mut cx.pop.records[self.rec];
+        if r.playable_at.is_none() && self.prefix * 10 >= n {
+            r.playable_at = Some(cx.q.now());
         }
     }
 

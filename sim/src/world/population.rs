@@ -58,6 +58,9 @@ pub struct Record {
     access: Duration,
     pub joined_at: Option<Instant>,
     pub completed_at: Option<Instant>,
+    /// When its verified pieces first covered the first tenth of the torrent without a
+    /// gap (a player could start).
+    pub playable_at: Option<Instant>,
     /// The host it runs on, while it is up.
     pub host: Option<usize>,
     /// Kept while the peer is down.
@@ -155,6 +158,7 @@ impl Population {
             access,
             joined_at: None,
             completed_at: None,
+            playable_at: None,
             host: None,
             disk: None,
             have: None,

@@ -134,6 +134,17 @@ pub fn report(
         faults: if sc.faults.any() { "on" } else { "none" }.into(),
         honest: c.honest,
         completed: c.completed,
+        playable: ClassTimes {
+            name: "playable".into(),
+            total: c.honest,
+            times: pop
+                .records
+                .iter()
+                .filter(|r| r.must_complete && !r.gone)
+                .filter_map(|r| Some((r.playable_at? - r.joined_at?).as_secs_f64()))
+                .collect(),
+            uploaded: 0,
+        },
         sim_seconds: secs(end.now),
         wall_seconds: end.wall,
         events: tally.events,
