@@ -8,10 +8,12 @@
 //!   piece instead of the rarest. Random first does not apply.
 //! - Streaming ([`Strategy::Streaming`], `--sequential`): in order within a window of
 //!   pieces from the first missing one (the *head*: where a player reads), so that the file
-//!   can be read while it downloads. Beyond the window, the lowest-index piece the peer
-//!   has, unless a rarer one exists: then the rarest, because the swarm needs it more than
-//!   our playback needs a piece that far ahead. A single fast seeder is thus read in order,
-//!   and a crowd of streaming peers still spreads rare pieces. Random first does not apply.
+//!   can be read while it downloads; but when the peer holds a piece no other connected
+//!   peer has and the next piece in order can come from elsewhere, that rare piece first
+//!   (the swarm needs it more than our playback needs it from this peer). Beyond the
+//!   window, the rarest piece the peer has when it is rarer than the next in order. A
+//!   single fast seeder (every piece equally rare) is thus read strictly in order. Random
+//!   first does not apply.
 //! - Urgent pieces ([`Picker::set_urgent`]: the first and last piece of each chosen file,
 //!   `--first-last`, as players read both ends first): started before any other piece,
 //!   lowest index first, whatever the strategy.
@@ -514,15 +516,16 @@ impl Picker {
     fn streaming_piece(&mut self, peer_has: &Bitfield, window: u32) -> Option<u32> {
         let head = self.advance_head();
         let next = self.lowest_candidate(peer_has, head)?;
-        if next < head.saturating_add(window) {
-            return Some(next);
-        }
         let rarest = self.rarest(peer_has).unwrap_or(next);
-        if self.availability[rarest as usize] < self.availability[next as usize] {
-            Some(rarest)
-        } else {
-            Some(next)
-        }
+        let (r, n) = (
+            self.availability[rarest as usize],
+            self.availability[next as usize],
+        );
+        let in_window = next < head.saturating_add(window);
+        // In the window, the next piece unless this peer holds one nobody else has and
+        // the next one can come from elsewhere; beyond it, the rarer piece.
+        let swarm_first = if in_window { r <= 1 && n >= 2 } else { r < n };
+        Some(if swarm_first { rarest } else { next })
     }
 
     /// The piece to start next for a peer with `peer_has`, if any.

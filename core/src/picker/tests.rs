@@ -621,7 +621,7 @@ fn streaming_from_one_seeder_is_in_order() {
 }
 
 #[test]
-fn streaming_is_in_order_in_the_window_and_takes_rarer_pieces_beyond_it() {
+fn streaming_is_in_order_but_a_piece_no_other_peer_has_comes_first() {
     let l = even(64, 1);
     let mut p = fresh(&l, streaming(4), 5);
     // Two peers have everything but piece 40, which only one has.
@@ -630,8 +630,9 @@ fn streaming_is_in_order_in_the_window_and_takes_rarer_pieces_beyond_it() {
     p.add_availability(&most);
     let has = Bitfield::full(64);
     let first: Vec<u32> = (0..6).map(|_| pick(&mut p, A, &has, 1)[0].piece).collect();
-    // The window (0..4) in order; then 4 is beyond it and 40 is rarer: 40 first, then 4.
-    assert_eq!(first, vec![0, 1, 2, 3, 40, 4]);
+    // Piece 40 only this peer has, and piece 0 the other has too: 40 first (the swarm's
+    // need), then the window (0..4) in order, then 4 (beyond the window, none is rarer).
+    assert_eq!(first, vec![40, 0, 1, 2, 3, 4]);
     // The head moves with what is verified: the window is 4..8 once 0..4 are in.
     for piece in 0..4 {
         assert_eq!(
@@ -673,7 +674,12 @@ fn urgent_pieces_come_before_any_other_whatever_the_strategy() {
         q.set_urgent([0, 63]);
         let got = pick(&mut q, A, &lacking, 1)[0].piece;
         match q.config.strategy {
-            Strategy::Streaming { .. } => assert_eq!(got, 5, "in the window: in order"),
+            Strategy::Streaming { .. } => {
+                assert_eq!(
+                    got, 30,
+                    "a piece no other peer has, before the next in order"
+                )
+            }
             _ => assert!(got == 30 || got == 5, "{got}"),
         }
     }
