@@ -29,7 +29,8 @@ pub fn parse_arg(arg: &Path) -> Result<Option<MagnetLink>, Error> {
 
 /// Where `download` keeps the metadata of the link's torrent.
 pub fn saved_path(dir: &Path, link: &MagnetLink) -> PathBuf {
-    dir.join(DIR_NAME).join(format!("{}.torrent", link.info_hash))
+    dir.join(DIR_NAME)
+        .join(format!("{}.torrent", link.info_hash))
 }
 
 /// The metadata saved by an earlier run, if there is one for this link. A file that does
@@ -102,7 +103,11 @@ pub fn info_text(link: &MagnetLink) -> String {
     let line = |out: &mut String, key: &str, value: &str| {
         let _ = writeln!(out, "{:<14} {value}", format!("{key}:"));
     };
-    line(&mut out, "magnet link", "yes (the metadata comes from peers)");
+    line(
+        &mut out,
+        "magnet link",
+        "yes (the metadata comes from peers)",
+    );
     line(
         &mut out,
         "name",
@@ -143,8 +148,16 @@ mod tests {
         let text = info_text(&link);
         assert!(text.contains("name:          Some name\n"), "{text}");
         assert!(text.contains(&format!("info hash:     {HASH}\n")), "{text}");
-        assert!(text.contains("trackers:      2\n  http://127.0.0.1:6969/announce\n  udp://t.example:80\n"), "{text}");
-        assert!(text.contains("peers:         1\n  127.0.0.1:6881\n"), "{text}");
+        assert!(
+            text.contains(
+                "trackers:      2\n  http://127.0.0.1:6969/announce\n  udp://t.example:80\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("peers:         1\n  127.0.0.1:6881\n"),
+            "{text}"
+        );
         assert_eq!(peers(&link).0, vec!["127.0.0.1:6881".parse().unwrap()]);
         assert!(parse_arg(Path::new("a.torrent")).unwrap().is_none());
         let err = parse_arg(Path::new("magnet:?dn=x")).unwrap_err();

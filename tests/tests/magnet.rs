@@ -51,7 +51,10 @@ fn check_saved(fx: &Fixture, out: &Path, trackers: &[String]) {
     let has = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
     match trackers.first() {
         Some(url) => assert!(has(format!("8:announce{}:{url}", url.len()).as_bytes())),
-        None => assert!(!has(b"8:announce"), "no tracker in the link, none in the file"),
+        None => assert!(
+            !has(b"8:announce"),
+            "no tracker in the link, none in the file"
+        ),
     }
 }
 
@@ -198,11 +201,15 @@ fn tessera_learns_a_third_peer_through_libtorrents_pex() {
     );
     let link = magnet(&fx, "");
     let out = fx.new_dir("out");
-    let mut run = Tessera::mio().download_with(&fx.logs(), Path::new(&link), &out, &[a.addr()], &["-vv"]);
+    let mut run =
+        Tessera::mio().download_with(&fx.logs(), Path::new(&link), &out, &[a.addr()], &["-vv"]);
     let started = Instant::now();
     run.wait_for_stderr_line("through PEX", Duration::from_secs(150));
     let learned = started.elapsed();
-    run.wait_for_stderr_line(&format!("peer {} connected", b.addr()), Duration::from_secs(30));
+    run.wait_for_stderr_line(
+        &format!("peer {} connected", b.addr()),
+        Duration::from_secs(30),
+    );
     // B has pieces Tessera lacks (both fetch from A in their own order): it uploads some.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -218,4 +225,74 @@ fn tessera_learns_a_third_peer_through_libtorrents_pex() {
         std::thread::sleep(Duration::from_millis(500));
     }
     let _ = run.stop();
+}
+
+/// A Tessera seeder connected to two scripted peers that offer `ut_pex`: for a public
+/// torrent the second hears of the first at once (the control), for a private one
+/// Tessera neither offers `ut_pex` nor sends it.
+#[test]
+fn a_private_torrent_gets_no_ut_pex_on_the_wire() {
+    let _serial = serial();
+    for private in [false, true] {
+        let scratch = tessera_tests::Scratch::new();
+        let root = scratch.seed_files(
+            "set",
+            &[tessera_tests::data::FileSpec::new("a.bin", 3 << 20)],
+        );
+        let torrent = scratch.path().join("set.torrent");
+        let tessera = Tessera::mio();
+        let mut args: Vec<&std::ffi::OsStr> = vec![
+            "create".as_ref(),
+            root.as_os_str(),
+            "-o".as_ref(),
+            torrent.as_os_str(),
+        ];
+        if private {
+            args.push("--private".as_ref());
+        }
+        let (status, _, stderr) = tessera.run(&args, Duration::from_secs(60));
+        assert!(status.success(), "{stderr}");
+        let info_hash = Torrent::load(&torrent).info_hash;
+        let listen = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let mut seed = tessera.seed_with(
+            &scratch.logs(),
+            &torrent,
+            &scratch.seed_dir(),
+            listen,
+            &[],
+            &["-vv"],
+        );
+        seed.wait_for_stderr_line("seeding", Duration::from_secs(60));
+        let first = std::thread::spawn(move || {
+            tessera_tests::pex_probe::watch(listen, info_hash, 40001, Duration::from_secs(8))
+        });
+        std::thread::sleep(Duration::from_secs(1));
+        let second =
+            tessera_tests::pex_probe::watch(listen, info_hash, 40002, Duration::from_secs(5));
+        let first = first.join().expect("first probe");
+        let _ = seed.stop();
+        for r in [&first, &second] {
+            assert!(
+                r.ext_handshake && r.offers_metadata,
+                "{r:?}\n{}",
+                seed.stderr()
+            );
+            assert_eq!(r.offers_pex, !private, "private {private}: {r:?}");
+        }
+        let told: Vec<_> = second.pex_added.iter().flatten().copied().collect();
+        if private {
+            assert!(
+                second.pex_added.is_empty() && first.pex_added.is_empty(),
+                "{second:?} {first:?}"
+            );
+        } else {
+            let expected = std::net::SocketAddr::from(([127, 0, 0, 1], 40001));
+            assert!(told.contains(&expected), "{second:?}");
+            assert_eq!(
+                second.pex_added.len(),
+                1,
+                "one message within the minute: {second:?}"
+            );
+        }
+    }
 }

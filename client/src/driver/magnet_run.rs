@@ -50,14 +50,12 @@ impl Driver {
         if let Some(meta) = magnet::load_saved(&plan.dir, &link) {
             let saved = magnet::saved_path(&plan.dir, &link);
             if let Some(also) = &plan.save_torrent {
-                std::fs::copy(&saved, also)
-                    .map_err(|e| Error::at("writing", also, e))?;
+                std::fs::copy(&saved, also).map_err(|e| Error::at("writing", also, e))?;
             }
             let driver = Driver::with_metainfo(&plan, meta, listen_port, wake)?;
-            driver.progress.message(&format!(
-                "using the metadata saved in {}",
-                saved.display()
-            ));
+            driver
+                .progress
+                .message(&format!("using the metadata saved in {}", saved.display()));
             for w in &warnings {
                 driver.progress.warn(w);
             }
@@ -165,7 +163,7 @@ impl<S: Core> Driver<S> {
             plan.dir.clone(),
         );
         progress.message(&format!(
-            "metadata received from peers in {:.1}s: {} ({}, {} file(s))",
+            "metadata received from peers in {:.3}s: {} ({}, {} file(s))",
             elapsed.as_secs_f64(),
             progress.name(),
             human_size(meta.total_length()),

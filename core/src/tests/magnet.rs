@@ -757,3 +757,43 @@ fn pex_spreads_a_peer_a_leecher_was_not_told_about() {
         );
     }
 }
+
+#[test]
+fn no_pex_in_the_config_means_no_ut_pex_offered_or_sent() {
+    let (meta, data) = torrent(200_000, 16384, 3, false);
+    let mut session = Session::new(
+        Config {
+            listen_port: 6881,
+            pex: false,
+            ..Config::default()
+        },
+        Instant::ZERO,
+        [6; 32],
+    );
+    session
+        .add_torrent(
+            Instant::ZERO,
+            meta.clone(),
+            TorrentOptions {
+                have: Some(crate::bitfield::Bitfield::full(meta.num_pieces() as usize)),
+                seed: true,
+                files: None,
+            },
+        )
+        .expect("added");
+    let _ = data;
+    let mut s = Seed {
+        session,
+        now: Instant::ZERO,
+        conns: BTreeMap::new(),
+    };
+    let a = s.join(meta.info_hash, 1);
+    let hs = ext_handshake(&s.sent(a)).expect("extension handshake");
+    assert_eq!(hs.extensions.ut_pex, None);
+    assert_eq!(hs.extensions.ut_metadata, Some(2));
+    s.join(meta.info_hash, 2);
+    for _ in 0..200 {
+        s.tick(Duration::from_millis(500));
+        assert!(pex_messages(&s.sent(a)).is_empty());
+    }
+}
