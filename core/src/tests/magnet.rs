@@ -616,6 +616,28 @@ fn a_seed_serves_its_metadata_and_sends_pex_at_most_once_a_minute() {
         }
     }
     assert_eq!(got, meta.info_bytes);
+    // Serving is bounded: two copies and 16 pieces more, then rejects.
+    let (mut data, mut rejects) = (pieces, 0);
+    for _ in 0..2 * pieces + 20 {
+        s.msg(
+            a,
+            &Message::Extended {
+                id: 2,
+                payload: MetadataMessage::Request { piece: 0 }.encode(),
+            },
+        );
+        for m in s.sent(a) {
+            if let Message::Extended { id: 3, payload } = m {
+                match MetadataMessage::decode(&payload).expect("ut_metadata") {
+                    MetadataMessage::Data { .. } => data += 1,
+                    MetadataMessage::Reject { .. } => rejects += 1,
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+        }
+    }
+    assert_eq!(data, 2 * pieces + 16);
+    assert_eq!(rejects, pieces + 4);
     // PEX: a second peer joins; the first hears of it (its listening port), then nothing
     // more for a minute however often peers come and go.
     let mut pex_times = Vec::new();

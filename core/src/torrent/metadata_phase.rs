@@ -11,7 +11,7 @@
 //! normal one with the same id, which inherits the addresses it knew.
 //!
 //! Every torrent with metadata serves it: a request gets its piece (or a reject), at most
-//! [`MAX_SERVED_PER_PEER`] pieces to one connection.
+//! two copies of it (and [`EXTRA_SERVED_PER_PEER`] pieces more) to one connection.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -34,8 +34,9 @@ use crate::wire::Message;
 pub(crate) const OUR_UT_METADATA: u8 = 2;
 /// Our extended message id for `ut_pex`.
 pub(crate) const OUR_UT_PEX: u8 = 1;
-/// Pieces of our info dictionary served to one connection; later requests are rejected.
-pub(crate) const MAX_SERVED_PER_PEER: u32 = 256;
+/// Pieces of our info dictionary served to one connection beyond two copies of it; later
+/// requests are rejected.
+pub(crate) const EXTRA_SERVED_PER_PEER: u32 = 16;
 /// Addresses others told us we have (`yourip`), kept to recognise ourselves in PEX.
 const MAX_OWN_ADDRS: usize = 8;
 
@@ -272,7 +273,11 @@ impl Torrent {
             return;
         };
         let request = MetadataMessage::Request { piece };
-        let answer = if ext.served >= MAX_SERVED_PER_PEER {
+        let pieces = metadata::num_pieces(self.meta.info_bytes.len() as u64);
+        let limit = u32::try_from(pieces.saturating_mul(2))
+            .unwrap_or(u32::MAX)
+            .saturating_add(EXTRA_SERVED_PER_PEER);
+        let answer = if ext.served >= limit {
             Some(MetadataMessage::Reject { piece })
         } else {
             metadata::serve(info, &request)
