@@ -419,6 +419,7 @@ impl Torrent {
         for addr in listening {
             self.peer_list.add(sh.now, addr, false);
         }
+        self.peer_list.retry_now(sh.now);
         let max = sh.config.max_known_peers;
         std::mem::replace(&mut self.peer_list, crate::peer_list::PeerList::new(max))
     }
