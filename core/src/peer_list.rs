@@ -269,6 +269,7 @@ impl PeerList {
     /// Every address not in use may be dialled at once: its connection was closed on purpose
     /// (a torrent that got its metadata hands its addresses to the full torrent).
     pub fn retry_now(&mut self, now: Instant) {
+        self.quiet_until = Instant::ZERO;
         let idle: Vec<SocketAddr> = self
             .candidates
             .iter()

@@ -140,7 +140,13 @@ fn mio_downloads_a_magnet_from_aria2_given_with_peer() {
     let seeder = Aria2::seed(&fx.logs(), &fx.torrent.path, &fx.seed_dir);
     let link = magnet(&fx, "");
     let out = fx.new_dir("out");
-    let mut run = Tessera::mio().download(&fx.logs(), Path::new(&link), &out, &[seeder.addr()]);
+    let mut run = Tessera::mio().download_with(
+        &fx.logs(),
+        Path::new(&link),
+        &out,
+        &[seeder.addr()],
+        &["-vv"],
+    );
     run.wait_success(DOWNLOAD_TIMEOUT);
     compare_trees(&fx.seed_dir, &out, Compare::tessera());
     let secs = metadata_seconds(&run.stderr());
