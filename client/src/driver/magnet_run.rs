@@ -133,10 +133,10 @@ impl<S: Core> Driver<S> {
             self.progress.warn(&problem);
         }
         let now = self.now();
-        if let Err(e) = self.start_download(torrent, &meta, &plan, elapsed) {
-            if self.lifecycle.on_fatal(e.to_string(), now) == Step::Shutdown {
-                self.session.shutdown(now);
-            }
+        if let Err(e) = self.start_download(torrent, &meta, &plan, elapsed)
+            && self.lifecycle.on_fatal(e.to_string(), now) == Step::Shutdown
+        {
+            self.session.shutdown(now);
         }
     }
 
