@@ -31,7 +31,7 @@ pub enum Command {
     Download(DownloadArgs),
     /// Check existing data, then serve it to peers until interrupted
     Seed(SeedArgs),
-    /// Show what a .torrent file describes
+    /// Show what a .torrent file or a magnet link describes
     Info(InfoArgs),
     /// Hash existing data against a .torrent file; exits 0 only when all of it is complete
     Verify(VerifyArgs),
@@ -46,9 +46,11 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct DownloadArgs {
-    /// The .torrent files, downloaded at once in one session (one listening port, the
-    /// connection limits shared)
-    #[arg(value_name = "TORRENT", required = true, num_args = 1.., value_parser = parse_torrent)]
+    /// The .torrent files or magnet links (quote them: `'magnet:?xt=urn:btih:...'`),
+    /// downloaded at once in one session (one listening port, the connection limits
+    /// shared); a magnet link's metadata is fetched from peers and kept in
+    /// DIR/.tessera/<info hash>.torrent
+    #[arg(value_name = "TORRENT|MAGNET", required = true, num_args = 1.., value_parser = parse_torrent)]
     pub torrents: Vec<TorrentRef>,
     /// Directory to download into: a single file lands at DIR/<name>, a multi-file torrent
     /// under DIR/<name>/
@@ -91,6 +93,14 @@ pub struct DownloadArgs {
     /// Hash the data already in DIR instead of trusting the resume data in DIR/.tessera/
     #[arg(long)]
     pub recheck: bool,
+    /// With a magnet link (a single torrent): also write the .torrent made of the fetched
+    /// metadata here
+    #[arg(long, value_name = "FILE")]
+    pub save_torrent: Option<PathBuf>,
+    /// No peer exchange (BEP 11): learn peers only from trackers and --peer (private
+    /// torrents never use it)
+    #[arg(long)]
+    pub no_pex: bool,
     #[command(flatten)]
     pub limits: LimitArgs,
 }
@@ -174,6 +184,9 @@ pub struct SeedArgs {
     /// A peer to keep connected to, redialled when the connection drops (repeatable)
     #[arg(long = "peer", value_name = "HOST:PORT", value_parser = parse_peer)]
     pub peers: Vec<SocketAddr>,
+    /// No peer exchange (BEP 11) (private torrents never use it)
+    #[arg(long)]
+    pub no_pex: bool,
     #[command(flatten)]
     pub goals: SeedGoalArgs,
     #[command(flatten)]
@@ -196,8 +209,8 @@ pub struct SeedGoalArgs {
 
 #[derive(Debug, Args)]
 pub struct InfoArgs {
-    /// The .torrent file
-    #[arg(value_name = "TORRENT", value_parser = parse_torrent)]
+    /// The .torrent file, or a magnet link (shown as it is, nothing fetched)
+    #[arg(value_name = "TORRENT|MAGNET", value_parser = parse_torrent)]
     pub torrent: TorrentRef,
     /// Print one JSON object (for scripts) instead of text
     #[arg(long)]

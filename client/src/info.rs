@@ -12,6 +12,16 @@ use crate::output::printable;
 use crate::ui::human_size;
 
 pub fn run(args: &InfoArgs) -> Result<Exit, Error> {
+    if let Some(link) = args.torrent.magnet()? {
+        if args.json {
+            return Err(Error::other(
+                "--json describes a .torrent file: for a magnet link, `info` shows what the \
+                 link says as text",
+            ));
+        }
+        crate::output::text(&crate::magnet::info_text(&link));
+        return Ok(Exit::Success);
+    }
     let meta = args.torrent.load()?;
     if args.json {
         crate::output::line(&info_json(&meta).to_string());

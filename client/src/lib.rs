@@ -21,6 +21,7 @@ pub mod exit;
 pub mod fleet;
 pub mod info;
 pub mod logging;
+pub mod magnet;
 pub mod net;
 pub mod output;
 pub mod pool;

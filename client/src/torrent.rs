@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tessera_core::Metainfo;
+use tessera_core::magnet::MagnetLink;
 use tessera_core::metainfo::MAX_TORRENT_FILE;
 
 use crate::error::Error;
@@ -37,13 +38,25 @@ impl TorrentRef {
     }
 
     /// The torrent's metainfo, when it can be had without the network: read from the
-    /// file. A magnet link's metainfo comes from peers, which is not supported yet.
+    /// file. A magnet link's metainfo comes from peers (see `download`).
     pub fn load(&self) -> Result<Arc<Metainfo>, Error> {
         match self {
             TorrentRef::File(path) => load(path),
             TorrentRef::Magnet(_) => Err(Error::other(
-                "magnet links are not supported yet: give the path of a .torrent file",
+                "a magnet link is not a .torrent file: `download` and `info` take magnet \
+                 links, this needs the .torrent (`download --save-torrent FILE` writes one)",
             )),
+        }
+    }
+
+    /// The magnet link, parsed; `None` for a file.
+    pub fn magnet(&self) -> Result<Option<MagnetLink>, Error> {
+        match self {
+            TorrentRef::File(_) => Ok(None),
+            TorrentRef::Magnet(link) => link
+                .parse::<MagnetLink>()
+                .map(Some)
+                .map_err(|e| Error::other(format!("bad magnet link: {e}"))),
         }
     }
 }
@@ -67,6 +80,11 @@ impl From<&str> for TorrentRef {
 /// reading them whole, and anything that is not a bencoded dictionary with a plain "not a
 /// torrent file".
 pub fn load(path: &Path) -> Result<Arc<Metainfo>, Error> {
+    if path.to_str().is_some_and(|s| s.starts_with("magnet:")) {
+        return Err(Error::other(
+            "a magnet link is not a .torrent file: `download` and `info` take magnet links, this needs the .torrent (`download --save-torrent FILE` writes one)",
+        ));
+    }
     let file = File::open(path).map_err(|e| Error::at("opening", path, e))?;
     let size = file.metadata().ok().map(|m| m.len());
     if size.is_some_and(|n| n > MAX_TORRENT_FILE as u64) || path.is_dir() {

@@ -63,6 +63,8 @@ pub struct Config {
     /// Download limit for the whole session, in payload bytes per second (`None`: none).
     /// Requests are paced by a token bucket and shared fairly among all peers.
     pub max_download_rate: Option<u64>,
+    /// Peer exchange (BEP 11) with peers that offer it; never for private torrents.
+    pub pex: bool,
 }
 
 impl Default for Config {
@@ -91,6 +93,7 @@ impl Default for Config {
             picker: PickerConfig::default(),
             max_upload_rate: None,
             max_download_rate: None,
+            pex: true,
         }
     }
 }

@@ -106,7 +106,8 @@ pub mod wire;
 
 pub use api::{
     Action, AddTorrentError, BadRequest, CloseReason, DiskError, DiskErrorKind, DiskResult, Event,
-    Input, Misbehaviour, Output, PeerInfo, SeedGoal, Target, TorrentStats, TrackerEvent,
+    Input, Misbehaviour, Output, PeerInfo, PeerRequests, SeedGoal, Target, TorrentStats,
+    TrackerEvent,
 };
 pub use bitfield::Bitfield;
 pub use config::{Config, TorrentOptions};

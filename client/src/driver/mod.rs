@@ -24,11 +24,12 @@
 //!
 //! `drain` carries out every action through the runtime's [`Net`] (network) or the pool
 //! (disk, name resolution) and handles every event. Around it, one concept a file: the
-//! run's [`Plan`] (`plan`), when and how the run ends (`lifecycle`), resume data upkeep
-//! (`resume_upkeep`), why a download reaches nobody (`stall`) and what the user sees
-//! (`progress`).
+//! run's [`Plan`] (`plan`), sources given as magnet links (`magnet_run`), when and how the
+//! run ends (`lifecycle`), resume data upkeep (`resume_upkeep`), why a download reaches
+//! nobody (`stall`) and what the user sees (`progress`).
 
 mod lifecycle;
+mod magnet_run;
 mod plan;
 mod progress;
 mod resume_upkeep;
@@ -94,6 +95,16 @@ pub trait Core {
     ) -> Result<TorrentId, Error>;
     /// Peers to dial for a torrent, redialled with back-off.
     fn add_peers(&mut self, now: Instant, torrent: TorrentId, peers: &[SocketAddr]);
+    /// A magnet link's torrent has its metadata and storage: download it (see
+    /// [`Session::resume_with_metadata`]).
+    fn resume_with_metadata(
+        &mut self,
+        _now: Instant,
+        _torrent: TorrentId,
+        _options: TorrentOptions,
+    ) -> Result<(), Error> {
+        Err(Error::other("this core does not fetch metadata"))
+    }
 }
 
 impl Core for Session {
@@ -128,6 +139,26 @@ impl Core for Session {
         // started a moment later, a peer that restarts).
         Session::add_peers(self, now, torrent, peers, true);
     }
+    fn resume_with_metadata(
+        &mut self,
+        now: Instant,
+        torrent: TorrentId,
+        options: TorrentOptions,
+    ) -> Result<(), Error> {
+        Session::resume_with_metadata(self, now, torrent, options)
+            .map_err(|e| Error::other(e.to_string()))
+    }
+}
+
+/// The core's configuration for a run of `plan` listening on `listen_port`.
+fn session_config(plan: &Plan, listen_port: u16) -> Config {
+    let mut config = Config {
+        listen_port,
+        pex: plan.pex,
+        ..Config::default()
+    };
+    plan.limits.apply(&mut config);
+    config
 }
 
 /// Slack given to the core's own bound on a clean stop (`tracker_timeout`) before the
@@ -176,6 +207,10 @@ pub struct Driver<S: Core = Session> {
     lifecycle: Lifecycle,
     progress: Progress,
     stall: StallWatch,
+    /// Magnet links whose metadata is being fetched, by their torrent in the session.
+    fetching: HashMap<TorrentId, magnet_run::Fetch>,
+    /// `--save-torrent`: where else to write a magnet link's metadata.
+    save_torrent: Option<PathBuf>,
 }
 
 impl<S: Core> std::fmt::Debug for Driver<S> {
@@ -189,51 +224,53 @@ impl<S: Core> std::fmt::Debug for Driver<S> {
 }
 
 impl Driver {
-    /// Reads every source's torrent, starts the disk pool (which calls `wake` after each
-    /// completion) and the session, and adds the torrents and the `--peer`s. `listen_port`
-    /// is the port of the runtime's bound listener; progress goes to `board`. Call
-    /// [`Driver::drain`] next.
+    /// Reads every source's torrent (a magnet link's from `DIR/.tessera/` when an earlier
+    /// run kept it), starts the disk pool (which calls `wake` after each completion) and
+    /// the session, adds the torrents and the `--peer`s, and starts fetching the metadata
+    /// of the other magnet links. `listen_port` is the port of the runtime's bound
+    /// listener; progress goes to `board`. Call [`Driver::drain`] next.
     pub fn new(plan: &Plan, listen_port: u16, wake: Wake, board: &Board) -> Result<Driver, Error> {
         // Every torrent file is read (and checked against the others) before anything is
         // created on disk, so a mistake in the last argument costs nothing.
-        let metas = plan
+        let starts = plan
             .sources
             .iter()
-            .map(|source| source.torrent.load())
+            .map(|source| magnet_run::Start::of(source, plan.mode))
             .collect::<Result<Vec<_>, _>>()?;
-        check_distinct(&plan.sources, &metas)?;
+        check_distinct(&plan.sources, &starts)?;
         let pool = DiskPool::with_default_threads(wake)
             .map_err(|e| Error::io("starting disk threads", e))?;
-        let mut config = Config {
-            listen_port,
-            ..Config::default()
-        };
-        plan.limits.apply(&mut config);
+        let config = session_config(plan, listen_port);
         let grace = config.tracker_timeout + SHUTDOWN_GRACE;
         let mut seed = [0u8; 32];
         getrandom::fill(&mut seed)
             .map_err(|e| Error::other(format!("no randomness from the operating system: {e}")))?;
         let session = Session::new(config, Instant::ZERO, seed);
         let mut driver = Driver::with_session(session, pool, plan, board.clone(), grace);
-        for (i, meta) in metas.into_iter().enumerate() {
-            driver.add_torrent(i, &plan.sources[i], meta)?;
+        for (i, start) in starts.into_iter().enumerate() {
+            driver.start(i, start)?;
         }
         Ok(driver)
     }
 }
 
-/// Refuses sources that are the same torrent, or whose data would land in the same place.
-fn check_distinct(sources: &[Source], metas: &[Arc<Metainfo>]) -> Result<(), Error> {
+/// Refuses sources that are the same torrent, or whose data would land in the same place
+/// (as far as it is known before a magnet link's metadata arrives).
+fn check_distinct(sources: &[Source], starts: &[magnet_run::Start]) -> Result<(), Error> {
     let mut hashes: HashMap<_, usize> = HashMap::new();
     let mut places: HashMap<PathBuf, usize> = HashMap::new();
-    for (i, (source, meta)) in sources.iter().zip(metas).enumerate() {
-        if let Some(&j) = hashes.get(&meta.info_hash) {
+    for (i, (source, start)) in sources.iter().zip(starts).enumerate() {
+        let hash = start.info_hash();
+        if let Some(&j) = hashes.get(&hash) {
             return Err(Error::other(format!(
-                "{} and {} are the same torrent (info hash {}): give it once",
-                sources[j].torrent, source.torrent, meta.info_hash
+                "{} and {} are the same torrent (info hash {hash}): give it once",
+                sources[j].torrent, source.torrent
             )));
         }
-        hashes.insert(meta.info_hash, i);
+        hashes.insert(hash, i);
+        let Some(meta) = start.meta() else {
+            continue;
+        };
         let place = source.dir.join(&meta.info.name);
         if let Some(&j) = places.get(&place) {
             return Err(Error::other(format!(
@@ -283,6 +320,8 @@ impl<S: Core> Driver<S> {
             lifecycle: Lifecycle::new(plan.mode, n, grace),
             progress: Progress::new(board, plan.mode, n, plan.prefix()),
             stall: StallWatch::new(n, give_up),
+            fetching: HashMap::new(),
+            save_torrent: plan.save_torrent.clone(),
         }
     }
 
@@ -295,6 +334,18 @@ impl<S: Core> Driver<S> {
         i: usize,
         source: &Source,
         meta: Arc<Metainfo>,
+    ) -> Result<TorrentId, Error> {
+        self.join(i, source, meta, None)
+    }
+
+    /// [`Driver::add_torrent`], or with `fetched`, the torrent of a magnet link that the
+    /// session already has: it is resumed with its metadata (and keeps its peers).
+    fn join(
+        &mut self,
+        i: usize,
+        source: &Source,
+        meta: Arc<Metainfo>,
+        fetched: Option<TorrentId>,
     ) -> Result<TorrentId, Error> {
         let now = self.now();
         let dir = &source.dir;
@@ -356,11 +407,20 @@ impl<S: Core> Driver<S> {
             sequential: self.sequential,
             first_last: self.first_last,
         };
-        let id = self.session.add_torrent(now, meta, options)?;
-        if !self.peers.is_empty() {
-            let peers = self.peers.clone();
-            self.session.add_peers(now, id, &peers);
-        }
+        let id = match fetched {
+            Some(id) => {
+                self.session.resume_with_metadata(now, id, options)?;
+                id
+            }
+            None => {
+                let id = self.session.add_torrent(now, meta, options)?;
+                if !self.peers.is_empty() {
+                    let peers = self.peers.clone();
+                    self.session.add_peers(now, id, &peers);
+                }
+                id
+            }
+        };
         if have.is_some() && self.mode != Mode::Seed {
             self.stall.start(i, now);
         }
@@ -971,6 +1031,12 @@ impl<S: Core> Driver<S> {
                 }
             }
             Event::Stopped => self.lifecycle.on_stopped(),
+            Event::MetadataReceived {
+                torrent,
+                meta,
+                torrent_file,
+            } => self.metadata_received(torrent, meta, &torrent_file),
+            Event::MetadataFailed { torrent, reason } => self.metadata_failed(torrent, &reason),
         }
     }
 }

@@ -60,6 +60,10 @@ pub struct Plan {
     pub sequential: bool,
     /// `--first-last`: the first and last piece of each chosen file first.
     pub first_last: bool,
+    /// `--save-torrent` (download of a magnet link): where else to write its metadata.
+    pub save_torrent: Option<PathBuf>,
+    /// Peer exchange on (no `--no-pex`).
+    pub pex: bool,
 }
 
 impl Plan {
@@ -77,6 +81,8 @@ impl Plan {
             goals: SeedGoalArgs::default(),
             sequential: false,
             first_last: false,
+            save_torrent: None,
+            pex: true,
         }
     }
 
@@ -87,6 +93,15 @@ impl Plan {
                 if !d.seed && (d.goals.seed_ratio.is_some() || d.goals.seed_time.is_some()) {
                     return Err(Error::other(
                         "--seed-ratio and --seed-time say when seeding ends: add --seed",
+                    ));
+                }
+                if d.save_torrent.is_some()
+                    && (d.torrents.len() > 1
+                        || !matches!(d.torrents.first(), Some(TorrentRef::Magnet(_))))
+                {
+                    return Err(Error::other(
+                        "--save-torrent writes the metadata of a magnet link: give a single \
+                         magnet link with it",
                     ));
                 }
                 if d.torrents.len() > 1 && !d.only.is_empty() {
@@ -112,6 +127,8 @@ impl Plan {
                     goals: d.goals.clone(),
                     sequential: d.sequential,
                     first_last: d.first_last,
+                    save_torrent: d.save_torrent.clone(),
+                    pex: !d.no_pex,
                     ..Plan::new(
                         sources,
                         Mode::Download {
@@ -136,6 +153,7 @@ impl Plan {
                     listen: s.listen,
                     limits: s.limits.clone(),
                     goals: s.goals.clone(),
+                    pex: !s.no_pex,
                     ..Plan::new(sources, Mode::Seed)
                 }
             }
@@ -220,6 +238,8 @@ mod tests {
                 goals: SeedGoalArgs::default(),
                 sequential: false,
                 first_last: false,
+                save_torrent: None,
+                pex: true,
             }
         );
         assert_eq!(plan.prefix(), "");
@@ -269,6 +289,21 @@ mod tests {
         assert_eq!(plan.sources[0].dir, PathBuf::from("d"));
         assert_eq!(plan.listen.map(|l| l.port()), Some(7));
         assert!(parse(&["info", "x.torrent"]).unwrap().is_none());
+
+        // --no-pex and --save-torrent reach the plan; --save-torrent takes one magnet link.
+        let link = "magnet:?xt=urn:btih:0123456789abcdef0123456789abcdef01234567";
+        let plan = parse(&["download", link, "--save-torrent", "t.torrent", "--no-pex"])
+            .unwrap()
+            .unwrap();
+        assert_eq!(plan.save_torrent, Some(PathBuf::from("t.torrent")));
+        assert!(!plan.pex);
+        assert_eq!(plan.sources[0].torrent, TorrentRef::Magnet(link.into()));
+        let err = parse(&["download", "x.torrent", "--save-torrent", "t"]).unwrap_err();
+        assert!(err.to_string().contains("single magnet link"), "{err}");
+        let err = parse(&["download", link, "x.torrent", "--save-torrent", "t"]).unwrap_err();
+        assert!(err.to_string().contains("single magnet link"), "{err}");
+        let plan = parse(&["seed", "x.torrent", "--no-pex"]).unwrap().unwrap();
+        assert!(!plan.pex);
         assert!(parse(&["demo"]).unwrap().is_none());
     }
 

@@ -30,6 +30,8 @@ struct FakeCore {
     have: Bitfield,
     /// Torrents added, with the peers given for each.
     added: Vec<(TorrentId, Vec<SocketAddr>)>,
+    /// Magnet links' torrents resumed with their metadata, with the options given.
+    resumed: Vec<(TorrentId, TorrentOptions)>,
 }
 
 impl Core for FakeCore {
@@ -77,6 +79,15 @@ impl Core for FakeCore {
         if let Some((_, p)) = self.added.iter_mut().find(|(id, _)| *id == torrent) {
             p.extend_from_slice(peers);
         }
+    }
+    fn resume_with_metadata(
+        &mut self,
+        _now: Instant,
+        torrent: TorrentId,
+        options: TorrentOptions,
+    ) -> Result<(), Error> {
+        self.resumed.push((torrent, options));
+        Ok(())
     }
 }
 
@@ -141,6 +152,7 @@ fn fake_core(react: fn(&Input, &mut VecDeque<Output>), pieces: usize) -> FakeCor
         react,
         have: Bitfield::new(pieces),
         added: Vec::new(),
+        resumed: Vec::new(),
     }
 }
 
@@ -789,14 +801,19 @@ fn the_same_torrent_twice_or_two_in_one_place_are_refused() {
     other.info_hash = tessera_core::InfoHash([9; 20]);
     let other = Arc::new(other);
     let src = |name: &str, dir: &str| Source {
-        torrent: crate::torrent::TorrentRef::File(name.into()),
+        torrent: crate::torrent::TorrentRef::parse(name),
         dir: dir.into(),
         only: vec![],
         recheck: false,
     };
+    let known = |meta: &Arc<Metainfo>| magnet_run::Start::Known {
+        source: src("t.torrent", "out"),
+        meta: meta.clone(),
+        link: None,
+    };
     let err = check_distinct(
         &[src("a.torrent", "out"), src("copy.torrent", "elsewhere")],
-        &[a.meta.clone(), a.meta.clone()],
+        &[known(&a.meta), known(&a.meta)],
     )
     .unwrap_err()
     .to_string();
@@ -806,7 +823,7 @@ fn the_same_torrent_twice_or_two_in_one_place_are_refused() {
     );
     let err = check_distinct(
         &[src("a.torrent", "out"), src("b.torrent", "out")],
-        &[a.meta.clone(), other.clone()],
+        &[known(&a.meta), known(&other)],
     )
     .unwrap_err()
     .to_string();
@@ -818,10 +835,27 @@ fn the_same_torrent_twice_or_two_in_one_place_are_refused() {
     assert!(
         check_distinct(
             &[src("a.torrent", "out"), src("b.torrent", "out2")],
-            &[a.meta.clone(), other]
+            &[known(&a.meta), known(&other)]
         )
         .is_ok()
     );
+    // A magnet link names its torrent by info hash: the same torrent as a file is refused
+    // before its metadata is fetched.
+    let uri = format!("magnet:?xt=urn:btih:{}", a.meta.info_hash);
+    let link: tessera_core::magnet::MagnetLink = uri.parse().unwrap();
+    let err = check_distinct(
+        &[src("a.torrent", "out"), src(&uri, "elsewhere")],
+        &[
+            known(&a.meta),
+            magnet_run::Start::Fetch {
+                source: src(&uri, "elsewhere"),
+                link,
+            },
+        ],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("are the same torrent"), "{err}");
 }
 
 #[test]
@@ -862,5 +896,138 @@ fn a_download_alone_too_long_gives_up_with_the_stall_timeout() {
         Some(Exit::Failed(
             "no peer within 45s (--stall-timeout); the reasons are above".into()
         ))
+    );
+}
+
+/// A driver whose plan's second source is a magnet link being fetched (as torrent `id`
+/// of the session); the first is `t`, added.
+fn driver_fetching(dir: &std::path::Path, t: &TestTorrent, id: TorrentId) -> Driver<FakeCore> {
+    let link = crate::torrent::TorrentRef::parse(&format!(
+        "magnet:?xt=urn:btih:{}",
+        tessera_core::InfoHash([7; 20])
+    ));
+    let magnet = Source {
+        torrent: link,
+        ..source(&dir.join("m"))
+    };
+    let plan = Plan {
+        save_torrent: Some(dir.join("copy.torrent")),
+        ..Plan::new(
+            vec![source(dir), magnet.clone()],
+            Mode::Download {
+                keep_seeding: false,
+            },
+        )
+    };
+    let pool = DiskPool::new(2, Arc::new(|| {})).unwrap();
+    let mut d = Driver::with_session(
+        fake_core(no_reaction, t.meta.num_pieces() as usize),
+        pool,
+        &plan,
+        Board::quiet(),
+        grace(),
+    );
+    d.add_torrent(0, &plan.sources[0], t.meta.clone()).unwrap();
+    d.fetching.insert(
+        id,
+        magnet_run::Fetch {
+            index: 1,
+            source: magnet,
+            name: "m".into(),
+            started: std::time::Instant::now(),
+        },
+    );
+    d
+}
+
+#[test]
+fn a_magnet_links_torrent_joins_the_run_when_its_metadata_arrives() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = torrent("a", &[("a", 40_000, false)], 16384);
+    let m = torrent("m", &[("x", 20_000, false), ("y", 5_000, false)], 16384);
+    let id = TorrentId(9);
+    let mut d = driver_fetching(dir.path(), &t, id);
+    let mut net = FakeNet::default();
+    // Nothing of it is known yet: the run waits for it.
+    push(&mut d, [Output::Event(Event::Complete { torrent: T })]);
+    d.drain(&mut net);
+    assert_eq!(d.session.shutdowns, 0);
+    assert!(d.session.resumed.is_empty());
+
+    let file = Bytes::from_static(b"d4:infod4:name1:mee");
+    push(
+        &mut d,
+        [Output::Event(Event::MetadataReceived {
+            torrent: id,
+            meta: m.meta.clone(),
+            torrent_file: file.clone(),
+        })],
+    );
+    d.drain(&mut net);
+    // Saved where the next run finds it, and where --save-torrent said.
+    let kept = dir
+        .path()
+        .join("m")
+        .join(".tessera")
+        .join(format!("{}.torrent", m.meta.info_hash));
+    assert_eq!(std::fs::read(kept).unwrap(), file);
+    assert_eq!(
+        std::fs::read(dir.path().join("copy.torrent")).unwrap(),
+        file
+    );
+    // The session's torrent is resumed, not added again, with the plan's options.
+    assert_eq!(d.session.added.len(), 1);
+    assert_eq!(d.session.resumed.len(), 1);
+    let (resumed, options) = &d.session.resumed[0];
+    assert_eq!(*resumed, id);
+    assert!(!options.seed);
+    assert_eq!(
+        options.have.as_ref().map(Bitfield::len),
+        Some(m.meta.num_pieces() as usize)
+    );
+    assert!(d.fetching.is_empty());
+    assert_eq!(d.source_of(id), Some(1));
+    assert_eq!(d.progress.name(1), "m");
+    assert!(dir.path().join("m").join(".tessera").is_dir());
+
+    // Done once both are.
+    push(&mut d, [Output::Event(Event::Complete { torrent: id })]);
+    d.drain(&mut net);
+    assert_eq!(d.session.shutdowns, 1);
+    push(&mut d, [Output::Event(Event::Stopped)]);
+    d.drain(&mut net);
+    assert_eq!(d.finished(), Some(Exit::Success));
+}
+
+#[test]
+fn unusable_metadata_fails_only_its_magnet_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = torrent("a", &[("a", 40_000, false)], 16384);
+    let id = TorrentId(9);
+    let mut d = driver_fetching(dir.path(), &t, id);
+    let mut net = FakeNet::default();
+    push(
+        &mut d,
+        [Output::Event(Event::MetadataFailed {
+            torrent: id,
+            reason: "an unsafe path".into(),
+        })],
+    );
+    d.drain(&mut net);
+    assert!(d.fetching.is_empty());
+    assert!(d.session.resumed.is_empty());
+    // The other torrent goes on; the run ends failed once it is done.
+    assert_eq!(d.session.shutdowns, 0);
+    push(&mut d, [Output::Event(Event::Complete { torrent: T })]);
+    d.drain(&mut net);
+    assert_eq!(d.session.shutdowns, 1);
+    push(&mut d, [Output::Event(Event::Stopped)]);
+    d.drain(&mut net);
+    let Some(Exit::Failed(m)) = d.finished() else {
+        panic!("{:?}", d.finished());
+    };
+    assert!(
+        m.contains("m: the torrent's metadata is not usable: an unsafe path"),
+        "{m}"
     );
 }

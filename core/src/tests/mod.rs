@@ -4,6 +4,7 @@
 mod contract;
 mod harness;
 mod hostile;
+mod magnet;
 mod piece_order;
 mod rate_limits;
 mod seed_goals;

@@ -8,6 +8,8 @@ mod announce;
 mod check;
 mod download;
 mod messages;
+pub(crate) mod metadata_phase;
+mod pex;
 mod seed_goal;
 mod timers;
 mod upload;
@@ -20,7 +22,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::api::{CloseReason, DiskResult, Event, PeerInfo, Target, TorrentStats};
+use crate::api::{CloseReason, DiskResult, Event, PeerInfo, PeerRequests, Target, TorrentStats};
 use crate::bitfield::Bitfield;
 use crate::config::TorrentOptions;
 use crate::extension;
@@ -52,6 +54,8 @@ enum State {
     Seeding,
     /// A disk error stopped the torrent.
     Failed,
+    /// Added from a magnet link, fetching its info dictionary: no pieces are exchanged.
+    Metadata,
 }
 
 /// A disk operation in flight and what it is for.
@@ -125,6 +129,13 @@ pub(crate) struct Torrent {
     goal: seed_goal::SeedGoals,
     /// Bytes of the wanted pieces, once a seeding goal needed them.
     wanted_bytes: Option<u64>,
+    /// Each peer's extension handshake and our extension state with it.
+    ext: BTreeMap<ConnId, metadata_phase::PeerExt>,
+    /// Our addresses as peers see us (their `yourip`, with our port): never dialled or
+    /// learned through PEX.
+    own_addrs: Vec<SocketAddr>,
+    /// Added from a magnet link: the metadata exchange, until the torrent is replaced.
+    magnet: Option<Box<metadata_phase::MetadataPhase>>,
 }
 
 /// Buffers kept to save an allocation per use; empty between uses.
@@ -197,6 +208,9 @@ impl Torrent {
             timers: TimerTable::default(),
             goal: seed_goal::SeedGoals::new(options.seed_ratio, options.seed_time),
             wanted_bytes: None,
+            ext: BTreeMap::new(),
+            own_addrs: Vec::new(),
+            magnet: None,
             meta,
         };
         if options.have.is_none() {
@@ -205,6 +219,26 @@ impl Torrent {
             t.after_check(sh);
         }
         t
+    }
+
+    /// A torrent from a magnet link: it finds peers and fetches its metadata (see
+    /// `metadata_phase`). `None` only if the stand-in metainfo cannot be built.
+    pub fn new_magnet(
+        sh: &mut Shared,
+        id: TorrentId,
+        link: &crate::magnet::MagnetLink,
+    ) -> Option<Self> {
+        let meta = Arc::new(metadata_phase::placeholder(link)?);
+        let options = TorrentOptions {
+            have: Some(Bitfield::new(1)),
+            seed: false,
+            files: None,
+            ..TorrentOptions::default()
+        };
+        let mut t = Torrent::new(sh, id, meta, options);
+        t.state = State::Metadata;
+        t.magnet = Some(Box::new(metadata_phase::MetadataPhase::new(link)));
+        Some(t)
     }
 
     // ---- getters ------------------------------------------------------------------
@@ -247,6 +281,17 @@ impl Torrent {
             checking: self.state == State::Checking,
             complete: self.picker.is_complete(),
         }
+    }
+
+    /// Every peer connection's request counts, in connection order.
+    pub fn peer_requests(&self) -> impl Iterator<Item = PeerRequests> + '_ {
+        self.peers.iter().map(|(&conn, p)| PeerRequests {
+            conn,
+            addr: p.addr,
+            requests_out: p.requests.len(),
+            queue_depth: p.queue_depth,
+            requests_in: p.their_requests.len(),
+        })
     }
 
     pub fn peer_infos(&self, now: Instant) -> Vec<PeerInfo> {
@@ -464,7 +509,9 @@ impl Torrent {
         };
         peer.id = Some(hs.peer_id);
         peer.phase = Phase::Active;
-        peer.decoder.set_num_pieces(self.layout.num_pieces());
+        if self.state != State::Metadata {
+            peer.decoder.set_num_pieces(self.layout.num_pieces());
+        }
         peer.last_block_at = sh.now;
         let offered = self.offered();
         let Some(peer) = self.peers.get_mut(&conn) else {
@@ -478,7 +525,10 @@ impl Torrent {
             );
         }
         if hs.has(Handshake::EXTENSION_PROTOCOL) {
-            let payload = sh.ext_handshake();
+            let payload = self.our_ext_handshake(sh);
+            let Some(peer) = self.peers.get_mut(&conn) else {
+                return false;
+            };
             send(
                 sh,
                 peer,
@@ -531,6 +581,7 @@ impl Torrent {
         self.picker.remove_availability(&peer.has);
         self.upload.forget_peer(conn);
         self.upload.choker.forget(conn);
+        self.forget_ext(sh, conn);
         self.peer_list.disconnected(sh.now, peer.addr, failed);
         tracing::debug!(addr = %peer.addr, %reason, "peer closed");
         sh.event(Event::PeerClosed {
