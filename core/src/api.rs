@@ -366,6 +366,9 @@ pub enum CloseReason {
     /// A message started arriving and did not complete in time.
     #[error("a message is trickling in too slowly")]
     SlowMessage,
+    /// The encrypted handshake (MSE) failed and the peer was not redialled.
+    #[error("{0}")]
+    Encryption(String),
     /// The driver reported the connection gone ([`Input::Closed`]), with its error if any.
     #[error("{}", .0.as_deref().unwrap_or("closed by remote"))]
     Remote(Option<String>),
@@ -396,6 +399,13 @@ pub enum Misbehaviour {
         /// Its payload length.
         len: u32,
     },
+    /// A fast message (BEP 6) that is not allowed: not negotiated, or for a piece out of
+    /// range.
+    #[error("{0}")]
+    Fast(crate::fast::FastError),
+    /// A `reject_request` for a block we never requested.
+    #[error("reject for a block never requested: {0:?}")]
+    UnrequestedReject(crate::wire::BlockRequest),
     /// Too many requests while choked, well after our choke went out.
     #[error("more than {0} requests while choked")]
     RequestsWhileChoked(u32),
@@ -537,4 +547,7 @@ pub struct PeerInfo {
     pub uploaded: u64,
     /// It let our requests time out: one request at a time until it delivers.
     pub snubbed: bool,
+    /// How the connection is protected: plaintext, an MSE handshake with a plaintext
+    /// stream, or RC4 for the whole stream.
+    pub encryption: crate::mse::Encryption,
 }

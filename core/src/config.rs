@@ -2,10 +2,12 @@
 //! added to it ([`TorrentOptions`]).
 
 use crate::bitfield::Bitfield;
+use crate::mse::Policy;
 use crate::picker::PickerConfig;
 use crate::time::Duration;
 
-/// Tunables. `Config::default()` is what the command-line clients use.
+/// Tunables. `Config::default()` is what the command-line clients use, but for
+/// `encryption` and `fast_extension`, which they set.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// First 8 bytes of our peer id (BEP 20 style); the other 12 come from the seed.
@@ -57,6 +59,15 @@ pub struct Config {
     pub tick: Duration,
     /// Piece picking policy.
     pub picker: PickerConfig,
+    /// Message stream encryption (MSE/PE) for peer connections, both ways: `Prefer` dials
+    /// encrypted and falls back to plaintext, `Require` makes and accepts RC4-encrypted
+    /// connections only, `Disable` plain BitTorrent only. The core's default is `Disable`
+    /// (what an embedder gets without asking); the command line's is `Prefer`.
+    pub encryption: Policy,
+    /// Offer the Fast extension (BEP 6: have-all/none, reject-request, allowed-fast) in our
+    /// handshake; it is used with peers that offer it too. Off by default in the core, on
+    /// in the command-line client.
+    pub fast_extension: bool,
 }
 
 impl Default for Config {
@@ -83,6 +94,8 @@ impl Default for Config {
             tracker_timeout: Duration::from_secs(30),
             tick: Duration::from_millis(500),
             picker: PickerConfig::default(),
+            encryption: Policy::Disable,
+            fast_extension: false,
         }
     }
 }

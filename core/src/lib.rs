@@ -76,6 +76,7 @@ pub mod bencode;
 pub mod bitfield;
 mod choker;
 mod config;
+mod conn;
 pub mod dht;
 pub mod extension;
 pub mod fast;

@@ -1,7 +1,10 @@
 //! The session: every torrent, connection and tracker of one client, driven by inputs.
 //!
 //! Methods come in this order: construction, getters, `handle_*`/`accept` (inputs),
-//! mutators (`add_torrent`, `add_peers`, `shutdown`), then `poll_output`.
+//! mutators (`add_torrent`, `add_peers`, `shutdown`), then `poll_output`. The connection
+//! layer's handshakes (MSE) are in `handshake.rs`.
+
+mod handshake;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -67,6 +70,8 @@ pub struct Session {
     sh: Shared,
     torrents: VecMap<TorrentId, Torrent>,
     by_hash: BTreeMap<InfoHash, TorrentId>,
+    /// `HASH('req2', info hash)` of every torrent: how an MSE handshake names one.
+    by_req2: BTreeMap<[u8; 20], InfoHash>,
     pending: BTreeMap<ConnId, Pending>,
     timers: TimerTable<SessionTimer, 2>,
     /// Set by `shutdown`: when to give up waiting for `stopped` announces.
@@ -83,6 +88,7 @@ impl Session {
             sh: Shared::new(config, now, seed),
             torrents: VecMap::new(),
             by_hash: BTreeMap::new(),
+            by_req2: BTreeMap::new(),
             pending: BTreeMap::new(),
             timers: TimerTable::default(),
             stopping: None,
@@ -109,10 +115,15 @@ impl Session {
 
     /// Every connection of a torrent to a peer.
     pub fn peers(&self, torrent: TorrentId) -> Vec<PeerInfo> {
-        self.torrents
+        let mut peers = self
+            .torrents
             .get(&torrent)
             .map(|t| t.peer_infos(self.sh.now))
-            .unwrap_or_default()
+            .unwrap_or_default();
+        for p in &mut peers {
+            p.encryption = self.sh.links.encryption(p.conn);
+        }
+        peers
     }
 
     /// The verified pieces of a torrent (for resume files).
@@ -135,9 +146,15 @@ impl Session {
         match input {
             Input::Timeout { .. } => {}
             Input::Connected { conn, .. } => {
-                self.with_torrent(conn, |t, sh| t.on_connected(sh, conn))
+                if !self.link_connected(conn) {
+                    self.with_torrent(conn, |t, sh| t.on_connected(sh, conn))
+                }
             }
             Input::Received { conn, data, .. } => {
+                let Some(data) = self.link_received(conn, data) else {
+                    self.after_input();
+                    return;
+                };
                 if self.pending.contains_key(&conn) {
                     self.on_pending_data(conn, data);
                 } else {
@@ -145,10 +162,15 @@ impl Session {
                 }
             }
             Input::Sent { conn, bytes, .. } => {
-                self.with_torrent(conn, |t, sh| t.on_sent(sh, conn, bytes))
+                let bytes = self.sh.links.sent(conn, bytes);
+                if bytes > 0 {
+                    self.with_torrent(conn, |t, sh| t.on_sent(sh, conn, bytes))
+                }
             }
             Input::Closed { conn, error, .. } => {
-                if self.pending.remove(&conn).is_some() {
+                if self.link_closed(conn, error.as_deref()) {
+                    // The connection layer redialled or gave the peer up.
+                } else if self.pending.remove(&conn).is_some() {
                     self.sh.forget(conn);
                 } else {
                     self.with_torrent(conn, |t, sh| t.on_closed(sh, conn, error));
@@ -173,6 +195,7 @@ impl Session {
             return None;
         }
         let conn = self.sh.accept();
+        self.link_accepted(conn, remote);
         self.pending.insert(
             conn,
             Pending {
@@ -219,6 +242,11 @@ impl Session {
         let Some(p) = self.pending.remove(&conn) else {
             return;
         };
+        if !self.link_names(conn, &handshake.info_hash) {
+            tracing::info!(addr = %p.addr, "inbound peer's handshake names another torrent than its encrypted handshake did");
+            self.sh.close(conn);
+            return;
+        }
         let torrent = self
             .by_hash
             .get(&handshake.info_hash)
@@ -335,6 +363,8 @@ impl Session {
         }
         let id = TorrentId(self.sh.next_id());
         self.by_hash.insert(meta.info_hash, id);
+        self.by_req2
+            .insert(crate::mse::req2_hash(&meta.info_hash), meta.info_hash);
         let torrent = Torrent::new(&mut self.sh, id, meta, options);
         self.torrents.insert(id, torrent);
         self.after_input();

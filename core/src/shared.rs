@@ -7,6 +7,7 @@ use bytes::Bytes;
 
 use crate::api::{Action, Event, Output, Target};
 use crate::config::Config;
+use crate::conn::Links;
 use crate::extension::ExtHandshake;
 use crate::id::{ConnId, OpId, PeerId, TorrentId};
 use crate::rng::Rng;
@@ -40,6 +41,8 @@ pub(crate) struct Shared {
     ops: VecMap<OpId, TorrentId>,
     /// Our BEP 10 handshake payload, encoded once (it depends on the config alone).
     ext_handshake: Bytes,
+    /// How each peer connection's bytes are protected (MSE/PE): see [`crate::conn`].
+    pub links: Links,
 }
 
 impl Shared {
@@ -75,6 +78,7 @@ impl Shared {
             routes: VecMap::new(),
             ops: VecMap::new(),
             ext_handshake,
+            links: Links::default(),
         }
     }
 
@@ -123,12 +127,22 @@ impl Shared {
         conn
     }
 
+    /// Sends peer wire bytes: encrypted when the connection's link says so.
     pub fn send(&mut self, conn: ConnId, data: Bytes) {
+        let data = self.links.outgoing(conn, data);
+        self.action(Action::Send { conn, data });
+    }
+
+    /// Sends bytes below the peer wire (the MSE handshake) as they are, keeping them out of
+    /// the peer's flow control.
+    pub fn send_below(&mut self, conn: ConnId, data: Bytes) {
+        self.links.add_overhead(conn, data.len());
         self.action(Action::Send { conn, data });
     }
 
     /// Closes a connection the driver still has open.
     pub fn close(&mut self, conn: ConnId) {
+        self.links.remove(conn);
         if self.routes.remove(&conn).is_some() {
             self.action(Action::Close { conn });
         }
@@ -136,6 +150,7 @@ impl Shared {
 
     /// Forgets a connection the driver reported closed.
     pub fn forget(&mut self, conn: ConnId) {
+        self.links.remove(conn);
         self.routes.remove(&conn);
     }
 

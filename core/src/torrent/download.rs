@@ -90,7 +90,9 @@ impl Torrent {
         let Some(peer) = peers.get_mut(&conn) else {
             return;
         };
-        if !peer.is_active() || peer.peer_choking || !peer.am_interested {
+        // Choked by a Fast extension peer, its allowed-fast pieces may still be requested.
+        let choked = peer.peer_choking;
+        if !peer.is_active() || !peer.am_interested || (choked && peer.allowed_in.is_empty()) {
             return;
         }
         let room = peer.request_room();
@@ -99,11 +101,21 @@ impl Torrent {
         }
         let picked = &mut scratch.blocks;
         picked.clear();
-        match &peer.avoid {
-            None => picker.pick(conn, &peer.has, room, &mut sh.rng, picked),
-            Some(avoid) => {
-                let mut has = peer.has.clone();
-                for p in avoid.ones() {
+        match (&peer.avoid, choked) {
+            (None, false) => picker.pick(conn, &peer.has, room, &mut sh.rng, picked),
+            (avoid, _) => {
+                let mut has = if choked {
+                    let mut allowed = crate::bitfield::Bitfield::new(peer.has.len());
+                    for p in peer.allowed_in.iter() {
+                        if peer.has.get(p as usize) {
+                            allowed.set(p as usize);
+                        }
+                    }
+                    allowed
+                } else {
+                    peer.has.clone()
+                };
+                for p in avoid.iter().flat_map(|a| a.ones()) {
                     has.clear(p);
                 }
                 picker.pick(conn, &has, room, &mut sh.rng, picked);

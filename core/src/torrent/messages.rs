@@ -64,13 +64,23 @@ impl Torrent {
         let Some(peer) = self.peers.get_mut(&conn) else {
             return Ok(());
         };
+        crate::fast::check_message(&msg, peer.fast, n).map_err(Misbehaviour::Fast)?;
         let first = !peer.seen_message;
         peer.seen_message = true;
         match msg {
             Message::KeepAlive => {}
             Message::Choke => {
                 peer.peer_choking = true;
-                self.release_requests(conn);
+                if peer.fast {
+                    // BEP 6: a choke does not drop our requests; the peer rejects the ones
+                    // it will not serve. Those outside its allowed-fast set will be, so
+                    // they go to other peers now; the others stay in flight.
+                    let picker = &mut self.picker;
+                    peer.withdraw_choked(|block| picker.release(block, conn));
+                    self.request_all(sh);
+                } else {
+                    self.release_requests(conn);
+                }
             }
             Message::Unchoke => {
                 peer.peer_choking = false;
@@ -116,10 +126,24 @@ impl Torrent {
                 peer.their_requests.retain(|r| *r != req);
             }
             Message::Reject(req) => {
-                if let Some(block) = self.layout.block_at(req.piece, req.offset, req.len)
-                    && peer.withdraw(block)
-                {
+                // Re-requested from other peers at once; this peer is not asked for the
+                // piece again until it delivers something.
+                let Some(block) = self.layout.block_at(req.piece, req.offset, req.len) else {
+                    return Err(Misbehaviour::UnrequestedReject(req));
+                };
+                if peer.withdraw(block) {
                     self.picker.release(block, conn);
+                } else if !peer.was_requested(block) {
+                    return Err(Misbehaviour::UnrequestedReject(req));
+                }
+                peer.avoid
+                    .get_or_insert_with(|| Bitfield::new(n as usize))
+                    .set(req.piece as usize);
+                self.request_all(sh);
+            }
+            Message::AllowedFast(piece) => {
+                if peer.allowed_in.insert(piece) && peer.peer_choking {
+                    self.request_blocks(sh, conn);
                 }
             }
             Message::Piece {
@@ -138,10 +162,8 @@ impl Torrent {
                 Err(e) => tracing::debug!(addr = %peer.addr, "{e}"),
             },
             // We offer no extension messages, so other ids are not for us.
-            Message::Port(_)
-            | Message::Suggest(_)
-            | Message::AllowedFast(_)
-            | Message::Extended { .. } => {}
+            // A suggestion is accepted and ignored: the picker's order stands.
+            Message::Port(_) | Message::Suggest(_) | Message::Extended { .. } => {}
             Message::Unknown { id, len } => {
                 return Err(Misbehaviour::UnknownMessage { id, len });
             }

@@ -7,6 +7,7 @@
 mod announce;
 mod check;
 mod download;
+mod link;
 mod messages;
 mod timers;
 mod upload;
@@ -264,6 +265,7 @@ impl Torrent {
                 downloaded: p.download.total(),
                 uploaded: p.upload.total(),
                 snubbed: p.snubbed,
+                encryption: crate::mse::Encryption::None,
             })
             .collect()
     }
@@ -311,6 +313,9 @@ impl Torrent {
             peer_id: sh.peer_id,
         };
         hs.set(Handshake::EXTENSION_PROTOCOL);
+        if sh.config.fast_extension {
+            hs.set(Handshake::FAST);
+        }
         hs.encode()
     }
 
@@ -458,11 +463,33 @@ impl Torrent {
         peer.phase = Phase::Active;
         peer.decoder.set_num_pieces(self.layout.num_pieces());
         peer.last_block_at = sh.now;
+        let fast = sh.config.fast_extension && hs.has(Handshake::FAST);
         let offered = self.offered();
+        let allowed = if fast {
+            crate::fast::allowed_fast_set(
+                addr.ip(),
+                &self.meta.info_hash,
+                self.layout.num_pieces(),
+                crate::fast::ALLOWED_FAST_COUNT,
+            )
+        } else {
+            Vec::new()
+        };
         let Some(peer) = self.peers.get_mut(&conn) else {
             return false;
         };
-        if offered.count_ones() > 0 {
+        peer.fast = fast;
+        if fast {
+            // BEP 6: have_all / have_none where they fit, else the bitfield; then the
+            // pieces of its allowed-fast set that we can serve.
+            send(sh, peer, &crate::fast::availability_message(&offered, true));
+            for &piece in &allowed {
+                if offered.get(piece as usize) {
+                    send(sh, peer, &Message::AllowedFast(piece));
+                }
+            }
+            peer.allowed_out = allowed;
+        } else if offered.count_ones() > 0 {
             send(
                 sh,
                 peer,

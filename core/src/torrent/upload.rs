@@ -202,7 +202,7 @@ impl Torrent {
         } else {
             None
         };
-        if problem.is_none() && peer.am_choking {
+        if problem.is_none() && !peer.may_serve(req.piece) {
             // Requests sent before the peer saw our choke can arrive long after it left us
             // (they wait in the peer's own queues), so only many of them are abuse.
             if peer.choked_for(now, CHOKE_GRACE) {
@@ -211,9 +211,11 @@ impl Torrent {
                     return Err(Misbehaviour::RequestsWhileChoked(MAX_CHOKED_REQUESTS));
                 }
             }
+            reject(sh, peer, req);
             return Ok(());
         }
         if let Some(problem) = problem {
+            reject(sh, peer, req);
             peer.bad_requests += 1;
             tracing::debug!(addr = %peer.addr, ?req, "request {problem}");
             if peer.bad_requests > MAX_BAD_REQUESTS {
@@ -225,6 +227,7 @@ impl Torrent {
         if peer.their_requests.len() >= max {
             // Over the queue we advertise (`reqq`): a peer that does not know it may
             // pipeline past it, so the excess is dropped; only a flood is disconnected.
+            reject(sh, peer, req);
             peer.dropped_requests += 1;
             if peer.dropped_requests as usize > FLOOD_FACTOR * max {
                 return Err(Misbehaviour::RequestFlood {
@@ -250,7 +253,8 @@ impl Torrent {
             // About a second of data at the peer's rate, so that control messages queued
             // behind it (a choke, a have) wait no longer than that.
             let window = (peer.upload.get(now) as usize).clamp(MIN_SEND_WINDOW, max);
-            if peer.am_choking || peer.unsent() + peer.reading * BLOCK_LEN as usize >= window {
+            // Choked, a Fast extension peer keeps only requests for its allowed-fast pieces.
+            if (peer.am_choking && !peer.fast) || peer.unsent() + peer.reading * BLOCK_LEN as usize >= window {
                 return;
             }
             let Some(req) = peer.their_requests.pop_front() else {
@@ -338,9 +342,15 @@ impl Torrent {
         self.upload.insert(key, data.clone());
         let mut conns = Vec::new();
         for (conn, req) in waiters {
-            if self.peers.get(&conn).is_some_and(|p| !p.am_choking) {
+            let Some(peer) = self.peers.get_mut(&conn) else {
+                continue;
+            };
+            if peer.may_serve(req.piece) {
                 self.send_block(sh, conn, req, &data, start);
                 conns.push(conn);
+            } else {
+                // Choked while the read was in flight.
+                reject(sh, peer, req);
             }
         }
         conns.dedup();
@@ -434,5 +444,13 @@ impl Torrent {
         for conn in newly_unchoked {
             self.serve(sh, conn);
         }
+    }
+}
+
+/// Answers a request we will not serve with `reject_request`, when the peer speaks the Fast
+/// extension (without it, a dropped request goes unanswered, as BEP 3 has it).
+fn reject(sh: &mut Shared, peer: &mut crate::peer::Peer, req: BlockRequest) {
+    if peer.fast {
+        send(sh, peer, &Message::Reject(req));
     }
 }
