@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use tessera_core::{MAX_PIECE_LENGTH, MIN_PIECE_LENGTH};
 
 #[derive(Debug, Parser)]
@@ -62,8 +62,35 @@ pub struct DownloadArgs {
     /// Hash the data already in DIR instead of trusting the resume data in DIR/.tessera/
     #[arg(long)]
     pub recheck: bool,
+    /// Protocol encryption (MSE/PE) with peers
+    #[arg(long, value_name = "POLICY", default_value = "prefer")]
+    pub encryption: Encryption,
     #[command(flatten)]
     pub limits: LimitArgs,
+}
+
+/// `--encryption`: how peer connections are protected (message stream encryption).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum Encryption {
+    /// Dial encrypted, redial in plaintext when the peer refuses; accept both
+    #[default]
+    Prefer,
+    /// Only RC4-encrypted connections, both ways
+    Require,
+    /// Only plaintext connections, both ways
+    Disable,
+}
+
+impl Encryption {
+    /// The core's policy.
+    pub fn policy(self) -> tessera_core::mse::Policy {
+        use tessera_core::mse::Policy;
+        match self {
+            Encryption::Prefer => Policy::Prefer,
+            Encryption::Require => Policy::Require,
+            Encryption::Disable => Policy::Disable,
+        }
+    }
 }
 
 /// Bounds on connections and memory (the core's `Config`), for `download` and `seed`.
@@ -133,6 +160,9 @@ pub struct SeedArgs {
     /// A peer to keep connected to, redialled when the connection drops (repeatable)
     #[arg(long = "peer", value_name = "HOST:PORT", value_parser = parse_peer)]
     pub peers: Vec<SocketAddr>,
+    /// Protocol encryption (MSE/PE) with peers
+    #[arg(long, value_name = "POLICY", default_value = "prefer")]
+    pub encryption: Encryption,
     #[command(flatten)]
     pub limits: LimitArgs,
 }

@@ -179,6 +179,8 @@ impl Driver {
             ..Config::default()
         };
         plan.limits.apply(&mut config);
+        config.encryption = plan.encryption.policy();
+        config.fast_extension = true;
         let grace = config.tracker_timeout + SHUTDOWN_GRACE;
         let mut seed = [0u8; 32];
         getrandom::fill(&mut seed)

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use crate::cli::{Cli, Command, LimitArgs};
+use crate::cli::{Cli, Command, Encryption, LimitArgs};
 
 /// What the session is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +29,8 @@ pub struct Plan {
     /// `--recheck` (download): hash the data on disk instead of trusting resume data.
     pub recheck: bool,
     pub limits: LimitArgs,
+    /// `--encryption`.
+    pub encryption: Encryption,
 }
 
 impl Plan {
@@ -47,6 +49,7 @@ impl Plan {
                 only: d.only.clone(),
                 recheck: d.recheck,
                 limits: d.limits.clone(),
+                encryption: d.encryption,
             }),
             Command::Seed(s) => Some(Plan {
                 torrent: s.torrent.clone(),
@@ -58,6 +61,7 @@ impl Plan {
                 only: Vec::new(),
                 recheck: false,
                 limits: s.limits.clone(),
+                encryption: s.encryption,
             }),
             Command::Info(_) | Command::Verify(_) | Command::Create(_) => None,
         }
@@ -96,6 +100,7 @@ mod tests {
                 only: vec![],
                 recheck: false,
                 limits: LimitArgs::default(),
+                encryption: Encryption::Prefer,
             })
         );
         let cli = Cli::try_parse_for(

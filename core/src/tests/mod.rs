@@ -2,8 +2,10 @@
 //! clock, with an in-memory disk, and scripted peers where a test needs a misbehaving one.
 
 mod contract;
+mod encryption;
 mod harness;
 mod hostile;
+mod rig;
 mod session;
 mod stale_inputs;
 mod timers;
