@@ -111,7 +111,10 @@ fn require_gives_up_a_peer_that_refuses_and_never_sends_plaintext() {
         rig.remote_close(again);
     }
     for bytes in rig.out.values() {
-        assert!(!contains(bytes, PLAIN_PREFIX), "a plaintext handshake went out");
+        assert!(
+            !contains(bytes, PLAIN_PREFIX),
+            "a plaintext handshake went out"
+        );
     }
 }
 
@@ -126,7 +129,10 @@ fn prefer_falls_back_to_plaintext_when_the_peer_refuses_mse() {
     let again = rig.next_connect(addr()).expect("redialled at once");
     rig.connected(again);
     let bytes = rig.take(again);
-    assert!(bytes.starts_with(PLAIN_PREFIX), "plaintext handshake on the redial");
+    assert!(
+        bytes.starts_with(PLAIN_PREFIX),
+        "plaintext handshake on the redial"
+    );
     let mut remote = Remote::new(again, None, &bytes);
     let hs = remote.handshake(&mut rig);
     assert_eq!(hs.info_hash, rig.metas[0].info_hash);
@@ -267,7 +273,10 @@ fn inbound_mse_finds_the_torrent_by_req2_among_all() {
     let (_conn, mut remote) = initiate(&mut rig, 2, Policy::Require, 4);
     assert!(remote.cipher.is_some(), "RC4 selected");
     let hs = remote.handshake(&mut rig);
-    assert_eq!(hs.info_hash, rig.metas[2].info_hash, "the torrent req2 named");
+    assert_eq!(
+        hs.info_hash, rig.metas[2].info_hash,
+        "the torrent req2 named"
+    );
     let n = rig.metas[2].layout().num_pieces();
     let msgs = remote.messages(&mut rig, n);
     assert_eq!(msgs.first(), Some(&Message::HaveAll), "{msgs:?}");
@@ -284,7 +293,12 @@ fn inbound_prefer_accepts_both_and_selects_what_is_offered() {
     let conn = rig.accept(addr());
     let ih = rig.metas[0].info_hash;
     let mut rng = Rng::from_u64(5);
-    let mut mse = Initiator::new(&mut rng, ih, Policy::Prefer, handshake(ih, 12, false).to_vec().into());
+    let mut mse = Initiator::new(
+        &mut rng,
+        ih,
+        Policy::Prefer,
+        handshake(ih, 12, false).to_vec().into(),
+    );
     mse.set_provide(mse::CRYPTO_PLAINTEXT);
     let mut done = None;
     for _ in 0..4 {
@@ -318,15 +332,26 @@ fn require_refuses_inbound_plaintext_and_disable_refuses_inbound_mse() {
     let conn = rig.accept(addr());
     rig.feed(conn, &handshake(ih, 14, false));
     assert!(rig.closed.contains(&conn));
-    assert!(rig.take(conn).is_empty(), "nothing sent to a plaintext peer");
+    assert!(
+        rig.take(conn).is_empty(),
+        "nothing sent to a plaintext peer"
+    );
 
     let mut rig = seeder(Policy::Disable, 1);
     let conn = rig.accept(addr());
     let mut rng = Rng::from_u64(6);
-    let mut mse = Initiator::new(&mut rng, ih, Policy::Require, handshake(ih, 15, false).to_vec().into());
+    let mut mse = Initiator::new(
+        &mut rng,
+        ih,
+        Policy::Require,
+        handshake(ih, 15, false).to_vec().into(),
+    );
     rig.feed(conn, &mse.poll_transmit().unwrap());
     assert!(rig.closed.contains(&conn));
-    assert!(rig.take(conn).is_empty(), "no Yb from a session with encryption disabled");
+    assert!(
+        rig.take(conn).is_empty(),
+        "no Yb from a session with encryption disabled"
+    );
 }
 
 #[test]
@@ -335,7 +360,12 @@ fn inbound_mse_for_an_unknown_torrent_is_closed() {
     let conn = rig.accept(addr());
     let other = crate::id::InfoHash([0xab; 20]);
     let mut rng = Rng::from_u64(7);
-    let mut mse = Initiator::new(&mut rng, other, Policy::Require, handshake(other, 16, false).to_vec().into());
+    let mut mse = Initiator::new(
+        &mut rng,
+        other,
+        Policy::Require,
+        handshake(other, 16, false).to_vec().into(),
+    );
     for _ in 0..3 {
         while let Some(b) = mse.poll_transmit() {
             rig.feed(conn, &b);
@@ -353,7 +383,10 @@ fn a_stalled_inbound_handshake_times_out() {
     rig.feed(conn, &[0x55; 50]);
     assert!(!rig.closed.contains(&conn));
     rig.wait(Duration::from_secs(25));
-    assert!(rig.closed.contains(&conn), "closed by the handshake time-out");
+    assert!(
+        rig.closed.contains(&conn),
+        "closed by the handshake time-out"
+    );
 }
 
 #[test]
@@ -366,7 +399,10 @@ fn flow_control_leaves_the_handshake_bytes_out() {
     let total = rig.out[&conn].len();
     rig.sent(conn, total - 1);
     let peers = rig.session.peers(rig.torrents[0]);
-    assert_eq!(peers[0].unsent, 1, "the handshake's bytes are not the peer wire's");
+    assert_eq!(
+        peers[0].unsent, 1,
+        "the handshake's bytes are not the peer wire's"
+    );
     rig.sent(conn, 1);
     assert_eq!(rig.session.peers(rig.torrents[0])[0].unsent, 0);
 }

@@ -3,6 +3,7 @@
 
 mod contract;
 mod encryption;
+mod fast_ext;
 mod harness;
 mod hostile;
 mod rig;

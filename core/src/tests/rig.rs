@@ -169,10 +169,7 @@ impl Rig {
 
     pub fn connected(&mut self, conn: ConnId) {
         let now = self.now;
-        self.session.handle_input(Input::Connected {
-            now,
-            conn,
-        });
+        self.session.handle_input(Input::Connected { now, conn });
         self.drain();
     }
 
@@ -201,8 +198,7 @@ impl Rig {
     /// Reports `bytes` of `conn` written.
     pub fn sent(&mut self, conn: ConnId, bytes: usize) {
         let now = self.now;
-        self.session
-            .handle_input(Input::Sent { now, conn, bytes });
+        self.session.handle_input(Input::Sent { now, conn, bytes });
         self.drain();
     }
 

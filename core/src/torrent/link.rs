@@ -19,7 +19,11 @@ impl Torrent {
 
     /// For an outbound connection that just came up: the peer's address and our BitTorrent
     /// handshake (`None`: no such peer waiting to connect).
-    pub fn dial_handshake(&self, sh: &Shared, conn: ConnId) -> Option<(SocketAddr, [u8; HANDSHAKE_LEN])> {
+    pub fn dial_handshake(
+        &self,
+        sh: &Shared,
+        conn: ConnId,
+    ) -> Option<(SocketAddr, [u8; HANDSHAKE_LEN])> {
         let peer = self.peers.get(&conn)?;
         (peer.phase == Phase::Connecting).then(|| (peer.addr, self.our_handshake(sh)))
     }
@@ -38,7 +42,11 @@ impl Torrent {
     /// Replaces the connecting peer `old` (its connection is gone) by a new connection to
     /// the same address. `None`: not redialled (no such peer, or the torrent is stopping).
     pub fn redial(&mut self, sh: &mut Shared, old: ConnId) -> Option<ConnId> {
-        if self.peers.get(&old).is_none_or(|p| p.phase != Phase::Connecting) {
+        if self
+            .peers
+            .get(&old)
+            .is_none_or(|p| p.phase != Phase::Connecting)
+        {
             return None;
         }
         if self.stopping {

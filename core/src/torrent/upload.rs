@@ -254,7 +254,9 @@ impl Torrent {
             // behind it (a choke, a have) wait no longer than that.
             let window = (peer.upload.get(now) as usize).clamp(MIN_SEND_WINDOW, max);
             // Choked, a Fast extension peer keeps only requests for its allowed-fast pieces.
-            if (peer.am_choking && !peer.fast) || peer.unsent() + peer.reading * BLOCK_LEN as usize >= window {
+            if (peer.am_choking && !peer.fast)
+                || peer.unsent() + peer.reading * BLOCK_LEN as usize >= window
+            {
                 return;
             }
             let Some(req) = peer.their_requests.pop_front() else {
