@@ -528,6 +528,25 @@ mod tests {
     }
 
     #[test]
+    fn encryption_defaults_to_prefer_and_maps_onto_the_core_policy() {
+        use tessera_core::mse::Policy;
+        let cli = parse(&["download", "a.torrent"]).unwrap();
+        let Command::Download(d) = cli.command else {
+            panic!("not download")
+        };
+        assert_eq!(d.encryption, Encryption::Prefer);
+        assert_eq!(d.encryption.policy(), Policy::Prefer);
+        for (arg, policy) in [("require", Policy::Require), ("disable", Policy::Disable)] {
+            let cli = parse(&["seed", "a.torrent", "--encryption", arg]).unwrap();
+            let Command::Seed(s) = cli.command else {
+                panic!("not seed")
+            };
+            assert_eq!(s.encryption.policy(), policy);
+        }
+        assert!(parse(&["download", "a.torrent", "--encryption", "rc4"]).is_err());
+    }
+
+    #[test]
     fn sizes() {
         assert_eq!(parse_size("0"), Ok(0));
         assert_eq!(parse_size("3g"), Ok(3 << 30));

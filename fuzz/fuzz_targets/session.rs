@@ -93,6 +93,8 @@ struct Limits {
     /// In KiB.
     max_send_buffer: u8,
     max_known_peers: u8,
+    /// Offer the Fast extension (BEP 6).
+    fast: bool,
 }
 
 impl Limits {
@@ -111,6 +113,7 @@ impl Limits {
             max_peer_requests: 1 + usize::from(self.max_peer_requests % 16),
             max_send_buffer: (1 + usize::from(self.max_send_buffer)) << 10,
             max_known_peers: 1 + usize::from(self.max_known_peers % 16),
+            fast_extension: self.fast,
             ..Config::default()
         }
     }
