@@ -406,3 +406,64 @@ fn flow_control_leaves_the_handshake_bytes_out() {
     rig.sent(conn, 1);
     assert_eq!(rig.session.peers(rig.torrents[0])[0].unsent, 0);
 }
+
+/// Two whole sessions in the in-process swarm, one seeding: the download completes with
+/// the same data whatever the two policies, over the protection they agree on.
+#[test]
+fn sessions_transfer_the_same_data_under_every_pair_of_policies() {
+    use super::harness::{MemDisk, Swarm, content, metainfo};
+    use crate::bitfield::Bitfield;
+    use crate::config::TorrentOptions;
+
+    let data = content(700_000, 21);
+    let meta = metainfo("t", &[("a", 700_000)], 32768, &data);
+    let n = meta.layout().num_pieces() as usize;
+    for (seed_policy, leech_policy, expected) in [
+        (Policy::Require, Policy::Require, Encryption::Rc4),
+        (Policy::Prefer, Policy::Prefer, Encryption::Rc4),
+        (Policy::Disable, Policy::Prefer, Encryption::None),
+        (Policy::Prefer, Policy::Disable, Encryption::None),
+        (Policy::Prefer, Policy::Require, Encryption::Rc4),
+    ] {
+        let mut swarm = Swarm::new();
+        let seed = swarm.add(
+            config(seed_policy),
+            &meta,
+            MemDisk::full(&meta, &data),
+            TorrentOptions {
+                have: Some(Bitfield::full(n)),
+                seed: true,
+                files: None,
+            },
+        );
+        let leech = swarm.add(
+            config(leech_policy),
+            &meta,
+            MemDisk::empty(&meta),
+            TorrentOptions {
+                have: Some(Bitfield::new(n)),
+                seed: false,
+                files: None,
+            },
+        );
+        let seed_addr = swarm.addr(seed);
+        swarm.add_peers(leech, &[seed_addr]);
+        let mut seen = Vec::new();
+        let done = swarm.run_until(Duration::from_secs(60), |s| {
+            let node = &s.nodes[leech];
+            seen.extend(
+                node.session
+                    .peers(node.torrent)
+                    .iter()
+                    .filter(|p| p.active)
+                    .map(|p| p.encryption),
+            );
+            s.complete(leech)
+        });
+        let case = format!("seed {seed_policy:?}, leech {leech_policy:?}");
+        assert!(done, "{case}: download did not complete");
+        assert_eq!(swarm.nodes[leech].disk.concat(), data, "{case}");
+        assert!(!seen.is_empty(), "{case}");
+        assert!(seen.iter().all(|e| *e == expected), "{case}: {seen:?}");
+    }
+}
