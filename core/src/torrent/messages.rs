@@ -126,8 +126,9 @@ impl Torrent {
                 peer.their_requests.retain(|r| *r != req);
             }
             Message::Reject(req) => {
-                // Re-requested from other peers at once; this peer is not asked for the
-                // piece again until it delivers something.
+                // Re-requested at once (from other peers first: the picker hands a block
+                // to one peer at a time). A peer that chokes us and rejects an allowed-fast
+                // piece is not asked for it again while it chokes us.
                 let Some(block) = self.layout.block_at(req.piece, req.offset, req.len) else {
                     return Err(Misbehaviour::UnrequestedReject(req));
                 };
@@ -136,9 +137,9 @@ impl Torrent {
                 } else if !peer.was_requested(block) {
                     return Err(Misbehaviour::UnrequestedReject(req));
                 }
-                peer.avoid
-                    .get_or_insert_with(|| Bitfield::new(n as usize))
-                    .set(req.piece as usize);
+                if peer.peer_choking {
+                    peer.allowed_in.remove(req.piece);
+                }
                 self.request_all(sh);
             }
             Message::AllowedFast(piece) => {
