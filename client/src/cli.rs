@@ -26,7 +26,7 @@ pub enum Command {
     Download(DownloadArgs),
     /// Check existing data, then serve it to peers until interrupted
     Seed(SeedArgs),
-    /// Show what a .torrent file describes
+    /// Show what a .torrent file or a magnet link describes
     Info(InfoArgs),
     /// Hash existing data against a .torrent file; exits 0 only when all of it is complete
     Verify(VerifyArgs),
@@ -36,8 +36,9 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct DownloadArgs {
-    /// The .torrent file
-    #[arg(value_name = "TORRENT")]
+    /// The .torrent file, or a magnet link (quote it: `'magnet:?xt=urn:btih:...'`), whose
+    /// metadata is fetched from peers and kept in DIR/.tessera/<info hash>.torrent
+    #[arg(value_name = "TORRENT|MAGNET")]
     pub torrent: PathBuf,
     /// Directory to download into: a single file lands at DIR/<name>, a multi-file torrent
     /// under DIR/<name>/
@@ -65,6 +66,13 @@ pub struct DownloadArgs {
     /// Protocol encryption (MSE/PE) with peers
     #[arg(long, value_name = "POLICY", default_value = "prefer")]
     pub encryption: Encryption,
+    /// With a magnet link: also write the .torrent made of the fetched metadata here
+    #[arg(long, value_name = "FILE")]
+    pub save_torrent: Option<PathBuf>,
+    /// No peer exchange (BEP 11): learn peers only from trackers and --peer (private
+    /// torrents never use it)
+    #[arg(long)]
+    pub no_pex: bool,
     #[command(flatten)]
     pub limits: LimitArgs,
 }
@@ -163,13 +171,16 @@ pub struct SeedArgs {
     /// Protocol encryption (MSE/PE) with peers
     #[arg(long, value_name = "POLICY", default_value = "prefer")]
     pub encryption: Encryption,
+    /// No peer exchange (BEP 11) (private torrents never use it)
+    #[arg(long)]
+    pub no_pex: bool,
     #[command(flatten)]
     pub limits: LimitArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct InfoArgs {
-    /// The .torrent file
+    /// The .torrent file, or a magnet link (shown as it is, nothing fetched)
     #[arg(value_name = "TORRENT")]
     pub torrent: PathBuf,
 }

@@ -68,6 +68,8 @@ pub struct Config {
     /// handshake; it is used with peers that offer it too. Off by default in the core, on
     /// in the command-line client.
     pub fast_extension: bool,
+    /// Peer exchange (BEP 11) with peers that offer it; never for private torrents.
+    pub pex: bool,
 }
 
 impl Default for Config {
@@ -96,6 +98,7 @@ impl Default for Config {
             picker: PickerConfig::default(),
             encryption: Policy::Disable,
             fast_extension: false,
+            pex: true,
         }
     }
 }

@@ -31,6 +31,10 @@ pub struct Plan {
     pub limits: LimitArgs,
     /// `--encryption`.
     pub encryption: Encryption,
+    /// `--save-torrent` (download of a magnet link): where else to write its metadata.
+    pub save_torrent: Option<std::path::PathBuf>,
+    /// Peer exchange on (no `--no-pex`).
+    pub pex: bool,
 }
 
 impl Plan {
@@ -50,6 +54,8 @@ impl Plan {
                 recheck: d.recheck,
                 limits: d.limits.clone(),
                 encryption: d.encryption,
+                save_torrent: d.save_torrent.clone(),
+                pex: !d.no_pex,
             }),
             Command::Seed(s) => Some(Plan {
                 torrent: s.torrent.clone(),
@@ -62,6 +68,8 @@ impl Plan {
                 recheck: false,
                 limits: s.limits.clone(),
                 encryption: s.encryption,
+                save_torrent: None,
+                pex: !s.no_pex,
             }),
             Command::Info(_) | Command::Verify(_) | Command::Create(_) => None,
         }
@@ -101,6 +109,8 @@ mod tests {
                 recheck: false,
                 limits: LimitArgs::default(),
                 encryption: Encryption::Prefer,
+                save_torrent: None,
+                pex: true,
             })
         );
         let cli = Cli::try_parse_for(

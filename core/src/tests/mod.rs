@@ -6,6 +6,7 @@ mod encryption;
 mod fast_ext;
 mod harness;
 mod hostile;
+mod magnet;
 mod rig;
 mod session;
 mod stale_inputs;
