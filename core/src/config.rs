@@ -57,6 +57,10 @@ pub struct Config {
     pub tick: Duration,
     /// Piece picking policy.
     pub picker: PickerConfig,
+    /// Largest n in a `udp://` tracker's `15 × 2^n` s retransmission delay (BEP 15: 8,
+    /// about two hours before the request fails and the tier moves on to its next
+    /// tracker; lower moves on sooner).
+    pub udp_tracker_retransmits: u32,
 }
 
 impl Default for Config {
@@ -83,6 +87,7 @@ impl Default for Config {
             tracker_timeout: Duration::from_secs(30),
             tick: Duration::from_millis(500),
             picker: PickerConfig::default(),
+            udp_tracker_retransmits: crate::tracker::udp::MAX_RETRANSMITS,
         }
     }
 }
@@ -99,4 +104,16 @@ pub struct TorrentOptions {
     /// never written (the driver's storage skips them) and pieces that cross into other
     /// files are verified but never offered to peers, since we cannot serve all of them.
     pub files: Option<Vec<bool>>,
+}
+
+/// How the session's DHT starts ([`Session::enable_dht`](crate::Session::enable_dht)).
+#[derive(Debug, Clone, Default)]
+pub struct DhtSettings {
+    /// The node's settings.
+    pub config: crate::dht::Config,
+    /// Nodes to join the network through (none: the node starts from `state` and from the
+    /// nodes peers tell of in BEP 5 `port` messages).
+    pub bootstrap: Vec<std::net::SocketAddr>,
+    /// What [`Session::dht_state`](crate::Session::dht_state) returned in an earlier run.
+    pub state: Option<Vec<u8>>,
 }

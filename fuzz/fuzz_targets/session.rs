@@ -676,7 +676,7 @@ impl Driver {
                 assert_eq!(self.check_spans(&spans), u64::from(len));
                 self.ops.push((op, DiskOp::Read { len }));
             }
-            Action::SendDatagram { .. } => {}
+            Action::SendDatagram { .. } | Action::Resolve { .. } => {}
         }
     }
 

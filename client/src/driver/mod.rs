@@ -371,6 +371,10 @@ impl<S: Core> Driver<S> {
                         }),
                     }
                 }
+                Completion::Addresses { op, result } => {
+                    self.session
+                        .handle_input(Input::Resolved { now, op, result });
+                }
                 Completion::Hashed { .. } => continue,
                 Completion::Saved { result } => {
                     self.saved(result);
@@ -451,7 +455,9 @@ impl<S: Core> Driver<S> {
                     self.take_final_events();
                 }
                 Completion::Saved { result } => self.saved(result),
-                Completion::Hashed { .. } | Completion::Resolved { .. } => {}
+                Completion::Hashed { .. }
+                | Completion::Resolved { .. }
+                | Completion::Addresses { .. } => {}
             }
         }
         let (session, torrent) = (&self.session, self.torrent);
@@ -503,6 +509,7 @@ impl<S: Core> Driver<S> {
                 }
             }
             Action::SendDatagram { to, data } => net.send_datagram(to, data),
+            Action::Resolve { op, host } => self.pool.submit(Job::Addresses { op, host }),
             Action::Write {
                 op,
                 torrent,

@@ -6,9 +6,11 @@
 
 mod announce;
 mod check;
+mod dht_port;
 mod download;
 mod messages;
 mod timers;
+mod udp_announce;
 mod upload;
 
 pub(crate) use timers::TorrentTimer;
@@ -155,7 +157,11 @@ impl Torrent {
             sh.config.picker.clone(),
             &mut picker_rng,
         );
-        let announcer = Announcer::new(&meta.trackers, &mut sh.rng);
+        let announcer = Announcer::with_protocols(
+            &meta.trackers,
+            &mut sh.rng,
+            crate::tracker::Protocols { udp: true },
+        );
         for (url, reason) in announcer.unsupported() {
             sh.event(Event::Tracker {
                 torrent: id,
@@ -311,6 +317,9 @@ impl Torrent {
             peer_id: sh.peer_id,
         };
         hs.set(Handshake::EXTENSION_PROTOCOL);
+        if self.uses_dht(sh) {
+            hs.set(Handshake::DHT);
+        }
         hs.encode()
     }
 
@@ -480,6 +489,7 @@ impl Torrent {
                 },
             );
         }
+        self.send_dht_port(sh, conn, &hs);
         self.peer_list.connected(addr);
         sh.event(Event::PeerConnected {
             torrent: self.id,
@@ -617,6 +627,7 @@ impl Torrent {
             self.trackers.remove(&conn);
             sh.close(conn);
         }
+        self.cancel_udp_announces(sh);
         let jobs = self.announcer.stop();
         for job in jobs {
             self.start_announce(sh, job);

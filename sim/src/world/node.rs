@@ -265,6 +265,7 @@ impl Node {
             Action::Verify { .. } => 15,
             Action::Read { .. } => 16,
             Action::SendDatagram { .. } => 17,
+            Action::Resolve { .. } => 18,
         };
         cx.tally.step(code, h);
         match a {
@@ -328,7 +329,8 @@ impl Node {
                 });
                 disk_done(h, op, result, cx.q);
             }
-            Action::SendDatagram { .. } => {}
+            // The simulated network has no UDP trackers with names: nothing to resolve.
+            Action::SendDatagram { .. } | Action::Resolve { .. } => {}
         }
     }
 
