@@ -64,6 +64,8 @@ pub struct DownloadArgs {
     pub recheck: bool,
     #[command(flatten)]
     pub limits: LimitArgs,
+    #[command(flatten)]
+    pub dht: crate::dht::DhtArgs,
 }
 
 /// Bounds on connections and memory (the core's `Config`), for `download` and `seed`.
@@ -135,6 +137,8 @@ pub struct SeedArgs {
     pub peers: Vec<SocketAddr>,
     #[command(flatten)]
     pub limits: LimitArgs,
+    #[command(flatten)]
+    pub dht: crate::dht::DhtArgs,
 }
 
 #[derive(Debug, Args)]

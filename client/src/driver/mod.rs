@@ -71,6 +71,10 @@ pub trait Core {
     fn stats(&self, torrent: TorrentId) -> Option<TorrentStats>;
     /// The torrent's verified pieces.
     fn have(&self, torrent: TorrentId) -> Option<Bitfield>;
+    /// The DHT's routing table to keep for the next run, if a DHT runs.
+    fn dht_state(&self) -> Option<Vec<u8>> {
+        None
+    }
 }
 
 impl Core for Session {
@@ -91,6 +95,9 @@ impl Core for Session {
     }
     fn have(&self, torrent: TorrentId) -> Option<Bitfield> {
         Session::have(self, torrent).cloned()
+    }
+    fn dht_state(&self) -> Option<Vec<u8>> {
+        Session::dht_state(self)
     }
 }
 
@@ -118,6 +125,8 @@ pub struct Driver<S: Core = Session> {
     progress: Progress,
     /// `download` only.
     resumer: Option<ResumeUpkeep>,
+    /// Where the DHT's routing table is saved at the end (`None`: no DHT).
+    dht_state: Option<std::path::PathBuf>,
 }
 
 impl<S: Core> std::fmt::Debug for Driver<S> {
@@ -185,6 +194,12 @@ impl Driver {
             .map_err(|e| Error::other(format!("no randomness from the operating system: {e}")))?;
         let epoch = std::time::Instant::now();
         let mut session = Session::new(config, Instant::ZERO, seed);
+        // Before the torrent is added, so that its handshakes carry the DHT bit.
+        let listen = SocketAddr::new(plan.listen.ip(), listen_port);
+        let dht_state = crate::dht::settings(&plan.dht, listen, &plan.dir).map(|settings| {
+            session.enable_dht(Instant::ZERO, settings);
+            crate::dht::state_path(&plan.dir)
+        });
         let options = TorrentOptions {
             have,
             seed: match plan.mode {
@@ -204,6 +219,7 @@ impl Driver {
         let mut driver = Driver::from_parts(session, pool, progress, torrent, storage, plan, grace);
         driver.epoch = epoch;
         driver.resumer = resumer;
+        driver.dht_state = dht_state;
         Ok(driver)
     }
 }
@@ -232,6 +248,7 @@ impl<S: Core> Driver<S> {
             lifecycle: Lifecycle::new(plan.mode, grace),
             progress,
             resumer: None,
+            dht_state: None,
         }
     }
 
@@ -424,6 +441,7 @@ impl<S: Core> Driver<S> {
     pub fn finish(mut self) -> Exit {
         if !self.lifecycle.quit_now() {
             self.flush_and_save();
+            self.save_dht();
         }
         self.progress.finish(
             self.session.stats(self.torrent),
@@ -467,6 +485,18 @@ impl<S: Core> Driver<S> {
             .and_then(|r| r.save_final(|| session.have(torrent)))
         {
             self.progress.warn(&warning);
+        }
+    }
+
+    /// Keeps the DHT's routing table for the next run (a failure costs only a warm start).
+    fn save_dht(&mut self) {
+        let Some(path) = &self.dht_state else {
+            return;
+        };
+        if let Some(state) = self.session.dht_state()
+            && let Err(e) = crate::dht::save(path, &state)
+        {
+            tracing::info!("could not save the DHT's nodes to {}: {e}", path.display());
         }
     }
 

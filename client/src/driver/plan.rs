@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use crate::cli::{Cli, Command, LimitArgs};
+use crate::dht::DhtArgs;
 
 /// What the session is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +30,8 @@ pub struct Plan {
     /// `--recheck` (download): hash the data on disk instead of trusting resume data.
     pub recheck: bool,
     pub limits: LimitArgs,
+    /// `--no-dht`, `--dht-node`.
+    pub dht: DhtArgs,
 }
 
 impl Plan {
@@ -47,6 +50,7 @@ impl Plan {
                 only: d.only.clone(),
                 recheck: d.recheck,
                 limits: d.limits.clone(),
+                dht: d.dht.clone(),
             }),
             Command::Seed(s) => Some(Plan {
                 torrent: s.torrent.clone(),
@@ -58,6 +62,7 @@ impl Plan {
                 only: Vec::new(),
                 recheck: false,
                 limits: s.limits.clone(),
+                dht: s.dht.clone(),
             }),
             Command::Info(_) | Command::Verify(_) | Command::Create(_) => None,
         }
@@ -96,6 +101,7 @@ mod tests {
                 only: vec![],
                 recheck: false,
                 limits: LimitArgs::default(),
+                dht: DhtArgs::default(),
             })
         );
         let cli = Cli::try_parse_for(

@@ -131,6 +131,7 @@ fn driver(
         only: vec![],
         recheck: false,
         limits: LimitArgs::default(),
+        dht: Default::default(),
     };
     let pool = DiskPool::new(2, Arc::new(|| {})).unwrap();
     let d = Driver::from_parts(
