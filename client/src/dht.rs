@@ -113,7 +113,11 @@ mod tests {
         assert!(s.config.allow_local_addresses);
         assert_eq!(s.bootstrap, args.dht_nodes);
         assert_eq!(s.state, None);
-        let public = settings(&DhtArgs::default(), "0.0.0.0:0".parse().unwrap(), dir.path());
+        let public = settings(
+            &DhtArgs::default(),
+            "0.0.0.0:0".parse().unwrap(),
+            dir.path(),
+        );
         assert!(!public.unwrap().config.allow_local_addresses);
         let off = DhtArgs {
             no_dht: true,
@@ -127,7 +131,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = state_path(dir.path());
         save(&path, b"d5:nodes0:e").unwrap();
-        let s = settings(&DhtArgs::default(), "127.0.0.1:1".parse().unwrap(), dir.path());
+        let s = settings(
+            &DhtArgs::default(),
+            "127.0.0.1:1".parse().unwrap(),
+            dir.path(),
+        );
         assert_eq!(s.unwrap().state.as_deref(), Some(&b"d5:nodes0:e"[..]));
     }
 }

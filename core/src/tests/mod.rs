@@ -2,7 +2,7 @@
 //! clock, with an in-memory disk, and scripted peers where a test needs a misbehaving one.
 
 mod contract;
-mod harness;
+pub(crate) mod harness;
 mod hostile;
 mod session;
 mod stale_inputs;

@@ -127,7 +127,12 @@ impl<K: Copy + Ord> UdpTrackerPool<K> {
     }
 
     /// The answer to [`PoolOutput::Resolve`] for the tracker `url`.
-    pub fn handle_resolved(&mut self, now: Instant, url: &str, result: Result<Vec<IpAddr>, String>) {
+    pub fn handle_resolved(
+        &mut self,
+        now: Instant,
+        url: &str,
+        result: Result<Vec<IpAddr>, String>,
+    ) {
         if let Some(client) = self.clients.get_mut(url) {
             client.handle_resolved(now, result);
         }
@@ -184,6 +189,9 @@ impl<K: Copy + Ord> UdpTrackerPool<K> {
 
     /// When [`UdpTrackerPool::handle_timeout`] must run next, if anything is pending.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.clients.values().filter_map(UdpTracker::poll_timeout).min()
+        self.clients
+            .values()
+            .filter_map(UdpTracker::poll_timeout)
+            .min()
     }
 }
