@@ -43,6 +43,9 @@
 //!                         /* off the event loop; answer Input::Disk */
 //!                     }
 //!                     Action::SendDatagram { .. } => { /* one UDP datagram */ }
+//!                     Action::Resolve { .. } => {
+//!                         /* look the name up off the event loop; answer Input::Resolved */
+//!                     }
 //!                 },
 //!                 Output::Event(Event::Complete { .. }) => println!("complete"),
 //!                 Output::Event(_) => { /* progress, trackers, peers, errors */ }

@@ -297,6 +297,13 @@ enum Step {
     /// Time jumps to the deadline the session asked for.
     Deadline,
     Shutdown,
+    /// A datagram on the session's UDP socket (a tracker answer, KRPC, uTP or garbage,
+    /// whatever its first byte says).
+    Datagram {
+        host: u8,
+        port: u16,
+        data: Vec<u8>,
+    },
 }
 
 /// What arrives for a connection the core no longer knows.
@@ -1041,6 +1048,11 @@ impl Driver {
             Step::Shutdown => {
                 self.session.shutdown(now);
                 self.drain();
+            }
+            Step::Datagram { host, port, data } => {
+                let from = SocketAddr::from(([10, 0, 0, *host], *port));
+                let data = Bytes::from(data.clone());
+                self.input(Input::Datagram { now, from, data });
             }
         }
     }
