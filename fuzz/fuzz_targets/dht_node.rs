@@ -19,7 +19,7 @@ use tessera_core::dht::krpc::DecodeError;
 use tessera_core::dht::{
     Body, Config, Dht, Message, NodeId, NodeInfo, Query, Response, RoutingConfig,
 };
-use tessera_core::time::{Duration, Instant};
+use tessera_core::{Duration, Instant};
 
 #[derive(Arbitrary, Debug)]
 enum Setup {

@@ -339,7 +339,7 @@ fn udp_and_http_trackers_share_a_tier() {
             });
             let (again, _, _) = drain(&mut s);
             assert_eq!(datagrams(&again).len(), 1, "retransmitted after 15 s");
-            now = now + Duration::from_secs(45);
+            now += Duration::from_secs(45);
             s.handle_input(Input::Timeout { now });
         }
         let (a, events, _) = drain(&mut s);
