@@ -1,8 +1,8 @@
 //! The DHT's place on the command line and on disk: `--no-dht` and `--dht-node` (for
 //! `download` and `seed`), the settings the session's node starts with, and the routing
 //! table kept between runs in `DIR/.tessera/dht.dat` (the bencoded node id and nodes the
-//! core gives with `Session::dht_state`; written atomically at the end of a run, read at
-//! the start; a missing or damaged file only means a cold start).
+//! core gives with `Session::dht_state`; written atomically every few minutes and at the
+//! end of a run, read at the start; a missing or damaged file only means a cold start).
 
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};

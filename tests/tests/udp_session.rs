@@ -99,8 +99,10 @@ fn smol_downloads_through_a_udp_tracker() {
 // ---- the DHT alone -------------------------------------------------------------------------
 
 /// A torrent without trackers, seeded by one of four libtorrent sessions that form a DHT on
-/// 127.0.0.1 and announced to it: Tessera, given one of the other sessions as its only DHT
-/// node, finds the seeder and downloads. The routing table is saved for the next run.
+/// 127.0.0.1 and announced to it. Tessera, given one of the other sessions as its only DHT
+/// node, finds the seeder and downloads; it announces itself, so that a libtorrent session
+/// finds it by the info hash; it saves its routing table at the end, and a second run in
+/// the same directory with no `--dht-node` at all finds the seeder from that table alone.
 fn finds_a_seeder_through_the_dht(t: &Tessera) {
     let scratch = Scratch::new();
     let logs = scratch.logs();
@@ -115,38 +117,64 @@ fn finds_a_seeder_through_the_dht(t: &Tessera) {
         raw.get("announce").is_none() && raw.get("announce-list").is_none(),
         "the torrent must have no tracker"
     );
-    // Let the sessions' own lookups settle the announce.
-    lt.send("announce");
-    lt.wait_line("OK announce", Duration::from_secs(10), || {
-        std::thread::sleep(Duration::from_millis(20));
-    });
     let bootstrap = lt.addrs()[2];
     assert_ne!(bootstrap.port(), lt.seeder_port);
+    let data = std::fs::read(lt_dir.join("dht-seed.bin")).expect("the seeded data");
 
+    // First run: through the given node; then seeding, and announced.
     let out = scratch.new_dir("out");
+    let listen = SocketAddr::from(([127, 0, 0, 1], process::free_port()));
     let started = Instant::now();
     let node = bootstrap.to_string();
-    let mut dl = t.download_with(
+    let mut dl = t.download_and_seed(
         &logs,
         &torrent_path,
         &out,
+        listen,
         &[],
         &["-vv", "--dht-node", &node],
     );
     let first_peer = wait_for_stderr(&mut dl, "peers from the DHT", DOWNLOAD_TIMEOUT);
-    dl.wait_success(DOWNLOAD_TIMEOUT);
-    let total = started.elapsed();
-    eprintln!(
-        "{} found the seeder through the DHT after {first_peer:.1?} and finished in {total:.1?}",
-        t.name
+    let file = out.join("dht-seed.bin");
+    assert!(
+        process::poll_until(DOWNLOAD_TIMEOUT, || std::fs::read(&file)
+            .is_ok_and(|d| d == data)),
+        "the download did not complete\n{}",
+        dl.tail()
     );
-    compare_files(&lt_dir.join("dht-seed.bin"), &out.join("dht-seed.bin"));
-    let stderr = dl.stderr();
+    let done = started.elapsed();
     let seeder = format!("127.0.0.1:{}", lt.seeder_port);
     assert!(
-        stderr.contains(&seeder),
+        dl.stderr().contains(&seeder),
         "no sign of the seeder {seeder} in the log"
     );
+
+    // libtorrent finds Tessera by the info hash: its announce_peer carried our port.
+    let ours = listen.to_string();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut asked = 0;
+    let found = loop {
+        lt.send(&format!("get_peers 1 {}", lt.info_hash));
+        asked += 1;
+        let until = Instant::now() + Duration::from_secs(5);
+        let mut hit = false;
+        while Instant::now() < until && !hit {
+            while let Some(line) = lt.poll_line("PEERS 1") {
+                hit |= line.split_whitespace().any(|w| w == ours);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if hit || Instant::now() >= deadline {
+            break hit;
+        }
+    };
+    assert!(
+        found,
+        "libtorrent did not find Tessera at {ours} ({asked} lookups)"
+    );
+    let status = dl.stop();
+    assert!(status.success(), "{status}\n{}", dl.tail());
+
     // The routing table was kept, with the libtorrent nodes in it.
     let saved = std::fs::read(out.join(".tessera/dht.dat")).expect("dht.dat written");
     let state = bencode::decode(&saved).expect("dht.dat is bencoded");
@@ -165,6 +193,27 @@ fn finds_a_seeder_through_the_dht(t: &Tessera) {
             .and_then(bencode::Value::as_bytes)
             .map(<[u8]>::len),
         Some(20)
+    );
+
+    // Second run, same directory, the data and resume data gone, no --dht-node: the saved
+    // table alone leads to the seeder (libtorrent's sessions are still up).
+    std::fs::remove_file(&file).expect("remove the data");
+    for entry in std::fs::read_dir(out.join(".tessera")).expect("the .tessera dir") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "resume") {
+            std::fs::remove_file(&path).expect("remove the resume data");
+        }
+    }
+    let warm = Instant::now();
+    let mut again = t.download_with(&logs, &torrent_path, &out, &[], &["-vv"]);
+    let warm_peer = wait_for_stderr(&mut again, "peers from the DHT", DOWNLOAD_TIMEOUT);
+    again.wait_success(DOWNLOAD_TIMEOUT);
+    compare_files(&lt_dir.join("dht-seed.bin"), &file);
+    eprintln!(
+        "{}: first peer through the DHT after {first_peer:.1?}, complete after {done:.1?}; \
+         from the saved table alone: first peer after {warm_peer:.1?}, complete after {:.1?}",
+        t.name,
+        warm.elapsed()
     );
 }
 
@@ -185,6 +234,12 @@ fn wait_for_stderr(proc: &mut Proc, needle: &str, timeout: Duration) -> Duration
 fn mio_finds_a_seeder_through_the_dht() {
     let _serial = serial();
     finds_a_seeder_through_the_dht(&Tessera::mio());
+}
+
+#[test]
+fn smol_finds_a_seeder_through_the_dht() {
+    let _serial = serial();
+    finds_a_seeder_through_the_dht(&Tessera::smol());
 }
 
 // ---- no DHT datagram at all ----------------------------------------------------------------

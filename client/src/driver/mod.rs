@@ -104,6 +104,9 @@ impl Core for Session {
 /// Slack given to the core's own bound on a clean stop (`tracker_timeout`) before the
 /// driver stops waiting for `Event::Stopped`.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// How often the DHT's routing table is saved during a run (a run that is killed keeps
+/// the last one).
+const DHT_SAVE_INTERVAL: Duration = Duration::from_secs(5 * 60);
 /// How long the end of a run waits for queued disk jobs (writes of verified pieces) before
 /// it saves resume data.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
@@ -125,8 +128,11 @@ pub struct Driver<S: Core = Session> {
     progress: Progress,
     /// `download` only.
     resumer: Option<ResumeUpkeep>,
-    /// Where the DHT's routing table is saved at the end (`None`: no DHT).
+    /// Where the DHT's routing table is saved, every [`DHT_SAVE_INTERVAL`] and at the end
+    /// (`None`: no DHT).
     dht_state: Option<std::path::PathBuf>,
+    /// When the routing table is saved next.
+    next_dht_save: Instant,
 }
 
 impl<S: Core> std::fmt::Debug for Driver<S> {
@@ -249,6 +255,7 @@ impl<S: Core> Driver<S> {
             progress,
             resumer: None,
             dht_state: None,
+            next_dht_save: Instant::ZERO + DHT_SAVE_INTERVAL,
         }
     }
 
@@ -334,7 +341,15 @@ impl<S: Core> Driver<S> {
             .filter(|_| self.lifecycle.finished().is_none())
             .and_then(ResumeUpkeep::next_due)
             .unwrap_or(Instant::FAR_FUTURE);
-        let next = self.deadline.min(self.lifecycle.backstop()).min(save);
+        let dht_save = match self.dht_state {
+            Some(_) => self.next_dht_save,
+            None => Instant::FAR_FUTURE,
+        };
+        let next = self
+            .deadline
+            .min(self.lifecycle.backstop())
+            .min(save)
+            .min(dht_save);
         (next != Instant::FAR_FUTURE).then(|| next.saturating_duration_since(self.now()))
     }
 
@@ -347,6 +362,10 @@ impl<S: Core> Driver<S> {
             self.drain(net);
         }
         let now = self.now();
+        if self.dht_state.is_some() && now >= self.next_dht_save {
+            self.next_dht_save = now + DHT_SAVE_INTERVAL;
+            self.save_dht();
+        }
         if self.lifecycle.on_time(now) {
             self.progress
                 .warn("the trackers did not answer in time; stopping without them");

@@ -4,7 +4,7 @@
 //!
 //! Each public torrent gets an announce lookup (`get_peers`, then `announce_peer` with our
 //! listen port to the closest nodes that gave a token) at its start and then again every
-//! [`LOOKUP_INTERVAL`], or after [`FEW_PEERS_INTERVAL`] while it has few peers; the peers
+//! [`LOOKUP_INTERVAL`], or after [`FEW_PEERS_INTERVAL`] while it downloads with few peers; the peers
 //! found join its peer list like a tracker's. A lookup that reached nobody (an empty routing
 //! table) is tried again as soon as the table has a node, or after a growing delay. Nodes
 //! come from the bootstrap list, from the state saved by an earlier run and from peers'
@@ -26,7 +26,8 @@ use crate::time::{Duration, Instant};
 pub const LOOKUP_INTERVAL: Duration = Duration::from_secs(15 * 60);
 /// The time between two lookups while a torrent has fewer than [`FEW_PEERS`] peers.
 pub const FEW_PEERS_INTERVAL: Duration = Duration::from_secs(60);
-/// Below this many connected peers, a torrent looks again after [`FEW_PEERS_INTERVAL`].
+/// Below this many connected peers, a torrent that is not complete looks again after
+/// [`FEW_PEERS_INTERVAL`].
 pub const FEW_PEERS: usize = 5;
 /// The first delay after a lookup that reached nobody; doubles up to [`LOOKUP_INTERVAL`].
 const NOBODY_RETRY: Duration = Duration::from_secs(10);
@@ -180,6 +181,9 @@ impl Session {
                     let Some(id) = self.dht.lookups.get(&lookup) else {
                         continue;
                     };
+                    if self.stopping.is_some() {
+                        continue;
+                    }
                     if let Some(t) = self.torrents.get_mut(id) {
                         tracing::debug!(peers = peers.len(), "peers from the DHT");
                         t.add_peers(&mut self.sh, &peers, false);
@@ -189,10 +193,10 @@ impl Session {
                     let Some(id) = self.dht.lookups.remove(&done.lookup) else {
                         continue;
                     };
-                    let few = self
-                        .torrents
-                        .get(&id)
-                        .is_some_and(|t| t.stats(now).peers < FEW_PEERS);
+                    let few = self.torrents.get(&id).is_some_and(|t| {
+                        let stats = t.stats(now);
+                        stats.peers < FEW_PEERS && !stats.complete
+                    });
                     if let Some(s) = self.dht.searches.get_mut(&id) {
                         s.lookup = None;
                         let wait = if done.responses == 0 {

@@ -546,3 +546,81 @@ fn public_torrents_exchange_dht_ports_with_peers() {
         "{sent:?}"
     );
 }
+
+#[test]
+fn dht_lookups_feed_the_torrent_and_announce_our_port() {
+    let node: SocketAddr = "127.0.0.1:7000".parse().unwrap();
+    let peer: SocketAddr = "127.0.0.5:6000".parse().unwrap();
+    let mut s = session(Config::default());
+    s.enable_dht(Instant::ZERO, dht_settings(node));
+    let meta = torrent(&[], false);
+    let info_hash = meta.info_hash;
+    add(&mut s, meta);
+    // Play the one node of the network: answer every query, with the peer for get_peers.
+    let node_id = dht::NodeId([0x42; 20]);
+    let mut now = at(0);
+    let (mut actions, _, _) = drain(&mut s);
+    let (mut dialled, mut announced) = (false, None);
+    for _ in 0..50 {
+        dialled |= actions
+            .iter()
+            .any(|a| matches!(a, Action::Connect { target: Target::Addr(a), .. } if *a == peer));
+        for (to, data) in datagrams(&actions) {
+            assert_eq!(to, node);
+            let msg = dht::Message::decode(&data).expect("KRPC");
+            let dht::Body::Query(q) = msg.body else {
+                panic!("not a query: {msg:?}");
+            };
+            let values = match &q {
+                dht::Query::GetPeers { info_hash: h, .. } if *h == info_hash => vec![peer],
+                dht::Query::AnnouncePeer {
+                    info_hash: h,
+                    port,
+                    implied_port,
+                    token,
+                    ..
+                } => {
+                    assert_eq!(*h, info_hash);
+                    assert_eq!(token, b"tok");
+                    announced = Some((*port, *implied_port));
+                    vec![]
+                }
+                _ => vec![],
+            };
+            let reply = dht::Message {
+                transaction: msg.transaction,
+                version: None,
+                requester: None,
+                read_only: false,
+                body: dht::Body::Response(dht::Response {
+                    id: node_id,
+                    nodes: vec![],
+                    nodes6: vec![],
+                    values,
+                    token: Some(b"tok".to_vec()),
+                }),
+            };
+            feed(&mut s, now, node, reply.encode());
+        }
+        if dialled && announced.is_some() {
+            break;
+        }
+        let (a, _, next) = drain(&mut s);
+        actions = a;
+        if datagrams(&actions).is_empty() {
+            now = next.min(now + Duration::from_secs(30));
+            s.handle_input(Input::Timeout { now });
+            actions.extend(drain(&mut s).0);
+        }
+    }
+    assert!(dialled, "the peer from the DHT was not dialled");
+    assert_eq!(
+        announced,
+        Some((PORT, false)),
+        "announce_peer with our listen port"
+    );
+    assert!(now < at(120), "took until {now:?}");
+    let stats = s.dht_stats().expect("a DHT runs");
+    assert_eq!(stats.nodes[0], 1);
+    assert!(s.datagram_stats().dht >= 3);
+}
