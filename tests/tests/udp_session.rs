@@ -183,7 +183,7 @@ fn finds_a_seeder_through_the_dht(t: &Tessera) {
         .and_then(bencode::Value::as_bytes)
         .unwrap_or_default();
     assert!(
-        nodes.len() >= 26 && nodes.len() % 26 == 0,
+        nodes.len() >= 26 && nodes.len().is_multiple_of(26),
         "saved nodes: {} bytes",
         nodes.len()
     );
