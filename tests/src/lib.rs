@@ -195,10 +195,11 @@ impl Scratch {
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        if std::thread::panicking() && std::env::var_os("TESSERA_E2E_KEEP").is_some() {
-            if let Some(dir) = self.dir.take() {
-                eprintln!("tessera-tests: kept {}", dir.keep().display());
-            }
+        if std::thread::panicking()
+            && std::env::var_os("TESSERA_E2E_KEEP").is_some()
+            && let Some(dir) = self.dir.take()
+        {
+            eprintln!("tessera-tests: kept {}", dir.keep().display());
         }
     }
 }
