@@ -303,6 +303,46 @@ fn a_udp_tracker_error_is_shown_like_a_failure_reason() {
 }
 
 #[test]
+fn a_udp_tracker_reached_over_ipv6_gives_ipv6_peers() {
+    let mut s = session(Config::default());
+    let tracker: SocketAddr = "[2001:db8::1]:6969".parse().unwrap();
+    add(&mut s, torrent(&[&["udp://[2001:db8::1]:6969"]], false));
+    let (actions, _, _) = drain(&mut s);
+    let peer: SocketAddr = "[2001:db8::5]:51413".parse().unwrap();
+    let sent = datagrams(&actions);
+    let Ok(Request::Connect { transaction }) = Request::decode(&sent[0].1) else {
+        panic!("{sent:?}");
+    };
+    let connect = Response::Connect {
+        transaction,
+        connection_id: 7,
+    };
+    feed(&mut s, at(0), tracker, connect.encode(true));
+    let sent = datagrams(&drain(&mut s).0);
+    let Ok(Request::Announce(req)) = Request::decode(&sent[0].1) else {
+        panic!("{sent:?}");
+    };
+    let answer = Response::Announce {
+        transaction: req.transaction,
+        answer: UdpAnnounceResponse {
+            interval: Duration::from_secs(900),
+            leechers: 1,
+            seeders: 0,
+            peers: vec![peer],
+        },
+    };
+    // 18-byte peer entries, as the BEP says for a tracker reached over IPv6.
+    feed(&mut s, at(0), tracker, answer.encode(true));
+    let (actions, _, _) = drain(&mut s);
+    assert!(
+        actions
+            .iter()
+            .any(|a| matches!(a, Action::Connect { target: Target::Addr(a), .. } if *a == peer)),
+        "{actions:?}"
+    );
+}
+
+#[test]
 fn udp_and_http_trackers_share_a_tier() {
     // One retransmission at most: the UDP tracker gives up after 15 + 30 s.
     let mut s = session(Config {
