@@ -174,6 +174,17 @@ fn finds_a_seeder_through_the_dht(t: &Tessera) {
     );
     let status = dl.stop();
     assert!(status.success(), "{status}\n{}", dl.tail());
+    let stderr = dl.stderr();
+    let summary = stderr
+        .lines()
+        .filter(|l| l.contains("datagrams received:"))
+        .next_back()
+        .expect("the end-of-run line on the UDP socket");
+    eprintln!(
+        "{}: {}",
+        t.name,
+        &summary[summary.find("datagrams").unwrap_or(0)..]
+    );
 
     // The routing table was kept, with the libtorrent nodes in it.
     let saved = std::fs::read(out.join(".tessera/dht.dat")).expect("dht.dat written");

@@ -75,6 +75,11 @@ pub trait Core {
     fn dht_state(&self) -> Option<Vec<u8>> {
         None
     }
+    /// One line on the UDP socket's traffic (datagrams by kind, the DHT's counters), for
+    /// the log at the end of a run.
+    fn udp_summary(&self) -> Option<String> {
+        None
+    }
 }
 
 impl Core for Session {
@@ -98,6 +103,24 @@ impl Core for Session {
     }
     fn dht_state(&self) -> Option<Vec<u8>> {
         Session::dht_state(self)
+    }
+    fn udp_summary(&self) -> Option<String> {
+        let d = self.datagram_stats();
+        let mut line = format!(
+            "datagrams received: {} tracker, {} DHT, {} uTP, {} dropped",
+            d.tracker, d.dht, d.utp, d.dropped
+        );
+        if let Some(s) = self.dht_stats() {
+            line.push_str(&format!(
+                "; DHT: {} nodes, {} queries sent, {} answered, {} timed out, {} queries received",
+                s.nodes[0] + s.nodes[1],
+                s.queries_sent,
+                s.responses_received,
+                s.timeouts,
+                s.queries_received
+            ));
+        }
+        Some(line)
     }
 }
 
@@ -509,6 +532,9 @@ impl<S: Core> Driver<S> {
 
     /// Keeps the DHT's routing table for the next run (a failure costs only a warm start).
     fn save_dht(&mut self) {
+        if let Some(line) = self.session.udp_summary() {
+            tracing::info!("{line}");
+        }
         let Some(path) = &self.dht_state else {
             return;
         };
