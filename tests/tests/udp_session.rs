@@ -177,8 +177,7 @@ fn finds_a_seeder_through_the_dht(t: &Tessera) {
     let stderr = dl.stderr();
     let summary = stderr
         .lines()
-        .filter(|l| l.contains("datagrams received:"))
-        .next_back()
+        .rfind(|l| l.contains("datagrams received:"))
         .expect("the end-of-run line on the UDP socket");
     eprintln!(
         "{}: {}",
