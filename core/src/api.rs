@@ -515,6 +515,23 @@ pub struct TorrentStats {
     pub complete: bool,
 }
 
+/// One peer connection's request counts: the part of a [`PeerInfo`] a caller checking
+/// request bounds after every input needs, read without rates or allocation
+/// ([`Session::peer_requests`](crate::Session::peer_requests)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerRequests {
+    /// The connection.
+    pub conn: ConnId,
+    /// The peer's address.
+    pub addr: SocketAddr,
+    /// Our requests in flight to the peer.
+    pub requests_out: usize,
+    /// The most requests we keep in flight to it.
+    pub queue_depth: usize,
+    /// The peer's requests queued with us (not yet being read).
+    pub requests_in: usize,
+}
+
 /// A snapshot of one peer connection (for displays and the simulator's invariants).
 #[derive(Debug, Clone, PartialEq)]
 pub struct PeerInfo {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::api::{AddTorrentError, Event, Input, Output, PeerInfo, TorrentStats};
+use crate::api::{AddTorrentError, Event, Input, Output, PeerInfo, PeerRequests, TorrentStats};
 use crate::bitfield::Bitfield;
 use crate::config::{Config, TorrentOptions};
 use crate::id::{ConnId, InfoHash, PeerId, TorrentId};
@@ -124,6 +124,15 @@ impl Session {
             .get(&torrent)
             .map(|t| t.peer_infos(self.sh.now))
             .unwrap_or_default()
+    }
+
+    /// Every connection of a torrent to a peer, with only its request counts: cheap
+    /// enough to call after every input (the simulator's request-bound check does).
+    pub fn peer_requests(&self, torrent: TorrentId) -> impl Iterator<Item = PeerRequests> + '_ {
+        self.torrents
+            .get(&torrent)
+            .into_iter()
+            .flat_map(Torrent::peer_requests)
     }
 
     /// The verified pieces of a torrent (for resume files).

@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::api::{CloseReason, DiskResult, Event, PeerInfo, Target, TorrentStats};
+use crate::api::{CloseReason, DiskResult, Event, PeerInfo, PeerRequests, Target, TorrentStats};
 use crate::bitfield::Bitfield;
 use crate::config::TorrentOptions;
 use crate::extension;
@@ -245,6 +245,17 @@ impl Torrent {
             checking: self.state == State::Checking,
             complete: self.picker.is_complete(),
         }
+    }
+
+    /// Every peer connection's request counts, in connection order.
+    pub fn peer_requests(&self) -> impl Iterator<Item = PeerRequests> + '_ {
+        self.peers.iter().map(|(&conn, p)| PeerRequests {
+            conn,
+            addr: p.addr,
+            requests_out: p.requests.len(),
+            queue_depth: p.queue_depth,
+            requests_in: p.their_requests.len(),
+        })
     }
 
     pub fn peer_infos(&self, now: Instant) -> Vec<PeerInfo> {
