@@ -18,6 +18,7 @@ pub mod error;
 pub mod exit;
 pub mod info;
 pub mod logging;
+pub mod magnet;
 pub mod net;
 pub mod output;
 pub mod pool;

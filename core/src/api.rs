@@ -342,6 +342,25 @@ pub enum Event {
     /// `Session::shutdown` has finished: stopped announces sent (or timed out), all
     /// connections closed.
     Stopped,
+    /// A torrent added from a magnet link has its info dictionary, verified against the
+    /// info hash. It waits, exchanging no pieces, until the driver has made storage for it
+    /// and calls `Session::resume_with_metadata`.
+    MetadataReceived {
+        /// The torrent.
+        torrent: TorrentId,
+        /// The metainfo: the received info dictionary and the link's trackers.
+        meta: std::sync::Arc<crate::metainfo::Metainfo>,
+        /// The same as a `.torrent` file, to save.
+        torrent_file: Bytes,
+    },
+    /// A magnet link's metadata hashed right but is not a usable torrent (an unsafe path,
+    /// say); the torrent can go no further.
+    MetadataFailed {
+        /// The torrent.
+        torrent: TorrentId,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 /// Why a peer connection ended ([`Event::PeerClosed`]). Its `Display` is one line of plain
@@ -441,6 +460,9 @@ pub enum Misbehaviour {
         /// The payload length.
         len: u32,
     },
+    /// A bad `ut_metadata` message, or metadata that does not match the info hash.
+    #[error("metadata exchange: {0}")]
+    Metadata(String),
     /// Too many blocks that nobody asked for.
     #[error("sent too many blocks nobody asked for")]
     UnrequestedBlocks,
@@ -466,6 +488,9 @@ pub enum AddTorrentError {
     /// A torrent with this info hash is in the session already.
     #[error("torrent {0} is already in the session")]
     Duplicate(InfoHash),
+    /// `resume_with_metadata` for a torrent that is not a magnet link's with its metadata in.
+    #[error("torrent {0} is not waiting with received metadata")]
+    NoMetadata(TorrentId),
 }
 
 #[derive(Debug, Clone, PartialEq)]

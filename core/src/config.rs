@@ -61,6 +61,8 @@ pub struct Config {
     /// about two hours before the request fails and the tier moves on to its next
     /// tracker; lower moves on sooner).
     pub udp_tracker_retransmits: u32,
+    /// Peer exchange (BEP 11) with peers that offer it; never for private torrents.
+    pub pex: bool,
 }
 
 impl Default for Config {
@@ -88,6 +90,7 @@ impl Default for Config {
             tick: Duration::from_millis(500),
             picker: PickerConfig::default(),
             udp_tracker_retransmits: crate::tracker::udp::MAX_RETRANSMITS,
+            pex: true,
         }
     }
 }

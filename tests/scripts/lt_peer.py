@@ -16,6 +16,7 @@ several peers per IP are allowed.
 Lines on stdout (the harness waits for them):
     LISTENING <port>        the listen socket is bound
     SEEDING                 seed: the data checked complete, announcing and serving
+    METADATA <seconds>      leech of a magnet link: the metadata is in
     DONE <seconds> <bytes>  leech: every piece downloaded and verified (exits 0 unless --keep-seeding)
 Commands on stdin, one a line:
     upload-limit <bytes/s>  0 lifts the limit; answers "OK upload-limit <bytes/s>"
@@ -70,7 +71,8 @@ def read_commands(commands):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("mode", choices=["seed", "leech"])
-    ap.add_argument("--torrent", required=True)
+    ap.add_argument("--torrent", required=True,
+                    help="a .torrent file, or (leech) a magnet link whose metadata comes from peers")
     ap.add_argument("--dir", required=True)
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--peer", action="append", default=[])
@@ -131,8 +133,11 @@ def main():
         die(2, "no listen socket on 127.0.0.1:%d" % args.port)
     log("LISTENING", ses.listen_port())
 
-    params = lt.add_torrent_params()
-    params.ti = lt.torrent_info(args.torrent)
+    if args.torrent.startswith("magnet:"):
+        params = lt.parse_magnet_uri(args.torrent)
+    else:
+        params = lt.add_torrent_params()
+        params.ti = lt.torrent_info(args.torrent)
     params.save_path = args.dir
     if args.mode == "seed" and args.seed_mode:
         params.flags |= lt.torrent_flags.seed_mode
@@ -143,7 +148,7 @@ def main():
         handle.set_upload_limit(args.upload_limit)
     if args.download_limit > 0:
         handle.set_download_limit(args.download_limit)
-    total = params.ti.total_size()
+    total = params.ti.total_size() if params.ti is not None else None
 
     commands = queue.Queue()
     if not args.no_stdin:
@@ -207,7 +212,12 @@ def main():
                 log("SEEDING")
             elif announced_state is None and checked_at is not None and now - checked_at > 5:
                 die(2, "data incomplete after checking: %d of %d pieces in %s"
-                    % (st.num_pieces, params.ti.num_pieces(), args.dir))
+                    % (st.num_pieces, handle.torrent_file().num_pieces(), args.dir))
+        if total is None and st.has_metadata:
+            total = handle.torrent_file().total_size()
+            log("METADATA", "%.3f" % (time.monotonic() - start))
+        if args.mode == "seed":
+            pass
         elif st.is_seeding and announced_state is None:
             announced_state = "done"
             log("DONE", "%.3f" % (time.monotonic() - start), total)

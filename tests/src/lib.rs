@@ -33,6 +33,7 @@ pub mod lt_create;
 pub mod lt_dht;
 pub mod mounts;
 pub mod mse_peer;
+pub mod pex_probe;
 pub mod process;
 pub mod qbittorrent;
 pub mod resume_file;

@@ -32,6 +32,10 @@ pub struct Plan {
     pub limits: LimitArgs,
     /// `--no-dht`, `--dht-node`.
     pub dht: DhtArgs,
+    /// `--save-torrent` (download of a magnet link): where else to write its metadata.
+    pub save_torrent: Option<std::path::PathBuf>,
+    /// Peer exchange on (no `--no-pex`).
+    pub pex: bool,
 }
 
 impl Plan {
@@ -51,6 +55,8 @@ impl Plan {
                 recheck: d.recheck,
                 limits: d.limits.clone(),
                 dht: d.dht.clone(),
+                save_torrent: d.save_torrent.clone(),
+                pex: !d.no_pex,
             }),
             Command::Seed(s) => Some(Plan {
                 torrent: s.torrent.clone(),
@@ -63,6 +69,8 @@ impl Plan {
                 recheck: false,
                 limits: s.limits.clone(),
                 dht: s.dht.clone(),
+                save_torrent: None,
+                pex: !s.no_pex,
             }),
             Command::Info(_) | Command::Verify(_) | Command::Create(_) => None,
         }
@@ -102,6 +110,8 @@ mod tests {
                 recheck: false,
                 limits: LimitArgs::default(),
                 dht: DhtArgs::default(),
+                save_torrent: None,
+                pex: true,
             })
         );
         let cli = Cli::try_parse_for(

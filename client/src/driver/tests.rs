@@ -132,6 +132,8 @@ fn driver(
         recheck: false,
         limits: LimitArgs::default(),
         dht: Default::default(),
+        save_torrent: None,
+        pex: true,
     };
     let pool = DiskPool::new(2, Arc::new(|| {})).unwrap();
     let d = Driver::from_parts(

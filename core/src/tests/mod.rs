@@ -4,6 +4,7 @@
 mod contract;
 pub(crate) mod harness;
 mod hostile;
+mod magnet;
 mod session;
 mod stale_inputs;
 mod timers;

@@ -9,6 +9,8 @@ mod check;
 mod dht_port;
 mod download;
 mod messages;
+pub(crate) mod metadata_phase;
+mod pex;
 mod timers;
 mod udp_announce;
 mod upload;
@@ -53,6 +55,8 @@ enum State {
     Seeding,
     /// A disk error stopped the torrent.
     Failed,
+    /// Added from a magnet link, fetching its info dictionary: no pieces are exchanged.
+    Metadata,
 }
 
 /// A disk operation in flight and what it is for.
@@ -122,6 +126,13 @@ pub(crate) struct Torrent {
     scratch: Scratch,
     /// When the torrent next needs the time: see `timers.rs`.
     timers: TimerTable<TorrentTimer, { TorrentTimer::ALL.len() }>,
+    /// Each peer's extension handshake and our extension state with it.
+    ext: BTreeMap<ConnId, metadata_phase::PeerExt>,
+    /// Our addresses as peers see us (their `yourip`, with our port): never dialled or
+    /// learned through PEX.
+    own_addrs: Vec<SocketAddr>,
+    /// Added from a magnet link: the metadata exchange, until the torrent is replaced.
+    magnet: Option<Box<metadata_phase::MetadataPhase>>,
 }
 
 /// Buffers kept to save an allocation per use; empty between uses.
@@ -195,6 +206,9 @@ impl Torrent {
             dial_retry: now,
             scratch: Scratch::default(),
             timers: TimerTable::default(),
+            ext: BTreeMap::new(),
+            own_addrs: Vec::new(),
+            magnet: None,
             meta,
         };
         if options.have.is_none() {
@@ -203,6 +217,25 @@ impl Torrent {
             t.after_check(sh);
         }
         t
+    }
+
+    /// A torrent from a magnet link: it finds peers and fetches its metadata (see
+    /// `metadata_phase`). `None` only if the stand-in metainfo cannot be built.
+    pub fn new_magnet(
+        sh: &mut Shared,
+        id: TorrentId,
+        link: &crate::magnet::MagnetLink,
+    ) -> Option<Self> {
+        let meta = Arc::new(metadata_phase::placeholder(link)?);
+        let options = TorrentOptions {
+            have: Some(Bitfield::new(1)),
+            seed: false,
+            files: None,
+        };
+        let mut t = Torrent::new(sh, id, meta, options);
+        t.state = State::Metadata;
+        t.magnet = Some(Box::new(metadata_phase::MetadataPhase::new(link)));
+        Some(t)
     }
 
     // ---- getters ------------------------------------------------------------------
@@ -476,7 +509,9 @@ impl Torrent {
         };
         peer.id = Some(hs.peer_id);
         peer.phase = Phase::Active;
-        peer.decoder.set_num_pieces(self.layout.num_pieces());
+        if self.state != State::Metadata {
+            peer.decoder.set_num_pieces(self.layout.num_pieces());
+        }
         peer.last_block_at = sh.now;
         let offered = self.offered();
         let Some(peer) = self.peers.get_mut(&conn) else {
@@ -490,7 +525,10 @@ impl Torrent {
             );
         }
         if hs.has(Handshake::EXTENSION_PROTOCOL) {
-            let payload = sh.ext_handshake();
+            let payload = self.our_ext_handshake(sh);
+            let Some(peer) = self.peers.get_mut(&conn) else {
+                return false;
+            };
             send(
                 sh,
                 peer,
@@ -544,6 +582,7 @@ impl Torrent {
         self.picker.remove_availability(&peer.has);
         self.upload.forget_peer(conn);
         self.upload.choker.forget(conn);
+        self.forget_ext(sh, conn);
         self.peer_list.disconnected(sh.now, peer.addr, failed);
         tracing::debug!(addr = %peer.addr, %reason, "peer closed");
         sh.event(Event::PeerClosed {

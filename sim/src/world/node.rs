@@ -417,7 +417,10 @@ impl Node {
                     );
                 }
             }
-            Event::Tracker { .. } | Event::Stopped => {}
+            Event::Tracker { .. }
+            | Event::Stopped
+            | Event::MetadataReceived { .. }
+            | Event::MetadataFailed { .. } => {}
         }
     }
 
