@@ -14,6 +14,7 @@ use std::time::Duration;
 use bytes::{Buf, Bytes, BytesMut};
 
 use super::ledbat::{DelayHistory, Ledbat};
+use super::pacing::Pacer;
 use super::packet::{self, HEADER_LEN, Header, Packet, PacketType};
 use super::rtt::RttEstimator;
 use super::seq::Seq;
@@ -41,6 +42,12 @@ const LOSS_INTERVAL: Duration = Duration::from_millis(100);
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(60);
 /// uTorrent once sent this as an unset delay sample (libtorrent ignores it too).
 const BOGUS_DELAY_SAMPLE: u32 = i32::MAX as u32;
+/// A burst is at most this long at the pacing rate (and at least [`MIN_BURST`] datagrams,
+/// at most [`UtpConfig::max_burst`]): drivers' timers are often good to a millisecond only.
+const PACING_GRANULARITY: Duration = Duration::from_millis(2);
+/// The shortest burst, in datagrams (RFC 9002 lets a paced sender burst its initial
+/// window; ours is two packets, and four keep slow start's doubling cheap on long paths).
+pub(crate) const MIN_BURST: usize = 4;
 
 /// What connections queue for the socket's owner.
 #[derive(Debug, Default)]
@@ -133,6 +140,10 @@ pub(crate) struct Conn {
     probe_allowed: bool,
     /// When the last packet in flight was acknowledged.
     idle_since: Option<Instant>,
+    /// Spreads data packets over the round trip.
+    pacer: Pacer,
+    /// Data waits for the pacer: send it at this time.
+    pace_at: Option<Instant>,
     /// Send a FIN once `unsent` is empty.
     fin_wanted: bool,
     fin_seq: Option<Seq>,
@@ -209,6 +220,8 @@ impl Conn {
             probe_at: None,
             probe_allowed: false,
             idle_since: None,
+            pacer: Pacer::new(cfg.max_burst * cfg.max_packet_size, now),
+            pace_at: None,
             fin_wanted: false,
             fin_seq: None,
             fin_acked: false,
@@ -336,6 +349,7 @@ impl Conn {
         [
             self.rto_deadline,
             self.probe_at,
+            self.pace_at,
             ack,
             keepalive,
             self.half_open_deadline,
@@ -532,6 +546,9 @@ impl Conn {
         if passed(self.probe_at) {
             self.probe_at = None;
             self.probe_allowed = true;
+        }
+        if passed(self.pace_at) {
+            self.pace_at = None;
         }
         if self.state == State::Connected && self.last_sent + self.cfg.keepalive <= now {
             self.ack_due = AckDue::By(now);
@@ -951,9 +968,11 @@ impl Conn {
         };
         let mask = self.sack_mask(sack_len);
         let sack = (sack_len > 0).then(|| &mask[..sack_len]);
+        let data = packet::encode(&h, sack, payload);
+        self.pacer.spend(data.len());
         out.transmits.push_back(Transmit {
             to: self.addr,
-            data: packet::encode(&h, sack, payload),
+            data,
         });
         self.last_sent = now;
         self.packets_sent += 1;
@@ -1031,6 +1050,8 @@ impl Conn {
     /// an acknowledgement if one is due and nothing else carried it.
     fn flush(&mut self, now: Instant, out: &mut Outbox) {
         if self.state == State::Connected {
+            self.update_pacer(now);
+            self.pace_at = None;
             self.send_resends(now, out);
             self.send_new(now, out);
         }
@@ -1044,6 +1065,41 @@ impl Conn {
         if self.live > 0 && self.rto_deadline.is_none() {
             self.rto_deadline = Some(now + self.rtt.rto());
         }
+    }
+
+    /// The pacing rate and burst from the window and the round-trip time: twice the
+    /// window per round trip in slow start, 1.25 times after (Linux TCP's factors); a
+    /// burst of [`PACING_GRANULARITY`] at that rate, within [`MIN_BURST`] datagrams and
+    /// [`UtpConfig::max_burst`]. No rate before the first round-trip sample.
+    fn update_pacer(&mut self, now: Instant) {
+        let packet = self.mss + HEADER_LEN;
+        let most = self.cfg.max_burst * packet;
+        let rate = self.rtt.rtt().map(|rtt| {
+            let rtt_us = rtt.as_micros().max(1);
+            let (num, den) = if self.ledbat.in_slow_start() {
+                (2, 1)
+            } else {
+                (5, 4)
+            };
+            let r = self.ledbat.window() as u128 * num * 1_000_000 / (den * rtt_us);
+            r.min(u128::from(u64::MAX)) as u64
+        });
+        let burst = rate.map_or(most, |r| {
+            let b = u128::from(r) * PACING_GRANULARITY.as_nanos() / 1_000_000_000;
+            (b.min(most as u128) as usize)
+                .max(MIN_BURST * packet)
+                .min(most)
+        });
+        self.pacer.update(now, rate, burst);
+    }
+
+    /// Whether the pacer lets a data packet leave now; if not, when it will.
+    fn paced(&mut self, now: Instant) -> bool {
+        if !self.cfg.pacing || self.pacer.ready() {
+            return true;
+        }
+        self.pace_at = Some(self.pacer.ready_at(now));
+        false
     }
 
     fn send_resends(&mut self, now: Instant, out: &mut Outbox) {
@@ -1061,6 +1117,9 @@ impl Conn {
                 continue;
             }
             if self.in_flight > 0 && self.in_flight + p.payload.len() > self.send_window() {
+                break;
+            }
+            if !self.paced(now) {
                 break;
             }
             self.transmit(idx, now, out);
@@ -1107,6 +1166,9 @@ impl Conn {
                     break;
                 }
                 self.probe_allowed = false;
+            }
+            if !self.paced(now) {
+                break;
             }
             let payload = self.take_unsent(size);
             self.push_packet(PacketType::Data, payload);

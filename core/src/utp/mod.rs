@@ -39,6 +39,7 @@
 //!   (`max(rtt + 4 rtt_var, 500 ms)`, 1 s before any sample, doubling on each timeout).
 //! - [`ledbat`]: one-way delay from the timestamp fields, the base delay over 13 minutes of
 //!   per-minute minima, the 100 ms target, the window.
+//! - [`pacing`]: a token bucket that spreads a window's packets over the round trip.
 //! - `conn` (private): one connection's state machine — handshake, sending with Nagle-like
 //!   coalescing of small writes, acknowledgements (delayed, selective), fast retransmit on
 //!   three duplicate or selective ACKs, timeout retransmission, the receive window and
@@ -75,6 +76,12 @@
 //!   ([`CloseReason::TimedOut`]); a SYN unanswered after [`UtpConfig::syn_retries`]
 //!   resends fails with [`CloseReason::ConnectTimedOut`], so the caller can fall back to
 //!   TCP.
+//! - **Pacing**: data packets leave at twice the window per round trip in slow start and
+//!   1.25 times after (Linux TCP's pacing factors), in bursts of at most
+//!   [`UtpConfig::max_burst`] datagrams (and 2 ms at that rate). libtorrent and libutp send
+//!   whole windows back to back; a receiver that acknowledges once per batch of datagrams
+//!   (libtorrent) then gets bursts as large as the batch, and the tail of a burst beyond
+//!   its UDP socket buffer (about 90 datagrams by default on Linux) is lost.
 //! - **Acknowledgements** go out at once for out-of-order data (with a selective ACK),
 //!   duplicates, SYN and FIN; in-order data is acknowledged every second full packet or
 //!   after [`UtpConfig::delayed_ack`], and any packet we send carries the acknowledgement.
@@ -90,6 +97,7 @@
 #![warn(missing_docs)]
 
 pub mod ledbat;
+pub mod pacing;
 pub mod packet;
 pub mod rtt;
 pub mod seq;
@@ -162,6 +170,11 @@ pub struct UtpConfig {
     pub resets_per_second: u32,
     /// After our FIN is acknowledged, how long to wait for the peer's. Default 5 s.
     pub linger: Duration,
+    /// Spread data packets over the round trip ([`pacing`]). Default on.
+    pub pacing: bool,
+    /// Most datagrams a connection sends back to back (clamped to at least 4). Default
+    /// 16.
+    pub max_burst: usize,
 }
 
 impl Default for UtpConfig {
@@ -186,6 +199,8 @@ impl Default for UtpConfig {
             accept_incoming: true,
             resets_per_second: 0,
             linger: Duration::from_secs(5),
+            pacing: true,
+            max_burst: 16,
         }
     }
 }

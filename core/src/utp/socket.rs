@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::conn::{Conn, Outbox, State};
+use super::conn::{Conn, MIN_BURST, Outbox, State};
 use super::packet::{self, Header, Packet, PacketType};
 use super::seq::Seq;
 use super::{
@@ -49,6 +49,7 @@ impl UtpSocket {
         let mut cfg = config;
         cfg.max_packet_size = cfg.max_packet_size.clamp(MIN_PACKET_SIZE, MAX_PACKET_SIZE);
         cfg.max_window = cfg.max_window.max(cfg.max_packet_size);
+        cfg.max_burst = cfg.max_burst.max(MIN_BURST);
         UtpSocket {
             cfg,
             rng,

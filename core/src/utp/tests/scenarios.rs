@@ -167,12 +167,14 @@ fn small_writes_coalesce_while_data_is_in_flight() {
                 .unwrap();
         }
         p.flush();
-        let sizes: Vec<usize> = p
-            .sent_by(Side::A)
-            .map(|w| w.packet())
-            .filter(|pk| pk.header.ty == PacketType::Data)
-            .map(|pk| pk.payload.len())
-            .collect();
+        let data_sizes = |p: &Pair| -> Vec<usize> {
+            p.sent_by(Side::A)
+                .map(|w| w.packet())
+                .filter(|pk| pk.header.ty == PacketType::Data)
+                .map(|pk| pk.payload.len())
+                .collect()
+        };
+        let sizes = data_sizes(&p);
         if nagle {
             // The first byte goes at once; the rest waits for its acknowledgement.
             assert_eq!(sizes, vec![1]);
@@ -181,7 +183,15 @@ fn small_writes_coalesce_while_data_is_in_flight() {
             assert_eq!(second.header.ty, PacketType::Data);
             assert_eq!(second.payload.len(), 1000);
         } else {
+            // Every write is a packet of its own, the first ones at once, the rest paced.
+            assert!(sizes.len() > 16, "{sizes:?}");
+            assert!(p.run_until(Duration::from_secs(1), |p| data_sizes(p).len() >= 101));
+            let sizes = data_sizes(&p);
             assert_eq!(sizes.len(), 101);
+            assert!(
+                sizes[0] == 1 && sizes[1..].iter().all(|&n| n == 10),
+                "{sizes:?}"
+            );
         }
     }
 }
