@@ -295,6 +295,35 @@ impl Conn {
         c
     }
 
+    /// Accepts a SYN whose answer (a SYN cookie) the initiator has just acknowledged: the
+    /// connection is half-open until `handle_packet` takes that acknowledging packet,
+    /// and nothing is queued.
+    pub fn accept_checked(
+        id: StreamId,
+        addr: SocketAddr,
+        syn: &Header,
+        isn: Seq,
+        now: Instant,
+        cfg: &UtpConfig,
+    ) -> Conn {
+        let mut c = Conn::new(
+            id,
+            addr,
+            syn.conn_id.wrapping_add(1),
+            syn.conn_id,
+            isn,
+            now,
+            cfg,
+        );
+        c.state = State::SynRecv;
+        c.ack_nr = syn.seq_nr;
+        if syn.wnd_size != 0 {
+            c.peer_wnd = syn.wnd_size as usize;
+        }
+        c.half_open_deadline = Some(now + cfg.half_open_timeout);
+        c
+    }
+
     // Getters.
 
     pub fn state(&self) -> State {
@@ -597,12 +626,6 @@ impl Conn {
             }
             State::Done => {}
         }
-    }
-
-    /// Drops the connection without a word (a half-open one pushed out by newer SYNs).
-    pub fn forget(&mut self) {
-        self.attached = false;
-        self.state = State::Done;
     }
 
     /// Drops the connection at once, telling the peer with `ST_RESET`.

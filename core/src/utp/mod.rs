@@ -45,7 +45,7 @@
 //!   three duplicate or selective ACKs, timeout retransmission, the receive window and
 //!   reorder buffer, FIN and RESET.
 //! - `socket` (private): many connections on one UDP socket — connection ids, SYN
-//!   acceptance into a bounded half-open table, routing, timers.
+//!   acceptance into a bounded half-open table (SYN cookies beyond it), routing, timers.
 //!
 //! # Choices, with the reference implementations they follow
 //!
@@ -58,9 +58,13 @@
 //! - **Incoming connections** become visible ([`UtpEvent::Incoming`]) only when the
 //!   initiator's first packet after the SYN arrives (in BitTorrent, its handshake): until
 //!   then the connection is half-open, holds a slot in a table of at most
-//!   [`UtpConfig::max_half_open`] (the oldest is dropped when a SYN finds it full) and is
-//!   forgotten after [`UtpConfig::half_open_timeout`]. A SYN flood costs a bounded table
-//!   and one 20-byte `ST_STATE` per SYN, no more than the SYN itself.
+//!   [`UtpConfig::max_half_open`] and is forgotten after [`UtpConfig::half_open_timeout`].
+//!   When the table is full, a SYN is answered statelessly with a SYN cookie (`cookie`):
+//!   the `ST_STATE`'s sequence number is a keyed hash of the SYN, and the initiator's first
+//!   data packet, which acknowledges it, recreates the connection. Nobody in the table is
+//!   ever pushed out, so a SYN flood however fast costs a bounded table and one 20-byte
+//!   `ST_STATE` per SYN (no more than the SYN itself), and real peers still get in.
+//!   libtorrent instead ignores SYNs once it holds twice its connection limit.
 //! - **Unknown connection ids** are dropped without a reply by default, as libtorrent does
 //!   ([`UtpConfig::resets_per_second`] enables rate-limited `ST_RESET`s).
 //! - **Packet size**: datagrams never exceed [`UtpConfig::max_packet_size`] (at most
@@ -103,6 +107,7 @@ pub mod rtt;
 pub mod seq;
 
 mod conn;
+mod cookie;
 mod socket;
 #[cfg(test)]
 mod tests;
