@@ -437,6 +437,13 @@ impl Conn {
                 }
             }
             State::SynRecv => {
+                // Only the initiator answering our `ST_STATE` connects: it acknowledges
+                // exactly the sequence number before our first (nothing of ours is in
+                // flight yet). Anything else within the window check above is a stray
+                // packet for the id, such as another connection's acknowledgement.
+                if h.ack_nr != last_sent {
+                    return;
+                }
                 self.state = State::Connected;
                 self.half_open_deadline = None;
                 self.attached = true;

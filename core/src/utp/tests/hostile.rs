@@ -11,7 +11,7 @@ use super::exchange;
 use super::link::{A, B, LinkModel, Pair, Side};
 use crate::rng::Rng;
 use crate::time::Instant;
-use crate::utp::packet::{self, EXT_SACK, Header, PacketType};
+use crate::utp::packet::{self, EXT_SACK, Header, Packet, PacketType};
 use crate::utp::seq::Seq;
 use crate::utp::{StreamId, UtpConfig, UtpEvent, UtpSocket};
 
@@ -593,4 +593,36 @@ proptest! {
         prop_assert!(l.p.a.half_open() == 0 && l.p.b.half_open() == 0);
         prop_assert!(l.p.a.connections() <= 1 && l.p.b.connections() <= 1);
     }
+}
+
+/// A half-open connection connects on the initiator's answer to our `ST_STATE` only:
+/// a packet for its id that acknowledges anything else (another connection's
+/// acknowledgement, a guess near our sequence number) leaves it half-open.
+#[test]
+fn only_the_exact_acknowledgement_connects_a_half_open_connection() {
+    let mut s = UtpSocket::new(UtpConfig::default(), Rng::from_u64(9));
+    let now = Instant::from_nanos(1_000_000_000);
+    let syn = packet::encode(&header(PacketType::Syn, 700, 40, 0), None, &[]);
+    assert!(s.handle_datagram(now, A, &syn));
+    let state = Packet::decode(&s.poll_transmit(now).unwrap().data)
+        .unwrap()
+        .header;
+    assert_eq!((state.ty, state.ack_nr), (PacketType::State, Seq(40)));
+    let isn = state.seq_nr;
+    for back in [2u16, 5, 300, 1000] {
+        for ty in [PacketType::State, PacketType::Data] {
+            let stray = packet::encode(&header(ty, 701, 41, isn.0.wrapping_sub(back)), None, b"x");
+            assert!(s.handle_datagram(now, A, &stray));
+            assert_eq!(s.poll_event(), None, "{ty:?} acking {back} before");
+            assert_eq!(s.half_open(), 1);
+        }
+    }
+    let first = packet::encode(
+        &header(PacketType::Data, 701, 41, isn.minus(1).0),
+        None,
+        b"x",
+    );
+    assert!(s.handle_datagram(now, A, &first));
+    assert!(matches!(s.poll_event(), Some(UtpEvent::Incoming { .. })));
+    assert_eq!(s.half_open(), 0);
 }
