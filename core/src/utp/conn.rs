@@ -14,11 +14,14 @@ use std::time::Duration;
 use bytes::{Buf, Bytes, BytesMut};
 
 use super::ledbat::{DelayHistory, Ledbat};
+use super::mtu::Mtu;
 use super::pacing::Pacer;
 use super::packet::{self, HEADER_LEN, Header, Packet, PacketType};
 use super::rtt::RttEstimator;
 use super::seq::Seq;
-use super::{CloseReason, StreamId, StreamStats, Transmit, UtpConfig, UtpError, UtpEvent};
+use super::{
+    CloseReason, MAX_PACKET_SIZE_V6, StreamId, StreamStats, Transmit, UtpConfig, UtpError, UtpEvent,
+};
 use crate::time::Instant;
 
 /// Most packets in flight on one connection (libutp: 1024; far below half the sequence
@@ -38,7 +41,8 @@ const MAX_FAST_RESENDS: usize = 4;
 /// A loss halves the window at most this often (libtorrent's `cwnd_reduce_timer`).
 const LOSS_INTERVAL: Duration = Duration::from_millis(100);
 /// A closed connection that still has data or a FIN to get across is dropped after this
-/// long whatever happens.
+/// long without progress (or as long as its retransmission limits allow, if longer): a
+/// peer that keeps its window shut cannot hold it forever.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(60);
 /// uTorrent once sent this as an unset delay sample (libtorrent ignores it too).
 const BOGUS_DELAY_SAMPLE: u32 = i32::MAX as u32;
@@ -78,6 +82,8 @@ struct OutPacket {
     transmissions: u32,
     /// Counted lost by a timeout: not in flight until resent.
     need_resend: bool,
+    /// A path MTU probe: its first transmission is padded to the probe's size.
+    probe: bool,
 }
 
 /// When an acknowledgement is owed.
@@ -99,8 +105,11 @@ pub(crate) struct Conn {
     /// The owner knows this stream: events are reported.
     attached: bool,
     cfg: UtpConfig,
-    /// Largest payload of a packet with no extension.
+    /// Largest payload of a packet with no extension: the path MTU search's floor less the
+    /// header.
     mss: usize,
+    /// The path MTU search.
+    mtu: Mtu,
 
     // Send side.
     /// The next sequence number we will use.
@@ -173,6 +182,7 @@ pub(crate) struct Conn {
     // Counters.
     packets_sent: u64,
     retransmits: u64,
+    rto_expirations: u64,
     bytes_acked: u64,
     bytes_received: u64,
 }
@@ -187,7 +197,13 @@ impl Conn {
         now: Instant,
         cfg: &UtpConfig,
     ) -> Conn {
-        let mss = cfg.max_packet_size - HEADER_LEN;
+        let ceiling = if addr.is_ipv6() {
+            cfg.max_packet_size.min(MAX_PACKET_SIZE_V6)
+        } else {
+            cfg.max_packet_size
+        };
+        let mtu = Mtu::new(cfg.initial_packet_size, ceiling);
+        let mss = mtu.floor() - HEADER_LEN;
         Conn {
             id,
             addr,
@@ -197,6 +213,7 @@ impl Conn {
             attached: false,
             cfg: *cfg,
             mss,
+            mtu,
             seq_nr: isn,
             acked: isn.minus(1),
             outbuf: VecDeque::new(),
@@ -220,7 +237,7 @@ impl Conn {
             probe_at: None,
             probe_allowed: false,
             idle_since: None,
-            pacer: Pacer::new(cfg.max_burst * cfg.max_packet_size, now),
+            pacer: Pacer::new(cfg.max_burst * (mss + HEADER_LEN), now),
             pace_at: None,
             fin_wanted: false,
             fin_seq: None,
@@ -239,6 +256,7 @@ impl Conn {
             close_deadline: None,
             packets_sent: 0,
             retransmits: 0,
+            rto_expirations: 0,
             bytes_acked: 0,
             bytes_received: 0,
         }
@@ -359,6 +377,8 @@ impl Conn {
                 .map(|us| Duration::from_micros(u64::from(us))),
             packets_sent: self.packets_sent,
             retransmits: self.retransmits,
+            timeouts: self.rto_expirations,
+            packet_size: self.mtu.floor(),
             bytes_acked: self.bytes_acked,
             bytes_received: self.bytes_received,
         }
@@ -477,10 +497,11 @@ impl Conn {
         if h.ack_nr.after(self.acked) {
             let n = h.ack_nr.since(self.acked);
             for _ in 0..n {
+                let s = self.acked.next();
                 if let Some(Some(p)) = self.outbuf.pop_front() {
-                    self.account_acked(p, now, &mut acked);
+                    self.account_acked(s, p, now, &mut acked);
                 }
-                self.acked = self.acked.next();
+                self.acked = s;
             }
             self.dup_acks = 0;
         } else if h.ack_nr == self.acked && h.ty == PacketType::State && self.live > 0 {
@@ -500,6 +521,9 @@ impl Conn {
         if acked.bytes > 0 || acked.packets > 0 {
             self.rtt.reset_backoff();
             self.timeouts = 0;
+            if self.close_deadline.is_some() {
+                self.close_deadline = Some(now + self.close_timeout());
+            }
             self.rto_deadline = (self.live > 0).then(|| now + self.rtt.rto());
             if self.live == 0 {
                 self.idle_since = Some(now);
@@ -524,7 +548,7 @@ impl Conn {
                 .is_some_and(|p| !p.need_resend);
             if resendable && !s.before(self.fast_resend_from) {
                 self.fast_resend_from = s.next();
-                self.on_loss(s, now);
+                self.lost(s, now);
                 self.transmit(0, now, out);
             }
         }
@@ -627,7 +651,7 @@ impl Conn {
             // Still connecting: what was written goes out once connected, then the FIN.
             State::SynSent | State::Connected => {
                 self.fin_wanted = true;
-                self.close_deadline = Some(now + CLOSE_TIMEOUT);
+                self.close_deadline = Some(now + self.close_timeout());
                 self.flush(now, out);
                 self.check_finished();
             }
@@ -668,8 +692,17 @@ impl Conn {
         }
     }
 
-    fn account_acked(&mut self, p: OutPacket, now: Instant, acked: &mut Acked) {
+    fn account_acked(&mut self, seq: Seq, p: OutPacket, now: Instant, acked: &mut Acked) {
         self.live -= 1;
+        if p.probe && self.mtu.probe().is_some_and(|(s, _)| s == seq) {
+            if p.transmissions == 1 {
+                // The padded first transmission arrived: the path carries that size.
+                let floor = self.mtu.probe_acked();
+                self.set_packet_size(floor);
+            } else {
+                self.mtu.probe_lost();
+            }
+        }
         let len = p.payload.len();
         if p.need_resend {
             self.to_resend -= 1;
@@ -677,7 +710,9 @@ impl Conn {
             self.in_flight -= len;
         }
         let rtt = now.saturating_duration_since(p.sent_at);
-        if p.transmissions == 1 {
+        // Karn's rule, and more: a packet a timeout presumed lost says nothing about the
+        // round trip either (its acknowledgement may come after a long recovery).
+        if p.transmissions == 1 && !p.need_resend {
             self.rtt.sample(rtt);
         }
         acked.min_rtt_us = acked.min_rtt_us.min(rtt.as_micros() as u64);
@@ -712,7 +747,7 @@ impl Conn {
             }
             let idx = usize::from(s.since(self.acked.next()));
             if let Some(p) = self.outbuf.get_mut(idx).and_then(Option::take) {
-                self.account_acked(p, now, acked);
+                self.account_acked(s, p, now, acked);
             }
         }
         // From the top down: a packet still outstanding with three or more acknowledged
@@ -742,12 +777,28 @@ impl Conn {
         }
         // Oldest first, a few per acknowledgement.
         for &s in lost.iter().rev().take(MAX_FAST_RESENDS) {
-            self.on_loss(s, now);
+            self.lost(s, now);
             let idx = usize::from(s.since(self.acked.next()));
             self.transmit(idx, now, out);
             if s.after(self.fast_resend_from) || s == self.fast_resend_from {
                 self.fast_resend_from = s.next();
             }
+        }
+    }
+
+    /// Full packets are `size` bytes from now on (the path MTU search moved its floor).
+    fn set_packet_size(&mut self, size: usize) {
+        self.mss = size - HEADER_LEN;
+        self.ledbat.set_mss(self.mss);
+    }
+
+    /// Packet `s` was found lost (and is about to be resent): a path MTU probe's loss
+    /// teaches the search; any other's is congestion.
+    fn lost(&mut self, s: Seq, now: Instant) {
+        if self.mtu.probe().is_some_and(|(seq, _)| seq == s) {
+            self.mtu.probe_lost();
+        } else {
+            self.on_loss(s, now);
         }
     }
 
@@ -765,6 +816,23 @@ impl Conn {
         if self.live == 0 {
             return;
         }
+        self.rto_expirations += 1;
+        // Only a path MTU probe was outstanding: it was too large, not a sign of
+        // congestion or of a dead peer. Resend its payload unpadded.
+        if let Some((probe, _)) = self.mtu.probe()
+            && self.live == 1
+            && let Some(idx) = self.outbuf.iter().position(Option::is_some)
+            && self.acked.plus(1 + idx as u16) == probe
+        {
+            self.mtu.probe_lost();
+            self.transmit(idx, now, out);
+            if !probe.before(self.fast_resend_from) {
+                self.fast_resend_from = probe.next();
+            }
+            self.rto_deadline = Some(now + self.rtt.rto());
+            return;
+        }
+        self.mtu.probe_abandoned();
         self.timeouts += 1;
         self.rtt.on_timeout();
         let front_is_fin = self
@@ -786,6 +854,20 @@ impl Conn {
             self.die(reason, out);
             return;
         }
+        // Full packets timing out again and again: perhaps the path no longer carries
+        // our datagrams' size (a black hole). Later packets go smaller; the search
+        // resumes below the old size. A packet sent before an earlier shrink (larger) or
+        // a short one says nothing about the current size.
+        let front_is_full = self
+            .outbuf
+            .iter()
+            .flatten()
+            .next()
+            .is_some_and(|p| p.ty == PacketType::Data && p.payload.len() == self.mss);
+        if front_is_full && self.timeouts % super::mtu::BLACK_HOLE_TIMEOUTS == 0 {
+            let floor = self.mtu.black_hole();
+            self.set_packet_size(floor);
+        }
         // Everything in flight is presumed lost; start again from one packet.
         for p in self.outbuf.iter_mut().flatten() {
             if !p.need_resend {
@@ -805,6 +887,20 @@ impl Conn {
             }
         }
         self.rto_deadline = Some(now + self.rtt.rto());
+    }
+
+    /// How long a closed connection may go without progress: [`CLOSE_TIMEOUT`], or longer
+    /// when the retransmission limits allow more (the timeouts, doubling from the current
+    /// one, that `max_retransmits` or `fin_retries` permit), so that a lossy path loses
+    /// nothing on close that it would not lose open.
+    fn close_timeout(&self) -> Duration {
+        let mut budget = Duration::ZERO;
+        let mut rto = self.rtt.base_rto();
+        for _ in 0..=self.cfg.max_retransmits.max(self.cfg.fin_retries).min(32) {
+            budget += rto;
+            rto = (rto * 2).min(super::rtt::MAX_RTO);
+        }
+        budget.max(CLOSE_TIMEOUT)
     }
 
     fn die(&mut self, reason: CloseReason, out: &mut Outbox) {
@@ -988,9 +1084,10 @@ impl Conn {
         }
     }
 
-    /// Encodes and queues a packet, with a selective ACK if one is due and fits.
-    fn emit(&mut self, h: Header, payload: &[u8], now: Instant, out: &mut Outbox) {
-        let room = self.cfg.max_packet_size - HEADER_LEN - payload.len();
+    /// Encodes and queues a packet, with a selective ACK if one is due and fits, padded to
+    /// `pad_to` bytes (a path MTU probe; 0: no padding).
+    fn emit(&mut self, h: Header, payload: &[u8], pad_to: usize, now: Instant, out: &mut Outbox) {
+        let room = self.mtu.floor().saturating_sub(HEADER_LEN + payload.len());
         let sack_len = if h.ty == PacketType::Syn {
             0
         } else {
@@ -998,7 +1095,7 @@ impl Conn {
         };
         let mask = self.sack_mask(sack_len);
         let sack = (sack_len > 0).then(|| &mask[..sack_len]);
-        let data = packet::encode(&h, sack, payload);
+        let data = packet::encode_padded(&h, sack, payload, pad_to);
         self.pacer.spend(data.len());
         out.transmits.push_back(Transmit {
             to: self.addr,
@@ -1019,6 +1116,7 @@ impl Conn {
             sent_at: Instant::ZERO,
             transmissions: 0,
             need_resend: false,
+            probe: false,
         }));
         self.live += 1;
         self.seq_nr = self.seq_nr.next();
@@ -1039,13 +1137,18 @@ impl Conn {
         if p.transmissions > 0 {
             self.retransmits += 1;
         }
+        // A probe is padded on its first transmission only: a resend must arrive.
+        let pad_to = match self.mtu.probe() {
+            Some((s, size)) if p.probe && p.transmissions == 0 && s == seq => size,
+            _ => 0,
+        };
         p.transmissions += 1;
         p.need_resend = false;
         p.sent_at = now;
         let ty = p.ty;
         let payload = p.payload.clone();
         let h = self.header(ty, seq, now);
-        self.emit(h, &payload, now, out);
+        self.emit(h, &payload, pad_to, now, out);
     }
 
     /// Takes `n` bytes from the front of `unsent` (without copying when they lie in one
@@ -1090,7 +1193,7 @@ impl Conn {
             && self.state != State::SynSent
         {
             let h = self.header(PacketType::State, self.seq_nr, now);
-            self.emit(h, &[], now, out);
+            self.emit(h, &[], 0, now, out);
         }
         if self.live > 0 && self.rto_deadline.is_none() {
             self.rto_deadline = Some(now + self.rtt.rto());
@@ -1200,8 +1303,23 @@ impl Conn {
             if !self.paced(now) {
                 break;
             }
+            // A full packet with more to come may be a path MTU probe, when the window
+            // holds a few packets and nothing awaits a resend (so the probe's fate stands
+            // out from congestion losses).
+            let probe = self.mtu.next_probe().filter(|_| {
+                size == room
+                    && self.unsent_len > size
+                    && self.to_resend == 0
+                    && window >= 3 * (self.mss + HEADER_LEN)
+            });
             let payload = self.take_unsent(size);
+            if let Some(probe_size) = probe {
+                self.mtu.sent_probe(self.seq_nr, probe_size);
+            }
             self.push_packet(PacketType::Data, payload);
+            if let Some(Some(p)) = self.outbuf.back_mut() {
+                p.probe = probe.is_some();
+            }
             self.transmit(self.outbuf.len() - 1, now, out);
             sent += size;
         }

@@ -1,15 +1,18 @@
 //! SYN cookies: accepting a connection without holding state for it until the initiator
 //! proves it got our answer.
 //!
-//! While the half-open table is full (a SYN flood, or a burst of real peers), a SYN gets
-//! an `ST_STATE` whose sequence number is a cookie: 16 bits of a keyed hash of the peer's
-//! address, the SYN's connection id and sequence number, and the current time period. The
-//! socket keeps nothing. The initiator answers with its first data packet, whose
+//! Every accepted connection's first sequence number is a cookie: 16 bits of a keyed hash
+//! of the peer's address, the SYN's connection id and sequence number, and the current
+//! time period. While the half-open table is full (a SYN flood, or a burst of real
+//! peers), a SYN gets its `ST_STATE` and the socket keeps nothing. The initiator answers
+//! with its first data packet, whose
 //! acknowledgement number is that sequence number minus one, whose connection id is the
 //! SYN's plus one and whose sequence number is the SYN's plus one: everything needed to
 //! recompute the cookie and check it. A match creates the connection as if the SYN had
 //! been kept. Nobody already in the table is pushed out, so a flood can no longer evict a
-//! real peer between its SYN and its first data packet.
+//! real peer between its SYN and its first data packet; and a connection whose half-open
+//! time ran out before the initiator's first data packet got through (lost and resent on
+//! a bad path) comes back the same way.
 //!
 //! The cookie is as strong as 16 bits allow: a forger who cannot see our answers (a spoofed
 //! address) guesses it once in 32,768 tries (two periods are accepted), and a success
@@ -74,6 +77,12 @@ impl Cookies {
         self.hash(from, syn_id, syn_seq, Self::period(now))
     }
 
+    /// Whether a cookie issued lately may still be valid.
+    pub fn issued_lately(&self, now: Instant) -> bool {
+        self.last_issued
+            .is_some_and(|t| Self::period(now) <= Self::period(t) + 1)
+    }
+
     /// Whether `isn` is a cookie we issued, in this period or the last, for that SYN.
     pub fn check(
         &self,
@@ -83,13 +92,10 @@ impl Cookies {
         syn_seq: Seq,
         isn: Seq,
     ) -> bool {
-        let Some(issued) = self.last_issued else {
-            return false;
-        };
-        let period = Self::period(now);
-        if period > Self::period(issued) + 1 {
+        if !self.issued_lately(now) {
             return false;
         }
+        let period = Self::period(now);
         self.hash(from, syn_id, syn_seq, period) == isn
             || (period > 0 && self.hash(from, syn_id, syn_seq, period - 1) == isn)
     }

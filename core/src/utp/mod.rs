@@ -101,6 +101,7 @@
 #![warn(missing_docs)]
 
 pub mod ledbat;
+pub mod mtu;
 pub mod pacing;
 pub mod packet;
 pub mod rtt;
@@ -122,16 +123,26 @@ use thiserror::Error;
 pub use packet::is_utp;
 pub use socket::UtpSocket;
 
-/// The largest datagram uTP sends here.
-pub const MAX_PACKET_SIZE: usize = 1400;
+/// The largest datagram uTP sends here, after path MTU probes showed the path carries it:
+/// Ethernet's 1,500 bytes minus the IPv4 (20) and UDP (8) headers.
+pub const MAX_PACKET_SIZE: usize = 1472;
+/// The same for IPv6 peers (a 40-byte IP header).
+pub const MAX_PACKET_SIZE_V6: usize = 1452;
+/// The datagram size before any probe: what the smallest IPv6 link (1,280 bytes) carries
+/// after the IPv6 and UDP headers.
+pub const INITIAL_PACKET_SIZE: usize = 1232;
 /// The smallest packet size the BEP has uTP go down to.
 pub const MIN_PACKET_SIZE: usize = 150;
 
 /// Settings of a [`UtpSocket`]; `Default` gives the values the BEP and libtorrent use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UtpConfig {
-    /// Largest datagram, header included (clamped to 150..=1400). Default 1400.
+    /// Largest datagram, header included: the ceiling of path MTU discovery ([`mtu`];
+    /// clamped to 150..=1472, and to 1452 for IPv6 peers). Default 1472.
     pub max_packet_size: usize,
+    /// Datagram size before any probe: the floor path MTU discovery starts from (clamped
+    /// to 150..=`max_packet_size`; equal to it, there is no probing). Default 1232.
+    pub initial_packet_size: usize,
     /// Receive window advertised to the peer: bytes held out of order, at most. Default
     /// 1 MiB.
     pub recv_window: usize,
@@ -186,6 +197,7 @@ impl Default for UtpConfig {
     fn default() -> Self {
         UtpConfig {
             max_packet_size: MAX_PACKET_SIZE,
+            initial_packet_size: INITIAL_PACKET_SIZE,
             recv_window: 1 << 20,
             send_buffer: 1 << 20,
             max_window: 1 << 20,
@@ -319,6 +331,10 @@ pub struct StreamStats {
     pub packets_sent: u64,
     /// Packets resent.
     pub retransmits: u64,
+    /// Times the retransmission timer expired.
+    pub timeouts: u64,
+    /// Datagram size in use (the path MTU search's floor).
+    pub packet_size: usize,
     /// Payload bytes acknowledged by the peer.
     pub bytes_acked: u64,
     /// Payload bytes delivered to us in order.

@@ -52,6 +52,9 @@ impl UtpSocket {
         rng.fill(&mut key);
         let mut cfg = config;
         cfg.max_packet_size = cfg.max_packet_size.clamp(MIN_PACKET_SIZE, MAX_PACKET_SIZE);
+        cfg.initial_packet_size = cfg
+            .initial_packet_size
+            .clamp(MIN_PACKET_SIZE, cfg.max_packet_size);
         cfg.max_window = cfg.max_window.max(cfg.max_packet_size);
         cfg.max_burst = cfg.max_burst.max(MIN_BURST);
         UtpSocket {
@@ -247,6 +250,33 @@ impl UtpSocket {
 
     // Internals.
 
+    /// The first sequence number for a connection the SYN `syn` from `from` opens: its
+    /// cookie.
+    fn cookie_isn(&mut self, now: Instant, from: SocketAddr, syn: &Header) -> Seq {
+        let cookie = self.cookies.issue(now, from, syn.conn_id, syn.seq_nr);
+        #[cfg(test)]
+        if let Some(isn) = self.forced_isn {
+            return Seq(isn);
+        }
+        cookie
+    }
+
+    fn cookie_valid(
+        &self,
+        now: Instant,
+        from: SocketAddr,
+        syn_id: u16,
+        syn_seq: Seq,
+        isn: Seq,
+    ) -> bool {
+        #[cfg(test)]
+        if let Some(forced) = self.forced_isn {
+            // Tests that choose the first sequence number choose the cookie too.
+            return isn == Seq(forced) && self.cookies.issued_lately(now);
+        }
+        self.cookies.check(now, from, syn_id, syn_seq, isn)
+    }
+
     fn isn(&mut self) -> Seq {
         let random = self.rng.next_u64() as u16;
         #[cfg(test)]
@@ -330,7 +360,10 @@ impl UtpSocket {
             self.answer_with_cookie(now, from, &h);
             return;
         }
-        let isn = self.isn();
+        // The cookie is our first sequence number even when the SYN is kept: should the
+        // half-open connection expire before the initiator's first data packet (lost
+        // and resent a few times), that packet still brings the connection back.
+        let isn = self.cookie_isn(now, from, &h);
         let id = self.new_id();
         let conn = Conn::accept(id, from, syn, isn, now, &self.cfg, &mut self.out);
         self.routes.insert((from, recv_id), id);
@@ -342,7 +375,7 @@ impl UtpSocket {
     /// Acknowledges a SYN statelessly: an `ST_STATE` like the one a half-open connection
     /// sends, whose sequence number is a cookie.
     fn answer_with_cookie(&mut self, now: Instant, from: SocketAddr, syn: &Header) {
-        let isn = self.cookies.issue(now, from, syn.conn_id, syn.seq_nr);
+        let isn = self.cookie_isn(now, from, syn);
         let ts = packet::micros(now);
         let state = Header {
             ty: PacketType::State,
@@ -373,7 +406,7 @@ impl UtpSocket {
         let isn = h.ack_nr.next();
         if !self.cfg.accept_incoming
             || self.conns.len() >= self.cfg.max_connections
-            || !self.cookies.check(now, from, syn_id, syn_seq, isn)
+            || !self.cookie_valid(now, from, syn_id, syn_seq, isn)
         {
             return false;
         }

@@ -41,13 +41,17 @@ struct Live {
     a_ack: Seq,
 }
 
+/// Datagrams of 1,400 bytes, no path MTU search: payloads of exactly 1,380 bytes.
+fn fixed() -> UtpConfig {
+    UtpConfig {
+        max_packet_size: 1400,
+        initial_packet_size: 1400,
+        ..UtpConfig::default()
+    }
+}
+
 fn live() -> Live {
-    let mut p = Pair::new(
-        UtpConfig::default(),
-        UtpConfig::default(),
-        LinkModel::clean(5 * MS),
-        3,
-    );
+    let mut p = Pair::new(fixed(), fixed(), LinkModel::clean(5 * MS), 3);
     let sa = p.a.connect(p.now, B).unwrap();
     p.a.write(p.now, sa, Bytes::from_static(b"hello")).unwrap();
     assert!(p.run_until(Duration::from_secs(1), |p| p.events_b.len() >= 2));

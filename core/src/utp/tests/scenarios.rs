@@ -121,11 +121,15 @@ fn transfer_both_ways_and_close_cleanly() {
             .count()
     };
     assert_eq!((resent(Side::A), resent(Side::B)), (0, 0));
-    assert!(p.wire.iter().all(|w| w.data.len() <= 1400));
+    // The link carries 1,472-byte datagrams: one probe found it, and full packets after it
+    // are that large.
+    assert!(p.wire.iter().all(|w| w.data.len() <= 1472));
+    let unpadded = |w: &&super::link::Wire| w.packet().skipped_extensions == 0;
     assert!(
-        p.wire.iter().any(|w| w.data.len() == 1400),
-        "full packets are 1400 bytes"
+        p.wire.iter().filter(unpadded).any(|w| w.data.len() == 1472),
+        "full packets are 1472 bytes"
     );
+    assert_eq!(p.a.connections(), 0);
 }
 
 #[test]
@@ -135,7 +139,7 @@ fn lossy_link_still_delivers_in_order() {
         duplicate: 0.02,
         delay: 20 * MS,
         jitter: 15 * MS,
-        rate: None,
+        ..LinkModel::clean(20 * MS)
     };
     let mut p = pair(link);
     let (da, db) = (data(600_000, 3), data(300_000, 4));

@@ -32,9 +32,20 @@ struct Script {
 }
 
 impl Script {
-    /// Connects a socket to B and answers its SYN with a window of `wnd`.
+    /// Connects a socket with 1,400-byte datagrams (no path MTU search: payloads of
+    /// exactly 1,380 bytes) to B and answers its SYN with a window of `wnd`.
     fn start(wnd: u32) -> Script {
-        let mut sock = UtpSocket::new(UtpConfig::default(), Rng::from_u64(5));
+        let cfg = UtpConfig {
+            max_packet_size: 1400,
+            initial_packet_size: 1400,
+            ..UtpConfig::default()
+        };
+        Script::start_with(cfg, wnd)
+    }
+
+    /// Connects a socket with `cfg` to B and answers its SYN with a window of `wnd`.
+    fn start_with(cfg: UtpConfig, wnd: u32) -> Script {
+        let mut sock = UtpSocket::new(cfg, Rng::from_u64(5));
         let now = Instant::from_nanos(1_000_000_000);
         let stream = sock.connect(now, B).unwrap();
         let syn = Packet::decode(&sock.poll_transmit(now).unwrap().data)
