@@ -12,6 +12,7 @@ here: fuzz/run.sh keeps a minimised set of what the fuzzer found in corpus/sessi
 
 import hashlib
 import os
+import random
 import shutil
 import struct
 import subprocess
@@ -259,6 +260,31 @@ def wire_streams():
     }
 
 
+def krpc_messages():
+    """DHT datagrams (BEP 5 with the keys of BEP 32, 42 and 43)."""
+    nid = b"abcdefghij0123456789"
+    ih = b"mnopqrstuvwxyz123456"
+    node4 = nid + bytes([1, 2, 3, 4]) + struct.pack(">H", 6881)
+    node6 = nid + bytes(15) + b"\x01" + struct.pack(">H", 6881)
+    return {
+        "ping": {"t": "aa", "y": "q", "q": "ping", "a": {"id": nid}},
+        "find_node": {"t": "aa", "y": "q", "q": "find_node",
+                      "a": {"id": nid, "target": ih, "want": ["n4", "n6"]}},
+        "get_peers": {"t": "aa", "y": "q", "q": "get_peers", "a": {"id": nid, "info_hash": ih},
+                      "ro": 1, "v": "TS\x00\x01"},
+        "announce_peer": {"t": "aa", "y": "q", "q": "announce_peer",
+                          "a": {"id": nid, "info_hash": ih, "port": 6881, "implied_port": 1,
+                                "token": "aoeusnth"}},
+        "unknown": {"t": "aa", "y": "q", "q": "get", "a": {"id": nid, "target": ih}},
+        "reply-nodes": {"t": "aa", "y": "r", "ip": bytes([9, 9, 9, 9, 0x1a, 0xe1]),
+                        "r": {"id": nid, "nodes": node4 * 8, "nodes6": node6 * 2}},
+        "reply-values": {"t": "aa", "y": "r",
+                         "r": {"id": nid, "token": "aoeusnth",
+                               "values": [bytes([5, 6, 7, 8, 0, 80]), bytes(16) + b"\x00\x50"]}},
+        "error": {"t": "aa", "y": "e", "e": [201, "A Generic Error Ocurred"]},
+    }
+
+
 def utp_header(ptype, ext, conn_id, ts, ts_diff, wnd, seq, ack):
     return struct.pack(">BBHIIIHH", (ptype << 4) | 1, ext, conn_id, ts, ts_diff, wnd, seq, ack)
 
@@ -288,8 +314,13 @@ def utp_packets():
 def main():
     for name, data in utp_packets().items():
         write("utp_packet", name, data)
+    # dht_node reads a structured scenario (arbitrary): any bytes are one; a few fixed
+    # pseudo-random ones of different lengths give the corpus replay something to run.
+    for i, n in enumerate([64, 512, 4096]):
+        rng = random.Random(i)
+        write("dht_node", f"random-{n}", bytes(rng.randrange(256) for _ in range(n)))
     for target in ["bencode", "metainfo", "wire", "http_response", "announce", "extension",
-                   "mse_responder", "fast"]:
+                   "mse_responder", "fast", "krpc"]:
         d = os.path.join(ROOT, target)
         os.makedirs(d, exist_ok=True)
         for f in os.listdir(d):
@@ -304,6 +335,13 @@ def main():
         write("announce", name, body)
     # A first byte below 0x40 is the peer limit (see the target).
     write("announce", "limit-1", bytes([1]) + bodies["compact"])
+    for name, msg in krpc_messages().items():
+        write("krpc", name, bencode(msg))
+        write("bencode", "krpc-" + name, bencode(msg))
+    write("krpc", "bad-port0", bencode({"t": "aa", "y": "q", "q": "announce_peer",
+                                       "a": {"id": b"abcdefghij0123456789",
+                                             "info_hash": b"mnopqrstuvwxyz123456",
+                                             "port": 0, "token": "x"}}))
     # bencode: torrents, bodies and a few shapes of their own.
     for name, data in {**torrents, **{f"{k}.announce": v for k, v in bodies.items()}}.items():
         write("bencode", name, data)

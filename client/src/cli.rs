@@ -4,10 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
-
-/// Smallest and largest piece length a torrent may have (what metainfo validation accepts).
-pub const MIN_PIECE_SIZE: u64 = 16 << 10;
-pub const MAX_PIECE_SIZE: u64 = 256 << 20;
+use tessera_core::{MAX_PIECE_LENGTH, MIN_PIECE_LENGTH};
 
 #[derive(Debug, Parser)]
 #[command(version, about = "A BitTorrent client", propagate_version = true)]
@@ -291,9 +288,13 @@ pub fn parse_buffer(s: &str) -> Result<usize, String> {
 /// A piece length: [`parse_size`], then a power of two within the limits torrents allow.
 pub fn parse_piece_size(s: &str) -> Result<u32, String> {
     let n = parse_size(s)?;
-    if !n.is_power_of_two() || !(MIN_PIECE_SIZE..=MAX_PIECE_SIZE).contains(&n) {
+    // The limits are the metainfo's: a torrent made with any other would be refused.
+    let limits = u64::from(MIN_PIECE_LENGTH)..=u64::from(MAX_PIECE_LENGTH);
+    if !n.is_power_of_two() || !limits.contains(&n) {
         return Err(format!(
-            "piece size must be a power of two from 16KiB to 256MiB, got {n} bytes"
+            "piece size must be a power of two from {}KiB to {}MiB, got {n} bytes",
+            MIN_PIECE_LENGTH >> 10,
+            MAX_PIECE_LENGTH >> 20
         ));
     }
     u32::try_from(n).map_err(|_| format!("{n} does not fit a piece length"))

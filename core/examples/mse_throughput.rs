@@ -17,9 +17,9 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use tessera_core::InfoHash;
+use tessera_core::Rng;
 use tessera_core::mse::dh::{PrivateKey, PublicKey};
 use tessera_core::mse::{Initiator, Policy, Responder, StreamCipher};
-use tessera_core::rng::Rng;
 
 fn cipher() -> StreamCipher {
     let mut rng = Rng::from_u64(1);

@@ -20,14 +20,19 @@ pub const MAX_ITEMS: usize = 4_000_000;
 /// Why bytes are not one well-formed bencoded value.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum BencodeError {
+    /// The bytes are not bencode.
     #[error("malformed bencode: {0}")]
     Malformed(String),
+    /// An integer too large for 64 bits.
     #[error("integer {0} does not fit in 64 bits")]
     IntegerOverflow(String),
+    /// Bytes after the value.
     #[error("trailing bytes after the bencoded value")]
     TrailingBytes,
+    /// No bytes at all.
     #[error("empty input")]
     Empty,
+    /// More values than one decode may build ([`MAX_ITEMS`]).
     #[error("more than {MAX_ITEMS} values")]
     TooManyItems,
 }
@@ -41,14 +46,18 @@ impl From<bendy::decoding::Error> for BencodeError {
 /// A decoded value borrowing its byte strings from the input.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Value<'a> {
+    /// An integer.
     Int(i64),
+    /// A byte string.
     Bytes(&'a [u8]),
+    /// A list.
     List(Vec<Value<'a>>),
     /// Entries in key order (the decoder rejects unsorted or duplicate keys).
     Dict(Vec<(&'a [u8], Value<'a>)>),
 }
 
 impl<'a> Value<'a> {
+    /// The integer, if this is one.
     pub fn as_int(&self) -> Option<i64> {
         match self {
             Value::Int(i) => Some(*i),
@@ -56,6 +65,7 @@ impl<'a> Value<'a> {
         }
     }
 
+    /// The byte string, if this is one.
     pub fn as_bytes(&self) -> Option<&'a [u8]> {
         match self {
             Value::Bytes(b) => Some(b),
@@ -68,6 +78,7 @@ impl<'a> Value<'a> {
         self.as_bytes().and_then(|b| std::str::from_utf8(b).ok())
     }
 
+    /// The list, if this is one.
     pub fn as_list(&self) -> Option<&[Value<'a>]> {
         match self {
             Value::List(l) => Some(l),
@@ -75,6 +86,7 @@ impl<'a> Value<'a> {
         }
     }
 
+    /// The dictionary's entries in key order, if this is one.
     pub fn as_dict(&self) -> Option<&[(&'a [u8], Value<'a>)]> {
         match self {
             Value::Dict(d) => Some(d),
@@ -215,15 +227,18 @@ pub struct DictBuilder<'a> {
 }
 
 impl<'a> DictBuilder<'a> {
+    /// An empty dictionary.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// Adds an entry (keys are sorted by `build`).
     pub fn insert(mut self, key: &'a [u8], value: Value<'a>) -> Self {
         self.entries.push((key, value));
         self
     }
 
+    /// The dictionary, its keys sorted as bencode requires.
     pub fn build(mut self) -> Value<'a> {
         self.entries.sort_by(|a, b| a.0.cmp(b.0));
         Value::Dict(self.entries)

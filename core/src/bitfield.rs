@@ -9,17 +9,26 @@ use thiserror::Error;
 /// Why bytes from the wire are not a valid bitfield for a torrent.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum BitfieldError {
+    /// The byte count does not match the piece count.
     #[error("bitfield is {got} bytes, expected {expected} for {pieces} pieces")]
     WrongLength {
+        /// Bytes received.
         got: usize,
+        /// Bytes a bitfield of this torrent has.
         expected: usize,
+        /// Pieces in the torrent.
         pieces: usize,
     },
+    /// Bits set past the last piece.
     #[error("bitfield has spare bits set past piece {pieces}")]
-    SpareBitsSet { pieces: usize },
+    SpareBitsSet {
+        /// Pieces in the torrent.
+        pieces: usize,
+    },
 }
 
 #[derive(Clone, PartialEq, Eq, Hash, Default)]
+/// A set of pieces, one bit each, in the wire format's bit order (BEP 3).
 pub struct Bitfield {
     words: Vec<u64>,
     len: usize,

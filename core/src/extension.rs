@@ -194,6 +194,7 @@ fn client_name(v: &[u8]) -> String {
 
 /// The part of the handshake the session reads today: `reqq`, `p` and `v`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// The fields of a BEP 10 extension handshake that Tessera reads or sends.
 pub struct ExtHandshake {
     /// Requests the sender accepts queued from one peer.
     pub reqq: Option<u32>,

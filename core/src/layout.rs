@@ -13,7 +13,9 @@ pub const BLOCK_LEN: u32 = 16 * 1024;
 /// A block: its piece and its index within the piece (offset = `block * BLOCK_LEN`).
 #[derive(Copy, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
 pub struct BlockRef {
+    /// The piece.
     pub piece: u32,
+    /// The block's index within the piece.
     pub block: u32,
 }
 
@@ -24,20 +26,26 @@ pub struct FileSpan {
     pub file: usize,
     /// Offset within that file.
     pub offset: u64,
+    /// Length in bytes.
     pub len: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+/// Why a torrent's lengths cannot be laid out.
 pub enum LayoutError {
+    /// A piece length of zero.
     #[error("piece length must be positive")]
     ZeroPieceLength,
+    /// Files longer than 2^64 bytes in all.
     #[error("total length overflows 64 bits")]
     TooLong,
+    /// More pieces than a `u32` counts.
     #[error("{0} pieces is more than a torrent can have")]
     TooManyPieces(u64),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// Where every piece and block of a torrent lies in its files.
 pub struct Layout {
     piece_len: u32,
     total_len: u64,
@@ -48,6 +56,7 @@ pub struct Layout {
 }
 
 impl Layout {
+    /// The layout of files of these lengths, in order, cut into pieces of `piece_len`.
     pub fn new(
         piece_len: u32,
         file_lens: impl IntoIterator<Item = u64>,
@@ -73,10 +82,12 @@ impl Layout {
         })
     }
 
+    /// Pieces in the torrent.
     pub fn num_pieces(&self) -> u32 {
         self.num_pieces
     }
 
+    /// Bytes in the torrent.
     pub fn total_len(&self) -> u64 {
         self.total_len
     }
@@ -86,10 +97,12 @@ impl Layout {
         self.piece_len
     }
 
+    /// Files in the torrent.
     pub fn num_files(&self) -> usize {
         self.file_lens.len()
     }
 
+    /// Length of file `file` (0 past the last file).
     pub fn file_len(&self, file: usize) -> u64 {
         self.file_lens[file]
     }
@@ -109,6 +122,7 @@ impl Layout {
         u32::try_from(rest.min(u64::from(self.piece_len))).unwrap_or(self.piece_len)
     }
 
+    /// Blocks in `piece`.
     pub fn blocks_in_piece(&self, piece: u32) -> u32 {
         self.piece_len(piece).div_ceil(BLOCK_LEN)
     }

@@ -2,6 +2,9 @@
 //! peer has, the requests in flight each way, and the bytes waiting to be sent.
 //!
 //! Decisions (what to request, whom to unchoke) are the torrent's; a `Peer` only records.
+//! It is told the time, and says what changed: a method that queues bytes returns whether
+//! the connection newly has bytes waiting, so that the torrent lists it for the flush at
+//! the end of the input.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -12,7 +15,6 @@ use crate::bitfield::Bitfield;
 use crate::id::{ConnId, PeerId, TorrentId};
 use crate::layout::BlockRef;
 use crate::rate::Rate;
-use crate::session::Shared;
 use crate::time::Instant;
 use crate::wire::{self, BlockRequest, Decoder, Message};
 
@@ -48,7 +50,7 @@ pub(crate) struct Outstanding {
 pub(crate) struct Peer {
     // ---- every message, every tick ----------------------------------------------------
     pub phase: Phase,
-    /// Listed in `Shared::queued` since bytes were last queued in `out`.
+    /// Reported as needing a flush since bytes were last queued in `out`.
     listed: bool,
     pub am_choking: bool,
     pub am_interested: bool,
@@ -179,25 +181,25 @@ impl Peer {
         }
     }
 
-    /// Queues a control message.
-    pub fn send(&mut self, sh: &mut Shared, msg: &Message) {
+    /// Queues a control message. True when the connection must be listed for the next
+    /// flush (the first bytes queued since the last one).
+    #[must_use]
+    pub fn send(&mut self, now: Instant, msg: &Message) -> bool {
         msg.encode(&mut self.out);
-        self.queued(sh);
+        self.queued(now)
     }
 
-    /// Queues raw bytes (the handshake).
-    pub fn send_raw(&mut self, sh: &mut Shared, bytes: &[u8]) {
+    /// Queues raw bytes (the handshake); returns what [`Peer::send`] does.
+    #[must_use]
+    pub fn send_raw(&mut self, now: Instant, bytes: &[u8]) -> bool {
         self.out.extend_from_slice(bytes);
-        self.queued(sh);
+        self.queued(now)
     }
 
-    /// Lists the connection for the next flush (once until flushed).
-    fn queued(&mut self, sh: &mut Shared) {
-        self.last_send = sh.now;
-        if !self.listed {
-            self.listed = true;
-            sh.queued.push((self.torrent, self.conn));
-        }
+    /// Notes bytes queued at `now`; true the first time since the last flush.
+    fn queued(&mut self, now: Instant) -> bool {
+        self.last_send = now;
+        !std::mem::replace(&mut self.listed, true)
     }
 
     /// Takes the queued control bytes, if any, counting them as handed to the runtime.
@@ -228,12 +230,15 @@ impl Peer {
         }
     }
 
-    /// Chokes the peer: queues the message and drops its queued requests.
-    pub fn choke(&mut self, sh: &mut Shared) {
+    /// Chokes the peer: queues the message and drops its queued requests. Returns what
+    /// [`Peer::send`] does.
+    #[must_use]
+    pub fn choke(&mut self, now: Instant) -> bool {
         self.am_choking = true;
         self.their_requests.clear();
-        self.send(sh, &Message::Choke);
+        let list = self.send(now, &Message::Choke);
         self.choke_marker = Some(self.emitted + self.out.len() as u64);
+        list
     }
 
     /// True once our last choke has been on the wire for `grace`.
@@ -285,9 +290,9 @@ impl Peer {
     /// Queues the header of a `piece` message; the caller flushes it at once and sends the
     /// payload right after it, as its own buffer. So the peer is not listed for the flush
     /// after the input (that would leave an empty flush behind for every block served).
-    pub fn send_piece_header(&mut self, sh: &Shared, req: BlockRequest) {
+    pub fn send_piece_header(&mut self, now: Instant, req: BlockRequest) {
         wire::encode_piece_header(req.piece, req.offset, req.len, &mut self.out);
-        self.last_send = sh.now;
+        self.last_send = now;
     }
 
     /// (choked by us, interested in us): what the torrent's `SlotCounts` count.

@@ -205,6 +205,21 @@ impl PeerList {
         Some((addr, c.persistent))
     }
 
+    /// The earliest time an address not in use may be dialled (seeds left out when
+    /// `skip_seeds`), if any is known. O(distinct failure counts · log n).
+    pub fn next_attempt(&self, skip_seeds: bool) -> Option<Instant> {
+        let sets = if skip_seeds { 1 } else { 2 };
+        self.free[..sets]
+            .iter()
+            .filter_map(|set| Self::first_due(set, Instant::ZERO).1)
+            .min()
+    }
+
+    /// True when some address is to be redialled whenever it is not connected.
+    pub fn has_persistent(&self) -> bool {
+        self.persistent > 0
+    }
+
     /// True when some address could be dialled at `now` or later.
     pub fn has_dialable(&self, skip_seeds: bool) -> bool {
         !self.free[0].is_empty() || (!skip_seeds && !self.free[1].is_empty())

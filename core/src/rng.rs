@@ -5,15 +5,18 @@
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::{Rng as _, SeedableRng};
 
+/// A seeded random stream. The session makes its own from its seed; an embedder that runs
+/// a sub-machine on its own (an MSE handshake, say) passes one of these to it.
 #[derive(Debug, Clone)]
 pub struct Rng(ChaCha8Rng);
 
 impl Rng {
+    /// The stream of `seed`: the same seed gives the same stream.
     pub fn from_seed(seed: [u8; 32]) -> Self {
         Rng(ChaCha8Rng::from_seed(seed))
     }
 
-    /// Convenience for tests and the simulator: a generator from a small number.
+    /// A stream from a small number (tests, the simulator, examples).
     pub fn from_u64(seed: u64) -> Self {
         Rng(ChaCha8Rng::seed_from_u64(seed))
     }
@@ -26,10 +29,12 @@ impl Rng {
         Rng::from_seed(seed)
     }
 
+    /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
         self.0.next_u64()
     }
 
+    /// Fills `buf` with random bytes.
     pub fn fill(&mut self, buf: &mut [u8]) {
         self.0.fill_bytes(buf);
     }
@@ -51,6 +56,7 @@ impl Rng {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64 <= p
     }
 
+    /// Puts `items` in a random order.
     pub fn shuffle<T>(&mut self, items: &mut [T]) {
         for i in (1..items.len()).rev() {
             let j = self.index(i + 1);

@@ -3,256 +3,23 @@
 //! Methods come in this order: construction, getters, `handle_*`/`accept` (inputs),
 //! mutators (`add_torrent`, `add_peers`, `shutdown`), then `poll_output`.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::api::{Action, Event, Input, Output, Target};
+use crate::api::{AddTorrentError, Event, Input, Output, PeerInfo, TorrentStats};
 use crate::bitfield::Bitfield;
-use crate::extension::ExtHandshake;
-use crate::id::{ConnId, InfoHash, OpId, PeerId, TorrentId};
+use crate::config::{Config, TorrentOptions};
+use crate::id::{ConnId, InfoHash, PeerId, TorrentId};
 use crate::metainfo::Metainfo;
-use crate::picker::PickerConfig;
-use crate::rng::Rng;
+use crate::shared::{Route, Shared};
 use crate::time::{Duration, Instant};
+use crate::timer::{Timer, TimerTable, earliest};
 use crate::torrent::Torrent;
 use crate::vec_map::VecMap;
 use crate::wire::Decoder;
-
-/// Tunables. `Config::default()` is what the command-line clients use.
-#[derive(Debug, Clone)]
-pub struct Config {
-    /// First 8 bytes of our peer id (BEP 20 style); the other 12 come from the seed.
-    pub peer_id_prefix: [u8; 8],
-    /// The TCP port we accept peers on, announced to trackers (0: not listening).
-    pub listen_port: u16,
-    pub user_agent: String,
-    /// Connections per torrent.
-    pub max_peers_per_torrent: usize,
-    /// Connections in total (peers and trackers).
-    pub max_connections: usize,
-    /// Outbound connections being set up at once.
-    pub max_half_open: usize,
-    /// Upload slots for the choker (tit-for-tat), besides the optimistic one.
-    pub unchoke_slots: usize,
-    /// Whether the choker has an optimistic unchoke slot. `false` with `unchoke_slots: 0`
-    /// makes a free rider that never uploads (the simulator's experiments use it).
-    pub optimistic_unchoke: bool,
-    /// A peer that delivers nothing for this long while we wait for blocks has its
-    /// requests handed to others.
-    pub request_timeout: Duration,
-    /// A connection silent for this long is closed (keep-alives count).
-    pub idle_timeout: Duration,
-    /// Requests in flight per peer: the queue depth starts at `min_queue_depth` and grows
-    /// with the peer's rate to cover `request_queue_time` of transfer, up to `max_queue_depth`.
-    pub min_queue_depth: usize,
-    pub max_queue_depth: usize,
-    pub request_queue_time: Duration,
-    /// A peer whose pieces failed the hash check this many times (as sole source) is banned.
-    pub max_hash_failures: u32,
-    /// Bytes of received blocks held in memory before their piece is complete, plus pieces
-    /// handed to the disk and not yet written. Above it, no new requests are sent.
-    pub max_buffered_bytes: usize,
-    /// Requests a peer may have queued with us before it is disconnected.
-    pub max_peer_requests: usize,
-    /// Upload bytes in flight to one connection (sent to the runtime, not yet reported
-    /// written by `Input::Sent`).
-    pub max_send_buffer: usize,
-    /// Peers from trackers kept per torrent.
-    pub max_known_peers: usize,
-    /// How long a tracker request may take.
-    pub tracker_timeout: Duration,
-    /// Time between housekeeping rounds (time-outs, rates, keep-alives).
-    pub tick: Duration,
-    /// Piece picking policy.
-    pub picker: PickerConfig,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            peer_id_prefix: *b"-TS0100-",
-            listen_port: 0,
-            user_agent: "Tessera/0.1".into(),
-            max_peers_per_torrent: 50,
-            max_connections: 200,
-            max_half_open: 16,
-            unchoke_slots: 4,
-            optimistic_unchoke: true,
-            request_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(180),
-            min_queue_depth: 16,
-            max_queue_depth: 500,
-            request_queue_time: Duration::from_secs(2),
-            max_hash_failures: 2,
-            max_buffered_bytes: 32 << 20,
-            max_peer_requests: 500,
-            max_send_buffer: 4 << 20,
-            max_known_peers: 1000,
-            tracker_timeout: Duration::from_secs(30),
-            tick: Duration::from_millis(500),
-            picker: PickerConfig::default(),
-        }
-    }
-}
-
-/// How to add a torrent.
-#[derive(Debug, Clone, Default)]
-pub struct TorrentOptions {
-    /// Pieces already verified (from a resume file). `None`: hash whatever is on disk first.
-    pub have: Option<Bitfield>,
-    /// Keep serving after the download completes.
-    pub seed: bool,
-    /// Files to download, by index in the metainfo's file list (`--only`). `None`: all.
-    /// Every piece holding a byte of a chosen file is fetched; bytes of other files are
-    /// never written (the driver's storage skips them) and pieces that cross into other
-    /// files are verified but never offered to peers, since we cannot serve all of them.
-    pub files: Option<Vec<bool>>,
-}
-
-/// A snapshot for progress displays.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct TorrentStats {
-    pub pieces_total: u32,
-    pub pieces_have: u32,
-    /// Bytes verified on disk.
-    pub bytes_have: u64,
-    pub total_len: u64,
-    /// Payload bytes received from peers (including wasted ones).
-    pub downloaded: u64,
-    /// Payload bytes sent to peers.
-    pub uploaded: u64,
-    /// Payload bytes received that were thrown away (duplicates, failed pieces).
-    pub wasted: u64,
-    pub peers: usize,
-    /// Bytes per second over the last few seconds.
-    pub download_rate: f64,
-    pub upload_rate: f64,
-    pub checking: bool,
-    pub complete: bool,
-}
-
-/// A snapshot of one peer connection (for displays and the simulator's invariants).
-#[derive(Debug, Clone, PartialEq)]
-pub struct PeerInfo {
-    pub conn: ConnId,
-    pub addr: SocketAddr,
-    pub id: Option<PeerId>,
-    pub outbound: bool,
-    /// Handshakes exchanged.
-    pub active: bool,
-    pub am_choking: bool,
-    pub am_interested: bool,
-    pub peer_choking: bool,
-    pub peer_interested: bool,
-    /// Pieces the peer has.
-    pub pieces: u32,
-    /// Our requests in flight to the peer, and the most we allow.
-    pub requests_out: usize,
-    pub queue_depth: usize,
-    /// The peer's requests queued with us (not yet being read).
-    pub requests_in: usize,
-    /// Upload bytes handed to the driver and not yet reported sent.
-    pub unsent: usize,
-    pub download_rate: f64,
-    pub upload_rate: f64,
-    pub downloaded: u64,
-    pub uploaded: u64,
-    pub snubbed: bool,
-}
-
-/// What a connection belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Route {
-    /// Inbound, handshake not yet received: no torrent known.
-    Pending,
-    Peer(TorrentId),
-    Tracker(TorrentId),
-}
-
-/// Session state every torrent acts through: the clock, configuration, randomness, and the
-/// queue of outputs with the id allocators and routing tables that go with it.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub now: Instant,
-    pub config: Config,
-    pub rng: Rng,
-    pub peer_id: PeerId,
-    /// The `key` tracker parameter: random per session.
-    pub key: u32,
-    out: VecDeque<Output>,
-    /// Peer connections with control bytes queued since the last flush.
-    pub queued: Vec<(TorrentId, ConnId)>,
-    next_id: u64,
-    routes: VecMap<ConnId, Route>,
-    ops: VecMap<OpId, TorrentId>,
-    /// Our BEP 10 handshake payload, encoded once (it depends on the config alone).
-    ext_handshake: Bytes,
-}
-
-impl Shared {
-    pub fn action(&mut self, action: Action) {
-        self.out.push_back(Output::Action(action));
-    }
-
-    pub fn event(&mut self, event: Event) {
-        self.out.push_back(Output::Event(event));
-    }
-
-    fn next(&mut self) -> u64 {
-        self.next_id += 1;
-        self.next_id
-    }
-
-    /// Asks the driver for a connection that will belong to `route`.
-    pub fn connect(&mut self, route: Route, target: Target) -> ConnId {
-        let conn = ConnId(self.next());
-        self.routes.insert(conn, route);
-        self.action(Action::Connect { conn, target });
-        conn
-    }
-
-    pub fn send(&mut self, conn: ConnId, data: Bytes) {
-        self.action(Action::Send { conn, data });
-    }
-
-    /// Closes a connection the driver still has open.
-    pub fn close(&mut self, conn: ConnId) {
-        if self.routes.remove(&conn).is_some() {
-            self.action(Action::Close { conn });
-        }
-    }
-
-    /// Forgets a connection the driver reported closed.
-    pub fn forget(&mut self, conn: ConnId) {
-        self.routes.remove(&conn);
-    }
-
-    pub fn reroute(&mut self, conn: ConnId, route: Route) {
-        if let Some(r) = self.routes.get_mut(&conn) {
-            *r = route;
-        }
-    }
-
-    /// Open connections of every kind.
-    pub fn connections(&self) -> usize {
-        self.routes.len()
-    }
-
-    /// The payload of our BEP 10 extension handshake (encoded once: the config is fixed).
-    pub fn ext_handshake(&self) -> Bytes {
-        self.ext_handshake.clone()
-    }
-
-    /// A new disk operation id for `torrent`.
-    pub fn op(&mut self, torrent: TorrentId) -> OpId {
-        let op = OpId(self.next());
-        self.ops.insert(op, torrent);
-        op
-    }
-}
 
 /// An inbound connection waiting for the remote handshake.
 #[derive(Debug)]
@@ -265,55 +32,59 @@ struct Pending {
 /// How long an inbound connection may take to send its handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// The session's own named deadlines (each torrent has its own: see `torrent/timers.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SessionTimer {
+    /// The first inbound connection to run out of time for its handshake.
+    Handshake,
+    /// `shutdown` gives up waiting for `stopped` announces.
+    Stop,
+}
+
+impl Timer for SessionTimer {
+    const ALL: &'static [Self] = &[SessionTimer::Handshake, SessionTimer::Stop];
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Every torrent, connection and tracker of one BitTorrent client, as one state machine.
+///
+/// A session never blocks and never does IO: the driver that owns it (a runtime, the
+/// simulator, a test) feeds it what happened with [`Session::handle_input`] (and the
+/// mutators [`Session::accept`], [`Session::add_torrent`], [`Session::add_peers`],
+/// [`Session::shutdown`]), then drains [`Session::poll_output`] until it returns
+/// [`Output::Timeout`], carrying out each [`Action`](crate::Action) and reporting its
+/// outcome as a later input. Every mutation must be followed by a complete drain. The
+/// crate documentation has the whole loop.
+///
+/// Time comes only from the inputs (`now`, on the driver's clock, never going backwards:
+/// an earlier `now` counts as the latest seen) and randomness only from the seed given to
+/// [`Session::new`], so the same inputs replay to the same outputs.
 #[derive(Debug)]
 pub struct Session {
     sh: Shared,
     torrents: VecMap<TorrentId, Torrent>,
     by_hash: BTreeMap<InfoHash, TorrentId>,
     pending: BTreeMap<ConnId, Pending>,
-    next_tick: Instant,
+    timers: TimerTable<SessionTimer, 2>,
     /// Set by `shutdown`: when to give up waiting for `stopped` announces.
     stopping: Option<Instant>,
     stopped: bool,
 }
 
 impl Session {
+    /// A session with no torrent yet. `now` is the driver's clock at the start (any epoch:
+    /// only differences count); `seed` drives every random choice (our peer id's suffix,
+    /// the tracker `key`, tie-breaks, the optimistic unchoke), so a session replays from it.
     pub fn new(config: Config, now: Instant, seed: [u8; 32]) -> Self {
-        let mut rng = Rng::from_seed(seed);
-        let mut id = [0u8; 20];
-        id[..8].copy_from_slice(&config.peer_id_prefix);
-        // The suffix is printable so that peer ids read well in other clients' logs.
-        const ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
-        for b in &mut id[8..] {
-            *b = ALPHABET[rng.index(ALPHABET.len())];
-        }
-        let key = rng.next_u64() as u32;
-        let ext_handshake = Bytes::from(
-            ExtHandshake {
-                reqq: u32::try_from(config.max_peer_requests).ok(),
-                port: (config.listen_port != 0).then_some(config.listen_port),
-                client: Some(config.user_agent.clone()),
-            }
-            .encode(),
-        );
         Session {
-            sh: Shared {
-                now,
-                config,
-                rng,
-                peer_id: PeerId(id),
-                key,
-                out: VecDeque::new(),
-                queued: Vec::new(),
-                next_id: 0,
-                routes: VecMap::new(),
-                ops: VecMap::new(),
-                ext_handshake,
-            },
+            sh: Shared::new(config, now, seed),
             torrents: VecMap::new(),
             by_hash: BTreeMap::new(),
             pending: BTreeMap::new(),
-            next_tick: now,
+            timers: TimerTable::default(),
             stopping: None,
             stopped: false,
         }
@@ -321,14 +92,17 @@ impl Session {
 
     // ---- getters ------------------------------------------------------------------
 
+    /// Our peer id: the config's prefix and twelve characters drawn from the seed.
     pub fn peer_id(&self) -> PeerId {
         self.sh.peer_id
     }
 
+    /// The configuration the session was made with.
     pub fn config(&self) -> &Config {
         &self.sh.config
     }
 
+    /// A snapshot of a torrent's progress (`None`: no such torrent).
     pub fn stats(&self, torrent: TorrentId) -> Option<TorrentStats> {
         self.torrents.get(&torrent).map(|t| t.stats(self.sh.now))
     }
@@ -348,8 +122,13 @@ impl Session {
 
     // ---- inputs -------------------------------------------------------------------
 
-    /// Feeds one input. Unknown connection or operation ids are ignored (the driver may
-    /// race with a close the core asked for).
+    /// Feeds one thing that happened outside the core; drain [`Session::poll_output`]
+    /// afterwards. Any input also runs the deadlines due by its `now`, so calling with
+    /// [`Input::Timeout`] early or late is harmless.
+    ///
+    /// An input for a connection or disk operation the session does not know (any more)
+    /// is ignored: the driver may race with a close the core asked for, and need not filter
+    /// (see [`api`](crate::api)).
     pub fn handle_input(&mut self, input: Input) {
         let now = input.now().max(self.sh.now);
         self.sh.now = now;
@@ -372,12 +151,11 @@ impl Session {
                 if self.pending.remove(&conn).is_some() {
                     self.sh.forget(conn);
                 } else {
-                    let reason = error.unwrap_or_else(|| "closed by remote".into());
-                    self.with_torrent(conn, |t, sh| t.on_closed(sh, conn, reason));
+                    self.with_torrent(conn, |t, sh| t.on_closed(sh, conn, error));
                 }
             }
             Input::Disk { op, result, .. } => {
-                if let Some(torrent) = self.sh.ops.remove(&op)
+                if let Some(torrent) = self.sh.take_op(op)
                     && let Some(t) = self.torrents.get_mut(&torrent)
                 {
                     t.on_disk(&mut self.sh, op, result);
@@ -394,8 +172,7 @@ impl Session {
         if self.stopping.is_some() || self.sh.connections() >= self.sh.config.max_connections {
             return None;
         }
-        let conn = ConnId(self.sh.next());
-        self.sh.routes.insert(conn, Route::Pending);
+        let conn = self.sh.accept();
         self.pending.insert(
             conn,
             Pending {
@@ -404,14 +181,19 @@ impl Session {
                 since: now,
             },
         );
+        let handshake = self
+            .pending
+            .values()
+            .map(|p| p.since + HANDSHAKE_TIMEOUT)
+            .min();
+        self.timers.set_or_stop(SessionTimer::Handshake, handshake);
         Some(conn)
     }
 
     /// Runs `f` on the torrent `conn` belongs to, if any.
     fn with_torrent(&mut self, conn: ConnId, f: impl FnOnce(&mut Torrent, &mut Shared)) {
-        // `get_mut` for its lookup hint: the same connection's inputs come in runs.
-        let id = match self.sh.routes.get_mut(&conn) {
-            Some(Route::Peer(t) | Route::Tracker(t)) => *t,
+        let id = match self.sh.route(conn) {
+            Some(Route::Peer(t) | Route::Tracker(t)) => t,
             Some(Route::Pending) | None => return,
         };
         if let Some(t) = self.torrents.get_mut(&id) {
@@ -454,12 +236,11 @@ impl Session {
         }
     }
 
+    /// The end of every input and mutator: due deadlines, deferred work, the flush of
+    /// queued control messages, then the deadlines re-armed for `poll_output`.
     fn after_input(&mut self) {
         let now = self.sh.now;
-        if now >= self.next_tick {
-            self.next_tick = now + self.sh.config.tick;
-            self.tick();
-        }
+        self.handle_timeouts();
         for t in self.torrents.values_mut() {
             t.after_input(&mut self.sh);
         }
@@ -480,41 +261,84 @@ impl Session {
         {
             self.finish_stop();
         }
+        self.update_timers();
     }
 
-    fn tick(&mut self) {
+    /// Runs every deadline due at `sh.now`: the session's own, then each torrent's. Any
+    /// input runs them, not only `Input::Timeout`.
+    ///
+    /// A sub-machine with deadlines of its own (a uTP socket's retransmits, the DHT's
+    /// queries, a UDP tracker's retransmits) gets its `handle_timeout(now)` here and adds
+    /// its `poll_timeout()` in [`Session::poll_timeout`].
+    fn handle_timeouts(&mut self) {
         let now = self.sh.now;
-        let expired: Vec<ConnId> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| now.saturating_duration_since(p.since) > HANDSHAKE_TIMEOUT)
-            .map(|(c, _)| *c)
-            .collect();
-        for conn in expired {
-            self.pending.remove(&conn);
-            self.sh.close(conn);
+        if self.timers.is_due(SessionTimer::Handshake, now) {
+            let expired: Vec<ConnId> = self
+                .pending
+                .iter()
+                .filter(|(_, p)| now.saturating_duration_since(p.since) >= HANDSHAKE_TIMEOUT)
+                .map(|(c, _)| *c)
+                .collect();
+            for conn in expired {
+                self.pending.remove(&conn);
+                self.sh.close(conn);
+            }
         }
+        // `Stop` is judged in `after_input`, once this input's answers are in.
         for t in self.torrents.values_mut() {
-            t.tick(&mut self.sh);
+            t.handle_timeout(&mut self.sh);
         }
+    }
+
+    /// Re-arms the session's deadlines and every torrent's from their state.
+    fn update_timers(&mut self) {
+        let handshake = self
+            .pending
+            .values()
+            .map(|p| p.since + HANDSHAKE_TIMEOUT)
+            .min();
+        self.timers.set_or_stop(SessionTimer::Handshake, handshake);
+        let stop = self.stopping.filter(|_| !self.stopped);
+        self.timers.set_or_stop(SessionTimer::Stop, stop);
+        for t in self.torrents.values_mut() {
+            t.update_timers(&mut self.sh);
+        }
+    }
+
+    /// The earliest deadline in the session: its own, every torrent's, and every
+    /// sub-machine's. This is the seam for machines that own deadlines: each one keeps
+    /// them in a [`TimerTable`] (or computes its next one), contributes its
+    /// `poll_timeout()` here and is handed the time in [`Session::handle_timeouts`].
+    fn poll_timeout(&self) -> Instant {
+        let mut next = self.timers.next();
+        for t in self.torrents.values() {
+            next = earliest(next, t.poll_timeout());
+        }
+        next.unwrap_or(Instant::FAR_FUTURE)
     }
 
     // ---- mutators -----------------------------------------------------------------
 
+    /// Adds a torrent and starts it: it hashes existing data first unless `options.have`
+    /// says what is verified, then announces, dials and serves. Drain
+    /// [`Session::poll_output`] afterwards. A torrent whose info hash is in the session
+    /// already is refused ([`AddTorrentError::Duplicate`]) and the session is unchanged.
     pub fn add_torrent(
         &mut self,
         now: Instant,
         meta: Arc<Metainfo>,
         options: TorrentOptions,
-    ) -> TorrentId {
+    ) -> Result<TorrentId, AddTorrentError> {
         self.sh.now = now.max(self.sh.now);
-        let id = TorrentId(self.sh.next());
+        if self.by_hash.contains_key(&meta.info_hash) {
+            return Err(AddTorrentError::Duplicate(meta.info_hash));
+        }
+        let id = TorrentId(self.sh.next_id());
         self.by_hash.insert(meta.info_hash, id);
         let torrent = Torrent::new(&mut self.sh, id, meta, options);
         self.torrents.insert(id, torrent);
-        self.next_tick = self.sh.now;
         self.after_input();
-        id
+        Ok(id)
     }
 
     /// Peers to connect to, besides the trackers'. `persistent` ones are redialled with
@@ -560,18 +384,18 @@ impl Session {
 
     // ---- output -------------------------------------------------------------------
 
-    /// The next thing to do. Call until it returns `Output::Timeout`.
+    /// The next thing to do: an action to carry out, an event to report, or, once there
+    /// is nothing more, [`Output::Timeout`] with the instant at which to call
+    /// `handle_input(Input::Timeout)` if no other input comes first
+    /// ([`Instant::FAR_FUTURE`]: nothing is due, wait for inputs). Call it until it returns
+    /// the timeout, after every input and mutator.
     pub fn poll_output(&mut self) -> Output {
-        if let Some(o) = self.sh.out.pop_front() {
+        if let Some(o) = self.sh.pop_output() {
             return o;
         }
         if self.stopped {
             return Output::Timeout(Instant::FAR_FUTURE);
         }
-        let mut deadline = self.next_tick;
-        if let Some(s) = self.stopping {
-            deadline = deadline.min(s);
-        }
-        Output::Timeout(deadline)
+        Output::Timeout(self.poll_timeout())
     }
 }

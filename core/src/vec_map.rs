@@ -62,6 +62,10 @@ impl<K: Ord + Copy, V> VecMap<K, V> {
         self.keys.len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
     #[inline]
     pub fn get(&self, key: &K) -> Option<&V> {
         self.find(key).ok().map(|i| &self.vals[i])

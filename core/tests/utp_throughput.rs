@@ -18,7 +18,7 @@ use std::time::Instant as WallClock;
 
 use bytes::Bytes;
 use tessera_core::Instant;
-use tessera_core::rng::Rng;
+use tessera_core::Rng;
 use tessera_core::utp::{UtpConfig, UtpEvent, UtpSocket};
 
 const TOTAL: usize = 256 << 20;
@@ -31,7 +31,7 @@ fn addr(i: u8) -> SocketAddr {
 #[ignore = "benchmark: run with --ignored --nocapture, in release"]
 fn utp_throughput_in_process() {
     for (name, cfg) in [
-        ("defaults (1400-byte packets)", UtpConfig::default()),
+        ("defaults (1232-byte packets, probing up to 1472)", UtpConfig::default()),
         (
             "4 MiB windows",
             UtpConfig {

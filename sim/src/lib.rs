@@ -8,10 +8,12 @@
 //! [`payload`] (the torrent's content, real or virtual), [`disk`] (a node's in-memory disk),
 //! [`adversary`] (scripted misbehaving peers), [`invariants`], [`scenario`] (what a run
 //! simulates), [`world`] (the simulation itself: population, transport, faults, nodes) and
-//! [`report`]; [`cli`] is the command line's swarm mode and what all modes share.
+//! [`report`]; [`cli`] is the command line's swarm mode and what all modes share; [`dht`] is
+//! the `tessera-sim dht` mode, a network of DHT nodes.
 
 pub mod adversary;
 pub mod cli;
+pub mod dht;
 pub mod disk;
 pub mod invariants;
 pub mod net;

@@ -146,15 +146,17 @@ impl Harness {
                 assert_eq!(disk.write(&payload, p, 0, &[data], hash), DiskResult::Ok);
             }
         }
-        let torrent = session.add_torrent(
-            Instant::ZERO,
-            payload.meta.clone(),
-            TorrentOptions {
-                have: Some(have),
-                seed: true,
-                files: None,
-            },
-        );
+        let torrent = session
+            .add_torrent(
+                Instant::ZERO,
+                payload.meta.clone(),
+                TorrentOptions {
+                    have: Some(have),
+                    seed: true,
+                    files: None,
+                },
+            )
+            .expect("a new session holds no torrent");
         let mut h = Harness {
             payload,
             session,

@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use tessera_core::Rng;
 use tessera_core::mse::{Done, Encryption, Initiator, MseError, Policy, Responder, StreamCipher};
-use tessera_core::rng::Rng;
 use tessera_core::wire::{BlockRequest, Decoder, Handshake, Message};
 use tessera_core::{InfoHash, PeerId};
 

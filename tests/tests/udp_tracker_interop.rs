@@ -9,15 +9,15 @@ use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::time::Duration;
 
 use bytes::Bytes;
+use tessera_core::Instant;
+use tessera_core::Rng;
 use tessera_core::extension::{ExtensionHandshake, ExtensionIds};
-use tessera_core::id::{ConnId, InfoHash as CoreHash, PeerId};
 use tessera_core::metadata::{AssemblerConfig, MetadataAssembler, MetadataEvent, MetadataMessage};
-use tessera_core::rng::Rng;
-use tessera_core::time::Instant;
 use tessera_core::tracker::udp::{
     Request, UdpRequestId, UdpTracker, UdpTrackerConfig, UdpTrackerError, UdpTrackerEvent,
 };
 use tessera_core::tracker::{AnnounceEvent, AnnounceParams};
+use tessera_core::{ConnId, InfoHash as CoreHash, PeerId};
 use tessera_tests::data::FileSpec;
 use tessera_tests::libtorrent::{LtOptions, LtPeer};
 use tessera_tests::torrent::{self, Torrent};

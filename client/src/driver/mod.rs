@@ -193,7 +193,9 @@ impl Driver {
             },
             files: chosen,
         };
-        let torrent = session.add_torrent(Instant::ZERO, meta, options);
+        let torrent = session
+            .add_torrent(Instant::ZERO, meta, options)
+            .map_err(|e| Error::other(e.to_string()))?;
         if !plan.peers.is_empty() {
             // Peers the user named are redialled with back-off until they answer (a seeder
             // started a moment later, a peer that restarts).
@@ -305,10 +307,17 @@ impl<S: Core> Driver<S> {
         self.deadline
     }
 
-    /// How long the runtime may sleep: until the session's deadline or the shutdown
-    /// backstop, whichever is first. `None`: no deadline.
+    /// How long the runtime may sleep: until the session's deadline, the shutdown backstop
+    /// or a resume save that is owed, whichever is first. `None`: no deadline. (The
+    /// session wakes the loop only when it has something due, so a save must say when.)
     pub fn timeout(&self) -> Option<Duration> {
-        let next = self.deadline.min(self.lifecycle.backstop());
+        let save = self
+            .resumer
+            .as_ref()
+            .filter(|_| self.lifecycle.finished().is_none())
+            .and_then(ResumeUpkeep::next_due)
+            .unwrap_or(Instant::FAR_FUTURE);
+        let next = self.deadline.min(self.lifecycle.backstop()).min(save);
         (next != Instant::FAR_FUTURE).then(|| next.saturating_duration_since(self.now()))
     }
 

@@ -124,6 +124,12 @@ impl ResumeUpkeep {
         self.next_save = now;
     }
 
+    /// When [`ResumeUpkeep::due`] will next have a save to start, if it will without
+    /// something else happening first (pieces verified since the last save, none running).
+    pub(super) fn next_due(&self) -> Option<Instant> {
+        (self.known && self.unsaved && !self.saving).then_some(self.next_save)
+    }
+
     /// The save to start on the pool at `now`, if one is due: the core knows what is on
     /// disk, pieces were verified since the last save started, none is running, and
     /// [`SAVE_INTERVAL`] has passed since the last one started (or a save was asked for

@@ -409,6 +409,7 @@ fn disk_errors_end_the_run_with_their_message() {
         &mut d,
         [Output::Event(Event::DiskError {
             torrent: T,
+            kind: DiskErrorKind::NoSpace,
             message: "writing /x: No space left on device".into(),
         })],
     );

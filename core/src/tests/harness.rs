@@ -10,10 +10,11 @@ use sha1::{Digest, Sha1};
 
 use crate::Bitfield;
 use crate::api::{Action, DiskResult, Event, Input, Output, Target};
+use crate::config::{Config, TorrentOptions};
 use crate::id::{ConnId, InfoHash, TorrentId};
 use crate::layout::{FileSpan, Layout};
 use crate::metainfo::{FileEntry, Info, Metainfo};
-use crate::session::{Config, Session, TorrentOptions};
+use crate::session::Session;
 use crate::time::{Duration, Instant};
 
 /// Deterministic content for tests.
@@ -195,7 +196,9 @@ impl Swarm {
             self.now,
             seed,
         );
-        let torrent = session.add_torrent(self.now, meta.clone(), options);
+        let torrent = session
+            .add_torrent(self.now, meta.clone(), options)
+            .expect("a new torrent");
         self.nodes.push(Node {
             session,
             addr,

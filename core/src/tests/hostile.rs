@@ -11,9 +11,10 @@ use sha1::{Digest, Sha1};
 
 use super::harness::{MemDisk, content, metainfo};
 use crate::api::{Action, DiskResult, Event, Input, Output};
+use crate::config::{Config, TorrentOptions};
 use crate::id::{ConnId, PeerId};
 use crate::metainfo::Metainfo;
-use crate::session::{Config, Session, TorrentOptions};
+use crate::session::Session;
 use crate::time::{Duration, Instant};
 use crate::wire::{BlockRequest, Handshake, Message};
 
@@ -39,15 +40,17 @@ impl Script {
         let disk = MemDisk::full(&meta, &data);
         let now = Instant::ZERO;
         let mut session = Session::new(config, now, [9; 32]);
-        session.add_torrent(
-            now,
-            meta.clone(),
-            TorrentOptions {
-                have: None,
-                seed: true,
-                files: None,
-            },
-        );
+        session
+            .add_torrent(
+                now,
+                meta.clone(),
+                TorrentOptions {
+                    have: None,
+                    seed: true,
+                    files: None,
+                },
+            )
+            .expect("a new torrent");
         let conn = session
             .accept(now, SocketAddr::from(REMOTE))
             .expect("accepted");
@@ -154,10 +157,10 @@ impl Script {
     }
 
     /// The reason the scripted peer was closed with, if it was.
-    fn close_reason(&self) -> Option<&str> {
+    fn close_reason(&self) -> Option<String> {
         self.events.iter().find_map(|e| match e {
             Event::PeerClosed { addr, reason, .. } if *addr == SocketAddr::from(REMOTE) => {
-                Some(reason.as_str())
+                Some(reason.to_string())
             }
             _ => None,
         })
@@ -165,7 +168,7 @@ impl Script {
 
     fn assert_closed_with(&self, needle: &str) {
         assert!(self.closed, "peer not closed; events: {:?}", self.events);
-        let reason = self.close_reason().unwrap_or("");
+        let reason = self.close_reason().unwrap_or_default();
         assert!(
             reason.contains(needle),
             "reason {reason:?} does not mention {needle:?}"
@@ -363,15 +366,17 @@ fn garbage_instead_of_a_handshake() {
     let meta = metainfo("t", &[("a", 200_000)], 32768, &data);
     let now = Instant::ZERO;
     let mut session = Session::new(Config::default(), now, [1; 32]);
-    session.add_torrent(
-        now,
-        meta,
-        TorrentOptions {
-            have: None,
-            seed: true,
-            files: None,
-        },
-    );
+    session
+        .add_torrent(
+            now,
+            meta,
+            TorrentOptions {
+                have: None,
+                seed: true,
+                files: None,
+            },
+        )
+        .expect("a new torrent");
     let conn = session
         .accept(now, SocketAddr::from(REMOTE))
         .expect("accepted");
@@ -397,15 +402,17 @@ fn inbound_peer_during_the_check_is_turned_away() {
     let meta = metainfo("t", &[("a", 200_000)], 32768, &data);
     let now = Instant::ZERO;
     let mut session = Session::new(Config::default(), now, [2; 32]);
-    session.add_torrent(
-        now,
-        meta.clone(),
-        TorrentOptions {
-            have: None,
-            seed: true,
-            files: None,
-        },
-    );
+    session
+        .add_torrent(
+            now,
+            meta.clone(),
+            TorrentOptions {
+                have: None,
+                seed: true,
+                files: None,
+            },
+        )
+        .expect("a new torrent");
     // The check's Verify actions are left unanswered: the torrent is still checking.
     while let Output::Action(_) | Output::Event(_) = session.poll_output() {}
     let conn = session

@@ -1,7 +1,9 @@
 //! In-process tests of whole sessions: several real `Session`s wired together on a virtual
 //! clock, with an in-memory disk, and scripted peers where a test needs a misbehaving one.
 
+mod contract;
 mod harness;
 mod hostile;
 mod session;
 mod stale_inputs;
+mod timers;

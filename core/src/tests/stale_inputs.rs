@@ -9,8 +9,9 @@ use bytes::Bytes;
 
 use super::harness::{content, metainfo};
 use crate::api::{Action, DiskError, DiskErrorKind, DiskResult, Input, Output};
+use crate::config::{Config, TorrentOptions};
 use crate::id::{ConnId, OpId, PeerId};
-use crate::session::{Config, Session, TorrentOptions};
+use crate::session::Session;
 use crate::time::{Duration, Instant};
 use crate::wire::Handshake;
 
@@ -42,15 +43,17 @@ fn inputs_for_unknown_and_closed_connections_and_operations_are_ignored() {
     let data = content(200_000, 3);
     let meta = metainfo("t", &[("a", 200_000)], 32768, &data);
     let mut session = Session::new(Config::default(), Instant::ZERO, [4; 32]);
-    session.add_torrent(
-        Instant::ZERO,
-        meta.clone(),
-        TorrentOptions {
-            have: None,
-            seed: true,
-            files: None,
-        },
-    );
+    session
+        .add_torrent(
+            Instant::ZERO,
+            meta.clone(),
+            TorrentOptions {
+                have: None,
+                seed: true,
+                files: None,
+            },
+        )
+        .expect("a new torrent");
     // The check: every piece verified. The first operation answered is kept.
     let now = Instant::ZERO + Duration::from_millis(10);
     let mut answered = None;

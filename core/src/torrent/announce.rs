@@ -8,8 +8,9 @@ use bytes::Bytes;
 use super::{State, Torrent};
 use crate::api::{Event, Target, TrackerEvent};
 use crate::id::ConnId;
-use crate::session::{Route, Shared};
+use crate::shared::{Route, Shared};
 use crate::time::Instant;
+use crate::timer::earliest;
 use crate::tracker::announce::announce_url;
 use crate::tracker::http::{self, HttpError, HttpResponse, ResponseParser};
 use crate::tracker::{
@@ -33,7 +34,9 @@ pub(super) struct Request {
 }
 
 impl Torrent {
-    pub(super) fn tracker_tick(&mut self, sh: &mut Shared) {
+    /// The `Announce` timer: tracker requests past their deadline fail, and the announces
+    /// that are due start.
+    pub(super) fn announce_due(&mut self, sh: &mut Shared) {
         let now = sh.now;
         let expired: Vec<ConnId> = self
             .trackers
@@ -50,12 +53,24 @@ impl Torrent {
         if self.stopping || self.state == State::Checking {
             return;
         }
-        if self.peers.len() < FEW_PEERS && !self.peer_list.has_dialable(self.picker.is_complete()) {
-            self.announcer.want_peers(now);
-        }
         while let Some(job) = self.announcer.poll(now) {
             self.start_announce(sh, job);
         }
+    }
+
+    /// When the `Announce` timer must fire: the next announce due, or the first tracker
+    /// request to time out. Asks the trackers for peers early when few are connected and
+    /// none is left to dial.
+    pub(super) fn announce_deadline(&mut self, now: Instant) -> Option<Instant> {
+        let request = self.trackers.values().map(|r| r.deadline).min();
+        if self.stopping || self.state == State::Checking {
+            return request;
+        }
+        if self.peers.len() < FEW_PEERS && !self.peer_list.has_dialable(self.picker.is_complete()) {
+            self.announcer.want_peers(now);
+        }
+        let next = Some(self.announcer.next_deadline()).filter(|&at| at != Instant::FAR_FUTURE);
+        earliest(request, next)
     }
 
     pub(super) fn start_announce(&mut self, sh: &mut Shared, job: AnnounceJob) {

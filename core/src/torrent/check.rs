@@ -5,7 +5,7 @@ use super::{Op, State, Torrent};
 use crate::api::{Action, DiskResult, Event};
 use crate::bitfield::Bitfield;
 use crate::picker::Picker;
-use crate::session::Shared;
+use crate::shared::Shared;
 
 /// Pieces being hashed at once.
 const WINDOW: u32 = 8;

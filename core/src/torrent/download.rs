@@ -12,13 +12,13 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 
-use super::{Op, Source, State, Torrent};
-use crate::api::{Action, DiskResult, Event};
+use super::{Op, Source, State, Torrent, send};
+use crate::api::{Action, CloseReason, DiskError, DiskErrorKind, DiskResult, Event, Misbehaviour};
 use crate::id::{ConnId, PeerId};
 use crate::layout::{BLOCK_LEN, BlockRef};
 use crate::peer::Outstanding;
 use crate::picker::Arrival;
-use crate::session::Shared;
+use crate::shared::Shared;
 use crate::wire::{BlockRequest, Message};
 
 /// Pieces being assembled, and what has been learnt about peers' data.
@@ -119,7 +119,7 @@ impl Torrent {
                 block,
                 sent: sh.now,
             });
-            peer.send(sh, &Message::Request(req));
+            send(sh, peer, &Message::Request(req));
         }
     }
 
@@ -160,12 +160,10 @@ impl Torrent {
         piece: u32,
         offset: u32,
         data: Bytes,
-    ) -> Result<(), String> {
+    ) -> Result<(), Misbehaviour> {
         let len = u32::try_from(data.len()).unwrap_or(u32::MAX);
         let Some(block) = self.layout.block_at(piece, offset, len) else {
-            return Err(format!(
-                "sent {len} bytes at offset {offset} of piece {piece}, which is not a block we ask for"
-            ));
+            return Err(Misbehaviour::NotABlock { piece, offset, len });
         };
         let now = sh.now;
         let Some(peer) = self.peers.get_mut(&conn) else {
@@ -181,7 +179,7 @@ impl Torrent {
                 if !requested {
                     peer.unrequested_blocks += 1;
                     if peer.unrequested_blocks > super::MAX_UNREQUESTED {
-                        return Err("sent too many blocks nobody asked for".into());
+                        return Err(Misbehaviour::UnrequestedBlocks);
                     }
                 }
             }
@@ -203,7 +201,7 @@ impl Torrent {
                     if let Some(p) = self.peers.get_mut(&other)
                         && p.withdraw(block)
                     {
-                        p.send(sh, &Message::Cancel(req));
+                        send(sh, p, &Message::Cancel(req));
                     }
                 }
                 self.store(block, data, source);
@@ -350,8 +348,11 @@ impl Torrent {
         }
         match result {
             DiskResult::Ok => self.verify_spilled_if_ready(sh, piece),
-            DiskResult::Error(e) => self.fail(sh, e.message),
-            other => self.fail(sh, format!("unexpected answer to a write: {other:?}")),
+            DiskResult::Error(e) => self.fail(sh, e),
+            other => self.fail(
+                sh,
+                unexpected(format!("unexpected answer to a write: {other:?}")),
+            ),
         }
         self.request_all(sh);
     }
@@ -425,8 +426,8 @@ impl Torrent {
                 }
                 self.request_all(sh);
             }
-            DiskResult::Error(e) => self.fail(sh, e.message),
-            DiskResult::Data(_) => self.fail(sh, "unexpected data from a write".into()),
+            DiskResult::Error(e) => self.fail(sh, e),
+            DiskResult::Data(_) => self.fail(sh, unexpected("unexpected data from a write".into())),
         }
     }
 
@@ -438,7 +439,7 @@ impl Torrent {
         });
         if self.offers(piece) {
             for peer in self.peers.values_mut().filter(|p| p.is_active()) {
-                peer.send(sh, &Message::Have(piece));
+                send(sh, peer, &Message::Have(piece));
             }
         }
         // Only a peer that has this piece can have lost our interest with it.
@@ -466,7 +467,7 @@ impl Torrent {
             .map(|(c, _)| *c)
             .collect();
         for conn in seeds {
-            self.close_peer(sh, conn, "both seeding".into(), false);
+            self.close_peer(sh, conn, CloseReason::BothSeeding, false);
         }
         let conns: Vec<ConnId> = self.peers.keys().copied().collect();
         for conn in conns {
@@ -487,7 +488,7 @@ impl Torrent {
             return;
         }
         self.download.banned.insert(id);
-        let reason = format!("banned: {strikes} pieces from this peer failed the hash check");
+        let reason = CloseReason::HashFailures(strikes);
         tracing::info!(addr = %source.addr, "{reason}");
         let conns: Vec<ConnId> = self
             .peers
@@ -506,14 +507,15 @@ impl Torrent {
     }
 
     /// A disk error: stop downloading. What is verified stays verified.
-    pub(super) fn fail(&mut self, sh: &mut Shared, message: String) {
+    pub(super) fn fail(&mut self, sh: &mut Shared, error: DiskError) {
         if self.state == State::Failed {
             return;
         }
         self.state = State::Failed;
         sh.event(Event::DiskError {
             torrent: self.id,
-            message,
+            kind: error.kind,
+            message: error.message,
         });
         let conns: Vec<ConnId> = self.peers.keys().copied().collect();
         for conn in conns {
@@ -562,5 +564,13 @@ impl Torrent {
             self.release_requests(conn);
         }
         self.request_all(sh);
+    }
+}
+
+/// A disk answer that does not fit the action it answers: the driver is broken.
+fn unexpected(message: String) -> DiskError {
+    DiskError {
+        kind: DiskErrorKind::Other,
+        message,
     }
 }

@@ -7,7 +7,11 @@
 mod announce;
 mod check;
 mod download;
+mod messages;
+mod timers;
 mod upload;
+
+pub(crate) use timers::TorrentTimer;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -15,9 +19,10 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::api::{DiskResult, Event, Target};
+use crate::api::{CloseReason, DiskResult, Event, PeerInfo, Target, TorrentStats};
 use crate::bitfield::Bitfield;
-use crate::extension::{self, ExtHandshake};
+use crate::config::TorrentOptions;
+use crate::extension;
 use crate::id::{ConnId, OpId, PeerId, TorrentId};
 use crate::layout::Layout;
 use crate::metainfo::Metainfo;
@@ -25,18 +30,13 @@ use crate::peer::{Peer, Phase};
 use crate::peer_list::PeerList;
 use crate::picker::Picker;
 use crate::rate::Rate;
-use crate::session::{PeerInfo, Route, Shared, TorrentOptions, TorrentStats};
+use crate::shared::{Route, Shared};
 use crate::time::{Duration, Instant};
+use crate::timer::{Timer, TimerTable};
 use crate::tracker::Announcer;
 use crate::vec_map::VecMap;
 use crate::wire::{Decoder, Handshake, Message};
 
-/// How long an outbound connection may take to be established and to complete the handshake.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
-/// Send a keep-alive after this long without sending anything.
-const KEEPALIVE: Duration = Duration::from_secs(90);
-/// Longest a message may take to arrive once it has started (a 16 KiB block at 300 B/s).
-const MESSAGE_TIMEOUT: Duration = Duration::from_secs(60);
 /// While seeding, how often an address from the trackers may be dialled.
 const SEED_DIAL_INTERVAL: Duration = Duration::from_secs(1);
 /// Blocks nobody asked for (and that we do not want) tolerated from one peer.
@@ -114,8 +114,12 @@ pub(crate) struct Torrent {
     stopping: bool,
     /// While seeding, no tracker address is dialled before this.
     next_seed_dial: Instant,
+    /// `connect_peers` held back an address that was due: not looked at again before this.
+    dial_retry: Instant,
     /// Buffers reused from one input to the next.
     scratch: Scratch,
+    /// When the torrent next needs the time: see `timers.rs`.
+    timers: TimerTable<TorrentTimer, { TorrentTimer::ALL.len() }>,
 }
 
 /// Buffers kept to save an allocation per use; empty between uses.
@@ -182,7 +186,9 @@ impl Torrent {
             up_rate: Rate::new(now),
             stopping: false,
             next_seed_dial: now,
+            dial_retry: now,
             scratch: Scratch::default(),
+            timers: TimerTable::default(),
             meta,
         };
         if options.have.is_none() {
@@ -295,7 +301,7 @@ impl Torrent {
         }
         peer.phase = Phase::Handshaking;
         peer.connected_at = sh.now;
-        peer.send_raw(sh, &hs);
+        send_raw(sh, peer, &hs);
     }
 
     fn our_handshake(&self, sh: &Shared) -> [u8; crate::wire::HANDSHAKE_LEN] {
@@ -337,7 +343,7 @@ impl Torrent {
         );
         peer.decoder = decoder;
         let ours = self.our_handshake(sh);
-        peer.send_raw(sh, &ours);
+        send_raw(sh, &mut peer, &ours);
         self.peers.insert(conn, Box::new(peer));
         if self.on_handshake(sh, conn, hs) {
             self.process(sh, conn);
@@ -364,7 +370,7 @@ impl Torrent {
                     }
                 }
                 Err(e) => {
-                    self.close_peer(sh, conn, e.to_string(), true);
+                    self.close_peer(sh, conn, CloseReason::BadHandshake(e), true);
                     return;
                 }
             }
@@ -379,10 +385,12 @@ impl Torrent {
         }
     }
 
-    pub fn on_closed(&mut self, sh: &mut Shared, conn: ConnId, reason: String) {
+    /// The driver reported `conn` gone, with its error if it gave one.
+    pub fn on_closed(&mut self, sh: &mut Shared, conn: ConnId, error: Option<String>) {
+        let reason = CloseReason::Remote(error);
         sh.forget(conn);
         if self.trackers.contains_key(&conn) {
-            self.tracker_closed(sh, conn, reason);
+            self.tracker_closed(sh, conn, reason.to_string());
         } else if self.peers.contains_key(&conn) {
             self.drop_peer(sh, conn, reason);
         }
@@ -419,20 +427,20 @@ impl Torrent {
         let addr = peer.addr;
         let outbound = peer.outbound;
         if hs.info_hash != self.meta.info_hash {
-            self.close_peer(sh, conn, "handshake for another torrent".into(), true);
+            self.close_peer(sh, conn, CloseReason::OtherTorrent, true);
             return false;
         }
         if hs.peer_id == sh.peer_id {
             if outbound {
                 self.peer_list.mark_self(addr);
-                self.close_peer(sh, conn, "connected to ourselves".into(), false);
+                self.close_peer(sh, conn, CloseReason::Ourselves, false);
             } else if let Some(peer) = self.peers.get_mut(&conn) {
                 peer.phase = Phase::Ourselves;
             }
             return false;
         }
         if self.download.is_banned(&hs.peer_id) {
-            self.close_peer(sh, conn, "banned peer".into(), false);
+            self.close_peer(sh, conn, CloseReason::Banned, false);
             return false;
         }
         if self
@@ -440,7 +448,7 @@ impl Torrent {
             .iter()
             .any(|(c, p)| *c != conn && p.id == Some(hs.peer_id))
         {
-            self.close_peer(sh, conn, "already connected to this peer".into(), false);
+            self.close_peer(sh, conn, CloseReason::AlreadyConnected, false);
             return false;
         }
         let Some(peer) = self.peers.get_mut(&conn) else {
@@ -455,12 +463,17 @@ impl Torrent {
             return false;
         };
         if offered.count_ones() > 0 {
-            peer.send(sh, &Message::Bitfield(Bytes::from(offered.to_bytes())));
+            send(
+                sh,
+                peer,
+                &Message::Bitfield(Bytes::from(offered.to_bytes())),
+            );
         }
         if hs.has(Handshake::EXTENSION_PROTOCOL) {
             let payload = sh.ext_handshake();
-            peer.send(
+            send(
                 sh,
+                peer,
                 &Message::Extended {
                     id: extension::HANDSHAKE_ID,
                     payload,
@@ -476,230 +489,30 @@ impl Torrent {
         true
     }
 
-    /// Handles every complete message buffered for `conn`.
-    fn process(&mut self, sh: &mut Shared, conn: ConnId) {
-        loop {
-            let Some(peer) = self.peers.get_mut(&conn) else {
-                return;
-            };
-            match peer.decoder.next_message() {
-                Ok(Some(msg)) => {
-                    if let Err(reason) = self.on_message(sh, conn, msg) {
-                        self.ban_peer(sh, conn, reason);
-                        return;
-                    }
-                }
-                Ok(None) => {
-                    peer.partial_since = match peer.decoder.buffered() {
-                        0 => None,
-                        _ => Some(peer.partial_since.unwrap_or(sh.now)),
-                    };
-                    return;
-                }
-                Err(e) => {
-                    self.ban_peer(sh, conn, format!("protocol error: {e}"));
-                    return;
-                }
-            }
-        }
-    }
-
-    /// Closes a peer that broke the protocol, and never deals with it again (its address
-    /// if we dialled it, its peer id either way).
-    fn ban_peer(&mut self, sh: &mut Shared, conn: ConnId, reason: String) {
-        if let Some(peer) = self.peers.get(&conn) {
-            if peer.outbound {
-                self.peer_list.ban(peer.addr);
-            }
-            if let Some(id) = peer.id {
-                self.download.ban(id);
-            }
-        }
-        self.close_peer(sh, conn, reason, false);
-    }
-
-    /// Applies one message; `Err(reason)` closes the peer.
-    fn on_message(&mut self, sh: &mut Shared, conn: ConnId, msg: Message) -> Result<(), String> {
-        let n = self.layout.num_pieces();
-        let Some(peer) = self.peers.get_mut(&conn) else {
-            return Ok(());
-        };
-        let first = !peer.seen_message;
-        peer.seen_message = true;
-        match msg {
-            Message::KeepAlive => {}
-            Message::Choke => {
-                peer.peer_choking = true;
-                self.release_requests(conn);
-            }
-            Message::Unchoke => {
-                peer.peer_choking = false;
-                peer.last_block_at = sh.now;
-                self.request_blocks(sh, conn);
-            }
-            Message::Interested => {
-                let before = peer.slot_state();
-                peer.peer_interested = true;
-                self.upload.slots.change(before, peer.slot_state());
-                self.interest_changed();
-            }
-            Message::NotInterested => {
-                let before = peer.slot_state();
-                peer.peer_interested = false;
-                self.upload.slots.change(before, peer.slot_state());
-                peer.their_requests.clear();
-                self.interest_changed();
-            }
-            Message::Have(piece) => {
-                if piece >= n {
-                    return Err(format!("have for piece {piece} of {n}"));
-                }
-                if peer.has.set(piece as usize) {
-                    self.picker.add_have(piece);
-                    self.peer_has_changed(sh, conn);
-                }
-            }
-            // BEP 3 puts the bitfield first, but aria2 sends it after other messages to
-            // peers without extensions; a late one adds to what the peer announced.
-            Message::Bitfield(bytes) => {
-                let has = Bitfield::from_bytes(&bytes, n as usize).map_err(|e| e.to_string())?;
-                if !first {
-                    tracing::debug!(addr = %peer.addr, "bitfield after other messages");
-                }
-                self.add_peer_pieces(sh, conn, &has);
-            }
-            Message::HaveAll => self.add_peer_pieces(sh, conn, &Bitfield::full(n as usize)),
-            Message::HaveNone => {}
-            Message::Request(req) => self.on_request(sh, conn, req)?,
-            Message::Cancel(req) => {
-                peer.their_requests.retain(|r| *r != req);
-            }
-            Message::Reject(req) => {
-                if let Some(block) = self.layout.block_at(req.piece, req.offset, req.len)
-                    && peer.withdraw(block)
-                {
-                    self.picker.release(block, conn);
-                }
-            }
-            Message::Piece {
-                piece,
-                offset,
-                data,
-            } => self.on_block(sh, conn, piece, offset, data)?,
-            Message::Extended {
-                id: extension::HANDSHAKE_ID,
-                payload,
-            } => match ExtHandshake::parse(&payload) {
-                Ok(ext) => {
-                    peer.max_requests = ext.reqq.map(|q| q as usize);
-                    tracing::debug!(addr = %peer.addr, client = ?ext.client, reqq = ?ext.reqq, "extension handshake");
-                }
-                Err(e) => tracing::debug!(addr = %peer.addr, "{e}"),
-            },
-            // We offer no extension messages, so other ids are not for us.
-            Message::Port(_)
-            | Message::Suggest(_)
-            | Message::AllowedFast(_)
-            | Message::Extended { .. } => {}
-            Message::Unknown { id, len } => {
-                return Err(format!("unknown message id {id} ({len} bytes)"));
-            }
-        }
-        Ok(())
-    }
-
-    /// The peer's whole piece set arrived (bitfield or have-all).
-    /// The peer announced a set of pieces (bitfield or have-all): what it had announced
-    /// before stays (a peer's pieces only grow).
-    fn add_peer_pieces(&mut self, sh: &mut Shared, conn: ConnId, has: &Bitfield) {
-        let Some(peer) = self.peers.get_mut(&conn) else {
-            return;
-        };
-        if peer.has.none() {
-            self.picker.add_availability(has);
-            peer.has = has.clone();
-        } else {
-            for p in has.ones() {
-                if peer.has.set(p) {
-                    self.picker.add_have(p as u32);
-                }
-            }
-        }
-        self.peer_has_changed(sh, conn);
-    }
-
-    /// The peer's piece set grew: update our interest, and drop the connection when
-    /// neither side can give the other anything.
-    fn peer_has_changed(&mut self, sh: &mut Shared, conn: ConnId) {
-        let Some(peer) = self.peers.get(&conn) else {
-            return;
-        };
-        if peer.is_seed() {
-            self.peer_list.mark_seed(peer.addr);
-            if self.picker.is_complete() && self.state == State::Seeding {
-                self.close_peer(sh, conn, "both seeding".into(), false);
-                return;
-            }
-        }
-        self.update_interest(sh, conn);
-        self.request_blocks(sh, conn);
-    }
-
-    /// Sends interested / not interested when our view changed.
-    fn update_interest(&mut self, sh: &mut Shared, conn: ConnId) {
-        let Some(peer) = self.peers.get_mut(&conn) else {
-            return;
-        };
-        if !peer.is_active() {
-            return;
-        }
-        let want = self.state == State::Downloading && self.picker.is_interesting(&peer.has);
-        Torrent::set_interest(sh, peer, want);
-    }
-
-    /// Sends interested / not interested if `want` differs from what the peer was told.
-    fn set_interest(sh: &mut Shared, peer: &mut Peer, want: bool) {
-        if want != peer.am_interested {
-            peer.am_interested = want;
-            peer.send(
-                sh,
-                if want {
-                    &Message::Interested
-                } else {
-                    &Message::NotInterested
-                },
-            );
-            if want {
-                peer.last_block_at = sh.now;
-                peer.am_interested_since = sh.now;
-            }
-        }
-    }
-
     // ---- closing ------------------------------------------------------------------
 
     /// Closes a peer connection we decided to end. `failed` marks a connection that never
     /// got going (for dial back-off).
-    fn close_peer(&mut self, sh: &mut Shared, conn: ConnId, reason: String, failed: bool) {
+    fn close_peer(&mut self, sh: &mut Shared, conn: ConnId, reason: CloseReason, failed: bool) {
         sh.close(conn);
         self.remove_peer(sh, conn, reason, failed);
     }
 
     /// The driver reported the peer's connection gone.
-    fn drop_peer(&mut self, sh: &mut Shared, conn: ConnId, reason: String) {
+    fn drop_peer(&mut self, sh: &mut Shared, conn: ConnId, reason: CloseReason) {
         let Some(peer) = self.peers.get(&conn) else {
             return;
         };
         let failed = !peer.is_active();
         let reason = if peer.phase == Phase::Ourselves {
-            "connected to ourselves".into()
+            CloseReason::Ourselves
         } else {
             reason
         };
         self.remove_peer(sh, conn, reason, failed);
     }
 
-    fn remove_peer(&mut self, sh: &mut Shared, conn: ConnId, reason: String, failed: bool) {
+    fn remove_peer(&mut self, sh: &mut Shared, conn: ConnId, reason: CloseReason, failed: bool) {
         let Some(peer) = self.peers.remove(&conn) else {
             return;
         };
@@ -729,7 +542,7 @@ impl Torrent {
     pub fn close_all(&mut self, sh: &mut Shared) {
         let conns: Vec<ConnId> = self.peers.keys().copied().collect();
         for conn in conns {
-            self.close_peer(sh, conn, "shutting down".into(), false);
+            self.close_peer(sh, conn, CloseReason::ShuttingDown, false);
         }
         let trackers: Vec<ConnId> = self.trackers.keys().copied().collect();
         for conn in trackers {
@@ -762,6 +575,9 @@ impl Torrent {
                 || half_open >= sh.config.max_half_open
                 || sh.connections() >= sh.config.max_connections
             {
+                // Held back by a limit: look again a sweep later (with connections, the
+                // sweep comes anyway).
+                self.dial_retry = sh.now + sh.config.tick;
                 return;
             }
             // A seed waits for leechers to come; it dials the peers it was told to keep
@@ -772,6 +588,9 @@ impl Torrent {
                 self.peer_list
                     .next_matching(sh.now, seeding, persistent_only)
             else {
+                if persistent_only {
+                    self.dial_retry = self.next_seed_dial;
+                }
                 return;
             };
             if seeding && !persistent {
@@ -804,48 +623,7 @@ impl Torrent {
         }
     }
 
-    // ---- housekeeping -------------------------------------------------------------
-
-    pub fn tick(&mut self, sh: &mut Shared) {
-        let now = sh.now;
-        let mut to_close = Vec::new();
-        for (&conn, peer) in &mut self.peers {
-            match peer.phase {
-                Phase::Connecting | Phase::Handshaking | Phase::Ourselves => {
-                    if now.saturating_duration_since(peer.connected_at) > CONNECT_TIMEOUT {
-                        to_close.push((conn, "connection timed out".to_string(), true));
-                    }
-                    continue;
-                }
-                Phase::Active => {}
-            }
-            if now.saturating_duration_since(peer.last_recv) > sh.config.idle_timeout {
-                to_close.push((conn, "idle".to_string(), false));
-                continue;
-            }
-            if peer
-                .partial_since
-                .is_some_and(|t| now.saturating_duration_since(t) > MESSAGE_TIMEOUT)
-            {
-                to_close.push((
-                    conn,
-                    "a message is trickling in too slowly".to_string(),
-                    false,
-                ));
-                continue;
-            }
-            if now.saturating_duration_since(peer.last_send) > KEEPALIVE {
-                peer.send(sh, &Message::KeepAlive);
-            }
-        }
-        for (conn, reason, failed) in to_close {
-            self.close_peer(sh, conn, reason, failed);
-        }
-        self.download_tick(sh);
-        self.upload_tick(sh);
-        self.tracker_tick(sh);
-        self.connect_peers(sh);
-    }
+    // ---- output -------------------------------------------------------------------
 
     /// Flushes queued control messages to the driver.
     pub fn flush(&mut self, sh: &mut Shared, conn: ConnId) {
@@ -867,6 +645,28 @@ impl Torrent {
         if let Some(bytes) = peer.take_out() {
             sh.send(conn, bytes);
         }
+    }
+}
+
+/// Queues a control message for `peer`, listing the connection for the flush at the end of
+/// the input.
+fn send(sh: &mut Shared, peer: &mut Peer, msg: &Message) {
+    if peer.send(sh.now, msg) {
+        sh.queued.push((peer.torrent, peer.conn));
+    }
+}
+
+/// Chokes `peer` (see [`Peer::choke`]), listing the connection for the flush like [`send`].
+fn choke(sh: &mut Shared, peer: &mut Peer) {
+    if peer.choke(sh.now) {
+        sh.queued.push((peer.torrent, peer.conn));
+    }
+}
+
+/// Queues raw bytes (a handshake) for `peer`, like [`send`].
+fn send_raw(sh: &mut Shared, peer: &mut Peer, bytes: &[u8]) {
+    if peer.send_raw(sh.now, bytes) {
+        sh.queued.push((peer.torrent, peer.conn));
     }
 }
 

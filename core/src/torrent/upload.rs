@@ -13,12 +13,12 @@ use std::collections::{BTreeMap, VecDeque};
 
 use bytes::Bytes;
 
-use super::{Op, Torrent};
-use crate::api::{Action, DiskResult, Event};
+use super::{Op, Torrent, choke, send};
+use crate::api::{Action, BadRequest, DiskResult, Event, Misbehaviour};
 use crate::choker::{Choker, ChokerConfig, PeerView};
 use crate::id::ConnId;
 use crate::layout::BLOCK_LEN;
-use crate::session::Shared;
+use crate::shared::Shared;
 use crate::time::{Duration, Instant};
 use crate::wire::{BlockRequest, Message};
 
@@ -186,7 +186,7 @@ impl Torrent {
         sh: &mut Shared,
         conn: ConnId,
         req: BlockRequest,
-    ) -> Result<(), String> {
+    ) -> Result<(), Misbehaviour> {
         let now = sh.now;
         let have = self.offers(req.piece);
         let in_range = self.layout.range_in_piece(req.piece, req.offset, req.len);
@@ -194,11 +194,11 @@ impl Torrent {
             return Ok(());
         };
         let problem = if req.len > MAX_REQUEST {
-            Some("longer than 16 KiB")
+            Some(BadRequest::TooLong)
         } else if !in_range {
-            Some("outside the piece")
+            Some(BadRequest::OutsidePiece)
         } else if !have {
-            Some("for a piece we do not have")
+            Some(BadRequest::NotOffered)
         } else {
             None
         };
@@ -208,9 +208,7 @@ impl Torrent {
             if peer.choked_for(now, CHOKE_GRACE) {
                 peer.choked_requests += 1;
                 if peer.choked_requests > MAX_CHOKED_REQUESTS {
-                    return Err(format!(
-                        "more than {MAX_CHOKED_REQUESTS} requests while choked"
-                    ));
+                    return Err(Misbehaviour::RequestsWhileChoked(MAX_CHOKED_REQUESTS));
                 }
             }
             return Ok(());
@@ -219,7 +217,7 @@ impl Torrent {
             peer.bad_requests += 1;
             tracing::debug!(addr = %peer.addr, ?req, "request {problem}");
             if peer.bad_requests > MAX_BAD_REQUESTS {
-                return Err(format!("too many invalid requests (last one {problem})"));
+                return Err(Misbehaviour::InvalidRequests(problem));
             }
             return Ok(());
         }
@@ -229,10 +227,10 @@ impl Torrent {
             // pipeline past it, so the excess is dropped; only a flood is disconnected.
             peer.dropped_requests += 1;
             if peer.dropped_requests as usize > FLOOD_FACTOR * max {
-                return Err(format!(
-                    "request flood: {} requests beyond the {max} it may queue",
-                    peer.dropped_requests
-                ));
+                return Err(Misbehaviour::RequestFlood {
+                    dropped: peer.dropped_requests,
+                    max,
+                });
             }
             return Ok(());
         }
@@ -305,7 +303,7 @@ impl Torrent {
             return;
         };
         let now = sh.now;
-        peer.send_piece_header(sh, req);
+        peer.send_piece_header(now, req);
         Torrent::flush_peer(sh, conn, peer);
         peer.emitted += data.len() as u64;
         peer.upload.add(now, u64::from(req.len));
@@ -326,6 +324,7 @@ impl Torrent {
             DiskResult::Error(e) => {
                 sh.event(Event::DiskError {
                     torrent: self.id,
+                    kind: e.kind,
                     message: e.message,
                 });
                 return;
@@ -374,15 +373,16 @@ impl Torrent {
         }
     }
 
-    pub(super) fn upload_tick(&mut self, sh: &mut Shared) {
-        if sh.now >= self.upload.choker.next_round() {
-            self.rechoke(sh, true);
-        }
+    /// When the choker's next full round is due: only while some peer holds an upload
+    /// slot or waits for one (a round with neither decides nothing).
+    pub(super) fn choke_deadline(&self) -> Option<Instant> {
+        let counts = self.upload.slots;
+        (counts.unchoked > 0 || counts.waiting > 0).then(|| self.upload.choker.next_round())
     }
 
     /// Runs the choker (a full round, or a re-run that keeps the optimistic rotation) and
     /// applies its decision.
-    fn rechoke(&mut self, sh: &mut Shared, full_round: bool) {
+    pub(super) fn rechoke(&mut self, sh: &mut Shared, full_round: bool) {
         let now = sh.now;
         let mut views = std::mem::take(&mut self.upload.views);
         views.clear();
@@ -424,10 +424,10 @@ impl Torrent {
             if unchoke && peer.am_choking {
                 peer.am_choking = false;
                 peer.choked_requests = 0;
-                peer.send(sh, &Message::Unchoke);
+                send(sh, peer, &Message::Unchoke);
                 newly_unchoked.push(conn);
             } else if !unchoke && !peer.am_choking {
-                peer.choke(sh);
+                choke(sh, peer);
             }
             self.upload.slots.change(before, peer.slot_state());
         }

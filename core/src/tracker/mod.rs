@@ -2,7 +2,7 @@
 //! tracker protocol (BEP 15, [`udp`]) and the schedule of announces over a torrent's tracker
 //! tiers (BEP 12).
 //!
-//! The schedule ([`Announcer`]) keeps, per tier, the order in which its trackers are tried,
+//! The schedule (`Announcer`) keeps, per tier, the order in which its trackers are tried,
 //! whether a `Started` (and later `Completed`) announce got through, and when the next
 //! announce is due. A "round" is one pass over a tier's trackers from the front: it ends
 //! with the first success, or with every tracker having failed, which starts a back-off.
@@ -25,16 +25,16 @@ pub const RETRY_MAX: Duration = Duration::from_secs(30 * 60);
 /// Interval used when a tracker gives none (or zero).
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(30 * 60);
 /// Shortest time between a tracker's answer and an extra announce asked for by
-/// [`Announcer::want_peers`] when the tracker gives no `min interval`.
+/// `Announcer::want_peers` when the tracker gives no `min interval`.
 pub const DEFAULT_MIN_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Which tracker of the torrent's list (index into the flattened tier list).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TrackerIndex(pub usize);
+pub(crate) struct TrackerIndex(pub usize);
 
 /// An announce the session should perform now.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AnnounceJob {
+pub(crate) struct AnnounceJob {
     pub tracker: TrackerIndex,
     pub url: String,
     pub event: AnnounceEvent,
@@ -43,7 +43,7 @@ pub struct AnnounceJob {
 /// Per-torrent announce schedule. Pure: the session asks `poll` for due announces, performs
 /// them, and reports the outcome with `on_success` / `on_failure`.
 #[derive(Debug)]
-pub struct Announcer {
+pub(crate) struct Announcer {
     /// URL of every tracker by [`TrackerIndex`]: the position in the flattened tier list as
     /// given to [`Announcer::new`] (unsupported trackers keep their index but are never used).
     urls: Vec<String>,
@@ -155,11 +155,13 @@ impl Announcer {
     }
 
     /// True when there is no usable tracker.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.tiers.is_empty()
     }
 
     /// The URL of a tracker (as given to [`Announcer::new`]).
+    #[cfg(test)]
     pub fn url(&self, tracker: TrackerIndex) -> Option<&str> {
         self.urls.get(tracker.0).map(String::as_str)
     }
@@ -331,7 +333,7 @@ impl Announcer {
 
 // ---- which trackers can be announced to ----------------------------------------------
 
-/// The tracker protocols an [`Announcer`] schedules besides HTTP.
+/// The tracker protocols the announce schedule (`Announcer`) uses besides HTTP.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Protocols {
     /// `udp://` trackers (BEP 15).

@@ -67,9 +67,12 @@
 //!   libtorrent instead ignores SYNs once it holds twice its connection limit.
 //! - **Unknown connection ids** are dropped without a reply by default, as libtorrent does
 //!   ([`UtpConfig::resets_per_second`] enables rate-limited `ST_RESET`s).
-//! - **Packet size**: datagrams never exceed [`UtpConfig::max_packet_size`] (at most
-//!   1,400 bytes: 20 header bytes, room for a selective ACK, the rest payload). There is no
-//!   path MTU probing.
+//! - **Packet size** ([`mtu`]): a connection starts at
+//!   [`UtpConfig::initial_packet_size`] (1,232 bytes, what every IPv6 link carries) and
+//!   probes upward to [`UtpConfig::max_packet_size`] (1,472 bytes, 1,452 for IPv6) with
+//!   padded data packets, by halving; a lost probe is not congestion, and repeated timeouts
+//!   bring the size down again (a black hole). Nothing above the size found is sent but a
+//!   probe.
 //! - **Retransmission**: a packet is resent when three later packets were selectively
 //!   acknowledged or three duplicate `ST_STATE`s acknowledge the one before it (each packet
 //!   at most once that way), or when the retransmission timer fires (everything in flight

@@ -3,13 +3,12 @@
 //! each action is carried out on the transport, the disk or the queue, each event is
 //! checked and counted, and the node's invariants are checked after every input.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use rand_chacha::ChaCha8Rng;
 use tessera_core::{
-    Action, Bitfield, Config, ConnId, DiskResult, Duration, Event, Input, Instant, OpId, Output,
-    Session, Target, TorrentId, TorrentOptions,
+    Action, Bitfield, Config, DiskResult, Duration, Event, Input, Instant, OpId, Output, Session,
+    Target, TorrentId, TorrentOptions,
 };
 
 use super::event::{Ev, NO_REJOIN, rejoin_nanos};
@@ -57,7 +56,7 @@ pub struct Node {
     timer_at: Option<Instant>,
     /// What the invariants remember between checks.
     prev_have: Vec<u64>,
-    prev_requests: BTreeMap<ConnId, usize>,
+    prev_requests: invariants::PrevRequests,
     /// What it uploads (a corrupt node serves the corrupt variant).
     serve: Variant,
     /// Pieces counted in the swarm's copy counts.
@@ -100,7 +99,9 @@ impl Node {
             files: None,
         };
         let mut session = Session::new(config_for(sc, life.class), now, life.seed);
-        let torrent = session.add_torrent(now, payload.meta.clone(), options);
+        let torrent = session
+            .add_torrent(now, payload.meta.clone(), options)
+            .expect("a new session holds no torrent");
         let serve = if life.class == Class::Adversary(Adversary::Corrupt) {
             Variant::Corrupt
         } else {
@@ -115,7 +116,7 @@ impl Node {
             timer_gen: 0,
             timer_at: None,
             prev_have: Vec::new(),
-            prev_requests: BTreeMap::new(),
+            prev_requests: invariants::PrevRequests::default(),
             serve,
             counted: Bitfield::new(n),
         }
@@ -267,6 +268,10 @@ impl Node {
         cx.tally.step(code, h);
         match a {
             Action::Connect { conn, target } => match target {
+                Target::Addr(addr) if cx.pop.records[self.rec].completed_at.is_some() => {
+                    cx.tally.seed_dials += 1;
+                    cx.net.dial(h, conn.0, addr, cx.q);
+                }
                 Target::Addr(addr) => cx.net.dial(h, conn.0, addr, cx.q),
                 Target::Host { .. } => cx.net.dial_name(h, conn.0, cx.q),
             },
@@ -374,6 +379,7 @@ impl Node {
             }
             Event::HashFailed { .. } => cx.tally.hash_failures += 1,
             Event::PeerClosed { addr, reason, .. } => {
+                let reason = reason.to_string();
                 let Some(other) = cx.pop.at(addr.ip()) else {
                     return;
                 };
@@ -381,7 +387,9 @@ impl Node {
                     return;
                 }
                 let class = cx.pop.records[other].class;
-                cx.tally.honest_closed(class, &reason);
+                let dialled = addr.port() == PEER_PORT;
+                cx.tally
+                    .honest_closed((rec, other), class, &reason, dialled);
                 if class.honest() && invariants::blames_peer(&reason) {
                     let who = cx.pop.name(other);
                     let what = format!("honest peer {who} closed as misbehaving: {reason}");

@@ -1,0 +1,164 @@
+//! The context every torrent acts through: the clock, configuration, randomness, the queue
+//! of outputs, and the id allocators and routing table that go with it.
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+
+use crate::api::{Action, Event, Output, Target};
+use crate::config::Config;
+use crate::extension::ExtHandshake;
+use crate::id::{ConnId, OpId, PeerId, TorrentId};
+use crate::rng::Rng;
+use crate::time::Instant;
+use crate::vec_map::VecMap;
+
+/// What a connection belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Route {
+    /// Inbound, handshake not yet received: no torrent known.
+    Pending,
+    Peer(TorrentId),
+    Tracker(TorrentId),
+}
+
+/// Session state every torrent acts through: the clock, configuration, randomness, and the
+/// queue of outputs with the id allocators and routing tables that go with it.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub now: Instant,
+    pub config: Config,
+    pub rng: Rng,
+    pub peer_id: PeerId,
+    /// The `key` tracker parameter: random per session.
+    pub key: u32,
+    out: VecDeque<Output>,
+    /// Peer connections with control bytes queued since the last flush.
+    pub queued: Vec<(TorrentId, ConnId)>,
+    next_id: u64,
+    routes: VecMap<ConnId, Route>,
+    ops: VecMap<OpId, TorrentId>,
+    /// Our BEP 10 handshake payload, encoded once (it depends on the config alone).
+    ext_handshake: Bytes,
+}
+
+impl Shared {
+    /// The context of a new session: the peer id and tracker key are the first draws from
+    /// the seeded generator.
+    pub fn new(config: Config, now: Instant, seed: [u8; 32]) -> Self {
+        let mut rng = Rng::from_seed(seed);
+        let mut id = [0u8; 20];
+        id[..8].copy_from_slice(&config.peer_id_prefix);
+        // The suffix is printable so that peer ids read well in other clients' logs.
+        const ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+        for b in &mut id[8..] {
+            *b = ALPHABET[rng.index(ALPHABET.len())];
+        }
+        let key = rng.next_u64() as u32;
+        let ext_handshake = Bytes::from(
+            ExtHandshake {
+                reqq: u32::try_from(config.max_peer_requests).ok(),
+                port: (config.listen_port != 0).then_some(config.listen_port),
+                client: Some(config.user_agent.clone()),
+            }
+            .encode(),
+        );
+        Shared {
+            now,
+            config,
+            rng,
+            peer_id: PeerId(id),
+            key,
+            out: VecDeque::new(),
+            queued: Vec::new(),
+            next_id: 0,
+            routes: VecMap::new(),
+            ops: VecMap::new(),
+            ext_handshake,
+        }
+    }
+
+    /// The next output queued, if any.
+    pub fn pop_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    pub fn action(&mut self, action: Action) {
+        self.out.push_back(Output::Action(action));
+    }
+
+    pub fn event(&mut self, event: Event) {
+        self.out.push_back(Output::Event(event));
+    }
+
+    /// A new id: connections, disk operations and torrents share one counter.
+    pub fn next_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    /// Registers an inbound connection, not yet routed to a torrent.
+    pub fn accept(&mut self) -> ConnId {
+        let conn = ConnId(self.next_id());
+        self.routes.insert(conn, Route::Pending);
+        conn
+    }
+
+    /// What `conn` belongs to, if the session knows it.
+    pub fn route(&mut self, conn: ConnId) -> Option<Route> {
+        // `get_mut` for its lookup hint: the same connection's inputs come in runs.
+        self.routes.get_mut(&conn).map(|r| *r)
+    }
+
+    /// The torrent a disk operation belongs to, forgetting the operation.
+    pub fn take_op(&mut self, op: OpId) -> Option<TorrentId> {
+        self.ops.remove(&op)
+    }
+
+    /// Asks the driver for a connection that will belong to `route`.
+    pub fn connect(&mut self, route: Route, target: Target) -> ConnId {
+        let conn = ConnId(self.next_id());
+        self.routes.insert(conn, route);
+        self.action(Action::Connect { conn, target });
+        conn
+    }
+
+    pub fn send(&mut self, conn: ConnId, data: Bytes) {
+        self.action(Action::Send { conn, data });
+    }
+
+    /// Closes a connection the driver still has open.
+    pub fn close(&mut self, conn: ConnId) {
+        if self.routes.remove(&conn).is_some() {
+            self.action(Action::Close { conn });
+        }
+    }
+
+    /// Forgets a connection the driver reported closed.
+    pub fn forget(&mut self, conn: ConnId) {
+        self.routes.remove(&conn);
+    }
+
+    pub fn reroute(&mut self, conn: ConnId, route: Route) {
+        if let Some(r) = self.routes.get_mut(&conn) {
+            *r = route;
+        }
+    }
+
+    /// Open connections of every kind.
+    pub fn connections(&self) -> usize {
+        self.routes.len()
+    }
+
+    /// The payload of our BEP 10 extension handshake (encoded once: the config is fixed).
+    pub fn ext_handshake(&self) -> Bytes {
+        self.ext_handshake.clone()
+    }
+
+    /// A new disk operation id for `torrent`.
+    pub fn op(&mut self, torrent: TorrentId) -> OpId {
+        let op = OpId(self.next_id());
+        self.ops.insert(op, torrent);
+        op
+    }
+}

@@ -1,0 +1,257 @@
+//! Tessera's DHT node (`tessera_core::dht::Dht`, driven here over a real UDP socket on
+//! 127.0.0.1) in a small DHT of libtorrent 2.0 sessions: it bootstraps from them, finds the
+//! peer one of them announced, announces so that libtorrent finds it, and answers
+//! libtorrent's queries well enough that libtorrent keeps it in its routing table and gets
+//! peers from it. Every datagram Tessera sends is decoded and checked on the way out.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::Duration;
+
+use tessera_core::InfoHash;
+use tessera_core::Instant;
+use tessera_core::dht::{Body, Config, Dht, DhtEvent, LookupDone, Message, Query};
+use tessera_tests::lt_dht::LtDht;
+use tessera_tests::{Scratch, serial};
+
+/// Our DHT node on a UDP socket, with what it sent and told.
+struct Node {
+    dht: Dht,
+    sock: UdpSocket,
+    epoch: std::time::Instant,
+    events: Vec<DhtEvent>,
+    sent: Vec<(SocketAddr, Message)>,
+}
+
+impl Node {
+    fn new() -> Node {
+        let sock = UdpSocket::bind("127.0.0.1:0").expect("bind a UDP socket");
+        let dht = Dht::new(Config::loopback(), Instant::ZERO, [0x5e; 32], None, None);
+        Node {
+            dht,
+            sock,
+            epoch: std::time::Instant::now(),
+            events: Vec::new(),
+            sent: Vec::new(),
+        }
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.sock.local_addr().expect("local address")
+    }
+
+    fn now(&self) -> Instant {
+        Instant::from_duration(self.epoch.elapsed())
+    }
+
+    fn flush(&mut self) {
+        while let Some((to, bytes)) = self.dht.poll_transmit() {
+            let msg = Message::decode(&bytes).expect("Tessera sent a malformed KRPC message");
+            self.sock.send_to(&bytes, to).expect("send_to");
+            self.sent.push((to, msg));
+        }
+        while let Some(e) = self.dht.poll_event() {
+            self.events.push(e);
+        }
+        self.dht.check_invariants().expect("DHT invariants");
+    }
+
+    /// Runs the node for at most `slice`.
+    fn run_for(&mut self, slice: Duration) {
+        let end = std::time::Instant::now() + slice;
+        let mut buf = vec![0u8; 65536];
+        loop {
+            self.flush();
+            let now = std::time::Instant::now();
+            if now >= end {
+                return;
+            }
+            let wake = self
+                .dht
+                .poll_timeout()
+                .map_or(Duration::from_millis(50), |t| {
+                    t.saturating_duration_since(self.now())
+                });
+            let wait = wake.min(end - now).max(Duration::from_millis(1));
+            self.sock
+                .set_read_timeout(Some(wait))
+                .expect("set_read_timeout");
+            match self.sock.recv_from(&mut buf) {
+                Ok((n, from)) => {
+                    let now = self.now();
+                    self.dht.handle_datagram(now, from, &buf[..n]);
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(e) => panic!("recv_from: {e}"),
+            }
+            let now = self.now();
+            if self.dht.poll_timeout().is_some_and(|t| t <= now) {
+                self.dht.handle_timeout(now);
+            }
+        }
+    }
+
+    /// Runs the node until `done` holds; panics after `timeout`.
+    fn run_until(&mut self, timeout: Duration, what: &str, mut done: impl FnMut(&Node) -> bool) {
+        let end = std::time::Instant::now() + timeout;
+        while !done(self) {
+            assert!(
+                std::time::Instant::now() < end,
+                "{what}: not within {timeout:?}; stats {:?}",
+                self.dht.stats()
+            );
+            self.run_for(Duration::from_millis(50));
+        }
+    }
+
+    fn done(&self, lookup: tessera_core::dht::LookupId) -> Option<&LookupDone> {
+        self.events.iter().find_map(|e| match e {
+            DhtEvent::LookupDone(d) if d.lookup == lookup => Some(d),
+            _ => None,
+        })
+    }
+
+    fn peers(&self, lookup: tessera_core::dht::LookupId) -> Vec<SocketAddr> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                DhtEvent::Peers {
+                    lookup: l, peers, ..
+                } if *l == lookup => Some(peers.clone()),
+                _ => None,
+            })
+            .flatten()
+            .collect()
+    }
+}
+
+fn hex_hash(s: &str) -> InfoHash {
+    InfoHash::from_hex(s).expect("a 40-digit info hash")
+}
+
+#[test]
+fn tessera_dht_node_works_with_libtorrent_dht() {
+    let _serial = serial();
+    let scratch = Scratch::new();
+    let dir = scratch.new_dir("lt");
+    let mut lt = LtDht::start(&scratch.logs(), &dir, 3);
+    let lt_addrs = lt.addrs();
+    let seeder = SocketAddr::from(([127, 0, 0, 1], lt.seeder_port));
+    let info_hash = hex_hash(&lt.info_hash);
+
+    // Bootstrap from the three libtorrent sessions: all three enter our routing table.
+    let mut node = Node::new();
+    let now = node.now();
+    node.dht.bootstrap(now, &lt_addrs);
+    node.run_until(Duration::from_secs(30), "bootstrap", |n| {
+        n.dht.is_bootstrapped() && n.dht.stats().nodes[0] == 3
+    });
+    // Our queries went out as find_node for our own id, to libtorrent's ports.
+    assert!(node.sent.iter().any(|(to, m)| lt_addrs.contains(to)
+        && matches!(&m.body, Body::Query(Query::FindNode { target, .. }) if *target == node.dht.id())));
+
+    // libtorrent announces its torrent again now that we are around: it sends us get_peers
+    // for a token, then announce_peer.
+    lt.send("announce");
+    let ours = node.addr();
+    let mut found = Vec::new();
+    for _ in 0..10 {
+        let now = node.now();
+        let lookup = node.dht.get_peers(now, info_hash);
+        node.run_until(Duration::from_secs(30), "get_peers lookup", |n| {
+            n.done(lookup).is_some()
+        });
+        found = node.peers(lookup);
+        if found.contains(&seeder) {
+            break;
+        }
+        node.run_for(Duration::from_secs(1));
+    }
+    assert!(
+        found.contains(&seeder),
+        "libtorrent's seeder {seeder} not found through the DHT: {found:?}"
+    );
+
+    // libtorrent stored its announce with us too (it took our token).
+    node.run_until(
+        Duration::from_secs(30),
+        "libtorrent's announce to us",
+        |n| n.dht.store().peers_of(&info_hash) > 0,
+    );
+    assert!(node.dht.stats().announces_accepted >= 1);
+
+    // We announce a torrent of our own; libtorrent's get_peers finds us.
+    let ours_hash = InfoHash([0x5a; 20]);
+    let our_peer_port = 41_234;
+    let now = node.now();
+    let lookup = node.dht.announce(now, ours_hash, Some(our_peer_port));
+    node.run_until(Duration::from_secs(30), "announce lookup", |n| {
+        n.done(lookup).is_some()
+    });
+    let done = node.done(lookup).cloned().expect("announce done");
+    assert!(done.announced >= 2, "{done:?}");
+    let announces: Vec<&(SocketAddr, Message)> = node
+        .sent
+        .iter()
+        .filter(|(_, m)| matches!(&m.body, Body::Query(Query::AnnouncePeer { info_hash, port, .. }) if *info_hash == ours_hash && *port == our_peer_port))
+        .collect();
+    assert_eq!(announces.len(), done.announced);
+    // libtorrent answered them (an error would be a refused token).
+    node.run_for(Duration::from_secs(1));
+    assert_eq!(node.dht.stats().errors_received, 0);
+    let expected = format!("127.0.0.1:{our_peer_port}");
+    let mut seen = String::new();
+    for _ in 0..5 {
+        lt.send(&format!("get_peers 2 {}", hex(&ours_hash.0)));
+        seen = lt.wait_line("PEERS 2", Duration::from_secs(60), || {
+            node.run_for(Duration::from_millis(50))
+        });
+        if seen.contains(&expected) {
+            break;
+        }
+    }
+    assert!(
+        seen.contains(&expected),
+        "libtorrent did not find our announce: {seen}"
+    );
+
+    // libtorrent keeps our node in its routing table, and gets peers from us: session 1's
+    // lookup for the seeded torrent receives `values` in a reply from our port.
+    let our_id = node.dht.id().to_string();
+    for i in 0..3 {
+        lt.send(&format!("live {i}"));
+        let line = lt.wait_line(&format!("LIVE {i}"), Duration::from_secs(30), || {
+            node.run_for(Duration::from_millis(50))
+        });
+        assert!(
+            line.contains(&format!("{our_id}@127.0.0.1:{}", ours.port())),
+            "libtorrent session {i} does not keep us: {line}"
+        );
+    }
+    lt.send(&format!("get_peers 1 {}", lt.info_hash));
+    lt.wait_line("PEERS 1", Duration::from_secs(60), || {
+        node.run_for(Duration::from_millis(50))
+    });
+    lt.send("replies 1");
+    let replies = lt.wait_line("REPLIES 1", Duration::from_secs(10), || {
+        node.run_for(Duration::from_millis(50))
+    });
+    assert!(
+        replies
+            .split_whitespace()
+            .any(|w| w.starts_with(&format!("{}:", ours.port()))),
+        "libtorrent got no values from us: {replies}"
+    );
+    // And on our side of the wire: a get_peers reply carrying the seeder, with a token.
+    assert!(node.sent.iter().any(|(to, m)| lt_addrs.contains(to)
+        && matches!(&m.body, Body::Response(r) if r.values.contains(&seeder) && r.token.is_some())));
+    assert!(node.dht.stats().queries_answered > 0);
+    lt.send("quit");
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
