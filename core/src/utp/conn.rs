@@ -549,7 +549,7 @@ impl Conn {
             if resendable && !s.before(self.fast_resend_from) {
                 self.fast_resend_from = s.next();
                 self.lost(s, now);
-                self.transmit(0, now, out);
+                self.resend_lost(0, now, out);
             }
         }
         if let Some(sample) = delay_sample
@@ -779,10 +779,27 @@ impl Conn {
         for &s in lost.iter().rev().take(MAX_FAST_RESENDS) {
             self.lost(s, now);
             let idx = usize::from(s.since(self.acked.next()));
-            self.transmit(idx, now, out);
+            self.resend_lost(idx, now, out);
             if s.after(self.fast_resend_from) || s == self.fast_resend_from {
                 self.fast_resend_from = s.next();
             }
+        }
+    }
+
+    /// Resends packet `idx`, just found lost, if the pacer lets a packet leave now;
+    /// otherwise it waits its turn in `send_resends`, so that losses (a burst of them
+    /// acknowledged at once) never make a burst the pacer would not.
+    fn resend_lost(&mut self, idx: usize, now: Instant, out: &mut Outbox) {
+        if self.paced(now) {
+            self.transmit(idx, now, out);
+            return;
+        }
+        if let Some(Some(p)) = self.outbuf.get_mut(idx)
+            && !p.need_resend
+        {
+            p.need_resend = true;
+            self.in_flight -= p.payload.len();
+            self.to_resend += 1;
         }
     }
 
