@@ -10,8 +10,9 @@
 //!   we send is checked on the wire: the path MTU probe passes (libtorrent skips its
 //!   padding extension) and no datagram exceeds 1,472 bytes, and no burst (datagrams sent
 //!   back to back between two looks at the socket) above the pacing limit.
-//! - `utp_speed_against_libtorrent` (ignored; `bench/utp_interop.sh` runs it): the same
-//!   two transfers and libtorrent → libtorrent over uTP, with a larger torrent (64 MiB by
+//! - `utp_speed_against_libtorrent` (ignored; see bench/README.md): the same two
+//!   transfers (ours upward three ways: default, without pacing, at 1,400 bytes without
+//!   the path MTU search) and libtorrent → libtorrent over uTP, with a larger torrent (64 MiB by
 //!   default), several rounds interleaved, medians.
 //!
 //! Each prints its throughput and resends (loopback, debug or release as built; only the
@@ -25,9 +26,7 @@ use std::time::{Duration, Instant as StdInstant};
 use bytes::{Buf, Bytes};
 use tessera_core::Instant;
 use tessera_core::Rng;
-use tessera_core::utp::{
-    MAX_PACKET_SIZE, StreamId, StreamStats, UtpConfig, UtpEvent, UtpSocket,
-};
+use tessera_core::utp::{MAX_PACKET_SIZE, StreamId, StreamStats, UtpConfig, UtpEvent, UtpSocket};
 use tessera_tests::bencode::{self, Value};
 use tessera_tests::data::XorShift;
 use tessera_tests::libtorrent::{LtEncryption, LtOptions, LtPeer};
@@ -107,11 +106,11 @@ struct UtpEnd {
 }
 
 impl UtpEnd {
-    fn new(seed: u64) -> UtpEnd {
+    fn new(seed: u64, cfg: UtpConfig) -> UtpEnd {
         let udp = UdpSocket::bind("127.0.0.1:0").expect("bind a UDP socket");
         UtpEnd {
             udp,
-            utp: UtpSocket::new(UtpConfig::default(), Rng::from_u64(seed)),
+            utp: UtpSocket::new(cfg, Rng::from_u64(seed)),
             epoch: StdInstant::now(),
             buf: vec![0u8; 65536],
             events: VecDeque::new(),
@@ -408,7 +407,7 @@ fn drops_since(before: Option<u64>) -> Option<u64> {
 /// We download the whole torrent from a libtorrent seeder over uTP, then close cleanly.
 fn download(fx: &Fixture, lt: &mut LtPeer) -> Transfer {
     let len = fx.len();
-    let mut end = UtpEnd::new(1);
+    let mut end = UtpEnd::new(1, UtpConfig::default());
     let drops_before = udp_receive_buffer_drops();
     let lt_before = lt.utp_stats();
     let start = StdInstant::now();
@@ -546,8 +545,13 @@ fn download(fx: &Fixture, lt: &mut LtPeer) -> Transfer {
 /// A libtorrent leecher downloads the whole torrent from us over uTP; returns the transfer
 /// and our stream's numbers when the last byte was acknowledged.
 fn upload(fx: &Fixture, encryption: LtEncryption) -> (Transfer, StreamStats) {
+    upload_with(fx, encryption, UtpConfig::default())
+}
+
+/// [`upload`] with our socket configured as `cfg`.
+fn upload_with(fx: &Fixture, encryption: LtEncryption, cfg: UtpConfig) -> (Transfer, StreamStats) {
     let len = fx.len();
-    let mut end = UtpEnd::new(2);
+    let mut end = UtpEnd::new(2, cfg);
     let out_dir = fx.scratch.new_dir("lt-out");
     let opts = LtOptions {
         utp_only: true,
@@ -675,7 +679,13 @@ fn upload(fx: &Fixture, encryption: LtEncryption) -> (Transfer, StreamStats) {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("bad DONE line {done:?}"));
-    let stats = last_stats.expect("our stream's numbers");
+    let stats = last_stats.unwrap_or_else(|| {
+        panic!(
+            "no numbers for our stream ({stream:?}, {served} bytes served, {refused} \
+             refused, all acknowledged {all_acked:?}); {} datagrams in, {} out",
+            end.datagrams_in, end.datagrams_out
+        )
+    });
     let serving = match (first_request, all_acked) {
         (Some(a), Some(b)) => (b - a).as_secs_f64(),
         _ => f64::NAN,
@@ -689,8 +699,9 @@ fn upload(fx: &Fixture, encryption: LtEncryption) -> (Transfer, StreamStats) {
     // Loopback carries any size: the path MTU search's first probe (a full packet padded
     // with an extension libtorrent does not know and skips) is acknowledged, and full
     // packets are as large as uTP sends here from then on.
-    assert_eq!(stats.packet_size, MAX_PACKET_SIZE, "the probe did not pass");
-    assert_eq!(end.largest_out, MAX_PACKET_SIZE);
+    let largest = cfg.max_packet_size.min(MAX_PACKET_SIZE);
+    assert_eq!(stats.packet_size, largest, "the probe did not pass");
+    assert_eq!(end.largest_out, largest);
     let transfer = Transfer {
         bytes: len,
         secs,
@@ -793,7 +804,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// over uTP, interleaved, `UTP_BENCH_RUNS` rounds (default 5) of `UTP_BENCH_MIB` MiB
 /// (default 64); prints every run and the medians.
 #[test]
-#[ignore = "benchmark: bench/utp_interop.sh runs it (release, --nocapture)"]
+#[ignore = "benchmark: run in release with --ignored --nocapture"]
 fn utp_speed_against_libtorrent() {
     let _serial = serial();
     let env = |k: &str, d: usize| {
@@ -805,18 +816,41 @@ fn utp_speed_against_libtorrent() {
     let mib = env("UTP_BENCH_MIB", 64);
     let runs = env("UTP_BENCH_RUNS", 5);
     let fx = Fixture::new(mib << 20);
-    let mut rows: Vec<(&str, Vec<Transfer>)> = vec![
-        ("libtorrent -> libtorrent", Vec::new()),
-        ("Tessera -> libtorrent", Vec::new()),
-        ("libtorrent -> Tessera", Vec::new()),
+    // Our uploads three ways: as configured by default, without pacing, and at a fixed
+    // 1,400 bytes per datagram without the path MTU search (the sizes before it).
+    let uploads = [
+        ("Tessera -> libtorrent", UtpConfig::default()),
+        (
+            "Tessera -> libtorrent, no pacing",
+            UtpConfig {
+                pacing: false,
+                ..UtpConfig::default()
+            },
+        ),
+        (
+            "Tessera -> libtorrent, 1400-byte datagrams",
+            UtpConfig {
+                max_packet_size: 1400,
+                initial_packet_size: 1400,
+                ..UtpConfig::default()
+            },
+        ),
     ];
+    let mut rows: Vec<(&str, Vec<Transfer>)> = vec![("libtorrent -> libtorrent", Vec::new())];
+    rows.extend(uploads.iter().map(|&(name, _)| (name, Vec::new())));
+    rows.push(("libtorrent -> Tessera", Vec::new()));
+    let last = rows.len() - 1;
     for run in 1..=runs {
         let t = libtorrent_to_libtorrent(&fx);
         println!("run {run}: {}", t.line(rows[0].0));
         rows[0].1.push(t);
-        let (t, _) = upload(&fx, LtEncryption::Disabled);
-        println!("run {run}: {}", t.line(rows[1].0));
-        rows[1].1.push(t);
+        for (i, &(name, cfg)) in uploads.iter().enumerate() {
+            let (t, _) = upload_with(&fx, LtEncryption::Disabled, cfg);
+            println!("run {run}: {}", t.line(name));
+            rows[1 + i].1.push(t);
+            // The next upload starts from an empty download directory again.
+            let _ = std::fs::remove_dir_all(fx.scratch.path().join("lt-out"));
+        }
         let opts = LtOptions {
             utp_only: true,
             encryption: LtEncryption::Disabled,
@@ -829,8 +863,8 @@ fn utp_speed_against_libtorrent() {
             &opts,
         );
         let t = download(&fx, &mut lt);
-        println!("run {run}: {}", t.line(rows[2].0));
-        rows[2].1.push(t);
+        println!("run {run}: {}", t.line(rows[last].0));
+        rows[last].1.push(t);
         drop(lt);
         let _ = std::fs::remove_dir_all(fx.scratch.path().join("lt-out"));
         let _ = std::fs::remove_dir_all(fx.scratch.path().join("lt-lt-out"));
