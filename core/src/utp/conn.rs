@@ -881,7 +881,11 @@ impl Conn {
             .flatten()
             .next()
             .is_some_and(|p| p.ty == PacketType::Data && p.payload.len() == self.mss);
-        if front_is_full && self.timeouts % super::mtu::BLACK_HOLE_TIMEOUTS == 0 {
+        if front_is_full
+            && self
+                .timeouts
+                .is_multiple_of(super::mtu::BLACK_HOLE_TIMEOUTS)
+        {
             let floor = self.mtu.black_hole();
             self.set_packet_size(floor);
         }

@@ -326,3 +326,67 @@ fn max_at_once(sent: &[(Instant, Sent)]) -> usize {
     }
     best
 }
+
+#[test]
+fn resends_after_many_losses_at_once_are_paced_too() {
+    let mut s = Script::start(1 << 20);
+    let rtt = Duration::from_millis(20);
+    let max_burst = UtpConfig::default().max_burst;
+    // Slow start until a round carries well over four bursts.
+    let mut sent = Vec::new();
+    for _ in 0..8 {
+        let room = s.sock.send_room(s.stream);
+        if room > 0 {
+            s.write(room);
+        }
+        sent = run_for(&mut s, rtt);
+        if sent.len() > 6 * max_burst {
+            break;
+        }
+        s.state(sent.last().unwrap().1.h.seq_nr, 1 << 20);
+    }
+    assert!(
+        sent.len() > 6 * max_burst,
+        "{} packets in the round",
+        sent.len()
+    );
+    // The whole last round is outstanding. The peer got every other packet: each of 30
+    // acknowledgements, read at one instant, selectively acknowledges them all, so every
+    // hole has three or more acknowledged packets above it.
+    let first = sent[0].1.h.seq_nr;
+    let n = sent.len();
+    let mut mask = vec![0u8; (n / 8 + 1).next_multiple_of(4)];
+    for i in (1..n - 1).step_by(2) {
+        // Bit k stands for ack + 2 + k; the ack is `first - 1`, so packet `first + i` is
+        // bit i - 1.
+        mask[(i - 1) / 8] |= 1 << ((i - 1) % 8);
+    }
+    let holes: Vec<u16> = (2..n - 1)
+        .step_by(2)
+        .map(|i| first.plus(i as u16).0)
+        .collect();
+    let _ = s.data_sent();
+    for _ in 0..30 {
+        s.packet(PacketType::State, first.minus(1), 1 << 20, Some(&mask), &[]);
+    }
+    let at_once = s.data_sent();
+    assert!(
+        at_once.len() <= max_burst,
+        "{} packets resent at one instant",
+        at_once.len()
+    );
+    assert!(!at_once.is_empty(), "nothing resent at once");
+    // Every hole the acknowledgements revealed is resent within the round trip anyway.
+    let later = run_for(&mut s, rtt);
+    let resent: std::collections::BTreeSet<u16> = at_once
+        .iter()
+        .chain(later.iter().map(|(_, p)| p))
+        .map(|p| p.h.seq_nr.0)
+        .collect();
+    let found = holes.iter().filter(|h| resent.contains(h)).count();
+    assert!(
+        found >= holes.len() - 3,
+        "{found} of {} holes resent",
+        holes.len()
+    );
+}
