@@ -537,7 +537,7 @@ fn a_peer_that_stops_acking_loses_only_its_connection() {
         if now >= next_talk {
             next_talk = now + Duration::from_millis(200);
             talks += 1;
-            let (ty, payload): (PacketType, &[u8]) = if talks % 2 == 0 {
+            let (ty, payload): (PacketType, &[u8]) = if talks.is_multiple_of(2) {
                 (PacketType::Data, b"x")
             } else {
                 (PacketType::State, b"")
