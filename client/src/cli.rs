@@ -75,6 +75,8 @@ pub struct DownloadArgs {
     pub no_pex: bool,
     #[command(flatten)]
     pub limits: LimitArgs,
+    #[command(flatten)]
+    pub dht: crate::dht::DhtArgs,
 }
 
 /// `--encryption`: how peer connections are protected (message stream encryption).
@@ -176,6 +178,8 @@ pub struct SeedArgs {
     pub no_pex: bool,
     #[command(flatten)]
     pub limits: LimitArgs,
+    #[command(flatten)]
+    pub dht: crate::dht::DhtArgs,
 }
 
 #[derive(Debug, Args)]

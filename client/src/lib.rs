@@ -12,6 +12,7 @@
 
 pub mod cli;
 pub mod create;
+pub mod dht;
 pub mod driver;
 pub mod error;
 pub mod exit;

@@ -16,7 +16,7 @@
 //! of these; it may feed what it has, in order. Ids are never reused, so a late input can
 //! never be taken for a newer connection's or operation's.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -96,6 +96,16 @@ pub enum Input {
         /// The datagram.
         data: Bytes,
     },
+    /// The answer to [`Action::Resolve`]: the host's addresses, preferred first, or why
+    /// there are none.
+    Resolved {
+        /// When it happened, on the driver's clock.
+        now: Instant,
+        /// The operation the action named.
+        op: OpId,
+        /// The addresses, or the resolver's words for why there are none.
+        result: Result<Vec<IpAddr>, String>,
+    },
 }
 
 impl Input {
@@ -108,7 +118,8 @@ impl Input {
             | Input::Sent { now, .. }
             | Input::Closed { now, .. }
             | Input::Disk { now, .. }
-            | Input::Datagram { now, .. } => *now,
+            | Input::Datagram { now, .. }
+            | Input::Resolved { now, .. } => *now,
         }
     }
 }
@@ -215,6 +226,14 @@ pub enum Action {
         to: SocketAddr,
         /// The payload.
         data: Bytes,
+    },
+    /// Look up a host name (a `udp://` tracker's): answer with [`Input::Resolved`] naming
+    /// `op`, off the event loop (a resolver may block).
+    Resolve {
+        /// The id to answer with.
+        op: OpId,
+        /// The host name.
+        host: String,
     },
 }
 

@@ -68,6 +68,10 @@ pub struct Config {
     /// handshake; it is used with peers that offer it too. Off by default in the core, on
     /// in the command-line client.
     pub fast_extension: bool,
+    /// Largest n in a `udp://` tracker's `15 × 2^n` s retransmission delay (BEP 15: 8,
+    /// about two hours before the request fails and the tier moves on to its next
+    /// tracker; lower moves on sooner).
+    pub udp_tracker_retransmits: u32,
     /// Peer exchange (BEP 11) with peers that offer it; never for private torrents.
     pub pex: bool,
 }
@@ -98,6 +102,7 @@ impl Default for Config {
             picker: PickerConfig::default(),
             encryption: Policy::Disable,
             fast_extension: false,
+            udp_tracker_retransmits: crate::tracker::udp::MAX_RETRANSMITS,
             pex: true,
         }
     }
@@ -115,4 +120,16 @@ pub struct TorrentOptions {
     /// never written (the driver's storage skips them) and pieces that cross into other
     /// files are verified but never offered to peers, since we cannot serve all of them.
     pub files: Option<Vec<bool>>,
+}
+
+/// How the session's DHT starts ([`Session::enable_dht`](crate::Session::enable_dht)).
+#[derive(Debug, Clone, Default)]
+pub struct DhtSettings {
+    /// The node's settings.
+    pub config: crate::dht::Config,
+    /// Nodes to join the network through (none: the node starts from `state` and from the
+    /// nodes peers tell of in BEP 5 `port` messages).
+    pub bootstrap: Vec<std::net::SocketAddr>,
+    /// What [`Session::dht_state`](crate::Session::dht_state) returned in an earlier run.
+    pub state: Option<Vec<u8>>,
 }

@@ -24,6 +24,11 @@ use crate::torrent::Torrent;
 use crate::vec_map::VecMap;
 use crate::wire::Decoder;
 
+mod dht;
+mod udp;
+
+pub use udp::DatagramStats;
+
 /// An inbound connection waiting for the remote handshake.
 #[derive(Debug)]
 struct Pending {
@@ -77,6 +82,10 @@ pub struct Session {
     /// Set by `shutdown`: when to give up waiting for `stopped` announces.
     stopping: Option<Instant>,
     stopped: bool,
+    /// Datagram routing and look-ups (`session/udp.rs`).
+    udp: udp::Udp,
+    /// The DHT node and its lookups (`session/dht.rs`).
+    dht: dht::SessionDht,
 }
 
 impl Session {
@@ -93,6 +102,8 @@ impl Session {
             timers: TimerTable::default(),
             stopping: None,
             stopped: false,
+            udp: udp::Udp::default(),
+            dht: dht::SessionDht::default(),
         }
     }
 
@@ -192,7 +203,8 @@ impl Session {
                     t.on_disk(&mut self.sh, op, result);
                 }
             }
-            Input::Datagram { .. } => {}
+            Input::Datagram { from, data, .. } => self.on_datagram(from, &data),
+            Input::Resolved { op, result, .. } => self.on_resolved(op, result),
         }
         self.after_input();
     }
@@ -292,9 +304,15 @@ impl Session {
         if self.sh.queued.is_empty() {
             self.sh.queued = queued;
         }
+        self.drain_udp_trackers();
+        self.drain_dht();
         if let Some(deadline) = self.stopping
             && !self.stopped
-            && (now >= deadline || self.torrents.values().all(Torrent::stop_done))
+            && (now >= deadline
+                || self
+                    .torrents
+                    .values()
+                    .all(|t| t.stop_done() && !t.udp_announcing(&self.sh)))
         {
             self.finish_stop();
         }
@@ -325,6 +343,8 @@ impl Session {
         for t in self.torrents.values_mut() {
             t.handle_timeout(&mut self.sh);
         }
+        self.sh.udp_trackers.handle_timeout(now);
+        self.dht_handle_timeout();
     }
 
     /// Re-arms the session's deadlines and every torrent's from their state.
@@ -351,6 +371,8 @@ impl Session {
         for t in self.torrents.values() {
             next = earliest(next, t.poll_timeout());
         }
+        next = earliest(next, self.sh.udp_trackers.poll_timeout());
+        next = earliest(next, self.dht_poll_timeout());
         next.unwrap_or(Instant::FAR_FUTURE)
     }
 
@@ -374,8 +396,10 @@ impl Session {
         self.by_hash.insert(meta.info_hash, id);
         self.by_req2
             .insert(crate::mse::req2_hash(&meta.info_hash), meta.info_hash);
+        let info_hash = meta.info_hash;
         let torrent = Torrent::new(&mut self.sh, id, meta, options);
         self.torrents.insert(id, torrent);
+        self.dht_add(id, info_hash);
         self.after_input();
         Ok(id)
     }

@@ -2,6 +2,7 @@
 //! of outputs, and the id allocators and routing table that go with it.
 
 use std::collections::VecDeque;
+use std::net::SocketAddr;
 
 use bytes::Bytes;
 
@@ -12,7 +13,13 @@ use crate::extension::ExtHandshake;
 use crate::id::{ConnId, OpId, PeerId, TorrentId};
 use crate::rng::Rng;
 use crate::time::Instant;
+use crate::tracker::TrackerIndex;
+use crate::tracker::udp::UdpTrackerConfig;
+use crate::tracker::udp_pool::UdpTrackerPool;
 use crate::vec_map::VecMap;
+
+/// Most DHT nodes learned from peers held between two inputs.
+const MAX_DHT_NODES_QUEUED: usize = 64;
 
 /// What a connection belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +50,13 @@ pub(crate) struct Shared {
     ext_handshake: Bytes,
     /// How each peer connection's bytes are protected (MSE/PE): see [`crate::conn`].
     pub links: Links,
+    /// Every `udp://` tracker the torrents announce to (answers go back through the
+    /// session's datagram routing).
+    pub udp_trackers: UdpTrackerPool<(TorrentId, TrackerIndex)>,
+    /// The session runs a DHT: public torrents set the DHT bit and send `port` (BEP 5).
+    pub dht: bool,
+    /// DHT nodes learned from peers' `port` messages, for the session to hand to the DHT.
+    pub dht_nodes: Vec<SocketAddr>,
 }
 
 impl Shared {
@@ -66,6 +80,8 @@ impl Shared {
             }
             .encode(),
         );
+        let config_retransmits = config.udp_tracker_retransmits;
+        let max_peers = config.max_known_peers;
         Shared {
             now,
             config,
@@ -79,6 +95,13 @@ impl Shared {
             ops: VecMap::new(),
             ext_handshake,
             links: Links::default(),
+            udp_trackers: UdpTrackerPool::new(UdpTrackerConfig {
+                max_retransmits: config_retransmits,
+                max_peers,
+                ..UdpTrackerConfig::default()
+            }),
+            dht: false,
+            dht_nodes: Vec::new(),
         }
     }
 
@@ -168,6 +191,14 @@ impl Shared {
     /// The payload of our BEP 10 extension handshake (encoded once: the config is fixed).
     pub fn ext_handshake(&self) -> Bytes {
         self.ext_handshake.clone()
+    }
+
+    /// A DHT node a peer told us of (BEP 5 `port`), kept for the session to hand over
+    /// (bounded: the session drains them after every input).
+    pub fn dht_node(&mut self, addr: SocketAddr) {
+        if self.dht && self.dht_nodes.len() < MAX_DHT_NODES_QUEUED {
+            self.dht_nodes.push(addr);
+        }
     }
 
     /// A new disk operation id for `torrent`.

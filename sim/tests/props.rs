@@ -235,7 +235,7 @@ impl Harness {
                     | Action::Verify { op, .. } => {
                         self.pending.push((op, a));
                     }
-                    Action::SendDatagram { .. } => {}
+                    Action::SendDatagram { .. } | Action::Resolve { .. } => {}
                 },
             }
         }

@@ -107,6 +107,9 @@ impl Driver {
             lifecycle: Lifecycle::new(plan.mode, grace),
             progress,
             resumer: None,
+            // The DHT does not yet look for a magnet link's peers.
+            dht_state: None,
+            next_dht_save: Instant::ZERO + super::DHT_SAVE_INTERVAL,
             magnet: Some(Box::new(MagnetRun {
                 plan,
                 started: std::time::Instant::now(),

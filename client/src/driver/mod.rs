@@ -72,6 +72,15 @@ pub trait Core {
     fn stats(&self, torrent: TorrentId) -> Option<TorrentStats>;
     /// The torrent's verified pieces.
     fn have(&self, torrent: TorrentId) -> Option<Bitfield>;
+    /// The DHT's routing table to keep for the next run, if a DHT runs.
+    fn dht_state(&self) -> Option<Vec<u8>> {
+        None
+    }
+    /// One line on the UDP socket's traffic (datagrams by kind, the DHT's counters), for
+    /// the log at the end of a run.
+    fn udp_summary(&self) -> Option<String> {
+        None
+    }
     /// A magnet link's torrent has its metadata and storage: download it (see
     /// [`Session::resume_with_metadata`]).
     fn resume_with_metadata(
@@ -103,6 +112,27 @@ impl Core for Session {
     fn have(&self, torrent: TorrentId) -> Option<Bitfield> {
         Session::have(self, torrent).cloned()
     }
+    fn dht_state(&self) -> Option<Vec<u8>> {
+        Session::dht_state(self)
+    }
+    fn udp_summary(&self) -> Option<String> {
+        let d = self.datagram_stats();
+        let mut line = format!(
+            "datagrams received: {} tracker, {} DHT, {} uTP, {} dropped",
+            d.tracker, d.dht, d.utp, d.dropped
+        );
+        if let Some(s) = self.dht_stats() {
+            line.push_str(&format!(
+                "; DHT: {} nodes, {} queries sent, {} answered, {} timed out, {} queries received",
+                s.nodes[0] + s.nodes[1],
+                s.queries_sent,
+                s.responses_received,
+                s.timeouts,
+                s.queries_received
+            ));
+        }
+        Some(line)
+    }
     fn resume_with_metadata(
         &mut self,
         now: Instant,
@@ -129,6 +159,9 @@ fn session_config(plan: &Plan, listen_port: u16) -> Config {
 /// Slack given to the core's own bound on a clean stop (`tracker_timeout`) before the
 /// driver stops waiting for `Event::Stopped`.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// How often the DHT's routing table is saved during a run (a run that is killed keeps
+/// the last one).
+const DHT_SAVE_INTERVAL: Duration = Duration::from_secs(5 * 60);
 /// How long the end of a run waits for queued disk jobs (writes of verified pieces) before
 /// it saves resume data.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
@@ -150,6 +183,11 @@ pub struct Driver<S: Core = Session> {
     progress: Progress,
     /// `download` only.
     resumer: Option<ResumeUpkeep>,
+    /// Where the DHT's routing table is saved, every [`DHT_SAVE_INTERVAL`] and at the end
+    /// (`None`: no DHT).
+    dht_state: Option<std::path::PathBuf>,
+    /// When the routing table is saved next.
+    next_dht_save: Instant,
     /// `download MAGNET` while the metadata is being fetched.
     magnet: Option<Box<magnet_run::MagnetRun>>,
 }
@@ -228,6 +266,12 @@ impl Driver {
             .map_err(|e| Error::other(format!("no randomness from the operating system: {e}")))?;
         let epoch = std::time::Instant::now();
         let mut session = Session::new(config, Instant::ZERO, seed);
+        // Before the torrent is added, so that its handshakes carry the DHT bit.
+        let listen = SocketAddr::new(plan.listen.ip(), listen_port);
+        let dht_state = crate::dht::settings(&plan.dht, listen, &plan.dir).map(|settings| {
+            session.enable_dht(Instant::ZERO, settings);
+            crate::dht::state_path(&plan.dir)
+        });
         let options = TorrentOptions {
             have,
             seed: match plan.mode {
@@ -247,6 +291,7 @@ impl Driver {
         let mut driver = Driver::from_parts(session, pool, progress, torrent, storage, plan, grace);
         driver.epoch = epoch;
         driver.resumer = resumer;
+        driver.dht_state = dht_state;
         Ok(driver)
     }
 }
@@ -275,6 +320,8 @@ impl<S: Core> Driver<S> {
             lifecycle: Lifecycle::new(plan.mode, grace),
             progress,
             resumer: None,
+            dht_state: None,
+            next_dht_save: Instant::ZERO + DHT_SAVE_INTERVAL,
             magnet: None,
         }
     }
@@ -363,7 +410,15 @@ impl<S: Core> Driver<S> {
             .filter(|_| self.lifecycle.finished().is_none())
             .and_then(ResumeUpkeep::next_due)
             .unwrap_or(Instant::FAR_FUTURE);
-        let next = self.deadline.min(self.lifecycle.backstop()).min(save);
+        let dht_save = match self.dht_state {
+            Some(_) => self.next_dht_save,
+            None => Instant::FAR_FUTURE,
+        };
+        let next = self
+            .deadline
+            .min(self.lifecycle.backstop())
+            .min(save)
+            .min(dht_save);
         (next != Instant::FAR_FUTURE).then(|| next.saturating_duration_since(self.now()))
     }
 
@@ -376,6 +431,10 @@ impl<S: Core> Driver<S> {
             self.drain(net);
         }
         let now = self.now();
+        if self.dht_state.is_some() && now >= self.next_dht_save {
+            self.next_dht_save = now + DHT_SAVE_INTERVAL;
+            self.save_dht();
+        }
         if self.lifecycle.on_time(now) {
             self.progress
                 .warn("the trackers did not answer in time; stopping without them");
@@ -416,6 +475,10 @@ impl<S: Core> Driver<S> {
                             error: Some(error),
                         }),
                     }
+                }
+                Completion::Addresses { op, result } => {
+                    self.session
+                        .handle_input(Input::Resolved { now, op, result });
                 }
                 Completion::Hashed { .. } => continue,
                 Completion::Saved { result } => {
@@ -466,6 +529,7 @@ impl<S: Core> Driver<S> {
     pub fn finish(mut self) -> Exit {
         if !self.lifecycle.quit_now() {
             self.flush_and_save();
+            self.save_dht();
         }
         self.progress.finish(
             self.session.stats(self.torrent),
@@ -497,7 +561,9 @@ impl<S: Core> Driver<S> {
                     self.take_final_events();
                 }
                 Completion::Saved { result } => self.saved(result),
-                Completion::Hashed { .. } | Completion::Resolved { .. } => {}
+                Completion::Hashed { .. }
+                | Completion::Resolved { .. }
+                | Completion::Addresses { .. } => {}
             }
         }
         let (session, torrent) = (&self.session, self.torrent);
@@ -507,6 +573,21 @@ impl<S: Core> Driver<S> {
             .and_then(|r| r.save_final(|| session.have(torrent)))
         {
             self.progress.warn(&warning);
+        }
+    }
+
+    /// Keeps the DHT's routing table for the next run (a failure costs only a warm start).
+    fn save_dht(&mut self) {
+        if let Some(line) = self.session.udp_summary() {
+            tracing::info!("{line}");
+        }
+        let Some(path) = &self.dht_state else {
+            return;
+        };
+        if let Some(state) = self.session.dht_state()
+            && let Err(e) = crate::dht::save(path, &state)
+        {
+            tracing::info!("could not save the DHT's nodes to {}: {e}", path.display());
         }
     }
 
@@ -549,6 +630,7 @@ impl<S: Core> Driver<S> {
                 }
             }
             Action::SendDatagram { to, data } => net.send_datagram(to, data),
+            Action::Resolve { op, host } => self.pool.submit(Job::Addresses { op, host }),
             Action::Write {
                 op,
                 torrent,

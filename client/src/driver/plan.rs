@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use crate::cli::{Cli, Command, Encryption, LimitArgs};
+use crate::dht::DhtArgs;
 
 /// What the session is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +32,8 @@ pub struct Plan {
     pub limits: LimitArgs,
     /// `--encryption`.
     pub encryption: Encryption,
+    /// `--no-dht`, `--dht-node`.
+    pub dht: DhtArgs,
     /// `--save-torrent` (download of a magnet link): where else to write its metadata.
     pub save_torrent: Option<std::path::PathBuf>,
     /// Peer exchange on (no `--no-pex`).
@@ -54,6 +57,7 @@ impl Plan {
                 recheck: d.recheck,
                 limits: d.limits.clone(),
                 encryption: d.encryption,
+                dht: d.dht.clone(),
                 save_torrent: d.save_torrent.clone(),
                 pex: !d.no_pex,
             }),
@@ -68,6 +72,7 @@ impl Plan {
                 recheck: false,
                 limits: s.limits.clone(),
                 encryption: s.encryption,
+                dht: s.dht.clone(),
                 save_torrent: None,
                 pex: !s.no_pex,
             }),
@@ -109,6 +114,7 @@ mod tests {
                 recheck: false,
                 limits: LimitArgs::default(),
                 encryption: Encryption::Prefer,
+                dht: DhtArgs::default(),
                 save_torrent: None,
                 pex: true,
             })

@@ -132,6 +132,7 @@ fn driver(
         recheck: false,
         limits: LimitArgs::default(),
         encryption: crate::cli::Encryption::Disable,
+        dht: Default::default(),
         save_torrent: None,
         pex: true,
     };

@@ -382,6 +382,14 @@ impl Swarm {
                         .push_back(Delivery::Input(i, Input::Disk { now, op, result }));
                 }
                 Action::SendDatagram { .. } => {}
+                Action::Resolve { op, .. } => self.queue.push_back(Delivery::Input(
+                    i,
+                    Input::Resolved {
+                        now,
+                        op,
+                        result: Err("no DNS".into()),
+                    },
+                )),
             }
         }
     }

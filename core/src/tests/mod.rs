@@ -4,7 +4,7 @@
 mod contract;
 mod encryption;
 mod fast_ext;
-mod harness;
+pub(crate) mod harness;
 mod hostile;
 mod magnet;
 mod rig;

@@ -7,16 +7,12 @@ use std::net::SocketAddr;
 
 use super::Torrent;
 use crate::api::{CloseReason, Target};
-use crate::id::{ConnId, InfoHash};
+use crate::id::ConnId;
 use crate::peer::{Peer, Phase};
 use crate::shared::{Route, Shared};
 use crate::wire::HANDSHAKE_LEN;
 
 impl Torrent {
-    pub fn info_hash(&self) -> InfoHash {
-        self.meta.info_hash
-    }
-
     /// For an outbound connection that just came up: the peer's address and our BitTorrent
     /// handshake (`None`: no such peer waiting to connect).
     pub fn dial_handshake(

@@ -59,6 +59,9 @@ impl Torrent {
         conn: ConnId,
         msg: Message,
     ) -> Result<(), Misbehaviour> {
+        if let Message::Port(port) = msg {
+            self.dht_port_received(sh, conn, port);
+        }
         let n = self.layout.num_pieces();
         let Some(peer) = self.peers.get_mut(&conn) else {
             return Ok(());

@@ -6,12 +6,14 @@
 
 mod announce;
 mod check;
+mod dht_port;
 mod download;
 mod link;
 mod messages;
 pub(crate) mod metadata_phase;
 mod pex;
 mod timers;
+mod udp_announce;
 mod upload;
 
 pub(crate) use timers::TorrentTimer;
@@ -167,7 +169,11 @@ impl Torrent {
             sh.config.picker.clone(),
             &mut picker_rng,
         );
-        let announcer = Announcer::new(&meta.trackers, &mut sh.rng);
+        let announcer = Announcer::with_protocols(
+            &meta.trackers,
+            &mut sh.rng,
+            crate::tracker::Protocols { udp: true },
+        );
         for (url, reason) in announcer.unsupported() {
             sh.event(Event::Tracker {
                 torrent: id,
@@ -359,6 +365,9 @@ impl Torrent {
         hs.set(Handshake::EXTENSION_PROTOCOL);
         if sh.config.fast_extension {
             hs.set(Handshake::FAST);
+        }
+        if self.uses_dht(sh) {
+            hs.set(Handshake::DHT);
         }
         hs.encode()
     }
@@ -556,6 +565,7 @@ impl Torrent {
                 },
             );
         }
+        self.send_dht_port(sh, conn, &hs);
         self.peer_list.connected(addr);
         sh.event(Event::PeerConnected {
             torrent: self.id,
@@ -694,6 +704,7 @@ impl Torrent {
             self.trackers.remove(&conn);
             sh.close(conn);
         }
+        self.cancel_udp_announces(sh);
         let jobs = self.announcer.stop();
         for job in jobs {
             self.start_announce(sh, job);

@@ -10,6 +10,7 @@
 pub mod announce;
 pub mod http;
 pub mod udp;
+pub(crate) mod udp_pool;
 
 use std::time::Duration;
 
@@ -94,6 +95,7 @@ impl Announcer {
     /// `tiers` as in the metainfo. Trackers are shuffled within each tier (BEP 12) with
     /// `rng`. URLs that are not `http://` (after parsing with the `url` crate) are kept out
     /// of the schedule and listed by `unsupported()`. A URL listed a second time is ignored.
+    #[cfg(test)]
     pub fn new(tiers: &[Vec<String>], rng: &mut Rng) -> Self {
         Self::with_protocols(tiers, rng, Protocols::default())
     }

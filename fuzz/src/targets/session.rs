@@ -298,6 +298,13 @@ enum Step {
     /// Time jumps to the deadline the session asked for.
     Deadline,
     Shutdown,
+    /// A datagram on the session's UDP socket (a tracker answer, KRPC, uTP or garbage,
+    /// whatever its first byte says).
+    Datagram {
+        host: u8,
+        port: u16,
+        data: Vec<u8>,
+    },
 }
 
 /// What arrives for a connection the core no longer knows.
@@ -677,7 +684,7 @@ impl Driver {
                 assert_eq!(self.check_spans(&spans), u64::from(len));
                 self.ops.push((op, DiskOp::Read { len }));
             }
-            Action::SendDatagram { .. } => {}
+            Action::SendDatagram { .. } | Action::Resolve { .. } => {}
         }
     }
 
@@ -1042,6 +1049,11 @@ impl Driver {
             Step::Shutdown => {
                 self.session.shutdown(now);
                 self.drain();
+            }
+            Step::Datagram { host, port, data } => {
+                let from = SocketAddr::from(([10, 0, 0, *host], *port));
+                let data = Bytes::from(data.clone());
+                self.input(Input::Datagram { now, from, data });
             }
         }
     }

@@ -264,6 +264,7 @@ impl Node {
             Action::Verify { .. } => 15,
             Action::Read { .. } => 16,
             Action::SendDatagram { .. } => 17,
+            Action::Resolve { .. } => 18,
         };
         cx.tally.step(code, h);
         match a {
@@ -331,7 +332,8 @@ impl Node {
                 });
                 disk_done(h, op, result, cx.q);
             }
-            Action::SendDatagram { .. } => {}
+            // The simulated network has no UDP trackers with names: nothing to resolve.
+            Action::SendDatagram { .. } | Action::Resolve { .. } => {}
         }
     }
 
