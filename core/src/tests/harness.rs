@@ -15,6 +15,7 @@ use crate::id::{ConnId, InfoHash, TorrentId};
 use crate::layout::{FileSpan, Layout};
 use crate::metainfo::{FileEntry, Info, Metainfo};
 use crate::session::Session;
+use crate::testing::WireCheck;
 use crate::time::{Duration, Instant};
 
 /// Deterministic content for tests.
@@ -144,6 +145,8 @@ pub struct Node {
     deadline: Instant,
     /// Hook applied to the data of every block this node serves (to make it lie).
     pub corrupt: Option<Corrupter>,
+    /// What the node says on the wire, checked after every input.
+    pub wire: WireCheck,
 }
 
 #[derive(Debug)]
@@ -196,9 +199,14 @@ impl Swarm {
             self.now,
             seed,
         );
+        let verified = options
+            .have
+            .clone()
+            .unwrap_or_else(|| Bitfield::new(meta.num_pieces() as usize));
         let torrent = session
             .add_torrent(self.now, meta.clone(), options)
             .expect("a new torrent");
+        let wire = WireCheck::new(meta.layout().clone(), verified);
         self.nodes.push(Node {
             session,
             addr,
@@ -207,6 +215,7 @@ impl Swarm {
             events: Vec::new(),
             deadline: self.now,
             corrupt: None,
+            wire,
         });
         i
     }
@@ -223,16 +232,22 @@ impl Swarm {
     }
 
     fn input(&mut self, node: usize, input: Input) {
+        self.nodes[node].wire.input(&input);
         self.nodes[node].session.handle_input(input);
     }
 
-    /// Drains one node's outputs into the delivery queue.
+    /// Drains one node's outputs into the delivery queue, then checks what it said.
     fn drain(&mut self, i: usize) {
         loop {
             let out = self.nodes[i].session.poll_output();
+            self.nodes[i].wire.output(&out);
             let action = match out {
                 Output::Timeout(t) => {
                     self.nodes[i].deadline = t;
+                    let n = &mut self.nodes[i];
+                    n.wire.after_drain(n.session.stats(n.torrent).as_ref());
+                    let violations = n.wire.take_violations();
+                    assert!(violations.is_empty(), "node {i}: {violations:#?}");
                     return;
                 }
                 Output::Event(e) => {
