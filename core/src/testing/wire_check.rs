@@ -247,6 +247,11 @@ struct Conn {
     allowed_out: Vec<u32>,
     /// Payload of `piece` messages received during the current input.
     received_this_input: u64,
+    /// The peer did not choke us at some moment of the current input. The session sends
+    /// what it decided while handling an input once the input is handled, so a request it
+    /// queued while unchoked goes out even if a choke followed in the same input (the peer
+    /// sees an ordinary race: requests crossing its choke).
+    unchoked_in_input: bool,
 }
 
 impl Conn {
@@ -270,6 +275,7 @@ impl Conn {
             allowed_in: Vec::new(),
             allowed_out: Vec::new(),
             received_this_input: 0,
+            unchoked_in_input: false,
         }
     }
 
@@ -299,7 +305,7 @@ pub struct WireCheck {
     /// Disk operations whose `Ok` verifies a piece.
     verifying: BTreeMap<OpId, u32>,
     counters: Counters,
-    /// Connections that received blocks during the current input.
+    /// Connections that received blocks or an unchoke during the current input.
     touched: Vec<ConnId>,
     announces: Vec<Announce>,
     violations: Vec<Violation>,
@@ -375,7 +381,12 @@ impl WireCheck {
 
     /// An input the session is given.
     pub fn input(&mut self, input: &Input) {
-        self.touched.clear();
+        for conn in std::mem::take(&mut self.touched) {
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.received_this_input = 0;
+                c.unchoked_in_input = false;
+            }
+        }
         match input {
             Input::Received { conn, data, .. } => self.received(*conn, data.clone()),
             Input::Closed { conn, .. } => {
@@ -436,10 +447,6 @@ impl WireCheck {
     /// The outputs of one input are drained: checks what must hold between inputs, and the
     /// payload counters against `stats` (the torrent's, if the session still has it).
     pub fn after_drain(&mut self, stats: Option<&TorrentStats>) {
-        for c in self.conns.values_mut() {
-            c.received_this_input = 0;
-        }
-        self.touched.clear();
         let downloading = stats.is_some_and(|s| !s.checking) && !self.failed;
         let mut found = Vec::new();
         for (&conn, c) in &self.conns {
@@ -482,6 +489,14 @@ impl WireCheck {
             return;
         }
         c.inc.decoder.feed(data);
+        let choking = c.peer_choking;
+        if !self.touched.contains(&conn_id) {
+            self.touched.push(conn_id);
+        }
+        let Some(c) = self.conns.get_mut(&conn_id) else {
+            return;
+        };
+        c.unchoked_in_input |= !choking;
         if c.inc.handshake.is_none() {
             match c.inc.decoder.handshake() {
                 Ok(Some(h)) => {
@@ -522,7 +537,13 @@ impl WireCheck {
         };
         match msg {
             Message::Choke => c.peer_choking = true,
-            Message::Unchoke => c.peer_choking = false,
+            Message::Unchoke => {
+                c.peer_choking = false;
+                c.unchoked_in_input = true;
+                if !self.touched.contains(&conn_id) {
+                    self.touched.push(conn_id);
+                }
+            }
             Message::Have(p) => {
                 if (p as usize) < n {
                     c.peer_has.set(p as usize);
@@ -686,7 +707,7 @@ impl WireCheck {
             }
             Message::Request(req) => {
                 let fast_ok = c.fast() && c.allowed_in.contains(&req.piece);
-                if c.peer_choking && !fast_ok {
+                if c.peer_choking && !c.unchoked_in_input && !fast_ok {
                     found.push(Violation::RequestWhileChoked { conn, req });
                 }
                 if !c.am_interested {
@@ -777,3 +798,4 @@ fn parse_announce(conn: ConnId, head: &[u8]) -> Option<Announce> {
 
 #[cfg(test)]
 mod tests;
+

@@ -171,8 +171,14 @@ fn request_while_choked_is_reported() {
             req: req(2, 0)
         }]
     );
-    // After an unchoke and a choke again, the same.
+    // Requests decided between an unchoke and a choke of one input leave after both.
     f.recv_msgs(&[Message::Unchoke, Message::Choke]);
+    f.check.output(&Output::Action(Action::Send {
+        conn: C,
+        data: enc(&[Message::Request(req(2, 0))]),
+    }));
+    assert_eq!(f.drained(0, 0), []);
+    // In a later input, they are a breach.
     f.send_msgs(&[Message::Request(req(2, BLOCK))]);
     assert_eq!(
         f.drained(0, 0),
