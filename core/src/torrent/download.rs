@@ -21,6 +21,8 @@ use crate::picker::Arrival;
 use crate::shared::Shared;
 use crate::wire::{BlockRequest, Message};
 
+use super::smart_ban::SmartBan;
+
 /// Pieces being assembled, and what has been learnt about peers' data.
 #[derive(Debug, Default)]
 pub(super) struct Assembly {
@@ -32,6 +34,8 @@ pub(super) struct Assembly {
     /// Failed pieces per peer id, counted when the peer was the piece's only source.
     strikes: BTreeMap<PeerId, u32>,
     banned: BTreeSet<PeerId>,
+    /// Who sent which block of failed pieces, to find the liar once the piece passes.
+    smart: SmartBan,
 }
 
 #[derive(Debug)]
@@ -42,6 +46,8 @@ struct PieceBuf {
     on_disk: Vec<bool>,
     held: usize,
     sources: Vec<Source>,
+    /// Who sent each block held in memory.
+    block_sources: Vec<Option<Source>>,
     spills_in_flight: u32,
     /// Every block received; the piece waits for its spills before the final check.
     complete: bool,
@@ -54,6 +60,7 @@ impl PieceBuf {
             on_disk: vec![false; blocks as usize],
             held: 0,
             sources: Vec::new(),
+            block_sources: vec![None; blocks as usize],
             spills_in_flight: 0,
             complete: false,
         }
@@ -231,6 +238,9 @@ impl Torrent {
         }
         buf.held += len;
         self.download.mem_bytes += len;
+        if let Some(s) = buf.block_sources.get_mut(block.block as usize) {
+            *s = Some(source);
+        }
         if !buf.sources.iter().any(|s| s.conn == source.conn) {
             buf.sources.push(source);
         }
@@ -260,6 +270,14 @@ impl Torrent {
         let bytes = buf.held;
         self.download.mem_bytes -= bytes;
         self.download.disk_bytes += bytes;
+        let held = buf
+            .blocks
+            .iter()
+            .zip(&buf.block_sources)
+            .enumerate()
+            .filter_map(|(i, (b, s))| Some((i as u32, (*s)?, b.clone()?)))
+            .collect();
+        self.download.smart.verifying(piece, held);
         let data: Vec<Bytes> = buf.blocks.into_iter().flatten().collect();
         let op = sh.op(self.id);
         self.ops.insert(
@@ -399,8 +417,16 @@ impl Torrent {
         sources: Vec<Source>,
     ) {
         match result {
-            DiskResult::Ok => self.piece_verified(sh, piece),
+            DiskResult::Ok => {
+                let liars = self.download.smart.passed(piece);
+                self.piece_verified(sh, piece);
+                for liar in liars {
+                    tracing::info!(addr = %liar.addr, piece, "sent a corrupt block");
+                    self.ban_source(sh, liar, CloseReason::CorruptBlock(piece));
+                }
+            }
             DiskResult::HashMismatch => {
+                self.download.smart.failed(piece);
                 self.picker.on_hash_failed(piece);
                 self.wasted += u64::from(self.layout.piece_len(piece));
                 sh.event(Event::HashFailed {
@@ -426,8 +452,14 @@ impl Torrent {
                 }
                 self.request_all(sh);
             }
-            DiskResult::Error(e) => self.fail(sh, e),
-            DiskResult::Data(_) => self.fail(sh, unexpected("unexpected data from a write".into())),
+            DiskResult::Error(e) => {
+                self.download.smart.forget(piece);
+                self.fail(sh, e);
+            }
+            DiskResult::Data(_) => {
+                self.download.smart.forget(piece);
+                self.fail(sh, unexpected("unexpected data from a write".into()));
+            }
         }
     }
 
@@ -487,13 +519,24 @@ impl Torrent {
         if strikes < sh.config.max_hash_failures {
             return;
         }
-        self.download.banned.insert(id);
         let reason = CloseReason::HashFailures(strikes);
         tracing::info!(addr = %source.addr, "{reason}");
+        self.ban_source(sh, source, reason);
+    }
+
+    /// Bans the peer `source` (by peer id; by address too if we dialled it) and closes
+    /// its connections.
+    fn ban_source(&mut self, sh: &mut Shared, source: Source, reason: CloseReason) {
+        if let Some(id) = source.id {
+            self.download.banned.insert(id);
+        }
         let conns: Vec<ConnId> = self
             .peers
             .iter()
-            .filter(|(_, p)| p.id == Some(id))
+            .filter(|(c, p)| match source.id {
+                Some(id) => p.id == Some(id),
+                None => **c == source.conn,
+            })
             .map(|(c, _)| *c)
             .collect();
         for conn in conns {

@@ -8,6 +8,7 @@ mod announce;
 mod check;
 mod download;
 mod messages;
+mod smart_ban;
 mod timers;
 mod upload;
 
