@@ -1,25 +1,30 @@
 #!/usr/bin/python3
-"""Loopback download benchmark: one seeder, one leecher at a time, one single-file torrent.
+"""Loopback download benchmark: one seeder and one leecher at a time, one single-file torrent.
 
 Run with Debian's python (it has the libtorrent bindings):
 
     /usr/bin/python3 bench/loopback.py                      # 1 GiB, 256 KiB and 1 MiB pieces, 3 runs
     /usr/bin/python3 bench/loopback.py --size 256MiB --runs 1 --leechers libtorrent,aria2
 
-For every piece size and leecher, each run downloads into a fresh directory under
+For every piece size, seeder and leecher, each run downloads into a fresh directory under
 `/usr/bin/time -v` (CPU seconds = user + sys, peak RSS), is checked against the seed's SHA-1,
-and is timed from process start to exit. The table shows the median MiB/s over the runs; raw
-results go to bench/results/ as JSON. The seeder's data is real pseudo-random bytes (never
-sparse), written once. Every process is started and stopped by PID; every wait is bounded.
+and is timed from process start to exit. The table shows the median MiB/s over the runs and
+CPU seconds per GiB; below it, the ratios of pairs of rows taken run by run (each Tessera
+leecher against libtorrent's from the same seeder, each Tessera pair against libtorrent ->
+libtorrent). Raw results go to bench/results/ as JSON. The seeder's data is real
+pseudo-random bytes (never sparse), written once. Every process is started and stopped by
+PID; every wait is bounded.
 
 Peers find each other through a private opentracker (aria2 can only learn peers that way);
 leechers that can be told a peer also get the seeder's address directly.
 
-Seeders: `--seeders libtorrent,tessera-mio` (the default) runs every leecher against each seeder
-in turn, in one run of the script. One seeder process serves all of its leechers' runs, one
-after the other; for each run the seeder's CPU seconds (user + sys ticks from /proc/<pid>/stat,
-before and after) and its peak RSS (VmHWM from /proc/<pid>/status, reset through
-/proc/<pid>/clear_refs before the run) are recorded next to the leecher's.
+Seeders: `--seeders libtorrent,tessera-mio` (the default). All of them run at once, each
+with a torrent of its own (the same data under another info hash, so the tracker gives a
+leecher only its seeder), and the runs are interleaved: run 1 of every (seeder, leecher)
+pair, then run 2, and so on, so that pairs compared were measured minutes apart, not a
+quarter of an hour. For each run the seeder's CPU seconds (user + sys ticks from
+/proc/<pid>/stat, before and after) and its peak RSS (VmHWM from /proc/<pid>/status, reset
+through /proc/<pid>/clear_refs before the run) are recorded next to the leecher's.
 
 Extending: a seeder is a class with start()/stop(), a port and a pid; add it to SEEDERS. A
 leecher is a class whose command() returns the argv of a process that downloads and exits 0
@@ -255,13 +260,16 @@ class Opentracker:
         raise RuntimeError("seeder did not announce %s within %ds" % (info_hash, timeout))
 
 
-def make_torrent(data_path, piece_size, announce, out):
+def make_torrent(data_path, piece_size, announce, out, source=None):
+    """A torrent of `data_path`; a different `source` string gives the same data another
+    info hash (a swarm of its own at the tracker)."""
     log2 = piece_size.bit_length() - 1
     assert 1 << log2 == piece_size and 15 <= log2 <= 28, "piece size must be 2^15..2^28"
     if os.path.exists(out):
         os.remove(out)
-    subprocess.run(["mktorrent", "-l", str(log2), "-a", announce, "-d", "-o", out, data_path],
-                   check=True, stdout=subprocess.DEVNULL, timeout=600)
+    extra = ["-s", source] if source else []
+    subprocess.run(["mktorrent", "-l", str(log2), "-a", announce, "-d", "-o", out] + extra
+                   + [data_path], check=True, stdout=subprocess.DEVNULL, timeout=600)
     return str(lt.torrent_info(out).info_hash())
 
 
@@ -530,8 +538,8 @@ def find_rqbit():
 
 
 def table(results, runs):
-    rows = ["| seeder | leecher | piece size | median MiB/s | leecher CPU s | leecher peak RSS MiB "
-            "| seeder CPU s | seeder peak RSS MiB | runs |",
+    rows = ["| seeder | leecher | piece size | median MiB/s | leecher CPU s / GiB "
+            "| leecher peak RSS MiB | seeder CPU s / GiB | seeder peak RSS MiB | runs |",
             "|---|---|---|---:|---:|---:|---:|---:|---|"]
     keys = []
     for r in results:
@@ -543,16 +551,44 @@ def table(results, runs):
               if (r["seeder"], r["client"], r["piece_size"]) == (seeder, client, piece)]
         ok = [r for r in rs if r["ok"]]
         if ok:
-            rows.append("| %s | %s | %s | %.0f | %.1f | %.0f | %.1f | %.0f | %d/%d |" % (
+            gib = ok[0]["size"] / (1 << 30)
+            rows.append("| %s | %s | %s | %.0f | %.2f | %.0f | %.2f | %.0f | %d/%d |" % (
                 seeder, client, human(piece), statistics.median(r["mib_per_s"] for r in ok),
-                statistics.median(r["cpu_s"] for r in ok),
+                statistics.median(r["cpu_s"] for r in ok) / gib,
                 max(r["peak_rss_mib"] for r in ok),
-                statistics.median(r["seeder_cpu_s"] for r in ok),
+                statistics.median(r["seeder_cpu_s"] for r in ok) / gib,
                 max(r["seeder_peak_rss_mib"] for r in ok), len(ok), len(rs)))
         else:
             rows.append("| %s | %s | %s | failed | | | | | 0/%d |"
                         % (seeder, client, human(piece), len(rs)))
     return "\n".join(rows)
+
+
+def ratios(results):
+    """Speed ratios of pairs of rows, run by run (the runs of a pair are neighbours in
+    time), as median and range: each leecher against libtorrent's from the same seeder,
+    and each seeder -> the same client against libtorrent -> libtorrent."""
+    speed = {(r["piece_size"], r["seeder"], r["client"], r["run"]): r["mib_per_s"]
+             for r in results if r["ok"]}
+    lines = []
+
+    def ratio(label, a, b):
+        pairs = sorted(speed[a[:3] + (i,)] / speed[b[:3] + (i,)]
+                       for i in {k[3] for k in speed}
+                       if a[:3] + (i,) in speed and b[:3] + (i,) in speed)
+        if pairs:
+            lines.append("- %s: %.2fx (%.2f-%.2f, %d runs)" % (
+                label, statistics.median(pairs), pairs[0], pairs[-1], len(pairs)))
+
+    rows = sorted({k[:3] for k in speed}, key=lambda k: (k[0], k[1] != "libtorrent", k[1], k[2]))
+    for piece, seeder, client in rows:
+        if client != "libtorrent":
+            ratio("%s, %s -> %s against %s -> libtorrent" % (human(piece), seeder, client, seeder),
+                  (piece, seeder, client), (piece, seeder, "libtorrent"))
+        if seeder != "libtorrent" and client.startswith("tessera"):
+            ratio("%s, %s -> %s against libtorrent -> libtorrent" % (human(piece), seeder, client),
+                  (piece, seeder, client), (piece, "libtorrent", "libtorrent"))
+    return "Ratios of MiB/s, run by run:\n" + "\n".join(lines) if lines else ""
 
 
 def main():
@@ -563,7 +599,7 @@ def main():
     ap.add_argument("--leechers", default=",".join(LEECHERS),
                     help="comma-separated, from: " + ", ".join(LEECHERS))
     ap.add_argument("--seeders", default=DEFAULT_SEEDERS,
-                    help="comma-separated, from: %s (each serves every leecher in turn)"
+                    help="comma-separated, from: %s (all run at once; see above)"
                     % ", ".join(SEEDERS))
     ap.add_argument("--seeder", choices=sorted(SEEDERS), help="one seeder only (old spelling)")
     ap.add_argument("--tessera", default=os.path.join(REPO, "target", "release", "tessera-mio"),
@@ -618,25 +654,35 @@ def main():
         ctx.data_sha1 = make_data(data_path, ctx.size)
 
         # The tracker must know every info hash before it starts: make the torrents with its
-        # URL first (its port is chosen up front).
+        # URL first (its port is chosen up front). Each seeder gets a torrent of its own (the
+        # same data, another info hash), so that all the seeders can run at once and a
+        # leecher that asks the tracker still finds only its seeder.
         tracker_port = free_port()
         url = "http://127.0.0.1:%d/announce" % tracker_port
         torrents = {}
         for piece in pieces:
-            path = os.path.join(ctx.workdir, "bench-%d.torrent" % piece)
-            torrents[piece] = (path, make_torrent(data_path, piece, url, path))
+            for name in seeders:
+                path = os.path.join(ctx.workdir, "bench-%d-%s.torrent" % (piece, name))
+                torrents[piece, name] = (path, make_torrent(data_path, piece, url, path,
+                                                            source="bench-" + name))
         tracker = Opentracker(ctx.workdir, [h for _, h in torrents.values()], tracker_port)
 
         for piece in pieces:
-            torrent, info_hash = torrents[piece]
-            for seeder_name in seeders:
-                seeder = SEEDERS[seeder_name](ctx)
-                log("piece size %s: starting the %s seeder" % (human(piece), seeder.name))
-                seeder.start(torrent, seed_dir, ctx.workdir)
-                try:
+            running = []
+            try:
+                for name in seeders:
+                    torrent, info_hash = torrents[piece, name]
+                    seeder = SEEDERS[name](ctx)
+                    log("piece size %s: starting the %s seeder" % (human(piece), seeder.name))
+                    seeder.start(torrent, seed_dir, ctx.workdir)
+                    running.append(seeder)
                     tracker.wait_listed(info_hash, seeder.port, 60)
-                    for leecher in leechers:
-                        for i in range(ctx.runs):
+                # Runs interleaved (run 1 of every pair, then run 2...): this machine's speed
+                # drifts by up to 2x from one minute to the next, and the pairs are compared.
+                for i in range(ctx.runs):
+                    for seeder in running:
+                        torrent, _ = torrents[piece, seeder.name]
+                        for leecher in leechers:
                             r = one_run(ctx, leecher, torrent, piece, seeder, i)
                             results.append(r)
                             if r["ok"]:
@@ -650,7 +696,8 @@ def main():
                                 log("%s -> %s %s run %d FAILED: %s\n%s" % (
                                     seeder.name, leecher.name, human(piece), i, r["error"],
                                     r.get("tail", "")))
-                finally:
+            finally:
+                for seeder in running:
                     seeder.stop()
     finally:
         Proc.stop_all()
@@ -662,6 +709,8 @@ def main():
           "%.1f after (%d CPUs)\n" % (human(ctx.size), ctx.runs, time.strftime("%Y-%m-%d"),
                                      load_before[0], load_after[0], os.cpu_count()))
     print(table(results, ctx.runs))
+    print()
+    print(ratios(results))
     os.makedirs(RESULTS_DIR, exist_ok=True)
     out = os.path.join(RESULTS_DIR, "loopback-%s.json" % time.strftime("%Y%m%d-%H%M%S"))
     with open(out, "w") as f:

@@ -12,6 +12,7 @@ here: fuzz/run.sh keeps a minimised set of what the fuzzer found in corpus/sessi
 
 import hashlib
 import os
+import random
 import shutil
 import struct
 import subprocess
@@ -313,6 +314,11 @@ def utp_packets():
 def main():
     for name, data in utp_packets().items():
         write("utp_packet", name, data)
+    # dht_node reads a structured scenario (arbitrary): any bytes are one; a few fixed
+    # pseudo-random ones of different lengths give the corpus replay something to run.
+    for i, n in enumerate([64, 512, 4096]):
+        rng = random.Random(i)
+        write("dht_node", f"random-{n}", bytes(rng.randrange(256) for _ in range(n)))
     for target in ["bencode", "metainfo", "wire", "http_response", "announce", "extension",
                    "mse_responder", "fast", "krpc"]:
         d = os.path.join(ROOT, target)

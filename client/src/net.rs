@@ -8,21 +8,23 @@
 //! wait for readiness (mio's `poll`, async-io's `read_with`/`write_with`...).
 
 use std::collections::VecDeque;
-use std::io::{self, IoSlice, Read, Write};
+use std::io::{self, IoSlice, Write};
 use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::os::fd::AsFd;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, Bytes};
 use tessera_core::{ConnId, Input, Instant};
 
 use crate::error::Error;
 
-/// A connection's read buffer is this big when (re)allocated...
+/// Bytes asked for by one read of a connection.
 pub const READ_CHUNK: usize = 64 << 10;
 /// Largest UDP datagram a runtime receives.
 pub const MAX_DATAGRAM: usize = 65536;
 
-/// ...and replaced once less than this is left of it.
-pub const MIN_READ: usize = 4 << 10;
+/// A read shorter than this is copied out, and its buffer read into again; a longer one
+/// keeps its buffer (see [`ReadBuf`]).
+pub const MIN_ZERO_COPY: usize = READ_CHUNK / 4;
 /// Buffers handed to one `writev`.
 pub const MAX_IOVECS: usize = 64;
 
@@ -145,12 +147,19 @@ impl SendQueue {
     }
 }
 
-/// A connection's read buffer: each read fills part of a [`READ_CHUNK`]-sized allocation,
-/// which is split off and frozen into [`Bytes`] for the core without a copy.
+/// A connection's read buffer: each read goes into the unused capacity of a
+/// [`READ_CHUNK`]-sized allocation, which the kernel fills directly (nothing is zeroed
+/// first), and becomes [`Bytes`] for the core without a copy.
+///
+/// A read of at least [`MIN_ZERO_COPY`] bytes hands its whole allocation over (the core's
+/// decoder slices blocks out of it) and the next read gets a new one; a shorter read is
+/// copied out and its buffer reused. So an allocation the core keeps alive holds at least
+/// a quarter of its size in data received: the core's bound on buffered bytes bounds the
+/// memory of the buffers too.
 #[derive(Debug, Default)]
 pub struct ReadBuf {
-    /// Initialised bytes to read into.
-    buf: BytesMut,
+    /// Empty, with [`READ_CHUNK`] of capacity once the first read happened.
+    buf: Vec<u8>,
 }
 
 impl ReadBuf {
@@ -158,20 +167,24 @@ impl ReadBuf {
         ReadBuf::default()
     }
 
-    /// One read: `Some(data)`, or `None` at the end of the stream. `WouldBlock` when there
-    /// is nothing to read; interrupted reads are retried.
-    pub fn read_from(&mut self, mut r: impl Read) -> io::Result<Option<Bytes>> {
-        if self.buf.len() < MIN_READ {
-            // Zeroed once per allocation (calloc); never re-zeroed, since what a read does
-            // not fill is never handed out.
-            self.buf = BytesMut::zeroed(READ_CHUNK);
+    /// One read from `socket`: `Some(data)`, or `None` at the end of the stream.
+    /// `WouldBlock` when there is nothing to read; interrupted reads are retried.
+    pub fn read_from(&mut self, socket: impl AsFd) -> io::Result<Option<Bytes>> {
+        if self.buf.capacity() < READ_CHUNK {
+            self.buf = Vec::with_capacity(READ_CHUNK);
         }
+        self.buf.clear();
         loop {
-            match r.read(&mut self.buf) {
+            match rustix::io::read(&socket, rustix::buffer::spare_capacity(&mut self.buf)) {
                 Ok(0) => return Ok(None),
-                Ok(n) => return Ok(Some(self.buf.split_to(n).freeze())),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+                Ok(n) if n < MIN_ZERO_COPY => {
+                    let data = Bytes::copy_from_slice(&self.buf);
+                    self.buf.clear();
+                    return Ok(Some(data));
+                }
+                Ok(_) => return Ok(Some(Bytes::from(std::mem::take(&mut self.buf)))),
+                Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(e.into()),
             }
         }
     }
@@ -408,25 +421,84 @@ mod tests {
         );
     }
 
-    #[test]
-    fn reads_are_split_off_one_allocation() {
-        let data: Vec<u8> = (0..READ_CHUNK * 2 + 7).map(|i| (i * 7) as u8).collect();
-        let mut r = &data[..];
-        let mut buf = ReadBuf::new();
-        let mut got = Vec::new();
-        let mut pieces = Vec::new();
-        while let Some(b) = buf.read_from(&mut r).unwrap() {
-            assert!(b.len() <= READ_CHUNK);
-            got.extend_from_slice(&b);
-            pieces.push(b);
+    /// Reads from `rx` until `len` bytes came, waiting (bounded) while it would block.
+    fn read_exactly(
+        buf: &mut ReadBuf,
+        rx: &std::os::unix::net::UnixStream,
+        len: usize,
+    ) -> Vec<Bytes> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let mut reads = Vec::new();
+        let mut got = 0;
+        while got < len {
+            match buf.read_from(rx) {
+                Ok(Some(b)) => {
+                    got += b.len();
+                    reads.push(b);
+                }
+                Ok(None) => panic!("end of stream after {got} of {len} bytes"),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    assert!(std::time::Instant::now() < deadline, "{got} of {len} bytes");
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+                Err(e) => panic!("{e}"),
+            }
         }
-        assert_eq!(got, data);
-        // Small reads share one allocation.
+        reads
+    }
+
+    #[test]
+    fn long_reads_keep_their_buffer_and_short_ones_are_copied_out() {
+        use std::os::unix::net::UnixStream;
+        let (mut tx, rx) = UnixStream::pair().unwrap();
+        rx.set_nonblocking(true).unwrap();
         let mut buf = ReadBuf::new();
-        let a = buf.read_from(&b"abc"[..]).unwrap().unwrap();
-        let b = buf.read_from(&b"de"[..]).unwrap().unwrap();
-        assert_eq!((&a[..], &b[..]), (&b"abc"[..], &b"de"[..]));
-        assert_eq!(a.as_ptr().wrapping_add(3), b.as_ptr());
+        assert_eq!(
+            buf.read_from(&rx).unwrap_err().kind(),
+            io::ErrorKind::WouldBlock
+        );
+
+        // A short read is copied out; the buffer stays for the next read.
+        tx.write_all(b"abc").unwrap();
+        let short = read_exactly(&mut buf, &rx, 3);
+        assert_eq!(short, [Bytes::from_static(b"abc")]);
+        let kept = buf.buf.as_ptr();
+        assert!(buf.buf.capacity() >= READ_CHUNK);
+        assert_ne!(short[0].as_ptr(), kept);
+
+        // A long one is handed over without a copy: the bytes are where the kernel put
+        // them, in the buffer the short read left.
+        let long: Vec<u8> = (0..MIN_ZERO_COPY + 100).map(|i| (i * 7) as u8).collect();
+        tx.write_all(&long).unwrap();
+        let reads = read_exactly(&mut buf, &rx, long.len());
+        assert_eq!(reads.concat(), long);
+        assert_eq!(reads[0].as_ptr(), kept, "zero-copy");
+        assert!(reads[0].len() >= MIN_ZERO_COPY);
+
+        // Many reads' worth, from another thread: every byte once, in order, no read
+        // longer than READ_CHUNK; then the end of the stream.
+        let data: Vec<u8> = (0..READ_CHUNK * 5 + 7)
+            .map(|i| (i * 31 + i / 7) as u8)
+            .collect();
+        let sent = data.clone();
+        let writer = std::thread::spawn(move || {
+            tx.write_all(&sent).unwrap();
+        });
+        let reads = read_exactly(&mut buf, &rx, data.len());
+        assert!(reads.iter().all(|b| !b.is_empty() && b.len() <= READ_CHUNK));
+        assert_eq!(reads.concat(), data);
+        writer.join().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            match buf.read_from(&rx) {
+                Ok(None) => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    assert!(std::time::Instant::now() < deadline);
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+                other => panic!("expected the end of the stream, got {other:?}"),
+            }
+        }
     }
 
     #[test]

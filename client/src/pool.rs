@@ -6,6 +6,10 @@
 //! learns about it while it sleeps. Blocking callers (`verify`, `create`) use
 //! [`DiskPool::wait`] instead.
 //!
+//! After a write, the worker that ran it flushes the storage's written data when that is
+//! due ([`Storage::writeback`]), once the write's completion is queued: the flush keeps
+//! that worker, not the write's answer, waiting.
+//!
 //! The job queue is unbounded on purpose: the core bounds what it asks for (buffered
 //! bytes for writes, queued peer requests for reads, its checking window for verifies) and
 //! the offline commands submit one small job per piece, so back-pressure here would only
@@ -108,8 +112,9 @@ pub enum Completion {
 }
 
 impl Job {
-    fn run(self) -> Completion {
-        match self {
+    /// Runs the job; for a write, also returns the storage written to (to flush it).
+    fn run(self) -> (Completion, Option<Arc<Storage>>) {
+        let completion = match self {
             Job::Write {
                 op,
                 storage,
@@ -118,10 +123,12 @@ impl Job {
                 data,
                 spans,
                 expected,
-            } => Completion::Disk {
-                op,
-                result: storage.write(piece, offset, &data, &spans, expected),
-            },
+            } => {
+                let result = storage.write(piece, offset, &data, &spans, expected);
+                // The blocks are freed before the flush.
+                drop(data);
+                return (Completion::Disk { op, result }, Some(storage));
+            }
             Job::Verify {
                 op,
                 storage,
@@ -160,7 +167,8 @@ impl Job {
             } => Completion::Saved {
                 result: resume::save(&storage, &path, info_hash, have),
             },
-        }
+        };
+        (completion, None)
     }
 
     /// What to answer if the job panics (a bug, but the core must hear back): small and
@@ -443,12 +451,19 @@ fn worker(shared: &Shared) {
             }
         };
         let fallback = job.fallback();
-        let completion =
-            catch_unwind(AssertUnwindSafe(|| job.run())).unwrap_or_else(|_| fallback.completion());
+        let (completion, written) = catch_unwind(AssertUnwindSafe(|| job.run()))
+            .unwrap_or_else(|_| (fallback.completion(), None));
         shared.done().push(completion);
         shared.queue().busy -= 1;
         shared.done_ready.notify_all();
         (shared.wake)();
+        // Not once the pool is closing: a second Ctrl-C quits at once, without waiting for
+        // a flush (the run saves no resume data then; a restart hashes what is on disk).
+        if let Some(storage) = written.filter(|_| !shared.queue().closing) {
+            // Its errors are kept by the storage and fail its next sync; a panic (a bug)
+            // must not take the worker down.
+            let _ = catch_unwind(AssertUnwindSafe(|| storage.writeback()));
+        }
     }
 }
 
@@ -584,6 +599,45 @@ mod tests {
         let mut none = Vec::new();
         pool.drain(&mut none);
         assert!(none.is_empty());
+    }
+
+    #[test]
+    fn the_worker_flushes_after_a_write_once_due() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = torrent("f", &[("a", 50_000, false)], 16384);
+        let storage = Arc::new(
+            Storage::new(dir.path(), t.meta.clone())
+                .unwrap()
+                .with_writeback_every(1),
+        );
+        storage.prepare().unwrap();
+        let l = t.meta.layout();
+        // One worker: the flush after the write runs before the next job.
+        let (pool, _) = counting_pool(1);
+        pool.submit(Job::Write {
+            op: OpId(1),
+            storage: storage.clone(),
+            piece: 0,
+            offset: 0,
+            data: vec![Bytes::copy_from_slice(t.piece(0))],
+            spans: l.spans(0, 0, l.piece_len(0)),
+            expected: t.meta.piece_hash(0),
+        });
+        pool.submit(Job::Verify {
+            op: OpId(2),
+            storage: storage.clone(),
+            spans: l.spans(0, 0, l.piece_len(0)),
+            expected: t.meta.piece_hash(0).unwrap(),
+        });
+        let results = collect(&pool, 2);
+        assert!(results.iter().all(|c| matches!(
+            c,
+            Completion::Disk {
+                result: DiskResult::Ok,
+                ..
+            }
+        )));
+        assert!(!storage.writeback_due(), "flushed after the write");
     }
 
     #[test]

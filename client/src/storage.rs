@@ -14,15 +14,24 @@
 //! A `Storage` is shared by the disk pool's threads: every operation takes `&self`, uses
 //! positioned I/O (`pread`/`pwrite`), and open file handles are cached. [`Storage::sync`]
 //! makes every write so far durable (for resume data).
+//!
+//! Written data is flushed as the download goes, not only when resume data is saved:
+//! once [`WRITEBACK_EVERY`] bytes were written since the last flush, the disk pool calls
+//! [`Storage::writeback`] after the write, which fsyncs the files written since, on that
+//! worker's thread while the others go on. Without it most of a fast download is still
+//! dirty in the page cache when it ends (the kernel starts writing back on its own only
+//! after 30 s, or past a tenth of the memory), and the last `fdatasync` writes it all back
+//! while the user waits (1.75 s of a 5.2 s download of 1 GiB on the development machine).
 
 use std::collections::{BTreeSet, HashMap};
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use sha1::{Digest, Sha1};
 use tessera_core::metainfo::Metainfo;
 use tessera_core::{DiskError, DiskErrorKind, DiskResult, FileSpan};
@@ -48,6 +57,10 @@ const MAX_OPEN_FILES: usize = 128;
 
 /// Bytes read at a time when hashing.
 const HASH_CHUNK: usize = 1 << 20;
+
+/// Bytes written after which [`Storage::writeback`] flushes them (see the module docs).
+/// Smaller means more journal commits; larger, more left for the run's last flush.
+pub const WRITEBACK_EVERY: u64 = 32 << 20;
 
 #[derive(Debug)]
 struct StorageFile {
@@ -107,6 +120,18 @@ pub struct Storage {
     handles: Mutex<HashMap<usize, Handle>>,
     /// Files (and [`PART`]) written since the last [`Storage::sync`].
     dirty: Mutex<BTreeSet<usize>>,
+    /// Held through a whole sync: a sync that starts while another runs waits for it, so
+    /// that it never returns while writes it must cover are still being flushed by the
+    /// other (which took them out of `dirty`).
+    syncing: Mutex<()>,
+    /// Bytes written since a sync last started; see [`Storage::writeback`].
+    unflushed: AtomicU64,
+    /// From [`WRITEBACK_EVERY`] (smaller in tests).
+    writeback_every: u64,
+    /// A failed background flush: every later [`Storage::sync`] fails with it. The kernel
+    /// reports a failed writeback to one `fsync` only, and the data it lost may be gone
+    /// from the page cache, so a later `fsync` that succeeds proves nothing.
+    writeback_failed: Mutex<Option<DiskError>>,
 }
 
 impl Storage {
@@ -205,7 +230,17 @@ impl Storage {
             part: None,
             handles: Mutex::new(HashMap::new()),
             dirty: Mutex::new(BTreeSet::new()),
+            syncing: Mutex::new(()),
+            unflushed: AtomicU64::new(0),
+            writeback_every: WRITEBACK_EVERY,
+            writeback_failed: Mutex::new(None),
         }
+    }
+
+    /// Flushes after every `bytes` written instead of [`WRITEBACK_EVERY`] (for tests).
+    pub fn with_writeback_every(mut self, bytes: u64) -> Storage {
+        self.writeback_every = bytes.max(1);
+        self
     }
 
     /// Where file `file` lives.
@@ -255,8 +290,46 @@ impl Storage {
         }) && self.part_state() == FileState::Missing
     }
 
-    /// Makes every write so far durable: fsyncs each file written since the last call.
+    /// Makes every write so far durable: fsyncs each file written since the last sync
+    /// started, after waiting for a sync under way on another thread. Fails for good once
+    /// a background flush ([`Storage::writeback`]) has failed.
     pub fn sync(&self) -> Result<(), DiskError> {
+        let _syncing = self.syncing.lock().unwrap_or_else(PoisonError::into_inner);
+        self.sync_dirty()?;
+        match self.lock_failed().clone() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// True when [`WRITEBACK_EVERY`] bytes were written since a sync last started.
+    pub fn writeback_due(&self) -> bool {
+        self.unflushed.load(Ordering::Relaxed) >= self.writeback_every
+    }
+
+    /// The background flush, run by a disk worker after a write: when
+    /// [`Storage::writeback_due`] and no sync is under way, fsyncs the files written
+    /// since the last sync. A failure is kept and fails every later [`Storage::sync`]
+    /// (see `writeback_failed`), so resume data never lists data that did not reach
+    /// the disk. Returns true when it flushed.
+    pub fn writeback(&self) -> bool {
+        if !self.writeback_due() {
+            return false;
+        }
+        let Ok(_syncing) = self.syncing.try_lock() else {
+            // Another worker is flushing; what it missed waits for the next one.
+            return false;
+        };
+        if let Err(e) = self.sync_dirty() {
+            tracing::warn!("flushing written data: {}", e.message);
+            self.lock_failed().get_or_insert(e);
+        }
+        true
+    }
+
+    /// fsyncs each file written since this was last called. Called with `syncing` held.
+    fn sync_dirty(&self) -> Result<(), DiskError> {
+        self.unflushed.store(0, Ordering::Relaxed);
         let dirty = std::mem::take(&mut *self.lock_dirty());
         let mut result = Ok(());
         for (n, &index) in dirty.iter().enumerate() {
@@ -371,6 +444,7 @@ impl Storage {
                 self.lock_dirty().insert(index);
             }
         }
+        self.unflushed.fetch_add(data_len, Ordering::Relaxed);
         DiskResult::Ok
     }
 
@@ -395,65 +469,87 @@ impl Storage {
         if span_len != u64::from(len) {
             return internal(format!("read of {len} bytes over spans of {span_len}"));
         }
-        let mut buf = BytesMut::zeroed(len as usize);
-        let mut at = 0usize;
+        // Read into the unused capacity: the kernel fills it, nothing is zeroed first.
+        let mut buf = Vec::with_capacity(len as usize);
         for span in spans {
-            // `span.len` is at most `len`, a u32.
-            let n = span.len as usize;
-            if let Err(e) = self.read_span(span, &mut buf[at..at + n]) {
+            if let Err(e) = self.read_span_append(span, &mut buf) {
                 return DiskResult::Error(e.into_error());
             }
-            at += n;
         }
-        DiskResult::Data(buf.freeze())
+        DiskResult::Data(Bytes::from(buf))
     }
 
     fn hash_spans(&self, spans: &[FileSpan]) -> Result<[u8; 20], ReadFail> {
         let total: u64 = spans.iter().map(|s| s.len).sum();
-        let mut buf = vec![0u8; usize::try_from(total).map_or(HASH_CHUNK, |t| t.min(HASH_CHUNK))];
+        let chunk = usize::try_from(total).map_or(HASH_CHUNK, |t| t.min(HASH_CHUNK));
+        // Filled by the reads themselves (never zeroed), emptied after each chunk.
+        let mut buf = Vec::with_capacity(chunk);
         let mut hasher = Sha1::new();
         for span in spans {
             let mut pos = span.offset;
             let mut left = span.len;
             while left > 0 {
-                let n = usize::try_from(left).map_or(buf.len(), |l| l.min(buf.len()));
+                let n = left.min(chunk as u64);
                 let sub = FileSpan {
                     file: span.file,
                     offset: pos,
-                    len: n as u64,
+                    len: n,
                 };
-                self.read_span(&sub, &mut buf[..n])?;
-                hasher.update(&buf[..n]);
-                pos += n as u64;
-                left -= n as u64;
+                buf.clear();
+                self.read_span_append(&sub, &mut buf)?;
+                hasher.update(&buf);
+                pos += n;
+                left -= n;
             }
         }
         Ok(hasher.finalize().into())
     }
 
-    /// Fills `out` (`span.len` bytes) from the span.
-    fn read_span(&self, span: &FileSpan, out: &mut [u8]) -> Result<(), ReadFail> {
-        debug_assert_eq!(out.len() as u64, span.len);
+    /// Appends the span's `span.len` bytes to `out`, read into its unused capacity (a read
+    /// that goes on past the span, into capacity beyond it, is cut back).
+    fn read_span_append(&self, span: &FileSpan, out: &mut Vec<u8>) -> Result<(), ReadFail> {
+        let end = usize::try_from(span.len)
+            .ok()
+            .and_then(|len| out.len().checked_add(len))
+            .ok_or_else(|| {
+                ReadFail::Io(DiskError {
+                    kind: DiskErrorKind::Other,
+                    message: format!("internal error: a read of {} bytes", span.len),
+                })
+            })?;
+        let Some((handle, mut pos, path)) = self.open_span(span)? else {
+            out.resize(end, 0);
+            return Ok(());
+        };
+        out.reserve(end - out.len());
+        while out.len() < end {
+            let before = out.len();
+            match rustix::io::pread(&*handle.file, rustix::buffer::spare_capacity(out), pos) {
+                Ok(0) => return Err(ReadFail::Short(path.to_path_buf())),
+                Ok(_) => pos += (out.len() - before) as u64,
+                Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(ReadFail::Io(disk_error("reading", path, &e.into()))),
+            }
+        }
+        out.truncate(end);
+        Ok(())
+    }
+
+    /// The open file and position a span's bytes are at, with the file's path for
+    /// messages; `None` for a padding file (zeros, never on disk).
+    fn open_span(&self, span: &FileSpan) -> Result<Option<(Handle, u64, &Path)>, ReadFail> {
         let file = self.file_for(span).map_err(ReadFail::Io)?;
         if file.padding {
-            out.fill(0);
-            return Ok(());
+            return Ok(None);
         }
         let (index, base) = self.place(file, span.file);
         let path = self.path_of(index);
-        let handle = match self.handle(index, false) {
-            Ok(h) => h,
+        match self.handle(index, false) {
+            Ok(h) => Ok(Some((h, base + span.offset, path))),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(ReadFail::Missing(path.to_path_buf()));
+                Err(ReadFail::Missing(path.to_path_buf()))
             }
-            Err(e) => return Err(ReadFail::Io(disk_error("opening", path, &e))),
-        };
-        match handle.file.read_exact_at(out, base + span.offset) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                Err(ReadFail::Short(path.to_path_buf()))
-            }
-            Err(e) => Err(ReadFail::Io(disk_error("reading", path, &e))),
+            Err(e) => Err(ReadFail::Io(disk_error("opening", path, &e))),
         }
     }
 
@@ -525,13 +621,19 @@ impl Storage {
         Ok(handle)
     }
 
-    fn lock_handles(&self) -> std::sync::MutexGuard<'_, HashMap<usize, Handle>> {
+    fn lock_handles(&self) -> MutexGuard<'_, HashMap<usize, Handle>> {
         // The map stays consistent whatever panicked while holding it.
         self.handles.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn lock_dirty(&self) -> std::sync::MutexGuard<'_, BTreeSet<usize>> {
+    fn lock_dirty(&self) -> MutexGuard<'_, BTreeSet<usize>> {
         self.dirty.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn lock_failed(&self) -> MutexGuard<'_, Option<DiskError>> {
+        self.writeback_failed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 }
 

@@ -1,21 +1,4 @@
-//! The BEP 10 extension handshake a peer sends (`ExtensionHandshake::parse`): never panics,
-//! reads only values in range, and what it reads survives our own encoding.
+//! cargo-fuzz binary for the `extension` target; its body is `tessera_fuzz::targets::extension`.
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
-use tessera_core::extension::{ExtHandshake, ExtensionHandshake, MAX_CLIENT_LEN};
-
-fuzz_target!(|data: &[u8]| {
-    let Ok(ext) = ExtensionHandshake::parse(data) else {
-        assert!(ExtHandshake::parse(data).is_err());
-        return;
-    };
-    assert_ne!(ext.reqq, Some(0));
-    assert_ne!(ext.port, Some(0));
-    assert_ne!(ext.metadata_size, Some(0));
-    assert!(ext.client.as_ref().is_none_or(|c| c.len() <= MAX_CLIENT_LEN));
-    assert_eq!(ExtensionHandshake::parse(&ext.encode()), Ok(ext.clone()));
-    let subset = ExtHandshake::from(ext);
-    assert_eq!(ExtHandshake::parse(data), Ok(subset.clone()));
-    assert_eq!(ExtHandshake::parse(&subset.encode()), Ok(subset));
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| tessera_fuzz::targets::extension::run(data));

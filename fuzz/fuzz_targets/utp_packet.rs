@@ -1,24 +1,4 @@
-//! The uTP packet decoder (`utp::packet::Packet::decode`): never panics; what it accepts
-//! passes the cheap filter the session uses, and encodes back to the same bytes when its
-//! extension chain was at most one selective ACK (to the same packet otherwise).
+//! cargo-fuzz binary for the `utp_packet` target; its body is `tessera_fuzz::targets::utp_packet`.
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
-use tessera_core::utp::packet::Packet;
-use tessera_core::utp::is_utp;
-
-fuzz_target!(|data: &[u8]| {
-    let Ok(p) = Packet::decode(data) else {
-        return;
-    };
-    assert!(is_utp(data));
-    let again = p.encode();
-    if p.skipped_extensions == 0 {
-        assert_eq!(&again[..], data);
-    }
-    let q = Packet::decode(&again).expect("our own encoding decodes");
-    assert_eq!(q.header, p.header);
-    assert_eq!(q.sack, p.sack);
-    assert_eq!(q.payload, p.payload);
-    assert_eq!(q.skipped_extensions, 0);
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| tessera_fuzz::targets::utp_packet::run(data));

@@ -16,8 +16,6 @@
 //! Liveness (every honest peer completes within a bound once faults heal) is checked at the
 //! end of the run by `world`.
 
-use std::collections::BTreeMap;
-
 use tessera_core::{Bitfield, Config, ConnId, Instant, PeerInfo};
 
 #[derive(Debug, Clone)]
@@ -100,18 +98,39 @@ pub fn absolute_request_bounds(peers: &[PeerInfo], config: &Config, out: &mut Ve
     }
 }
 
+/// Each connection's `requests_out` at the last check, sorted by connection: what
+/// [`request_bounds`] compares against. Two vectors reused from check to check (a check
+/// runs after nearly every input, so it allocates nothing).
+#[derive(Debug, Default)]
+pub struct PrevRequests {
+    last: Vec<(ConnId, usize)>,
+    next: Vec<(ConnId, usize)>,
+}
+
 /// Request bounds for every peer of one node. `prev` remembers each connection's
 /// `requests_out` from the last check.
 pub fn request_bounds(
-    prev: &mut BTreeMap<ConnId, usize>,
+    prev: &mut PrevRequests,
     peers: &[PeerInfo],
     config: &Config,
     out: &mut Vec<String>,
 ) {
     absolute_request_bounds(peers, config, out);
-    let mut next = BTreeMap::new();
+    let PrevRequests { last, next } = prev;
+    next.clear();
+    // Both lists are sorted by connection: one walk finds each connection's last count.
+    let mut i = 0;
     for p in peers {
-        let before = prev.get(&p.conn).copied().unwrap_or(0);
+        if last.get(i).is_some_and(|e| e.0 > p.conn) {
+            i = 0; // out of order: search again from the start
+        }
+        while last.get(i).is_some_and(|e| e.0 < p.conn) {
+            i += 1;
+        }
+        let before = match last.get(i) {
+            Some(&(c, n)) if c == p.conn => n,
+            _ => 0,
+        };
         // The depth may shrink below what is in flight; requests must not grow past it.
         if p.requests_out > p.queue_depth.max(before) {
             out.push(format!(
@@ -119,9 +138,13 @@ pub fn request_bounds(
                 p.requests_out, p.addr, p.queue_depth
             ));
         }
-        next.insert(p.conn, p.requests_out);
+        next.push((p.conn, p.requests_out));
     }
-    *prev = next;
+    // The session lists peers by connection; sorted anyway if it ever did not.
+    if !next.is_sorted_by_key(|e| e.0) {
+        next.sort_unstable_by_key(|e| e.0);
+    }
+    std::mem::swap(last, next);
 }
 
 #[cfg(test)]
@@ -139,5 +162,65 @@ mod tests {
         assert!(have_grows(&mut prev, &b).is_ok());
         b.clear(68);
         assert!(have_grows(&mut prev, &b).is_err());
+    }
+
+    fn info(conn: u64, requests_out: usize, queue_depth: usize) -> PeerInfo {
+        PeerInfo {
+            conn: ConnId(conn),
+            addr: "10.0.0.1:6881".parse().expect("address"),
+            id: None,
+            outbound: true,
+            active: true,
+            am_choking: true,
+            am_interested: true,
+            peer_choking: false,
+            peer_interested: false,
+            pieces: 0,
+            requests_out,
+            queue_depth,
+            requests_in: 0,
+            unsent: 0,
+            download_rate: 0.0,
+            upload_rate: 0.0,
+            downloaded: 0,
+            uploaded: 0,
+            snubbed: false,
+        }
+    }
+
+    /// Requests may stay above a depth that shrank, but never grow past it; each connection
+    /// is judged against its own last count, whichever order the peers come in.
+    #[test]
+    fn requests_never_grow_past_the_depth() {
+        let config = Config::default();
+        let mut prev = PrevRequests::default();
+        let mut out = Vec::new();
+        request_bounds(
+            &mut prev,
+            &[info(3, 8, 8), info(7, 2, 4)],
+            &config,
+            &mut out,
+        );
+        assert!(out.is_empty(), "{out:?}");
+        // Depth of 3 shrank to 4 with 8 out: allowed while they do not grow.
+        request_bounds(
+            &mut prev,
+            &[info(7, 4, 4), info(3, 8, 4)],
+            &config,
+            &mut out,
+        );
+        assert!(out.is_empty(), "{out:?}");
+        request_bounds(
+            &mut prev,
+            &[info(3, 9, 4), info(7, 4, 4)],
+            &config,
+            &mut out,
+        );
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert!(out[0].contains("9 requests out"), "{out:?}");
+        // A new connection starts from zero.
+        out.clear();
+        request_bounds(&mut prev, &[info(9, 5, 4)], &config, &mut out);
+        assert_eq!(out.len(), 1, "{out:?}");
     }
 }

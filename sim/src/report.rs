@@ -100,6 +100,21 @@ pub struct Report {
     pub close_reasons: Vec<(String, u64)>,
     /// Adversary connections honest peers made (handshakes completed).
     pub adversary_connections: Vec<(String, u32)>,
+    /// Connections honest peers closed as "both seeding": how many, how many of them the
+    /// closer had dialled, between how many distinct pairs of peers, and the most between
+    /// one pair; and how many dials peers made once they had completed.
+    pub both_seeding: BothSeeding,
+}
+
+/// See [`Report::both_seeding`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BothSeeding {
+    /// Dials by peers that had completed.
+    pub seed_dials: u64,
+    pub closes: u64,
+    pub dialled: u64,
+    pub pairs: u64,
+    pub most_per_pair: u32,
 }
 
 impl Report {
@@ -187,6 +202,14 @@ impl Report {
             .map(|(r, n)| format!("{r} {n}"))
             .collect();
         let _ = writeln!(s, "  closes by honest peers: {}", reasons.join(", "));
+        let b = self.both_seeding;
+        if b.closes > 0 {
+            let _ = writeln!(
+                s,
+                "  both seeding: {} closes ({} by the dialler) between {} pairs of peers, at most {} for one pair; {} dials by seeds",
+                b.closes, b.dialled, b.pairs, b.most_per_pair, b.seed_dials
+            );
+        }
         if !self.unchoke_slots.is_empty() {
             let slots: Vec<String> = self
                 .unchoke_slots

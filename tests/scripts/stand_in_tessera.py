@@ -17,7 +17,7 @@ requests, 500 queued); libtorrent's differ, so that one is not expected to pass 
 Use it through a directory holding a `tessera-mio` symlink to this file:
 
     mkdir -p /tmp/stand-in && ln -sf $PWD/tests/scripts/stand_in_tessera.py /tmp/stand-in/tessera-mio
-    TESSERA_BIN_DIR=/tmp/stand-in cargo test -p tessera-tests --release --test download
+    TESSERA_BIN_DIR=/tmp/stand-in cargo test -p tessera-tests --profile ci --test download
 """
 import argparse
 import hashlib

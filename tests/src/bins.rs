@@ -1,6 +1,6 @@
 //! Locating Tessera's binaries from inside `cargo test`.
 //!
-//! `cargo test --workspace --release` builds test harnesses, not the other packages' plain
+//! `cargo test --workspace --profile ci` builds test harnesses, not the other packages' plain
 //! binaries, so the first test that needs `tessera-mio` runs, once per test process,
 //!
 //! ```text

@@ -35,6 +35,14 @@ pub fn multi_file_set() -> Vec<FileSpec> {
     ]
 }
 
+/// The standard set plus a 192 MiB file: 268,567,961 bytes (just over 256 MiB), for tests
+/// whose memory bound must sit well below the torrent's size.
+pub fn large_multi_file_set() -> Vec<FileSpec> {
+    let mut set = multi_file_set();
+    set.push(FileSpec::new("sub dir/nested/large.bin", 201_335_553));
+    set
+}
+
 /// Total length of a spec.
 pub fn total_len(spec: &[FileSpec]) -> u64 {
     spec.iter().map(|f| f.len).sum()

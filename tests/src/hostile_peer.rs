@@ -8,9 +8,13 @@
 //! - [`Attack::HugeLength`]: sends a length prefix of 0xFFFFFFFF (a 4 GiB message) and then
 //!   zeros, up to 4 GiB, as fast as the socket takes them.
 //!
-//! It counts connections, handshakes, bytes it got out after the handshake, and whether
-//! the remote closed the connection before the attack was over. One thread accepts, one
-//! thread per connection; all stop on drop.
+//! It counts connections, handshakes, bytes it got out after the handshake, and how each
+//! connection ended. A connection counts as closed by the remote only when the remote really
+//! closed it: the reading half saw end of stream or a reset, or a write failed with a broken
+//! pipe or a reset. A write that makes no progress for 5 s (the remote stopped reading but
+//! keeps the connection) is a stall, not a close: the attack stops there and the connection
+//! stays open until the remote closes it or the peer is dropped. One thread accepts, one
+//! thread per connection (and one reading each); all stop on drop.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -35,9 +39,11 @@ struct Counters {
     attack_bytes: AtomicU64,
     /// Connections the remote closed before the attack was over.
     cut_off: AtomicU64,
+    /// Connections whose attack stopped at a write that made no progress.
+    stalled: AtomicU64,
     /// Connections that got the whole attack out.
     completed: AtomicU64,
-    /// Connections the remote closed (end of stream or reset seen while reading).
+    /// Connections the remote closed, at any time (each counted once).
     remote_closes: AtomicU64,
 }
 
@@ -48,8 +54,14 @@ pub struct HostileStats {
     pub handshakes: u64,
     /// Bytes of attack (after the handshake) written to sockets, all connections.
     pub attack_bytes: u64,
+    /// Connections the remote closed (reset, broken pipe) while the attack was being written.
     pub cut_off: u64,
+    /// Connections whose attack stopped because the remote stopped reading (not a close).
+    pub stalled: u64,
+    /// Connections that got the whole attack out.
     pub completed: u64,
+    /// Connections the remote closed (end of stream or reset read, or a write failing with
+    /// a broken pipe or reset), whenever it happened; at most one per connection.
     pub remote_closes: u64,
 }
 
@@ -61,26 +73,43 @@ struct Shared {
     stop: AtomicBool,
 }
 
+/// Marks the connection closed by the remote, counting it once.
+fn remote_closed(s: &Shared, closed: &AtomicBool) {
+    if !closed.swap(true, Ordering::SeqCst) {
+        s.counters.remote_closes.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
 /// The connection's reading half: drains and drops what the remote sends (its bitfield,
-/// keep-alives) and counts its close.
-fn drain(mut reader: TcpStream, s: Arc<Shared>) {
+/// keep-alives) and notes its close (end of stream or reset; nothing else counts).
+fn drain(mut reader: TcpStream, s: Arc<Shared>, closed: Arc<AtomicBool>) {
     let _ = reader.set_read_timeout(Some(Duration::from_millis(200)));
     let mut sink = [0u8; 16384];
-    while !s.stop.load(Ordering::SeqCst) {
+    while !s.stop.load(Ordering::SeqCst) && !closed.load(Ordering::SeqCst) {
         match reader.read(&mut sink) {
-            Ok(0) => break,
+            Ok(0) => return remote_closed(&s, &closed),
             Ok(_) => {}
+            Err(e) if is_close(&e) => return remote_closed(&s, &closed),
             Err(e)
                 if matches!(
                     e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
                 ) => {}
-            Err(_) => break,
+            Err(_) => return,
         }
     }
-    if !s.stop.load(Ordering::SeqCst) {
-        s.counters.remote_closes.fetch_add(1, Ordering::SeqCst);
-    }
+}
+
+/// An error that means the remote closed or reset the connection.
+fn is_close(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::BrokenPipe
+            | std::io::ErrorKind::ConnectionReset
+            | std::io::ErrorKind::ConnectionAborted
+    )
 }
 
 #[derive(Debug)]
@@ -137,6 +166,7 @@ impl HostilePeer {
             handshakes: get(&c.handshakes),
             attack_bytes: get(&c.attack_bytes),
             cut_off: get(&c.cut_off),
+            stalled: get(&c.stalled),
             completed: get(&c.completed),
             remote_closes: get(&c.remote_closes),
         }
@@ -182,60 +212,70 @@ fn run_attack(mut stream: TcpStream, shared: Arc<Shared>) {
         0
     };
     // The remote's messages are drained on another thread, so that they never block it.
+    let closed = Arc::new(AtomicBool::new(false));
     let reader = stream
         .try_clone()
         .map(|r| {
             let sh = Arc::clone(&shared);
-            thread::spawn(move || drain(r, sh))
+            let cl = Arc::clone(&closed);
+            thread::spawn(move || drain(r, sh, cl))
         })
         .ok();
-    let cut_off = || {
-        s.counters.cut_off.fetch_add(1, Ordering::SeqCst);
-    };
-    let mut send = |bytes: &[u8]| -> bool {
-        if stream.write_all(bytes).is_err() {
-            return false;
+    // Why a write failed: the remote closed the connection (counted as cut off), or it
+    // stopped reading (a stall), or something else (neither).
+    let failed = |e: &std::io::Error| {
+        if is_close(e) {
+            s.counters.cut_off.fetch_add(1, Ordering::SeqCst);
+            remote_closed(s, &closed);
+        } else if matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ) {
+            s.counters.stalled.fetch_add(1, Ordering::SeqCst);
         }
+    };
+    let mut send = |bytes: &[u8]| -> Result<(), std::io::Error> {
+        stream.write_all(bytes)?;
         s.counters
             .attack_bytes
             .fetch_add(bytes.len() as u64, Ordering::SeqCst);
-        true
+        Ok(())
     };
-    match s.attack {
-        Attack::FloodRequests(n) => {
-            if !send(&[0, 0, 0, 1, 2]) {
-                return cut_off(); // interested
-            }
-            let mut request = vec![0, 0, 0, 13, 6];
-            request.extend_from_slice(&piece.to_be_bytes());
-            request.extend_from_slice(&0u32.to_be_bytes());
-            request.extend_from_slice(&16384u32.to_be_bytes());
-            let batch = request.repeat(1024);
-            let mut left = n as usize;
-            while left > 0 && !s.stop.load(Ordering::SeqCst) {
-                let k = left.min(1024);
-                if !send(&batch[..k * request.len()]) {
-                    return cut_off();
+    let mut attack = || -> Result<(), std::io::Error> {
+        match s.attack {
+            Attack::FloodRequests(n) => {
+                send(&[0, 0, 0, 1, 2])?; // interested
+                let mut request = vec![0, 0, 0, 13, 6];
+                request.extend_from_slice(&piece.to_be_bytes());
+                request.extend_from_slice(&0u32.to_be_bytes());
+                request.extend_from_slice(&16384u32.to_be_bytes());
+                let batch = request.repeat(1024);
+                let mut left = n as usize;
+                while left > 0 && !s.stop.load(Ordering::SeqCst) {
+                    let k = left.min(1024);
+                    send(&batch[..k * request.len()])?;
+                    left -= k;
                 }
-                left -= k;
+            }
+            Attack::HugeLength => {
+                send(&[0xff, 0xff, 0xff, 0xff])?;
+                let zeros = vec![0u8; 64 * 1024];
+                let mut left = u64::from(u32::MAX);
+                while left > 0 && !s.stop.load(Ordering::SeqCst) {
+                    let k = zeros.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+                    send(&zeros[..k])?;
+                    left -= k as u64;
+                }
             }
         }
-        Attack::HugeLength => {
-            if !send(&[0xff, 0xff, 0xff, 0xff]) {
-                return cut_off();
-            }
-            let zeros = vec![0u8; 64 * 1024];
-            let mut left = u64::from(u32::MAX);
-            while left > 0 && !s.stop.load(Ordering::SeqCst) {
-                let k = zeros.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-                if !send(&zeros[..k]) {
-                    return cut_off();
-                }
-                left -= k as u64;
-            }
+        Ok(())
+    };
+    match attack() {
+        Ok(()) => {
+            s.counters.completed.fetch_add(1, Ordering::SeqCst);
         }
+        Err(e) => failed(&e),
     }
-    s.counters.completed.fetch_add(1, Ordering::SeqCst);
     // Stay connected until the remote closes us (or we are stopped).
     if let Some(r) = reader {
         let _ = r.join();

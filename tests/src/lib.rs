@@ -9,7 +9,7 @@
 //! - [`tracker`]: Debian's opentracker. [`libtorrent`], [`aria2`], [`transmission`]: real
 //!   clients as seeders and leechers. [`scripted_peer`]: a corrupting seeder in plain std.
 //!   [`scripted_leecher`]: a polite or hostile (flooding, out-of-range, oversized) leecher.
-//! - [`process::RssSampler`]: a process's resident memory, sampled from `/proc`.
+//! - [`process::RssSampler`]: a process's peak resident memory (`VmHWM`) from `/proc`.
 //! - [`fake_tracker`]: an HTTP tracker with canned (hostile) answers; [`hostile_peer`]: a peer
 //!   Tessera dials that floods requests or sends a 4 GiB length prefix.
 //! - [`resume_file`]: Tessera's resume files read independently; [`mounts`]: full and
@@ -34,7 +34,9 @@ pub mod lt_dht;
 pub mod mounts;
 pub mod mse_peer;
 pub mod process;
+pub mod qbittorrent;
 pub mod resume_file;
+pub mod rtorrent;
 pub mod scripted_leecher;
 pub mod scripted_peer;
 pub mod tessera;
@@ -83,11 +85,17 @@ impl Fixture {
     /// The standard multi-file set ([`data::multi_file_set`]) with pieces of `2^piece_log2`
     /// bytes, announced to a fresh opentracker that already whitelists it.
     pub fn multi_file(piece_log2: u32) -> Fixture {
+        Self::with_files(&data::multi_file_set(), piece_log2)
+    }
+
+    /// [`Fixture::multi_file`] with the files of `spec` (which must hold a zero-length file
+    /// and make pieces span files, as the standard set does).
+    pub fn with_files(spec: &[FileSpec], piece_log2: u32) -> Fixture {
         let scratch = Scratch::new();
         let logs = scratch.logs();
         let mut tracker = Opentracker::start(&logs, &[]);
         let seed_dir = scratch.seed_dir();
-        scratch.seed_files(Self::NAME, &data::multi_file_set());
+        scratch.seed_files(Self::NAME, spec);
         let torrent_path = scratch.path().join("set.torrent");
         torrent::mktorrent(
             &seed_dir.join(Self::NAME),

@@ -405,9 +405,14 @@ pub fn vm_rss_kib(pid: u32) -> Option<u64> {
     status_kib(pid, "VmRSS")
 }
 
-/// Samples a process's `VmRSS` on a thread every `every` until stopped; keeps the largest.
+/// Follows a process's peak memory: reads `VmHWM` (the kernel's high-water mark of its
+/// resident set, so a spike between two readings is not missed) and `VmRSS` from
+/// `/proc/<pid>/status` on a thread every `every` until stopped, and once more when
+/// stopped if the process is still there. For a process that has exited by then, the last
+/// reading is at most `every` before its exit.
 #[derive(Debug)]
 pub struct RssSampler {
+    pid: u32,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     thread: Option<thread::JoinHandle<RssSamples>>,
 }
@@ -417,9 +422,26 @@ pub struct RssSampler {
 pub struct RssSamples {
     /// Readings taken while the process was alive.
     pub samples: u64,
-    /// The first and the largest reading, in KiB.
+    /// The first `VmRSS` reading, in KiB.
     pub first_kib: u64,
+    /// The largest `VmRSS` reading, in KiB.
     pub max_kib: u64,
+    /// The last (so largest) `VmHWM` reading: the process's peak resident set, in KiB.
+    pub peak_kib: u64,
+}
+
+impl RssSamples {
+    fn read(&mut self, pid: u32) {
+        let (Some(rss), Some(hwm)) = (vm_rss_kib(pid), status_kib(pid, "VmHWM")) else {
+            return; // gone, or a zombie (its status has no memory fields)
+        };
+        if self.samples == 0 {
+            self.first_kib = rss;
+        }
+        self.samples += 1;
+        self.max_kib = self.max_kib.max(rss);
+        self.peak_kib = self.peak_kib.max(hwm);
+    }
 }
 
 impl RssSampler {
@@ -429,34 +451,32 @@ impl RssSampler {
         let thread = thread::spawn(move || {
             let mut seen = RssSamples::default();
             while !flag.load(Ordering::SeqCst) {
-                if let Some(kib) = vm_rss_kib(pid) {
-                    if seen.samples == 0 {
-                        seen.first_kib = kib;
-                    }
-                    seen.samples += 1;
-                    seen.max_kib = seen.max_kib.max(kib);
-                }
+                seen.read(pid);
                 thread::sleep(every);
             }
             seen
         });
         RssSampler {
+            pid,
             stop,
             thread: Some(thread),
         }
     }
 
-    /// The readings so far; ends the sampling.
+    /// The readings so far, and a last one if the process is still there; ends the
+    /// sampling.
     pub fn finish(mut self) -> RssSamples {
         self.end()
     }
 
     fn end(&mut self) -> RssSamples {
         self.stop.store(true, Ordering::SeqCst);
-        self.thread
-            .take()
-            .map(|t| t.join().unwrap_or_default())
-            .unwrap_or_default()
+        let Some(t) = self.thread.take() else {
+            return RssSamples::default();
+        };
+        let mut seen = t.join().unwrap_or_default();
+        seen.read(self.pid);
+        seen
     }
 }
 

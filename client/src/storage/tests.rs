@@ -226,6 +226,16 @@ fn missing_or_short_files_verify_as_mismatch() {
         DiskResult::HashMismatch
     );
     assert!(s.hash(&spans(&t, 1)).is_err());
+    // A read for an upload that runs past the end of the short file is an error; one
+    // that stops before it gets the bytes.
+    match s.read(&spans(&t, 1), 32768) {
+        DiskResult::Error(e) => assert!(e.message.contains("shorter"), "{}", e.message),
+        other => panic!("read gave {other:?}"),
+    }
+    assert_eq!(
+        s.read(&t.meta.layout().spans(1, 0, 2000), 2000),
+        DiskResult::Data(Bytes::copy_from_slice(&t.file(0)[32768..34768]))
+    );
 }
 
 #[test]
@@ -397,4 +407,68 @@ fn files_not_chosen_are_never_created_and_shared_bytes_go_to_the_part_file() {
         s.part_state(),
         FileState::Present { size: 40_000, .. }
     ));
+}
+
+#[test]
+fn writeback_flushes_once_enough_is_written_and_only_then() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = three_files();
+    // 70,000 bytes in pieces of 32 KiB: due with the third (last) piece.
+    let s = Storage::new(dir.path(), t.meta.clone())
+        .unwrap()
+        .with_writeback_every(69_000);
+    s.prepare().unwrap();
+    assert!(!s.writeback(), "nothing written");
+    for p in 0..2 {
+        let r = s.write(
+            p,
+            0,
+            &blocks(t.piece(p)),
+            &spans(&t, p),
+            t.meta.piece_hash(p),
+        );
+        assert_eq!(r, DiskResult::Ok);
+    }
+    // 65,536 bytes in a.bin and c.bin: not due.
+    assert!(!s.writeback_due());
+    assert!(!s.writeback());
+    assert_eq!(s.lock_dirty().len(), 2);
+    let r = s.write(
+        2,
+        0,
+        &blocks(t.piece(2)),
+        &spans(&t, 2),
+        t.meta.piece_hash(2),
+    );
+    assert_eq!(r, DiskResult::Ok);
+    assert!(s.writeback_due());
+    assert!(s.writeback(), "due: flushed");
+    assert!(s.lock_dirty().is_empty(), "both files synced");
+    assert!(!s.writeback_due(), "the count starts again");
+    assert!(!s.writeback());
+    // A failed hash check writes nothing and counts nothing.
+    let r = s.write(0, 0, &blocks(t.piece(0)), &spans(&t, 0), Some([0; 20]));
+    assert_eq!(r, DiskResult::HashMismatch);
+    assert!(s.lock_dirty().is_empty());
+    assert_eq!(s.sync(), Ok(()));
+}
+
+#[test]
+fn a_failed_background_flush_fails_every_later_sync() {
+    // fsync of /dev/null fails (EINVAL) while writing to it works: a stand-in for a disk
+    // whose writeback failed.
+    let s = Storage::from_paths([(PathBuf::from("/dev/null"), 1 << 20)]).with_writeback_every(1);
+    let span = FileSpan {
+        file: 0,
+        offset: 4096,
+        len: 3,
+    };
+    let data = [Bytes::from_static(b"abc")];
+    assert_eq!(s.write(0, 0, &data, &[span], None), DiskResult::Ok);
+    assert!(s.writeback());
+    // The failure is not lost with the dirty mark: a sync with nothing left to flush
+    // still fails, and keeps failing.
+    let first = s.sync().unwrap_err();
+    assert!(first.message.starts_with("syncing /dev/null"), "{first:?}");
+    assert_eq!(s.sync(), Err(first));
 }

@@ -3,14 +3,13 @@
 //! each action is carried out on the transport, the disk or the queue, each event is
 //! checked and counted, and the node's invariants are checked after every input.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use rand_chacha::ChaCha8Rng;
 use tessera_core::testing::WireCheck;
 use tessera_core::{
-    Action, Bitfield, Config, ConnId, DiskResult, Duration, Event, Input, Instant, OpId, Output,
-    Session, Target, TorrentId, TorrentOptions,
+    Action, Bitfield, Config, DiskResult, Duration, Event, Input, Instant, OpId, Output, Session,
+    Target, TorrentId, TorrentOptions,
 };
 
 use super::event::{Ev, NO_REJOIN, rejoin_nanos};
@@ -58,7 +57,7 @@ pub struct Node {
     timer_at: Option<Instant>,
     /// What the invariants remember between checks.
     prev_have: Vec<u64>,
-    prev_requests: BTreeMap<ConnId, usize>,
+    prev_requests: invariants::PrevRequests,
     /// What it uploads (a corrupt node serves the corrupt variant).
     serve: Variant,
     /// Pieces counted in the swarm's copy counts.
@@ -124,7 +123,7 @@ impl Node {
             timer_gen: 0,
             timer_at: None,
             prev_have: Vec::new(),
-            prev_requests: BTreeMap::new(),
+            prev_requests: invariants::PrevRequests::default(),
             serve,
             counted: Bitfield::new(n),
             wire,
@@ -296,6 +295,10 @@ impl Node {
         cx.tally.step(code, h);
         match a {
             Action::Connect { conn, target } => match target {
+                Target::Addr(addr) if cx.pop.records[self.rec].completed_at.is_some() => {
+                    cx.tally.seed_dials += 1;
+                    cx.net.dial(h, conn.0, addr, cx.q);
+                }
                 Target::Addr(addr) => cx.net.dial(h, conn.0, addr, cx.q),
                 Target::Host { .. } => cx.net.dial_name(h, conn.0, cx.q),
             },
@@ -411,7 +414,9 @@ impl Node {
                     return;
                 }
                 let class = cx.pop.records[other].class;
-                cx.tally.honest_closed(class, &reason);
+                let dialled = addr.port() == PEER_PORT;
+                cx.tally
+                    .honest_closed((rec, other), class, &reason, dialled);
                 if class.honest() && invariants::blames_peer(&reason) {
                     let who = cx.pop.name(other);
                     let what = format!("honest peer {who} closed as misbehaving: {reason}");

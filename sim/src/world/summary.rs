@@ -11,7 +11,7 @@ use super::population::{Class, Population};
 use super::tally::Tally;
 use crate::invariants::Violation;
 use crate::payload::Mode;
-use crate::report::{ClassTimes, Report};
+use crate::report::{BothSeeding, ClassTimes, Report};
 use crate::scenario::Scenario;
 
 /// How and when the run ended.
@@ -158,6 +158,13 @@ pub fn report(
             .into_iter()
             .map(|((a, r), n)| (a.name().to_string(), r, n))
             .collect(),
+        both_seeding: BothSeeding {
+            seed_dials: tally.seed_dials,
+            closes: tally.both_seeding.values().map(|&n| u64::from(n)).sum(),
+            dialled: tally.both_seeding_dialled,
+            pairs: tally.both_seeding.len() as u64,
+            most_per_pair: tally.both_seeding.values().copied().max().unwrap_or(0),
+        },
         close_reasons: tally.close_reasons.into_iter().collect(),
         unchoke_slots: tally
             .slots_by_class

@@ -92,6 +92,12 @@ pub struct Tally {
     /// Sampled each second when free riders exist: leechers' unchoke slots held by peers of
     /// each class, and how many of those peers were interested.
     pub slots_by_class: BTreeMap<Class, (u64, u64)>,
+    /// "Both seeding" closes by honest nodes: per pair of peers (lower record first), how
+    /// many; and how many of all such closes were of a connection the closer had dialled.
+    pub both_seeding: BTreeMap<(u32, u32), u32>,
+    pub both_seeding_dialled: u64,
+    /// Dials by nodes that had completed (seeds).
+    pub seed_dials: u64,
 }
 
 /// An input's kind as the trace and the report count it (the action codes, 11..=17, are
@@ -124,6 +130,9 @@ impl Tally {
             adversary_conns: BTreeMap::new(),
             close_reasons: BTreeMap::new(),
             slots_by_class: BTreeMap::new(),
+            both_seeding: BTreeMap::new(),
+            both_seeding_dialled: 0,
+            seed_dials: 0,
         }
     }
 
@@ -154,8 +163,21 @@ impl Tally {
         self.trace.mix(h as u64);
     }
 
-    /// An honest node closed a connection to a peer of class `other` for `reason`.
-    pub fn honest_closed(&mut self, other: Class, reason: &str) {
+    /// An honest node (peer `rec`) closed a connection to peer `other` of class `class`
+    /// for `reason`; `dialled`: the connection was its own dial.
+    pub fn honest_closed(
+        &mut self,
+        (rec, other): (usize, usize),
+        class: Class,
+        reason: &str,
+        dialled: bool,
+    ) {
+        if reason == "both seeding" {
+            let pair = (rec.min(other) as u32, rec.max(other) as u32);
+            *self.both_seeding.entry(pair).or_default() += 1;
+            self.both_seeding_dialled += u64::from(dialled);
+        }
+        let other = class;
         *self.close_reasons.entry(short_reason(reason)).or_default() += 1;
         if let Class::Adversary(a) = other {
             *self
