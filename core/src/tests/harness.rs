@@ -149,6 +149,29 @@ pub struct Node {
     pub wire: WireCheck,
 }
 
+/// An HTTP tracker inside the swarm: answers every announce with the addresses of all
+/// nodes and `body_extra` (e.g. `8:intervali1e`) and remembers when each node announced.
+#[derive(Debug)]
+pub struct Tracker {
+    pub addr: SocketAddr,
+    /// Bencoded keys (sorted before `peers`) added to every answer.
+    pub body_extra: String,
+    /// (node, time) of every announce received.
+    pub log: Vec<(usize, Instant)>,
+}
+
+/// The announce URL of a [`Tracker`] at `addr`.
+pub fn tracker_url(addr: SocketAddr) -> String {
+    format!("http://{addr}/announce")
+}
+
+/// `meta` announcing to `url`.
+pub fn with_tracker(meta: &Arc<Metainfo>, url: &str) -> Arc<Metainfo> {
+    let mut m = (**meta).clone();
+    m.trackers = vec![vec![url.to_string()]];
+    Arc::new(m)
+}
+
 #[derive(Debug)]
 enum Delivery {
     Input(usize, Input),
@@ -166,6 +189,9 @@ pub struct Swarm {
     links: BTreeMap<(usize, ConnId), (usize, ConnId)>,
     queue: VecDeque<Delivery>,
     pub actions: u64,
+    pub tracker: Option<Tracker>,
+    /// Open connections to the tracker.
+    tracker_conns: Vec<(usize, ConnId)>,
 }
 
 impl Swarm {
@@ -176,6 +202,8 @@ impl Swarm {
             links: BTreeMap::new(),
             queue: VecDeque::new(),
             actions: 0,
+            tracker: None,
+            tracker_conns: Vec::new(),
         }
     }
 
@@ -274,6 +302,33 @@ impl Swarm {
                     self.queue
                         .push_back(Delivery::Connect { from: i, conn, to });
                 }
+                Action::Send { conn, data } if self.tracker_conns.contains(&(i, conn)) => {
+                    let answer = self.announce(i);
+                    self.queue.push_back(Delivery::Input(
+                        i,
+                        Input::Received {
+                            now,
+                            conn,
+                            data: answer,
+                        },
+                    ));
+                    self.queue.push_back(Delivery::Input(
+                        i,
+                        Input::Sent {
+                            now,
+                            conn,
+                            bytes: data.len(),
+                        },
+                    ));
+                    self.queue.push_back(Delivery::Input(
+                        i,
+                        Input::Closed {
+                            now,
+                            conn,
+                            error: None,
+                        },
+                    ));
+                }
                 Action::Send { conn, data } => {
                     let len = data.len();
                     if let Some(&(j, their)) = self.links.get(&(i, conn)) {
@@ -296,6 +351,7 @@ impl Swarm {
                     ));
                 }
                 Action::Close { conn } => {
+                    self.tracker_conns.retain(|&c| c != (i, conn));
                     if let Some((j, their)) = self.links.remove(&(i, conn)) {
                         self.links.remove(&(j, their));
                         self.queue.push_back(Delivery::Input(
@@ -367,6 +423,13 @@ impl Swarm {
                 self.input(j, input);
                 self.drain(j);
             }
+            Delivery::Connect { from, conn, to }
+                if self.tracker.as_ref().is_some_and(|t| t.addr == to) =>
+            {
+                self.tracker_conns.push((from, conn));
+                self.input(from, Input::Connected { now, conn });
+                self.drain(from);
+            }
             Delivery::Connect { from, conn, to } => {
                 let from_addr = SocketAddr::new(self.nodes[from].addr.ip(), 40000 + conn.0 as u16);
                 let target = self.nodes.iter().position(|n| n.addr == to);
@@ -430,6 +493,32 @@ impl Swarm {
                 }
             }
         }
+    }
+
+    /// The tracker's answer to an announce of `node`: every node's address.
+    fn announce(&mut self, node: usize) -> Bytes {
+        let now = self.now;
+        let mut peers = Vec::new();
+        for n in &self.nodes {
+            if let SocketAddr::V4(a) = n.addr {
+                peers.extend_from_slice(&a.ip().octets());
+                peers.extend_from_slice(&a.port().to_be_bytes());
+            }
+        }
+        let Some(t) = self.tracker.as_mut() else {
+            return Bytes::new();
+        };
+        t.log.push((node, now));
+        let mut body = format!("d{}5:peers{}:", t.body_extra, peers.len()).into_bytes();
+        body.extend_from_slice(&peers);
+        body.push(b'e');
+        let mut out = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        out.extend_from_slice(&body);
+        Bytes::from(out)
     }
 
     pub fn complete(&self, node: usize) -> bool {

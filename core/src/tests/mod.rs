@@ -7,3 +7,4 @@ mod hostile;
 mod session;
 mod stale_inputs;
 mod timers;
+mod tracker;
