@@ -8,3 +8,4 @@ mod session;
 mod stale_inputs;
 mod timers;
 mod tracker;
+mod wire_props;
