@@ -39,6 +39,9 @@ pub struct SweepArgs {
     /// Print each seed's scenario and outcome.
     #[arg(long)]
     verbose: bool,
+    /// Run every seed even after failures, and list the failing ones at the end.
+    #[arg(long)]
+    keep_going: bool,
 }
 
 /// A scenario drawn from `seed` alone: the same seed always gives the same scenario (and,
@@ -135,8 +138,17 @@ impl SweepArgs {
     /// Runs the sweep; success when every seed passed.
     pub fn run(&self) -> ExitCode {
         let end = self.from.saturating_add(self.seeds);
-        let failed = if self.jobs <= 1 {
-            (self.from..end).find(|&s| !run_seed(s, self.verbose))
+        let mut failed = if self.jobs <= 1 {
+            let mut failed = Vec::new();
+            for seed in self.from..end {
+                if !run_seed(seed, self.verbose) {
+                    failed.push(seed);
+                    if !self.keep_going {
+                        break;
+                    }
+                }
+            }
+            failed
         } else {
             match self.run_parallel(end) {
                 Ok(f) => f,
@@ -146,7 +158,18 @@ impl SweepArgs {
                 }
             }
         };
-        match failed {
+        failed.sort_unstable();
+        if self.keep_going && !failed.is_empty() {
+            let list: Vec<String> = failed.iter().map(u64::to_string).collect();
+            println!(
+                "sweep: {} of {} seeds from {} failed: {}",
+                failed.len(),
+                self.seeds,
+                self.from,
+                list.join(" ")
+            );
+        }
+        match failed.first().copied() {
             None => {
                 println!(
                     "sweep: {} seeds from {} passed ({} processes)",
@@ -165,17 +188,24 @@ impl SweepArgs {
 
     /// Hands out chunks of seeds to `jobs` child processes; the lowest failing seed of the
     /// chunks run (no new chunk starts after a failure; the running ones finish).
-    fn run_parallel(&self, end: u64) -> Result<Option<u64>, String> {
+    fn run_parallel(&self, end: u64) -> Result<Vec<u64>, String> {
         let exe = std::env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?;
         let (tx, rx) = mpsc::channel::<(u64, bool, String)>();
         let mut next = self.from;
         let mut running = 0usize;
-        let mut failed: Option<u64> = None;
+        let mut failed: Vec<u64> = Vec::new();
         loop {
-            while failed.is_none() && next < end && running < self.jobs as usize {
+            let go_on = failed.is_empty() || self.keep_going;
+            while go_on && next < end && running < self.jobs as usize {
                 let count = CHUNK.min(end - next);
-                let child = Command::new(&exe)
-                    .args(["sweep", "--jobs", "1", "--from"])
+                let mut command = Command::new(&exe);
+                if self.keep_going {
+                    command.arg("sweep").arg("--keep-going");
+                } else {
+                    command.arg("sweep");
+                }
+                let child = command
+                    .args(["--jobs", "1", "--from"])
                     .arg(next.to_string())
                     .arg("--seeds")
                     .arg(count.to_string())
@@ -199,14 +229,19 @@ impl SweepArgs {
                 .map_err(|_| "a sweep process vanished".to_string())?;
             running -= 1;
             if !ok {
-                let seed = text
+                let mut seeds: Vec<u64> = text
                     .lines()
-                    .find_map(|l| l.strip_prefix(FAILED))
-                    .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
-                    .and_then(|s| s.parse().ok())
-                    .unwrap_or(start);
-                print!("{text}");
-                failed = Some(failed.map_or(seed, |f: u64| f.min(seed)));
+                    .filter_map(|l| l.strip_prefix(FAILED))
+                    .filter_map(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+                    .filter_map(|s| s.parse().ok())
+                    .collect();
+                if seeds.is_empty() {
+                    seeds.push(start);
+                }
+                if !self.keep_going {
+                    print!("{text}");
+                }
+                failed.extend(seeds);
             } else if self.verbose {
                 println!("sweep: seeds from {start} passed");
             }
