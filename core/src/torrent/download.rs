@@ -36,6 +36,12 @@ pub(super) struct Assembly {
     banned: BTreeSet<PeerId>,
     /// Who sent which block of failed pieces, to find the liar once the piece passes.
     smart: SmartBan,
+    /// Pieces that failed with blocks from several peers, fetched again from one peer
+    /// alone (the one named, once one has picked it): a liar that keeps mixing corrupt
+    /// blocks into a shared piece would otherwise make it fail for ever, with nobody to
+    /// blame. Alone, a liar's attempt is a strike against it; an honest peer's passes,
+    /// and smart ban names the liar.
+    exclusive: BTreeMap<u32, Option<ConnId>>,
 }
 
 #[derive(Debug)]
@@ -87,11 +93,27 @@ impl Torrent {
         if !self.downloading() || self.over_budget(sh) {
             return;
         }
+        let mut taken = Vec::new();
+        if !self.download.exclusive.is_empty() {
+            let peers = &self.peers;
+            for (&piece, owner) in &mut self.download.exclusive {
+                let Some(o) = *owner else { continue };
+                let keeps = peers.get(&o).is_some_and(|p| {
+                    p.is_active() && !p.peer_choking && !p.snubbed && p.has.get(piece as usize)
+                });
+                if !keeps {
+                    *owner = None;
+                } else if o != conn {
+                    taken.push(piece);
+                }
+            }
+        }
         let Torrent {
             peers,
             picker,
             layout,
             scratch,
+            download,
             ..
         } = self;
         let Some(peer) = peers.get_mut(&conn) else {
@@ -107,16 +129,22 @@ impl Torrent {
         let picked = &mut scratch.blocks;
         picked.clear();
         match &peer.avoid {
-            None => picker.pick(conn, &peer.has, room, &mut sh.rng, picked),
-            Some(avoid) => {
+            None if taken.is_empty() => picker.pick(conn, &peer.has, room, &mut sh.rng, picked),
+            avoid => {
                 let mut has = peer.has.clone();
-                for p in avoid.ones() {
+                for p in avoid.iter().flat_map(|a| a.ones()) {
                     has.clear(p);
+                }
+                for &p in &taken {
+                    has.clear(p as usize);
                 }
                 picker.pick(conn, &has, room, &mut sh.rng, picked);
             }
         }
         for &block in picked.iter() {
+            if let Some(owner) = download.exclusive.get_mut(&block.piece) {
+                owner.get_or_insert(conn);
+            }
             let req = BlockRequest {
                 piece: block.piece,
                 offset: layout.block_offset(block),
@@ -418,6 +446,7 @@ impl Torrent {
     ) {
         match result {
             DiskResult::Ok => {
+                self.download.exclusive.remove(&piece);
                 let liars = self.download.smart.passed(piece);
                 self.piece_verified(sh, piece);
                 for liar in liars {
@@ -449,6 +478,11 @@ impl Torrent {
                 );
                 if let [only] = distinct[..] {
                     self.strike(sh, only);
+                }
+                // Fetched again from one peer alone; a piece already so fetched stays so
+                // (its owner may have been the liar).
+                if distinct.len() > 1 || self.download.exclusive.contains_key(&piece) {
+                    self.download.exclusive.insert(piece, None);
                 }
                 self.request_all(sh);
             }
