@@ -128,7 +128,9 @@ fn run_seed(seed: u64, verbose: bool) -> bool {
             false
         }
         Err(_) => {
-            println!("{FAILED}{seed} (panicked); replay with: tessera-sim sweep --from {seed} --seeds 1");
+            println!(
+                "{FAILED}{seed} (panicked); replay with: tessera-sim sweep --from {seed} --seeds 1"
+            );
             false
         }
     }
@@ -180,7 +182,9 @@ impl SweepArgs {
                 ExitCode::SUCCESS
             }
             Some(seed) => {
-                println!("sweep: seed {seed} failed; replay with: tessera-sim sweep --from {seed} --seeds 1");
+                println!(
+                    "sweep: seed {seed} failed; replay with: tessera-sim sweep --from {seed} --seeds 1"
+                );
                 ExitCode::FAILURE
             }
         }

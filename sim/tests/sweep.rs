@@ -2,8 +2,8 @@
 //! and seeds that once failed, kept as regressions. A failure names the command that
 //! replays the seed with its full report.
 
-use tessera_sim::sweep::scenario;
 use tessera_sim::run;
+use tessera_sim::sweep::scenario;
 
 fn check(seed: u64) {
     let r = run(scenario(seed));

@@ -164,7 +164,9 @@ pub enum Violation {
         high: u64,
     },
     /// An HTTP announce whose `uploaded` or `downloaded` is not the payload moved before it.
-    #[error("{conn:?}: announce says uploaded={uploaded} downloaded={downloaded}, the wire carried {wire_up} and {wire_down_low}..={wire_down_high}")]
+    #[error(
+        "{conn:?}: announce says uploaded={uploaded} downloaded={downloaded}, the wire carried {wire_up} and {wire_down_low}..={wire_down_high}"
+    )]
     AnnounceCounters {
         /// The tracker connection.
         conn: ConnId,
@@ -798,4 +800,3 @@ fn parse_announce(conn: ConnId, head: &[u8]) -> Option<Announce> {
 
 #[cfg(test)]
 mod tests;
-

@@ -512,11 +512,8 @@ impl Swarm {
         let mut body = format!("d{}5:peers{}:", t.body_extra, peers.len()).into_bytes();
         body.extend_from_slice(&peers);
         body.push(b'e');
-        let mut out = format!(
-            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        )
-        .into_bytes();
+        let mut out =
+            format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
         out.extend_from_slice(&body);
         Bytes::from(out)
     }

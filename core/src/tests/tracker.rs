@@ -69,7 +69,11 @@ fn announces_carry_events_and_counters_and_respect_the_interval_floor() {
         .iter()
         .filter_map(|a| a.event.as_deref())
         .collect();
-    assert_eq!(events, ["started", "completed", "stopped"], "{announces:#?}");
+    assert_eq!(
+        events,
+        ["started", "completed", "stopped"],
+        "{announces:#?}"
+    );
     let first = &announces[0];
     assert_eq!(
         (first.uploaded, first.downloaded, first.left),
@@ -79,7 +83,10 @@ fn announces_carry_events_and_counters_and_respect_the_interval_floor() {
         .iter()
         .find(|a| a.event.as_deref() == Some("completed"))
         .unwrap();
-    assert_eq!((completed.downloaded, completed.left), (Some(total), Some(0)));
+    assert_eq!(
+        (completed.downloaded, completed.left),
+        (Some(total), Some(0))
+    );
     let last = announces.last().unwrap();
     assert_eq!(last.event.as_deref(), Some("stopped"));
     assert_eq!((last.downloaded, last.left), (Some(total), Some(0)));
@@ -93,8 +100,5 @@ fn announces_carry_events_and_counters_and_respect_the_interval_floor() {
     assert_eq!(events, ["started", "stopped"], "{announces:#?}");
     assert_eq!(announces[0].left, Some(0));
     let last = announces.last().unwrap();
-    assert_eq!(
-        (last.uploaded, last.downloaded),
-        (Some(total), Some(0))
-    );
+    assert_eq!((last.uploaded, last.downloaded), (Some(total), Some(0)));
 }

@@ -409,7 +409,7 @@ impl Driver {
                 self.input(Input::Disk { now, op, result });
             }
             Step::Time(t) => {
-                self.now = self.now + Duration::from_millis(100 * u64::from(t));
+                self.now += Duration::from_millis(100 * u64::from(t));
                 let now = self.now;
                 self.input(Input::Timeout { now });
             }

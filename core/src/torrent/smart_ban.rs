@@ -63,9 +63,9 @@ impl SmartBan {
                 if record.len() >= MAX_ENTRIES {
                     break;
                 }
-                let known = record
-                    .iter()
-                    .any(|r| r.block == e.block && r.source.same_peer(&e.source) && r.digest == e.digest);
+                let known = record.iter().any(|r| {
+                    r.block == e.block && r.source.same_peer(&e.source) && r.digest == e.digest
+                });
                 if !known {
                     record.push(e);
                 }
@@ -75,7 +75,8 @@ impl SmartBan {
         if self.failed.len() >= MAX_PIECES {
             self.failed.pop_front();
         }
-        self.failed.push_back((piece, entries.take(MAX_ENTRIES).collect()));
+        self.failed
+            .push_back((piece, entries.take(MAX_ENTRIES).collect()));
     }
 
     /// `piece` passed: the peers that sent a block of it that differs from the good one

@@ -75,7 +75,9 @@ impl Fixture {
         let mut f = Fixture { check };
         f.send(handshake(fast));
         f.recv(handshake(fast));
-        f.recv(enc(&[Message::Bitfield(Bytes::from(bits(peer_has).to_bytes()))]));
+        f.recv(enc(&[Message::Bitfield(Bytes::from(
+            bits(peer_has).to_bytes(),
+        ))]));
         f
     }
 
@@ -149,11 +151,10 @@ fn clean_exchange_reports_nothing() {
     assert_eq!(f.drained(2 * u64::from(BLOCK), 2 * u64::from(BLOCK)), []);
     // Piece 3 arrives and verifies: the peer has nothing more for us.
     f.recv_msgs(&[block(3, 0), block(3, BLOCK)]);
-    f.check
-        .output(&Output::Event(Event::PieceVerified {
-            torrent: crate::id::TorrentId(0),
-            piece: 3,
-        }));
+    f.check.output(&Output::Event(Event::PieceVerified {
+        torrent: crate::id::TorrentId(0),
+        piece: 3,
+    }));
     f.send_msgs(&[Message::Have(3), Message::NotInterested]);
     assert_eq!(f.drained(2 * u64::from(BLOCK), 4 * u64::from(BLOCK)), []);
     assert_eq!(f.check.payload_sent(), 2 * u64::from(BLOCK));
@@ -461,8 +462,7 @@ fn a_peer_closed_while_read_makes_its_bytes_uncertain() {
     let mut bytes = BytesMut::from(&enc(&[block(2, 0), block(2, BLOCK)])[..]);
     bytes.extend_from_slice(&[0, 0, 0, 1, 99]);
     f.recv(bytes.freeze());
-    f.check
-        .output(&Output::Action(Action::Close { conn: C }));
+    f.check.output(&Output::Action(Action::Close { conn: C }));
     assert_eq!(f.drained(0, u64::from(BLOCK)), []);
     assert_eq!(f.check.payload_received(), 0);
 }
