@@ -26,7 +26,7 @@ pub enum Command {
     Download(DownloadArgs),
     /// Check existing data, then serve it to peers until interrupted
     Seed(SeedArgs),
-    /// Show what a .torrent file describes
+    /// Show what a .torrent file or a magnet link describes
     Info(InfoArgs),
     /// Hash existing data against a .torrent file; exits 0 only when all of it is complete
     Verify(VerifyArgs),
@@ -36,8 +36,9 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct DownloadArgs {
-    /// The .torrent file
-    #[arg(value_name = "TORRENT")]
+    /// The .torrent file, or a magnet link (quote it: `'magnet:?xt=urn:btih:...'`), whose
+    /// metadata is fetched from peers and kept in DIR/.tessera/<info hash>.torrent
+    #[arg(value_name = "TORRENT|MAGNET")]
     pub torrent: PathBuf,
     /// Directory to download into: a single file lands at DIR/<name>, a multi-file torrent
     /// under DIR/<name>/
@@ -62,6 +63,13 @@ pub struct DownloadArgs {
     /// Hash the data already in DIR instead of trusting the resume data in DIR/.tessera/
     #[arg(long)]
     pub recheck: bool,
+    /// With a magnet link: also write the .torrent made of the fetched metadata here
+    #[arg(long, value_name = "FILE")]
+    pub save_torrent: Option<PathBuf>,
+    /// No peer exchange (BEP 11): learn peers only from trackers and --peer (private
+    /// torrents never use it)
+    #[arg(long)]
+    pub no_pex: bool,
     #[command(flatten)]
     pub limits: LimitArgs,
 }
@@ -133,13 +141,16 @@ pub struct SeedArgs {
     /// A peer to keep connected to, redialled when the connection drops (repeatable)
     #[arg(long = "peer", value_name = "HOST:PORT", value_parser = parse_peer)]
     pub peers: Vec<SocketAddr>,
+    /// No peer exchange (BEP 11) (private torrents never use it)
+    #[arg(long)]
+    pub no_pex: bool,
     #[command(flatten)]
     pub limits: LimitArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct InfoArgs {
-    /// The .torrent file
+    /// The .torrent file, or a magnet link (shown as it is, nothing fetched)
     #[arg(value_name = "TORRENT")]
     pub torrent: PathBuf,
 }

@@ -12,6 +12,10 @@ use crate::torrent;
 use crate::ui::human_size;
 
 pub fn run(args: &InfoArgs) -> Result<Exit, Error> {
+    if let Some(link) = crate::magnet::parse_arg(&args.torrent)? {
+        crate::output::text(&crate::magnet::info_text(&link));
+        return Ok(Exit::Success);
+    }
     let meta = torrent::load(&args.torrent)?;
     crate::output::text(&info_text(&meta));
     Ok(Exit::Success)

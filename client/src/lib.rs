@@ -17,6 +17,7 @@ pub mod error;
 pub mod exit;
 pub mod info;
 pub mod logging;
+pub mod magnet;
 pub mod net;
 pub mod output;
 pub mod pool;

@@ -429,10 +429,10 @@ impl Storage {
                     }
                 }
                 let n = usize::try_from(left).map_or(current.len(), |l| l.min(current.len()));
-                if let Some(h) = &handle {
-                    if let Err(e) = h.file.write_all_at(&current[..n], pos) {
-                        return DiskResult::Error(disk_error("writing", self.path_of(index), &e));
-                    }
+                if let Some(h) = &handle
+                    && let Err(e) = h.file.write_all_at(&current[..n], pos)
+                {
+                    return DiskResult::Error(disk_error("writing", self.path_of(index), &e));
                 }
                 current = &current[n..];
                 pos += n as u64;
@@ -587,10 +587,10 @@ impl Storage {
     /// A cached handle for file `index`, opened read-write (creating the file and its
     /// directory if needed) when `write`, else at least read-only.
     fn handle(&self, index: usize, write: bool) -> io::Result<Handle> {
-        if let Some(h) = self.lock_handles().get(&index) {
-            if h.writable || !write {
-                return Ok(h.clone());
-            }
+        if let Some(h) = self.lock_handles().get(&index)
+            && (h.writable || !write)
+        {
+            return Ok(h.clone());
         }
         // Opened outside the lock: two threads may race to open the same file, which is
         // harmless (both handles are valid; the cache keeps one).

@@ -15,7 +15,7 @@ use crate::error::Error;
 pub fn load(path: &Path) -> Result<Arc<Metainfo>, Error> {
     if path.to_str().is_some_and(|s| s.starts_with("magnet:")) {
         return Err(Error::other(
-            "magnet links are not supported yet: give the path of a .torrent file",
+            "a magnet link is not a .torrent file: `download` and `info` take magnet links, this needs the .torrent (`download --save-torrent FILE` writes one)",
         ));
     }
     let file = File::open(path).map_err(|e| Error::at("opening", path, e))?;

@@ -101,10 +101,10 @@ pub fn plain_line(name: &str, stats: &TorrentStats) -> String {
         stats.peers,
         if stats.peers == 1 { "" } else { "s" },
     );
-    if !stats.complete {
-        if let Some(eta) = eta(stats) {
-            line.push_str(&format!(", ETA {}", human_duration(eta)));
-        }
+    if !stats.complete
+        && let Some(eta) = eta(stats)
+    {
+        line.push_str(&format!(", ETA {}", human_duration(eta)));
     }
     line
 }

@@ -323,6 +323,25 @@ pub enum Event {
     /// `Session::shutdown` has finished: stopped announces sent (or timed out), all
     /// connections closed.
     Stopped,
+    /// A torrent added from a magnet link has its info dictionary, verified against the
+    /// info hash. It waits, exchanging no pieces, until the driver has made storage for it
+    /// and calls `Session::resume_with_metadata`.
+    MetadataReceived {
+        /// The torrent.
+        torrent: TorrentId,
+        /// The metainfo: the received info dictionary and the link's trackers.
+        meta: std::sync::Arc<crate::metainfo::Metainfo>,
+        /// The same as a `.torrent` file, to save.
+        torrent_file: Bytes,
+    },
+    /// A magnet link's metadata hashed right but is not a usable torrent (an unsafe path,
+    /// say); the torrent can go no further.
+    MetadataFailed {
+        /// The torrent.
+        torrent: TorrentId,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 /// Why a peer connection ended ([`Event::PeerClosed`]). Its `Display` is one line of plain
@@ -426,6 +445,9 @@ pub enum Misbehaviour {
         /// The payload length.
         len: u32,
     },
+    /// A bad `ut_metadata` message, or metadata that does not match the info hash.
+    #[error("metadata exchange: {0}")]
+    Metadata(String),
     /// Too many blocks that nobody asked for.
     #[error("sent too many blocks nobody asked for")]
     UnrequestedBlocks,
@@ -451,6 +473,9 @@ pub enum AddTorrentError {
     /// A torrent with this info hash is in the session already.
     #[error("torrent {0} is already in the session")]
     Duplicate(InfoHash),
+    /// `resume_with_metadata` for a torrent that is not a magnet link's with its metadata in.
+    #[error("torrent {0} is not waiting with received metadata")]
+    NoMetadata(TorrentId),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -498,6 +523,23 @@ pub struct TorrentStats {
     pub checking: bool,
     /// Every wanted piece is verified.
     pub complete: bool,
+}
+
+/// One peer connection's request counts: the part of a [`PeerInfo`] a caller checking
+/// request bounds after every input needs, read without rates or allocation
+/// ([`Session::peer_requests`](crate::Session::peer_requests)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerRequests {
+    /// The connection.
+    pub conn: ConnId,
+    /// The peer's address.
+    pub addr: SocketAddr,
+    /// Our requests in flight to the peer.
+    pub requests_out: usize,
+    /// The most requests we keep in flight to it.
+    pub queue_depth: usize,
+    /// The peer's requests queued with us (not yet being read).
+    pub requests_in: usize,
 }
 
 /// A snapshot of one peer connection (for displays and the simulator's invariants).

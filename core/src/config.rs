@@ -57,6 +57,8 @@ pub struct Config {
     pub tick: Duration,
     /// Piece picking policy.
     pub picker: PickerConfig,
+    /// Peer exchange (BEP 11) with peers that offer it; never for private torrents.
+    pub pex: bool,
 }
 
 impl Default for Config {
@@ -83,6 +85,7 @@ impl Default for Config {
             tracker_timeout: Duration::from_secs(30),
             tick: Duration::from_millis(500),
             picker: PickerConfig::default(),
+            pex: true,
         }
     }
 }

@@ -147,7 +147,7 @@ impl Layout {
     /// are, if there is one. This is how a `piece` message or a `request` is matched to a
     /// block: anything else is not a block this layout would ever ask for.
     pub fn block_at(&self, piece: u32, offset: u32, len: u32) -> Option<BlockRef> {
-        if offset % BLOCK_LEN != 0 {
+        if !offset.is_multiple_of(BLOCK_LEN) {
             return None;
         }
         let b = BlockRef {

@@ -107,7 +107,7 @@ pub mod wire;
 
 pub use api::{
     Action, AddTorrentError, BadRequest, CloseReason, DiskError, DiskErrorKind, DiskResult, Event,
-    Input, Misbehaviour, Output, PeerInfo, Target, TorrentStats, TrackerEvent,
+    Input, Misbehaviour, Output, PeerInfo, PeerRequests, Target, TorrentStats, TrackerEvent,
 };
 pub use bitfield::Bitfield;
 pub use config::{Config, TorrentOptions};

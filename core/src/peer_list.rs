@@ -266,6 +266,25 @@ impl PeerList {
         Self::index(&mut self.free, addr, c);
     }
 
+    /// Every address not in use may be dialled at once: its connection was closed on purpose
+    /// (a torrent that got its metadata hands its addresses to the full torrent).
+    pub fn retry_now(&mut self, now: Instant) {
+        self.quiet_until = Instant::ZERO;
+        let idle: Vec<SocketAddr> = self
+            .candidates
+            .iter()
+            .filter(|(_, c)| !c.in_use)
+            .map(|(a, _)| *a)
+            .collect();
+        for addr in idle {
+            if let Some(c) = self.candidates.get_mut(&addr) {
+                Self::unindex(&mut self.free, addr, c);
+                c.next_attempt = now;
+                Self::index(&mut self.free, addr, c);
+            }
+        }
+    }
+
     /// The address is us: never dial it.
     pub fn mark_self(&mut self, addr: SocketAddr) {
         self.remove(&addr);

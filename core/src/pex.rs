@@ -214,7 +214,7 @@ impl PexMessage {
 
 /// Compact peers of `len` bytes each (6: IPv4, 18: IPv6).
 fn entries(key: &str, bytes: &[u8], len: usize) -> Result<Vec<SocketAddr>, PexError> {
-    if bytes.len() % len != 0 {
+    if !bytes.len().is_multiple_of(len) {
         return Err(PexError::Malformed(format!(
             "{key} is {} bytes, not a multiple of {len}",
             bytes.len()

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::api::{AddTorrentError, Event, Input, Output, PeerInfo, TorrentStats};
+use crate::api::{AddTorrentError, Event, Input, Output, PeerInfo, PeerRequests, TorrentStats};
 use crate::bitfield::Bitfield;
 use crate::config::{Config, TorrentOptions};
 use crate::id::{ConnId, InfoHash, PeerId, TorrentId};
@@ -113,6 +113,15 @@ impl Session {
             .get(&torrent)
             .map(|t| t.peer_infos(self.sh.now))
             .unwrap_or_default()
+    }
+
+    /// Every connection of a torrent to a peer, with only its request counts: cheap
+    /// enough to call after every input (the simulator's request-bound check does).
+    pub fn peer_requests(&self, torrent: TorrentId) -> impl Iterator<Item = PeerRequests> + '_ {
+        self.torrents
+            .get(&torrent)
+            .into_iter()
+            .flat_map(Torrent::peer_requests)
     }
 
     /// The verified pieces of a torrent (for resume files).
@@ -339,6 +348,67 @@ impl Session {
         self.torrents.insert(id, torrent);
         self.after_input();
         Ok(id)
+    }
+
+    /// Adds a torrent from a magnet link and starts fetching its metadata (BEP 9): it
+    /// announces to the link's trackers and dials its `x.pe` peers that are addresses
+    /// (names are the driver's to resolve and give with [`Session::add_peers`]). Once the
+    /// info dictionary is in, [`Event::MetadataReceived`] says so and the torrent waits
+    /// for [`Session::resume_with_metadata`]. Drain [`Session::poll_output`] afterwards.
+    pub fn add_magnet(
+        &mut self,
+        now: Instant,
+        link: &crate::magnet::MagnetLink,
+    ) -> Result<TorrentId, AddTorrentError> {
+        self.sh.now = now.max(self.sh.now);
+        if self.by_hash.contains_key(&link.info_hash) {
+            return Err(AddTorrentError::Duplicate(link.info_hash));
+        }
+        let id = TorrentId(self.sh.next_id());
+        let Some(mut torrent) = Torrent::new_magnet(&mut self.sh, id, link) else {
+            return Err(AddTorrentError::NoMetadata(id));
+        };
+        let peers: Vec<SocketAddr> = link
+            .peers
+            .iter()
+            .filter_map(|p| match p {
+                crate::api::Target::Addr(a) => Some(*a),
+                crate::api::Target::Host { .. } => None,
+            })
+            .collect();
+        torrent.add_peers(&mut self.sh, &peers, true);
+        self.by_hash.insert(link.info_hash, id);
+        self.torrents.insert(id, torrent);
+        self.after_input();
+        Ok(id)
+    }
+
+    /// Turns a magnet link's torrent whose metadata is in ([`Event::MetadataReceived`])
+    /// into a normal one, as [`Session::add_torrent`] would add it with `options`, under
+    /// the same id: its connections are closed and the addresses it knew are dialled again.
+    pub fn resume_with_metadata(
+        &mut self,
+        now: Instant,
+        torrent: TorrentId,
+        options: TorrentOptions,
+    ) -> Result<(), AddTorrentError> {
+        self.sh.now = now.max(self.sh.now);
+        let Some(meta) = self
+            .torrents
+            .get(&torrent)
+            .and_then(Torrent::received_metadata)
+        else {
+            return Err(AddTorrentError::NoMetadata(torrent));
+        };
+        let Some(mut old) = self.torrents.remove(&torrent) else {
+            return Err(AddTorrentError::NoMetadata(torrent));
+        };
+        let peer_list = old.hand_over(&mut self.sh);
+        let mut t = Torrent::new(&mut self.sh, torrent, meta, options);
+        t.adopt_peer_list(&mut self.sh, peer_list);
+        self.torrents.insert(torrent, t);
+        self.after_input();
+        Ok(())
     }
 
     /// Peers to connect to, besides the trackers'. `persistent` ones are redialled with

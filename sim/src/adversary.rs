@@ -219,7 +219,10 @@ impl Script {
                 }
                 // Keep-alives keep the connection from idling out.
                 Adversary::LiarSilent | Adversary::LiarGarbage | Adversary::Flood
-                    if now.saturating_duration_since(since).as_secs() % 60 == 0 =>
+                    if now
+                        .saturating_duration_since(since)
+                        .as_secs()
+                        .is_multiple_of(60) =>
                 {
                     out.push(ScriptOut::Send(conn, Self::encode(&[Message::KeepAlive])));
                 }

@@ -16,7 +16,7 @@
 //! Liveness (every honest peer completes within a bound once faults heal) is checked at the
 //! end of the run by `world`.
 
-use tessera_core::{Bitfield, Config, ConnId, Instant, PeerInfo};
+use tessera_core::{Bitfield, Config, ConnId, Instant, PeerRequests};
 
 #[derive(Debug, Clone)]
 pub struct Violation {
@@ -81,20 +81,28 @@ pub fn have_grows(prev: &mut Vec<u64>, have: &Bitfield) -> Result<(), String> {
 
 /// The absolute request bounds of every peer of one node (what a sampled check can judge:
 /// the queue depth may have shrunk since the requests went out).
-pub fn absolute_request_bounds(peers: &[PeerInfo], config: &Config, out: &mut Vec<String>) {
+pub fn absolute_request_bounds(
+    peers: impl IntoIterator<Item = PeerRequests>,
+    config: &Config,
+    out: &mut Vec<String>,
+) {
     for p in peers {
-        if p.requests_out > config.max_queue_depth {
-            out.push(format!(
-                "{} requests out to {} (max_queue_depth {})",
-                p.requests_out, p.addr, config.max_queue_depth
-            ));
-        }
-        if p.requests_in > config.max_peer_requests {
-            out.push(format!(
-                "{} requests queued from {} (max_peer_requests {})",
-                p.requests_in, p.addr, config.max_peer_requests
-            ));
-        }
+        absolute_bounds_of(&p, config, out);
+    }
+}
+
+fn absolute_bounds_of(p: &PeerRequests, config: &Config, out: &mut Vec<String>) {
+    if p.requests_out > config.max_queue_depth {
+        out.push(format!(
+            "{} requests out to {} (max_queue_depth {})",
+            p.requests_out, p.addr, config.max_queue_depth
+        ));
+    }
+    if p.requests_in > config.max_peer_requests {
+        out.push(format!(
+            "{} requests queued from {} (max_peer_requests {})",
+            p.requests_in, p.addr, config.max_peer_requests
+        ));
     }
 }
 
@@ -111,16 +119,16 @@ pub struct PrevRequests {
 /// `requests_out` from the last check.
 pub fn request_bounds(
     prev: &mut PrevRequests,
-    peers: &[PeerInfo],
+    peers: impl IntoIterator<Item = PeerRequests>,
     config: &Config,
     out: &mut Vec<String>,
 ) {
-    absolute_request_bounds(peers, config, out);
     let PrevRequests { last, next } = prev;
     next.clear();
     // Both lists are sorted by connection: one walk finds each connection's last count.
     let mut i = 0;
     for p in peers {
+        absolute_bounds_of(&p, config, out);
         if last.get(i).is_some_and(|e| e.0 > p.conn) {
             i = 0; // out of order: search again from the start
         }
@@ -164,27 +172,13 @@ mod tests {
         assert!(have_grows(&mut prev, &b).is_err());
     }
 
-    fn info(conn: u64, requests_out: usize, queue_depth: usize) -> PeerInfo {
-        PeerInfo {
+    fn info(conn: u64, requests_out: usize, queue_depth: usize) -> PeerRequests {
+        PeerRequests {
             conn: ConnId(conn),
             addr: "10.0.0.1:6881".parse().expect("address"),
-            id: None,
-            outbound: true,
-            active: true,
-            am_choking: true,
-            am_interested: true,
-            peer_choking: false,
-            peer_interested: false,
-            pieces: 0,
             requests_out,
             queue_depth,
             requests_in: 0,
-            unsent: 0,
-            download_rate: 0.0,
-            upload_rate: 0.0,
-            downloaded: 0,
-            uploaded: 0,
-            snubbed: false,
         }
     }
 
@@ -195,32 +189,17 @@ mod tests {
         let config = Config::default();
         let mut prev = PrevRequests::default();
         let mut out = Vec::new();
-        request_bounds(
-            &mut prev,
-            &[info(3, 8, 8), info(7, 2, 4)],
-            &config,
-            &mut out,
-        );
+        request_bounds(&mut prev, [info(3, 8, 8), info(7, 2, 4)], &config, &mut out);
         assert!(out.is_empty(), "{out:?}");
         // Depth of 3 shrank to 4 with 8 out: allowed while they do not grow.
-        request_bounds(
-            &mut prev,
-            &[info(7, 4, 4), info(3, 8, 4)],
-            &config,
-            &mut out,
-        );
+        request_bounds(&mut prev, [info(7, 4, 4), info(3, 8, 4)], &config, &mut out);
         assert!(out.is_empty(), "{out:?}");
-        request_bounds(
-            &mut prev,
-            &[info(3, 9, 4), info(7, 4, 4)],
-            &config,
-            &mut out,
-        );
+        request_bounds(&mut prev, [info(3, 9, 4), info(7, 4, 4)], &config, &mut out);
         assert_eq!(out.len(), 1, "{out:?}");
         assert!(out[0].contains("9 requests out"), "{out:?}");
         // A new connection starts from zero.
         out.clear();
-        request_bounds(&mut prev, &[info(9, 5, 4)], &config, &mut out);
+        request_bounds(&mut prev, [info(9, 5, 4)], &config, &mut out);
         assert_eq!(out.len(), 1, "{out:?}");
     }
 }

@@ -78,7 +78,7 @@ impl Payload {
         rng: &mut ChaCha8Rng,
     ) -> Payload {
         assert!(
-            piece_len >= BLOCK_LEN && piece_len % BLOCK_LEN == 0,
+            piece_len >= BLOCK_LEN && piece_len.is_multiple_of(BLOCK_LEN),
             "piece size must be a multiple of 16 KiB"
         );
         assert!(size > 0, "empty torrent");
@@ -191,7 +191,7 @@ impl Payload {
                 continue;
             }
             let off = ptr - base;
-            if off % BLOCK_LEN as usize != 0 {
+            if !off.is_multiple_of(BLOCK_LEN as usize) {
                 return None;
             }
             let g = (off / BLOCK_LEN as usize) as u32;

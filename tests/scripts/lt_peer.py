@@ -16,6 +16,7 @@ several peers per IP are allowed.
 Lines on stdout (the harness waits for them):
     LISTENING <port>        the listen socket is bound
     SEEDING                 seed: the data checked complete, announcing and serving
+    METADATA <seconds>      leech of a magnet link: the metadata is in
     DONE <seconds> <bytes>  leech: every piece downloaded and verified (exits 0 unless --keep-seeding)
 Commands on stdin, one a line:
     upload-limit <bytes/s>  0 lifts the limit; answers "OK upload-limit <bytes/s>"
@@ -23,6 +24,9 @@ Commands on stdin, one a line:
     pause                   stop the torrent: disconnects its peers and announces `stopped`
                             to the tracker; answers "OK pause" once libtorrent reports it paused
     stats                   answers "STATS uploaded=<payload bytes> downloaded=<payload bytes> peers=<n>"
+    utp-stats               answers "UTPSTATS <name>=<value>..." with the session's uTP counters
+                            (libtorrent's utp.* metrics without the prefix: packets_out,
+                            packet_resend, packet_loss, fast_retransmit, timeout, ...)
     quit
 The script exits when stdin reaches end of file (its parent died or closed it), on `quit`,
 after --timeout seconds (exit 3), or on a torrent error (exit 2, reason on stderr).
@@ -70,7 +74,8 @@ def read_commands(commands):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("mode", choices=["seed", "leech"])
-    ap.add_argument("--torrent", required=True)
+    ap.add_argument("--torrent", required=True,
+                    help="a .torrent file, or (leech) a magnet link whose metadata comes from peers")
     ap.add_argument("--dir", required=True)
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--peer", action="append", default=[])
@@ -131,8 +136,11 @@ def main():
         die(2, "no listen socket on 127.0.0.1:%d" % args.port)
     log("LISTENING", ses.listen_port())
 
-    params = lt.add_torrent_params()
-    params.ti = lt.torrent_info(args.torrent)
+    if args.torrent.startswith("magnet:"):
+        params = lt.parse_magnet_uri(args.torrent)
+    else:
+        params = lt.add_torrent_params()
+        params.ti = lt.torrent_info(args.torrent)
     params.save_path = args.dir
     if args.mode == "seed" and args.seed_mode:
         params.flags |= lt.torrent_flags.seed_mode
@@ -143,7 +151,7 @@ def main():
         handle.set_upload_limit(args.upload_limit)
     if args.download_limit > 0:
         handle.set_download_limit(args.download_limit)
-    total = params.ti.total_size()
+    total = params.ti.total_size() if params.ti is not None else None
 
     commands = queue.Queue()
     if not args.no_stdin:
@@ -174,6 +182,8 @@ def main():
             elif cmd[0] == "pause":
                 handle.pause()
                 pausing = True
+            elif cmd[0] == "utp-stats":
+                ses.post_session_stats()
             elif cmd[0] == "stats":
                 st = handle.status()
                 log("STATS uploaded=%d downloaded=%d peers=%d"
@@ -185,6 +195,10 @@ def main():
         for alert in ses.pop_alerts():
             if isinstance(alert, (lt.torrent_error_alert, lt.file_error_alert)):
                 die(2, "torrent error:", alert.message())
+            if isinstance(alert, lt.session_stats_alert):
+                log("UTPSTATS", " ".join(
+                    "%s=%d" % (name[len("utp.utp_"):] if name.startswith("utp.utp_") else name[4:], value)
+                    for name, value in sorted(alert.values.items()) if name.startswith("utp.")))
             if pausing and isinstance(alert, lt.torrent_paused_alert):
                 pausing = False
                 log("OK pause")
@@ -207,7 +221,12 @@ def main():
                 log("SEEDING")
             elif announced_state is None and checked_at is not None and now - checked_at > 5:
                 die(2, "data incomplete after checking: %d of %d pieces in %s"
-                    % (st.num_pieces, params.ti.num_pieces(), args.dir))
+                    % (st.num_pieces, handle.torrent_file().num_pieces(), args.dir))
+        if total is None and st.has_metadata:
+            total = handle.torrent_file().total_size()
+            log("METADATA", "%.3f" % (time.monotonic() - start))
+        if args.mode == "seed":
+            pass
         elif st.is_seeding and announced_state is None:
             announced_state = "done"
             log("DONE", "%.3f" % (time.monotonic() - start), total)

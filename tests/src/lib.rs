@@ -33,6 +33,7 @@ pub mod lt_create;
 pub mod lt_dht;
 pub mod mounts;
 pub mod mse_peer;
+pub mod pex_probe;
 pub mod process;
 pub mod qbittorrent;
 pub mod resume_file;
@@ -195,10 +196,11 @@ impl Scratch {
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        if std::thread::panicking() && std::env::var_os("TESSERA_E2E_KEEP").is_some() {
-            if let Some(dir) = self.dir.take() {
-                eprintln!("tessera-tests: kept {}", dir.keep().display());
-            }
+        if std::thread::panicking()
+            && std::env::var_os("TESSERA_E2E_KEEP").is_some()
+            && let Some(dir) = self.dir.take()
+        {
+            eprintln!("tessera-tests: kept {}", dir.keep().display());
         }
     }
 }

@@ -416,7 +416,7 @@ pub fn serve_pieces(
     }
     let n = torrent.num_pieces() as usize;
     let mut bits = vec![0xffu8; n.div_ceil(8)];
-    if n % 8 != 0 {
+    if !n.is_multiple_of(8) {
         bits[n / 8] = 0xff << (8 - n % 8);
     }
     peer.send_message(&Message::Bitfield(Bytes::from(bits)))?;

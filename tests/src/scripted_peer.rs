@@ -270,7 +270,7 @@ fn run(conn: &mut Conn<'_>) -> Result<(), End> {
     // A full bitfield (spare bits zero), then unchoke.
     let n = t.num_pieces() as usize;
     let mut bitfield = vec![0xFFu8; n.div_ceil(8)];
-    if n % 8 != 0 {
+    if !n.is_multiple_of(8) {
         let last = bitfield.len() - 1;
         bitfield[last] = 0xFF << (8 - n % 8);
     }

@@ -314,14 +314,13 @@ fn closed_ports(n: usize) -> Vec<SocketAddr> {
             .skip(1)
         {
             let cols: Vec<&str> = line.split_whitespace().collect();
-            if cols.get(3) == Some(&"0A") {
-                if let Some(port) = cols
+            if cols.get(3) == Some(&"0A")
+                && let Some(port) = cols
                     .get(1)
                     .and_then(|a| a.rsplit(':').next())
                     .and_then(|p| u16::from_str_radix(p, 16).ok())
-                {
-                    listening.insert(port);
-                }
+            {
+                listening.insert(port);
             }
         }
     }

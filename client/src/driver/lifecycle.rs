@@ -149,11 +149,12 @@ impl Lifecycle {
 
     /// True (once) when the backstop has passed without `Event::Stopped`.
     pub(super) fn on_time(&mut self, now: Instant) -> bool {
-        if self.finished.is_none() && now >= self.backstop {
-            if let Some(exit) = self.stopping.clone() {
-                self.finished = Some(exit);
-                return true;
-            }
+        if self.finished.is_none()
+            && now >= self.backstop
+            && let Some(exit) = self.stopping.clone()
+        {
+            self.finished = Some(exit);
+            return true;
         }
         false
     }

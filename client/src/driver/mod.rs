@@ -19,6 +19,7 @@
 //! (`resume_upkeep`) and what the user sees (`progress`).
 
 mod lifecycle;
+mod magnet_run;
 mod plan;
 mod progress;
 mod resume_upkeep;
@@ -71,6 +72,16 @@ pub trait Core {
     fn stats(&self, torrent: TorrentId) -> Option<TorrentStats>;
     /// The torrent's verified pieces.
     fn have(&self, torrent: TorrentId) -> Option<Bitfield>;
+    /// A magnet link's torrent has its metadata and storage: download it (see
+    /// [`Session::resume_with_metadata`]).
+    fn resume_with_metadata(
+        &mut self,
+        _now: Instant,
+        _torrent: TorrentId,
+        _options: TorrentOptions,
+    ) -> Result<(), String> {
+        Err("this core does not fetch metadata".into())
+    }
 }
 
 impl Core for Session {
@@ -92,6 +103,25 @@ impl Core for Session {
     fn have(&self, torrent: TorrentId) -> Option<Bitfield> {
         Session::have(self, torrent).cloned()
     }
+    fn resume_with_metadata(
+        &mut self,
+        now: Instant,
+        torrent: TorrentId,
+        options: TorrentOptions,
+    ) -> Result<(), String> {
+        Session::resume_with_metadata(self, now, torrent, options).map_err(|e| e.to_string())
+    }
+}
+
+/// The core's configuration for a run of `plan` listening on `listen_port`.
+fn session_config(plan: &Plan, listen_port: u16) -> Config {
+    let mut config = Config {
+        listen_port,
+        pex: plan.pex,
+        ..Config::default()
+    };
+    plan.limits.apply(&mut config);
+    config
 }
 
 /// Slack given to the core's own bound on a clean stop (`tracker_timeout`) before the
@@ -118,6 +148,8 @@ pub struct Driver<S: Core = Session> {
     progress: Progress,
     /// `download` only.
     resumer: Option<ResumeUpkeep>,
+    /// `download MAGNET` while the metadata is being fetched.
+    magnet: Option<Box<magnet_run::MagnetRun>>,
 }
 
 impl<S: Core> std::fmt::Debug for Driver<S> {
@@ -136,7 +168,20 @@ impl Driver {
     /// `listen_port` is the port of the runtime's bound listener. Call [`Driver::drain`]
     /// next.
     pub fn new(plan: &Plan, listen_port: u16, wake: Wake) -> Result<Driver, Error> {
+        if let Some(link) = crate::magnet::parse_arg(&plan.torrent)? {
+            return Driver::for_magnet(plan, link, listen_port, wake);
+        }
         let meta = torrent::load(&plan.torrent)?;
+        Driver::with_metainfo(plan, meta, listen_port, wake)
+    }
+
+    /// [`Driver::new`] for a torrent whose metainfo is at hand.
+    fn with_metainfo(
+        plan: &Plan,
+        meta: Arc<tessera_core::Metainfo>,
+        listen_port: u16,
+        wake: Wake,
+    ) -> Result<Driver, Error> {
         let chosen = select::choose(&meta, &plan.only)?;
         let hash = meta.info_hash.to_string();
         let storage = Arc::new(Storage::with_selection(
@@ -174,11 +219,7 @@ impl Driver {
         let pool = DiskPool::with_default_threads(wake)
             .map_err(|e| Error::io("starting disk threads", e))?;
 
-        let mut config = Config {
-            listen_port,
-            ..Config::default()
-        };
-        plan.limits.apply(&mut config);
+        let config = session_config(plan, listen_port);
         let grace = config.tracker_timeout + SHUTDOWN_GRACE;
         let mut seed = [0u8; 32];
         getrandom::fill(&mut seed)
@@ -232,6 +273,7 @@ impl<S: Core> Driver<S> {
             lifecycle: Lifecycle::new(plan.mode, grace),
             progress,
             resumer: None,
+            magnet: None,
         }
     }
 
@@ -302,8 +344,10 @@ impl<S: Core> Driver<S> {
                 Output::Event(event) => self.on_event(event),
             }
         }
-        let (session, torrent) = (&self.session, self.torrent);
-        self.progress.refresh(|| session.stats(torrent));
+        if self.magnet.is_none() {
+            let (session, torrent) = (&self.session, self.torrent);
+            self.progress.refresh(|| session.stats(torrent));
+        }
         self.deadline
     }
 
@@ -619,6 +663,17 @@ impl<S: Core> Driver<S> {
                 }
             }
             Event::Stopped => self.lifecycle.on_stopped(),
+            Event::MetadataReceived {
+                torrent,
+                meta,
+                torrent_file,
+            } => self.metadata_received(torrent, meta, &torrent_file),
+            Event::MetadataFailed { reason, .. } => {
+                let message = format!("the torrent's metadata is not usable: {reason}");
+                if self.lifecycle.on_fatal(message, now) == Step::Shutdown {
+                    self.session.shutdown(now);
+                }
+            }
         }
     }
 }

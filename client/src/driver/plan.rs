@@ -29,6 +29,10 @@ pub struct Plan {
     /// `--recheck` (download): hash the data on disk instead of trusting resume data.
     pub recheck: bool,
     pub limits: LimitArgs,
+    /// `--save-torrent` (download of a magnet link): where else to write its metadata.
+    pub save_torrent: Option<std::path::PathBuf>,
+    /// Peer exchange on (no `--no-pex`).
+    pub pex: bool,
 }
 
 impl Plan {
@@ -47,6 +51,8 @@ impl Plan {
                 only: d.only.clone(),
                 recheck: d.recheck,
                 limits: d.limits.clone(),
+                save_torrent: d.save_torrent.clone(),
+                pex: !d.no_pex,
             }),
             Command::Seed(s) => Some(Plan {
                 torrent: s.torrent.clone(),
@@ -58,6 +64,8 @@ impl Plan {
                 only: Vec::new(),
                 recheck: false,
                 limits: s.limits.clone(),
+                save_torrent: None,
+                pex: !s.no_pex,
             }),
             Command::Info(_) | Command::Verify(_) | Command::Create(_) => None,
         }
@@ -96,6 +104,8 @@ mod tests {
                 only: vec![],
                 recheck: false,
                 limits: LimitArgs::default(),
+                save_torrent: None,
+                pex: true,
             })
         );
         let cli = Cli::try_parse_for(

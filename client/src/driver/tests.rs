@@ -131,6 +131,8 @@ fn driver(
         only: vec![],
         recheck: false,
         limits: LimitArgs::default(),
+        save_torrent: None,
+        pex: true,
     };
     let pool = DiskPool::new(2, Arc::new(|| {})).unwrap();
     let d = Driver::from_parts(

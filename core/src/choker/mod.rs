@@ -223,7 +223,9 @@ impl Choker {
         seeding: bool,
         rng: &mut Rng,
     ) -> Decision {
-        let rotate = self.rounds % u64::from(self.config.optimistic_rounds.max(1)) == 0;
+        let rotate = self
+            .rounds
+            .is_multiple_of(u64::from(self.config.optimistic_rounds.max(1)));
         self.rounds += 1;
         self.next_round = now + self.config.round;
         self.decide(now, peers, seeding, rng, rotate)

@@ -379,10 +379,10 @@ fn rerun_refills_a_vacant_optimistic_slot() {
 /// A changing swarm: rates, interest and membership vary with the round number.
 fn swarm(round: u64) -> Vec<PeerView> {
     (1..=12u64)
-        .filter(|i| (i + round) % 7 != 0)
+        .filter(|i| !(i + round).is_multiple_of(7))
         .map(|i| PeerView {
             conn: ConnId(i),
-            interested: (i * 3 + round) % 5 != 0,
+            interested: !(i * 3 + round).is_multiple_of(5),
             download_rate: ((i * 37 + round * 11) % 17) as f64,
             downloaded: i * 1000,
             connected_at: secs(i * 20),

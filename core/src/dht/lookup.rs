@@ -313,11 +313,11 @@ impl Traversal {
                             .position(|c| c.node.addr == to.addr && c.node.id == id)
                     }
                 };
-                if let Some(c) = at.map(|i| &mut self.candidates[i]) {
-                    if c.state == CandidateState::New {
-                        c.state = CandidateState::Responded;
-                        c.token = token;
-                    }
+                if let Some(c) = at.map(|i| &mut self.candidates[i])
+                    && c.state == CandidateState::New
+                {
+                    c.state = CandidateState::Responded;
+                    c.token = token;
                 }
             }
             Some(expected) => {

@@ -984,22 +984,21 @@ impl Dht {
             id: r.id,
             addr: from,
         };
-        if let Some(e) = o.expected {
-            if e != r.id {
-                if let Some(t) = self.tables[f].as_mut() {
-                    t.remove(&e);
-                }
-            }
+        if let Some(e) = o.expected
+            && e != r.id
+            && let Some(t) = self.tables[f].as_mut()
+        {
+            t.remove(&e);
         }
         if self.node_ok(&node) {
             let insert = self.tables[f]
                 .as_mut()
                 .map(|t| t.node_responded(now, r.id, from));
-            if let Some(routing::Insert::Cached { ping: Some(p) }) = insert {
-                if !self.outstanding.values().any(|o| o.addr == p.addr) {
-                    let id = self.ids[f];
-                    self.send_query(now, p.addr, Some(p.id), Purpose::Ping, Query::Ping { id });
-                }
+            if let Some(routing::Insert::Cached { ping: Some(p) }) = insert
+                && !self.outstanding.values().any(|o| o.addr == p.addr)
+            {
+                let id = self.ids[f];
+                self.send_query(now, p.addr, Some(p.id), Purpose::Ping, Query::Ping { id });
             }
         }
         if let Purpose::Lookup(lid) = o.purpose {

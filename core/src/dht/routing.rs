@@ -511,15 +511,14 @@ impl RoutingTable {
     pub fn with_id(&self, id: NodeId, now: Instant) -> RoutingTable {
         let mut t = RoutingTable::new(id, self.config, now);
         for n in self.nodes() {
-            if t.node_responded(n.last_response, n.id, n.addr) == Insert::Added {
-                if let Some(m) = t
+            if t.node_responded(n.last_response, n.id, n.addr) == Insert::Added
+                && let Some(m) = t
                     .buckets
                     .iter_mut()
                     .flat_map(|b| b.nodes.iter_mut())
                     .find(|m| m.id == n.id)
-                {
-                    *m = *n;
-                }
+            {
+                *m = *n;
             }
         }
         t

@@ -102,10 +102,10 @@ impl PeerStore {
                 .iter()
                 .min_by_key(|(_, v)| v.len())
                 .map(|(h, _)| *h);
-            if let Some(h) = smallest {
-                if let Some(v) = self.hashes.remove(&h) {
-                    self.peers -= v.len();
-                }
+            if let Some(h) = smallest
+                && let Some(v) = self.hashes.remove(&h)
+            {
+                self.peers -= v.len();
             }
         }
         let entries = self.hashes.entry(info_hash).or_default();

@@ -181,7 +181,7 @@ impl Harness {
 
     /// A stray peer: a connected one or one the picker never saw.
     fn some_peer(&self, i: usize) -> ConnId {
-        if !self.peers.is_empty() && i % 3 != 0 {
+        if !self.peers.is_empty() && !i.is_multiple_of(3) {
             self.peers[i % self.peers.len()].0
         } else {
             ConnId(10_000 + (i % 5) as u64)

@@ -248,6 +248,34 @@ impl Swarm {
         i
     }
 
+    /// Adds a node at 10.0.0.<index+1>:6881 that knows only a magnet link: once the
+    /// metadata is in, it gets an empty disk and downloads.
+    pub fn add_magnet(&mut self, config: Config, link: &crate::magnet::MagnetLink) -> usize {
+        let i = self.nodes.len();
+        let addr = SocketAddr::from(([10, 0, 0, i as u8 + 1], 6881));
+        let mut seed = [0u8; 32];
+        seed[0] = i as u8;
+        let mut session = Session::new(
+            Config {
+                listen_port: 6881,
+                ..config
+            },
+            self.now,
+            seed,
+        );
+        let torrent = session.add_magnet(self.now, link).expect("a new torrent");
+        self.nodes.push(Node {
+            session,
+            addr,
+            disk: MemDisk { files: Vec::new() },
+            torrent,
+            events: Vec::new(),
+            deadline: self.now,
+            corrupt: None,
+        });
+        i
+    }
+
     /// Tells `node` about `peers`.
     pub fn add_peers(&mut self, node: usize, peers: &[SocketAddr]) {
         let now = self.now;
@@ -279,6 +307,19 @@ impl Swarm {
                     return;
                 }
                 Output::Event(e) => {
+                    if let Event::MetadataReceived { torrent, meta, .. } = &e {
+                        let now = self.now;
+                        let n = &mut self.nodes[i];
+                        n.disk = MemDisk::empty(meta);
+                        let options = TorrentOptions {
+                            have: empty_have(meta),
+                            seed: true,
+                            files: None,
+                        };
+                        n.session
+                            .resume_with_metadata(now, *torrent, options)
+                            .expect("resumed");
+                    }
                     self.nodes[i].events.push(e);
                     continue;
                 }

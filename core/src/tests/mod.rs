@@ -4,6 +4,7 @@
 mod contract;
 mod harness;
 mod hostile;
+mod magnet;
 mod session;
 mod stale_inputs;
 mod timers;

@@ -4,7 +4,6 @@
 use super::{State, Torrent, send};
 use crate::api::{CloseReason, Misbehaviour};
 use crate::bitfield::Bitfield;
-use crate::extension::{self, ExtHandshake};
 use crate::id::ConnId;
 use crate::peer::Peer;
 use crate::shared::Shared;
@@ -66,6 +65,17 @@ impl Torrent {
         };
         let first = !peer.seen_message;
         peer.seen_message = true;
+        if let Message::Extended { id, payload } = msg {
+            return self.on_extended(sh, conn, id, payload);
+        }
+        if self.state == State::Metadata {
+            // Without metadata there are no pieces to talk about: what the peer has is
+            // learned again once the torrent is replaced by the full one.
+            return match msg {
+                Message::Unknown { id, len } => Err(Misbehaviour::UnknownMessage { id, len }),
+                _ => Ok(()),
+            };
+        }
         match msg {
             Message::KeepAlive => {}
             Message::Choke => {
@@ -127,17 +137,7 @@ impl Torrent {
                 offset,
                 data,
             } => self.on_block(sh, conn, piece, offset, data)?,
-            Message::Extended {
-                id: extension::HANDSHAKE_ID,
-                payload,
-            } => match ExtHandshake::parse(&payload) {
-                Ok(ext) => {
-                    peer.max_requests = ext.reqq.map(|q| q as usize);
-                    tracing::debug!(addr = %peer.addr, client = ?ext.client, reqq = ?ext.reqq, "extension handshake");
-                }
-                Err(e) => tracing::debug!(addr = %peer.addr, "{e}"),
-            },
-            // We offer no extension messages, so other ids are not for us.
+            // Handled above (`metadata_phase`).
             Message::Port(_)
             | Message::Suggest(_)
             | Message::AllowedFast(_)

@@ -8,6 +8,8 @@ mod announce;
 mod check;
 mod download;
 mod messages;
+pub(crate) mod metadata_phase;
+mod pex;
 mod smart_ban;
 mod timers;
 mod upload;
@@ -20,7 +22,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::api::{CloseReason, DiskResult, Event, PeerInfo, Target, TorrentStats};
+use crate::api::{CloseReason, DiskResult, Event, PeerInfo, PeerRequests, Target, TorrentStats};
 use crate::bitfield::Bitfield;
 use crate::config::TorrentOptions;
 use crate::extension;
@@ -52,6 +54,8 @@ enum State {
     Seeding,
     /// A disk error stopped the torrent.
     Failed,
+    /// Added from a magnet link, fetching its info dictionary: no pieces are exchanged.
+    Metadata,
 }
 
 /// A disk operation in flight and what it is for.
@@ -121,6 +125,13 @@ pub(crate) struct Torrent {
     scratch: Scratch,
     /// When the torrent next needs the time: see `timers.rs`.
     timers: TimerTable<TorrentTimer, { TorrentTimer::ALL.len() }>,
+    /// Each peer's extension handshake and our extension state with it.
+    ext: BTreeMap<ConnId, metadata_phase::PeerExt>,
+    /// Our addresses as peers see us (their `yourip`, with our port): never dialled or
+    /// learned through PEX.
+    own_addrs: Vec<SocketAddr>,
+    /// Added from a magnet link: the metadata exchange, until the torrent is replaced.
+    magnet: Option<Box<metadata_phase::MetadataPhase>>,
 }
 
 /// Buffers kept to save an allocation per use; empty between uses.
@@ -190,6 +201,9 @@ impl Torrent {
             dial_retry: now,
             scratch: Scratch::default(),
             timers: TimerTable::default(),
+            ext: BTreeMap::new(),
+            own_addrs: Vec::new(),
+            magnet: None,
             meta,
         };
         if options.have.is_none() {
@@ -198,6 +212,25 @@ impl Torrent {
             t.after_check(sh);
         }
         t
+    }
+
+    /// A torrent from a magnet link: it finds peers and fetches its metadata (see
+    /// `metadata_phase`). `None` only if the stand-in metainfo cannot be built.
+    pub fn new_magnet(
+        sh: &mut Shared,
+        id: TorrentId,
+        link: &crate::magnet::MagnetLink,
+    ) -> Option<Self> {
+        let meta = Arc::new(metadata_phase::placeholder(link)?);
+        let options = TorrentOptions {
+            have: Some(Bitfield::new(1)),
+            seed: false,
+            files: None,
+        };
+        let mut t = Torrent::new(sh, id, meta, options);
+        t.state = State::Metadata;
+        t.magnet = Some(Box::new(metadata_phase::MetadataPhase::new(link)));
+        Some(t)
     }
 
     // ---- getters ------------------------------------------------------------------
@@ -240,6 +273,17 @@ impl Torrent {
             checking: self.state == State::Checking,
             complete: self.picker.is_complete(),
         }
+    }
+
+    /// Every peer connection's request counts, in connection order.
+    pub fn peer_requests(&self) -> impl Iterator<Item = PeerRequests> + '_ {
+        self.peers.iter().map(|(&conn, p)| PeerRequests {
+            conn,
+            addr: p.addr,
+            requests_out: p.requests.len(),
+            queue_depth: p.queue_depth,
+            requests_in: p.their_requests.len(),
+        })
     }
 
     pub fn peer_infos(&self, now: Instant) -> Vec<PeerInfo> {
@@ -457,7 +501,9 @@ impl Torrent {
         };
         peer.id = Some(hs.peer_id);
         peer.phase = Phase::Active;
-        peer.decoder.set_num_pieces(self.layout.num_pieces());
+        if self.state != State::Metadata {
+            peer.decoder.set_num_pieces(self.layout.num_pieces());
+        }
         peer.last_block_at = sh.now;
         let offered = self.offered();
         let Some(peer) = self.peers.get_mut(&conn) else {
@@ -471,7 +517,10 @@ impl Torrent {
             );
         }
         if hs.has(Handshake::EXTENSION_PROTOCOL) {
-            let payload = sh.ext_handshake();
+            let payload = self.our_ext_handshake(sh);
+            let Some(peer) = self.peers.get_mut(&conn) else {
+                return false;
+            };
             send(
                 sh,
                 peer,
@@ -524,6 +573,7 @@ impl Torrent {
         self.picker.remove_availability(&peer.has);
         self.upload.forget_peer(conn);
         self.upload.choker.forget(conn);
+        self.forget_ext(sh, conn);
         self.peer_list.disconnected(sh.now, peer.addr, failed);
         tracing::debug!(addr = %peer.addr, %reason, "peer closed");
         sh.event(Event::PeerClosed {

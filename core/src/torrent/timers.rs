@@ -156,6 +156,8 @@ impl Torrent {
             self.close_peer(sh, conn, reason, failed);
         }
         self.download_tick(sh);
+        self.metadata_tick(sh);
+        self.pex_tick(sh);
         self.connect_peers(sh);
     }
 }

@@ -422,7 +422,7 @@ impl Request {
             }
             ACTION_SCRAPE => {
                 let hashes = r.rest();
-                if hashes.len() % 20 != 0 {
+                if !hashes.len().is_multiple_of(20) {
                     return Err(UdpDecodeError::Malformed(format!(
                         "scrape request with {} bytes of info hashes, not a multiple of 20",
                         hashes.len()
@@ -587,7 +587,7 @@ impl Response {
             }
             ACTION_SCRAPE => {
                 let counts = r.rest();
-                if counts.len() % 12 != 0 {
+                if !counts.len().is_multiple_of(12) {
                     return Err(UdpDecodeError::Malformed(format!(
                         "scrape answer with {} bytes of counts, not a multiple of 12",
                         counts.len()

@@ -53,13 +53,12 @@ pub fn run(data: &[u8]) {
     let (lens, stream) = take_splits(rest);
     for payload in chunks(stream, &lens) {
         while assembler.poll_transmit().is_some() {}
-        if let Ok(message) = MetadataMessage::decode(&Bytes::copy_from_slice(payload)) {
-            if assembler.handle_message(now, peer, &message).is_err() {
+        if let Ok(message) = MetadataMessage::decode(&Bytes::copy_from_slice(payload))
+            && assembler.handle_message(now, peer, &message).is_err() {
                 // Dropped: a new connection of the same peer.
                 assembler.remove_peer(now, peer);
                 let _ = assembler.add_peer(now, peer, Some(size));
             }
-        }
         while let Some(event) = assembler.poll_event() {
             if let MetadataEvent::Complete(bytes) = event {
                 assert_eq!(Sha1::digest(&bytes)[..], info_hash.0[..]);

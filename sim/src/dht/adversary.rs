@@ -140,13 +140,13 @@ fn far_nodes(w: &mut DhtWorld, target: NodeId) -> Vec<NodeInfo> {
         if s.adversary.is_some() {
             continue;
         }
-        if let Some(d) = &s.dht {
-            if d.id().bit(0) != target.bit(0) {
-                out.push(NodeInfo {
-                    id: d.id(),
-                    addr: s.addr,
-                });
-            }
+        if let Some(d) = &s.dht
+            && d.id().bit(0) != target.bit(0)
+        {
+            out.push(NodeInfo {
+                id: d.id(),
+                addr: s.addr,
+            });
         }
     }
     out

@@ -406,10 +406,10 @@ impl DhtWorld {
         while let Some(e) = dht.poll_event() {
             self.event(node, e);
         }
-        if self.sc.check_every_event {
-            if let Err(e) = dht.check_invariants() {
-                self.violation(format!("node {node}: {e}"));
-            }
+        if self.sc.check_every_event
+            && let Err(e) = dht.check_invariants()
+        {
+            self.violation(format!("node {node}: {e}"));
         }
         let next = dht.poll_timeout().unwrap_or(Instant::FAR_FUTURE).max(now);
         self.slots[i].dht = Some(dht);
@@ -519,20 +519,20 @@ impl DhtWorld {
             return;
         }
         self.report.delivered += 1;
-        if self.attacking {
-            if let Some(kind) = self.slots[i].adversary {
-                let own = self.slots[i].addr;
-                let id = self.slots[i]
-                    .dht
-                    .as_ref()
-                    .map(|d| d.id())
-                    .unwrap_or_default();
-                let reply = adversary::respond(kind, &bytes, own, id, self);
-                if let Some(reply) = reply {
-                    self.send(own, from, reply);
-                }
-                return;
+        if self.attacking
+            && let Some(kind) = self.slots[i].adversary
+        {
+            let own = self.slots[i].addr;
+            let id = self.slots[i]
+                .dht
+                .as_ref()
+                .map(|d| d.id())
+                .unwrap_or_default();
+            let reply = adversary::respond(kind, &bytes, own, id, self);
+            if let Some(reply) = reply {
+                self.send(own, from, reply);
             }
+            return;
         }
         let announce = self.slots[i].adversary.is_none() && contains(&bytes, b"13:announce_peer");
         let Some(dht) = self.slots[i].dht.as_mut() else {
@@ -669,12 +669,12 @@ impl DhtWorld {
             } else {
                 r.unfinished += 1;
             }
-            if let Some(target) = self.sybil_target {
-                if NodeId::from(self.hashes[rec.hash as usize]) == target {
-                    r.sybil_target_lookups += 1;
-                    if rec.found {
-                        r.sybil_target_found += 1;
-                    }
+            if let Some(target) = self.sybil_target
+                && NodeId::from(self.hashes[rec.hash as usize]) == target
+            {
+                r.sybil_target_lookups += 1;
+                if rec.found {
+                    r.sybil_target_found += 1;
                 }
             }
         }

@@ -442,7 +442,10 @@ impl Node {
                     );
                 }
             }
-            Event::Tracker { .. } | Event::Stopped => {}
+            Event::Tracker { .. }
+            | Event::Stopped
+            | Event::MetadataReceived { .. }
+            | Event::MetadataFailed { .. } => {}
         }
     }
 
@@ -472,10 +475,9 @@ impl Node {
             problems.push(e);
         }
         if cx.sc.check_peers_every_event && peers {
-            let peers = self.session.peers(self.torrent);
             invariants::request_bounds(
                 &mut self.prev_requests,
-                &peers,
+                self.session.peer_requests(self.torrent),
                 self.session.config(),
                 &mut problems,
             );
@@ -488,9 +490,12 @@ impl Node {
     /// The absolute request bounds, sampled (the queue depth may have shrunk since the
     /// requests went out, so nothing relative is judged).
     pub fn sampled_check(&self, cx: &mut Ctx) {
-        let peers = self.session.peers(self.torrent);
         let mut problems = Vec::new();
-        invariants::absolute_request_bounds(&peers, self.session.config(), &mut problems);
+        invariants::absolute_request_bounds(
+            self.session.peer_requests(self.torrent),
+            self.session.config(),
+            &mut problems,
+        );
         for p in problems {
             self.violation(p, cx);
         }

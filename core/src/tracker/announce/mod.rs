@@ -258,7 +258,7 @@ impl Peers {
 
     /// BEP 23: 4 address bytes and 2 port bytes per peer, big-endian.
     pub(super) fn compact_v4(&mut self, compact: &[u8]) -> Result<(), AnnounceError> {
-        if compact.len() % 6 != 0 {
+        if !compact.len().is_multiple_of(6) {
             return Err(AnnounceError::Malformed(format!(
                 "compact peers are {} bytes, not a multiple of 6",
                 compact.len()
@@ -276,7 +276,7 @@ impl Peers {
 
     /// BEP 7: 16 address bytes and 2 port bytes per peer, big-endian.
     pub(super) fn compact_v6(&mut self, compact: &[u8]) -> Result<(), AnnounceError> {
-        if compact.len() % 18 != 0 {
+        if !compact.len().is_multiple_of(18) {
             return Err(AnnounceError::Malformed(format!(
                 "compact peers6 are {} bytes, not a multiple of 18",
                 compact.len()
