@@ -64,7 +64,7 @@ fn announces_carry_events_and_counters_and_respect_the_interval_floor() {
     swarm.run_until(Duration::from_secs(30), |_| false);
 
     let total = data.len() as u64;
-    let announces = swarm.nodes[leech].wire.announces();
+    let announces = swarm.nodes[leech].wire.as_ref().unwrap().announces();
     let events: Vec<&str> = announces
         .iter()
         .filter_map(|a| a.event.as_deref())
@@ -92,7 +92,7 @@ fn announces_carry_events_and_counters_and_respect_the_interval_floor() {
     assert_eq!((last.downloaded, last.left), (Some(total), Some(0)));
 
     // The seeder: started with nothing left, never completed, stopped with what it sent.
-    let announces = swarm.nodes[seed].wire.announces();
+    let announces = swarm.nodes[seed].wire.as_ref().unwrap().announces();
     let events: Vec<&str> = announces
         .iter()
         .filter_map(|a| a.event.as_deref())
