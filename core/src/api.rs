@@ -389,6 +389,10 @@ pub enum CloseReason {
     /// it is banned.
     #[error("banned: {0} pieces from this peer failed the hash check")]
     HashFailures(u32),
+    /// Banned: a block it sent of this piece differed from the block the piece passed its
+    /// hash check with (smart ban).
+    #[error("banned: sent a corrupt block of piece {0}")]
+    CorruptBlock(u32),
     /// Neither side wants anything from the other.
     #[error("both seeding")]
     BothSeeding,

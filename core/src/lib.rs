@@ -97,6 +97,8 @@ mod rate;
 mod rng;
 mod session;
 mod shared;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 #[cfg(test)]
 mod tests;
 mod time;

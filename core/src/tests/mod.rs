@@ -11,3 +11,5 @@ mod rig;
 mod session;
 mod stale_inputs;
 mod timers;
+mod tracker;
+mod wire_props;

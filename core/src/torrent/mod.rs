@@ -12,6 +12,7 @@ mod link;
 mod messages;
 pub(crate) mod metadata_phase;
 mod pex;
+mod smart_ban;
 mod timers;
 mod udp_announce;
 mod upload;

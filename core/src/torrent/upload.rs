@@ -427,6 +427,7 @@ impl Torrent {
             decision.optimistic = None;
         }
         let mut newly_unchoked = Vec::new();
+        let mut newly_choked = Vec::new();
         for (&conn, peer) in &mut self.peers {
             if !peer.is_active() {
                 continue;
@@ -440,8 +441,15 @@ impl Torrent {
                 newly_unchoked.push(conn);
             } else if !unchoke && !peer.am_choking {
                 choke(sh, peer);
+                // The choke discards its requests, those being read too: a block read for
+                // one must not reach it after a later unchoke, unasked.
+                peer.reading = 0;
+                newly_choked.push(conn);
             }
             self.upload.slots.change(before, peer.slot_state());
+        }
+        for conn in newly_choked {
+            self.upload.forget_peer(conn);
         }
         for conn in newly_unchoked {
             self.serve(sh, conn);
