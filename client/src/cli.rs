@@ -4,7 +4,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use clap_complete::Shell;
 use tessera_core::{MAX_PIECE_LENGTH, MIN_PIECE_LENGTH};
 
@@ -93,6 +93,9 @@ pub struct DownloadArgs {
     /// Hash the data already in DIR instead of trusting the resume data in DIR/.tessera/
     #[arg(long)]
     pub recheck: bool,
+    /// Protocol encryption (MSE/PE) with peers
+    #[arg(long, value_name = "POLICY", default_value = "prefer")]
+    pub encryption: Encryption,
     /// With a magnet link (a single torrent): also write the .torrent made of the fetched
     /// metadata here
     #[arg(long, value_name = "FILE")]
@@ -103,6 +106,32 @@ pub struct DownloadArgs {
     pub no_pex: bool,
     #[command(flatten)]
     pub limits: LimitArgs,
+    #[command(flatten)]
+    pub dht: crate::dht::DhtArgs,
+}
+
+/// `--encryption`: how peer connections are protected (message stream encryption).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum Encryption {
+    /// Dial encrypted, redial in plaintext when the peer refuses; accept both
+    #[default]
+    Prefer,
+    /// Only RC4-encrypted connections, both ways
+    Require,
+    /// Only plaintext connections, both ways
+    Disable,
+}
+
+impl Encryption {
+    /// The core's policy.
+    pub fn policy(self) -> tessera_core::mse::Policy {
+        use tessera_core::mse::Policy;
+        match self {
+            Encryption::Prefer => Policy::Prefer,
+            Encryption::Require => Policy::Require,
+            Encryption::Disable => Policy::Disable,
+        }
+    }
 }
 
 /// Bounds on connections and memory (the core's `Config`), for `download` and `seed`.
@@ -184,6 +213,9 @@ pub struct SeedArgs {
     /// A peer to keep connected to, redialled when the connection drops (repeatable)
     #[arg(long = "peer", value_name = "HOST:PORT", value_parser = parse_peer)]
     pub peers: Vec<SocketAddr>,
+    /// Protocol encryption (MSE/PE) with peers
+    #[arg(long, value_name = "POLICY", default_value = "prefer")]
+    pub encryption: Encryption,
     /// No peer exchange (BEP 11) (private torrents never use it)
     #[arg(long)]
     pub no_pex: bool,
@@ -191,6 +223,8 @@ pub struct SeedArgs {
     pub goals: SeedGoalArgs,
     #[command(flatten)]
     pub limits: LimitArgs,
+    #[command(flatten)]
+    pub dht: crate::dht::DhtArgs,
 }
 
 /// When seeding ends by itself (`seed`, and `download --seed`): whichever goal comes first;
@@ -795,6 +829,25 @@ mod tests {
             assert!(parse(&["completions", shell]).is_ok(), "{shell}");
         }
         assert_eq!(parse(&["completions", "cmd"]).unwrap_err().exit_code(), 2);
+    }
+
+    #[test]
+    fn encryption_defaults_to_prefer_and_maps_onto_the_core_policy() {
+        use tessera_core::mse::Policy;
+        let cli = parse(&["download", "a.torrent"]).unwrap();
+        let Command::Download(d) = cli.command else {
+            panic!("not download")
+        };
+        assert_eq!(d.encryption, Encryption::Prefer);
+        assert_eq!(d.encryption.policy(), Policy::Prefer);
+        for (arg, policy) in [("require", Policy::Require), ("disable", Policy::Disable)] {
+            let cli = parse(&["seed", "a.torrent", "--encryption", arg]).unwrap();
+            let Command::Seed(s) = cli.command else {
+                panic!("not seed")
+            };
+            assert_eq!(s.encryption.policy(), policy);
+        }
+        assert!(parse(&["download", "a.torrent", "--encryption", "rc4"]).is_err());
     }
 
     #[test]

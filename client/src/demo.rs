@@ -10,7 +10,8 @@ use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::cli::{CreateArgs, DemoArgs};
+use crate::cli::{CreateArgs, DemoArgs, Encryption};
+use crate::dht::DhtArgs;
 use crate::driver::{Mode, Plan, Run, Source};
 use crate::error::Error;
 use crate::exit::Exit;
@@ -61,6 +62,8 @@ pub fn run(
     nodes.push(Plan {
         listen,
         label: Some("seeder".into()),
+        encryption: Encryption::Disable,
+        dht: offline(),
         ..Plan::new(vec![source(seed_dir.clone())], Mode::Seed)
     });
     let mut outputs = Vec::with_capacity(downloaders);
@@ -72,6 +75,8 @@ pub fn run(
             label: Some(format!("downloader {k}")),
             // The seeder, and the downloaders started before this one.
             node_peers: (0..k).collect(),
+            encryption: Encryption::Disable,
+            dht: offline(),
             ..Plan::new(
                 vec![source(out)],
                 Mode::Download {
@@ -123,6 +128,15 @@ pub fn run(
         human_duration(started.elapsed())
     ));
     Ok(Exit::Success)
+}
+
+/// The demo's nodes speak plain BitTorrent to each other on loopback and run no DHT:
+/// it shows the transfer itself, as the README measures it.
+fn offline() -> DhtArgs {
+    DhtArgs {
+        no_dht: true,
+        ..DhtArgs::default()
+    }
 }
 
 /// Writes `size` bytes of a fast pseudo-random stream (xorshift: nothing repeats within

@@ -15,6 +15,7 @@
 pub mod cli;
 pub mod create;
 pub mod demo;
+pub mod dht;
 pub mod driver;
 pub mod error;
 pub mod exit;

@@ -17,7 +17,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -71,6 +71,8 @@ pub enum Job {
         host: String,
         port: u16,
     },
+    /// Every address of a host name, for `Action::Resolve` (UDP trackers).
+    Addresses { op: OpId, host: String },
     /// Save resume data ([`crate::resume::save`]) saying `have` is verified.
     SaveResume {
         /// Names the save in its completion (the driver's torrent index).
@@ -90,6 +92,7 @@ impl fmt::Debug for Job {
             Job::Read { op, len, .. } => write!(f, "Read({op}, {len} bytes)"),
             Job::Hash { tag, .. } => write!(f, "Hash({tag})"),
             Job::Resolve { conn, host, port } => write!(f, "Resolve({conn}, {host}:{port})"),
+            Job::Addresses { op, host } => write!(f, "Addresses({op}, {host})"),
             Job::SaveResume { path, .. } => write!(f, "SaveResume({})", path.display()),
         }
     }
@@ -108,6 +111,11 @@ pub enum Completion {
     Resolved {
         conn: ConnId,
         result: Result<SocketAddr, String>,
+    },
+    /// The addresses of a host asked for by `Job::Addresses`: feed as `Input::Resolved`.
+    Addresses {
+        op: OpId,
+        result: Result<Vec<IpAddr>, String>,
     },
     /// Resume data saved (the job's `tag`), or why not.
     Saved {
@@ -164,6 +172,10 @@ impl Job {
                 conn,
                 result: resolve(&host, port),
             },
+            Job::Addresses { op, host } => Completion::Addresses {
+                op,
+                result: addresses(&host),
+            },
             Job::SaveResume {
                 tag,
                 storage,
@@ -188,6 +200,7 @@ impl Job {
             }
             Job::Hash { tag, .. } => Fallback::Hashed(*tag),
             Job::Resolve { conn, .. } => Fallback::Resolved(*conn),
+            Job::Addresses { op, .. } => Fallback::Addresses(*op),
             Job::SaveResume { tag, .. } => Fallback::Saved(*tag),
         }
     }
@@ -199,6 +212,7 @@ enum Fallback {
     Disk(OpId),
     Hashed(u64),
     Resolved(ConnId),
+    Addresses(OpId),
     Saved(u64),
 }
 
@@ -208,6 +222,7 @@ impl Fallback {
             Fallback::Disk(op) => format!("internal error while running disk job {op}"),
             Fallback::Hashed(tag) => format!("internal error while hashing (job {tag})"),
             Fallback::Resolved(conn) => format!("internal error while resolving for {conn}"),
+            Fallback::Addresses(op) => format!("internal error while resolving ({op})"),
             Fallback::Saved(_) => "internal error while saving resume data".to_string(),
         };
         let error = DiskError {
@@ -225,6 +240,10 @@ impl Fallback {
             },
             Fallback::Resolved(conn) => Completion::Resolved {
                 conn,
+                result: Err(message),
+            },
+            Fallback::Addresses(op) => Completion::Addresses {
+                op,
                 result: Err(message),
             },
             Fallback::Saved(tag) => Completion::Saved {
@@ -247,6 +266,18 @@ pub fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
         .or_else(|| addrs.first())
         .copied()
         .ok_or_else(|| format!("{host} has no address"))
+}
+
+/// Every address of `host` from the system resolver, IPv4 ones first.
+pub fn addresses(host: &str) -> Result<Vec<IpAddr>, String> {
+    let mut ips: Vec<IpAddr> = (host, 0)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {host}: {e}"))?
+        .map(|a| a.ip())
+        .collect();
+    ips.sort_by_key(IpAddr::is_ipv6);
+    ips.dedup();
+    Ok(ips)
 }
 
 struct Queue {
@@ -345,7 +376,7 @@ impl DiskPool {
     pub fn submit(&self, job: Job) {
         let mut q = self.shared.queue();
         q.busy += 1;
-        if matches!(job, Job::Resolve { .. }) {
+        if matches!(job, Job::Resolve { .. } | Job::Addresses { .. }) {
             q.jobs.push_front(job);
         } else {
             q.jobs.push_back(job);

@@ -16,7 +16,7 @@
 //! of these; it may feed what it has, in order. Ids are never reused, so a late input can
 //! never be taken for a newer connection's or operation's.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -96,6 +96,16 @@ pub enum Input {
         /// The datagram.
         data: Bytes,
     },
+    /// The answer to [`Action::Resolve`]: the host's addresses, preferred first, or why
+    /// there are none.
+    Resolved {
+        /// When it happened, on the driver's clock.
+        now: Instant,
+        /// The operation the action named.
+        op: OpId,
+        /// The addresses, or the resolver's words for why there are none.
+        result: Result<Vec<IpAddr>, String>,
+    },
 }
 
 impl Input {
@@ -108,7 +118,8 @@ impl Input {
             | Input::Sent { now, .. }
             | Input::Closed { now, .. }
             | Input::Disk { now, .. }
-            | Input::Datagram { now, .. } => *now,
+            | Input::Datagram { now, .. }
+            | Input::Resolved { now, .. } => *now,
         }
     }
 }
@@ -215,6 +226,14 @@ pub enum Action {
         to: SocketAddr,
         /// The payload.
         data: Bytes,
+    },
+    /// Look up a host name (a `udp://` tracker's): answer with [`Input::Resolved`] naming
+    /// `op`, off the event loop (a resolver may block).
+    Resolve {
+        /// The id to answer with.
+        op: OpId,
+        /// The host name.
+        host: String,
     },
 }
 
@@ -401,6 +420,10 @@ pub enum CloseReason {
     /// it is banned.
     #[error("banned: {0} pieces from this peer failed the hash check")]
     HashFailures(u32),
+    /// Banned: a block it sent of this piece differed from the block the piece passed its
+    /// hash check with (smart ban).
+    #[error("banned: sent a corrupt block of piece {0}")]
+    CorruptBlock(u32),
     /// Neither side wants anything from the other.
     #[error("both seeding")]
     BothSeeding,
@@ -419,6 +442,9 @@ pub enum CloseReason {
     /// A message started arriving and did not complete in time.
     #[error("a message is trickling in too slowly")]
     SlowMessage,
+    /// The encrypted handshake (MSE) failed and the peer was not redialled.
+    #[error("{0}")]
+    Encryption(String),
     /// The driver reported the connection gone ([`Input::Closed`]), with its error if any.
     #[error("{}", .0.as_deref().unwrap_or("closed by remote"))]
     Remote(Option<String>),
@@ -449,6 +475,13 @@ pub enum Misbehaviour {
         /// Its payload length.
         len: u32,
     },
+    /// A fast message (BEP 6) that is not allowed: not negotiated, or for a piece out of
+    /// range.
+    #[error("{0}")]
+    Fast(crate::fast::FastError),
+    /// A `reject_request` for a block we never requested.
+    #[error("reject for a block never requested: {0:?}")]
+    UnrequestedReject(crate::wire::BlockRequest),
     /// Too many requests while choked, well after our choke went out.
     #[error("more than {0} requests while choked")]
     RequestsWhileChoked(u32),
@@ -613,4 +646,7 @@ pub struct PeerInfo {
     pub uploaded: u64,
     /// It let our requests time out: one request at a time until it delivers.
     pub snubbed: bool,
+    /// How the connection is protected: plaintext, an MSE handshake with a plaintext
+    /// stream, or RC4 for the whole stream.
+    pub encryption: crate::mse::Encryption,
 }

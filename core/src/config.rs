@@ -2,10 +2,12 @@
 //! added to it ([`TorrentOptions`]).
 
 use crate::bitfield::Bitfield;
+use crate::mse::Policy;
 use crate::picker::PickerConfig;
 use crate::time::Duration;
 
-/// Tunables. `Config::default()` is what the command-line clients use.
+/// Tunables. `Config::default()` is what the command-line clients use, but for
+/// `encryption` and `fast_extension`, which they set.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// First 8 bytes of our peer id (BEP 20 style); the other 12 come from the seed.
@@ -63,6 +65,19 @@ pub struct Config {
     /// Download limit for the whole session, in payload bytes per second (`None`: none).
     /// Requests are paced by a token bucket and shared fairly among all peers.
     pub max_download_rate: Option<u64>,
+    /// Message stream encryption (MSE/PE) for peer connections, both ways: `Prefer` dials
+    /// encrypted and falls back to plaintext, `Require` makes and accepts RC4-encrypted
+    /// connections only, `Disable` plain BitTorrent only. The core's default is `Disable`
+    /// (what an embedder gets without asking); the command line's is `Prefer`.
+    pub encryption: Policy,
+    /// Offer the Fast extension (BEP 6: have-all/none, reject-request, allowed-fast) in our
+    /// handshake; it is used with peers that offer it too. Off by default in the core, on
+    /// in the command-line client.
+    pub fast_extension: bool,
+    /// Largest n in a `udp://` tracker's `15 × 2^n` s retransmission delay (BEP 15: 8,
+    /// about two hours before the request fails and the tier moves on to its next
+    /// tracker; lower moves on sooner).
+    pub udp_tracker_retransmits: u32,
     /// Peer exchange (BEP 11) with peers that offer it; never for private torrents.
     pub pex: bool,
 }
@@ -93,6 +108,9 @@ impl Default for Config {
             picker: PickerConfig::default(),
             max_upload_rate: None,
             max_download_rate: None,
+            encryption: Policy::Disable,
+            fast_extension: false,
+            udp_tracker_retransmits: crate::tracker::udp::MAX_RETRANSMITS,
             pex: true,
         }
     }
@@ -122,4 +140,16 @@ pub struct TorrentOptions {
     /// Fetch the first and last piece of each chosen file before the others (players
     /// read both ends first).
     pub first_last: bool,
+}
+
+/// How the session's DHT starts ([`Session::enable_dht`](crate::Session::enable_dht)).
+#[derive(Debug, Clone, Default)]
+pub struct DhtSettings {
+    /// The node's settings.
+    pub config: crate::dht::Config,
+    /// Nodes to join the network through (none: the node starts from `state` and from the
+    /// nodes peers tell of in BEP 5 `port` messages).
+    pub bootstrap: Vec<std::net::SocketAddr>,
+    /// What [`Session::dht_state`](crate::Session::dht_state) returned in an earlier run.
+    pub state: Option<Vec<u8>>,
 }

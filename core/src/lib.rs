@@ -43,6 +43,9 @@
 //!                         /* off the event loop; answer Input::Disk */
 //!                     }
 //!                     Action::SendDatagram { .. } => { /* one UDP datagram */ }
+//!                     Action::Resolve { .. } => {
+//!                         /* look the name up off the event loop; answer Input::Resolved */
+//!                     }
 //!                 },
 //!                 Output::Event(Event::Complete { .. }) => println!("complete"),
 //!                 Output::Event(_) => { /* progress, trackers, peers, errors */ }
@@ -77,6 +80,7 @@ pub mod bencode;
 pub mod bitfield;
 mod choker;
 mod config;
+mod conn;
 pub mod dht;
 pub mod extension;
 pub mod fast;
@@ -94,6 +98,8 @@ mod rate;
 mod rng;
 mod session;
 mod shared;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 #[cfg(test)]
 mod tests;
 mod time;
@@ -110,11 +116,11 @@ pub use api::{
     TrackerEvent,
 };
 pub use bitfield::Bitfield;
-pub use config::{Config, TorrentOptions};
+pub use config::{Config, DhtSettings, TorrentOptions};
 pub use id::{ConnId, InfoHash, OpId, PeerId, TorrentId};
 pub use layout::{BLOCK_LEN, BlockRef, FileSpan, Layout};
 pub use metainfo::{MAX_PIECE_LENGTH, MIN_PIECE_LENGTH, Metainfo};
 pub use picker::{PickerConfig, Strategy};
 pub use rng::Rng;
-pub use session::Session;
+pub use session::{DatagramStats, Session};
 pub use time::{Duration, Instant};

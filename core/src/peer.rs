@@ -121,6 +121,13 @@ pub(crate) struct Peer {
     pub dropped_requests: u32,
     /// Blocks received that nobody asked for.
     pub unrequested_blocks: u32,
+    /// Both handshakes had the Fast extension's bit (BEP 6).
+    pub fast: bool,
+    /// The pieces this peer may request from us while choked (the allowed-fast set we
+    /// computed for it; empty without the Fast extension).
+    pub allowed_out: Vec<u32>,
+    /// The pieces this peer lets us request while it chokes us (its `allowed_fast`).
+    pub allowed_in: crate::fast::PieceList,
 }
 
 impl Peer {
@@ -175,6 +182,9 @@ impl Peer {
             choked_requests: 0,
             dropped_requests: 0,
             unrequested_blocks: 0,
+            fast: false,
+            allowed_out: Vec::new(),
+            allowed_in: crate::fast::PieceList::new(crate::fast::MAX_ALLOWED_FAST_RECEIVED),
             last_recv: now,
             last_send: now,
             partial_since: None,
@@ -230,13 +240,24 @@ impl Peer {
         }
     }
 
-    /// Chokes the peer: queues the message and drops its queued requests. Returns what
+    /// Chokes the peer: queues the message and drops its queued requests. With the Fast
+    /// extension, requests for its allowed-fast pieces stay queued and every other one is
+    /// answered with `reject_request` (BEP 6), right after the choke. Returns what
     /// [`Peer::send`] does.
     #[must_use]
     pub fn choke(&mut self, now: Instant) -> bool {
         self.am_choking = true;
-        self.their_requests.clear();
         let list = self.send(now, &Message::Choke);
+        if self.fast {
+            let pending = std::mem::take(&mut self.their_requests);
+            let (keep, reject) = crate::fast::split_on_choke(pending, &self.allowed_out);
+            self.their_requests = keep.into();
+            for r in reject {
+                Message::Reject(r).encode(&mut self.out);
+            }
+        } else {
+            self.their_requests.clear();
+        }
         self.choke_marker = Some(self.emitted + self.out.len() as u64);
         list
     }
@@ -263,6 +284,21 @@ impl Peer {
             self.remember_released(r.block);
             release(r.block);
         }
+    }
+
+    /// Withdraws every request in flight but those for the peer's allowed-fast pieces
+    /// (which it may still serve while it chokes us), handing each block to `release`.
+    pub fn withdraw_choked(&mut self, mut release: impl FnMut(BlockRef)) {
+        let mut kept = VecDeque::new();
+        while let Some(r) = self.requests.pop_front() {
+            if self.allowed_in.contains(r.block.piece) {
+                kept.push_back(r);
+            } else {
+                self.remember_released(r.block);
+                release(r.block);
+            }
+        }
+        self.requests = kept;
     }
 
     fn remember_released(&mut self, block: BlockRef) {
@@ -293,6 +329,12 @@ impl Peer {
     pub fn send_piece_header(&mut self, now: Instant, req: BlockRequest) {
         wire::encode_piece_header(req.piece, req.offset, req.len, &mut self.out);
         self.last_send = now;
+    }
+
+    /// Whether we send this peer blocks of `piece` now: unchoked, or an allowed-fast piece
+    /// of a Fast extension peer.
+    pub fn may_serve(&self, piece: u32) -> bool {
+        !self.am_choking || (self.fast && self.allowed_out.contains(&piece))
     }
 
     /// (choked by us, interested in us): what the torrent's `SlotCounts` count.

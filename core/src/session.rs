@@ -1,7 +1,10 @@
 //! The session: every torrent, connection and tracker of one client, driven by inputs.
 //!
 //! Methods come in this order: construction, getters, `handle_*`/`accept` (inputs),
-//! mutators (`add_torrent`, `add_peers`, `shutdown`), then `poll_output`.
+//! mutators (`add_torrent`, `add_peers`, `shutdown`), then `poll_output`. The connection
+//! layer's handshakes (MSE) are in `handshake.rs`.
+
+mod handshake;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -20,6 +23,11 @@ use crate::timer::{Timer, TimerTable, earliest};
 use crate::torrent::Torrent;
 use crate::vec_map::VecMap;
 use crate::wire::Decoder;
+
+mod dht;
+mod udp;
+
+pub use udp::DatagramStats;
 
 /// An inbound connection waiting for the remote handshake.
 #[derive(Debug)]
@@ -73,11 +81,17 @@ pub struct Session {
     sh: Shared,
     torrents: VecMap<TorrentId, Torrent>,
     by_hash: BTreeMap<InfoHash, TorrentId>,
+    /// `HASH('req2', info hash)` of every torrent: how an MSE handshake names one.
+    by_req2: BTreeMap<[u8; 20], InfoHash>,
     pending: BTreeMap<ConnId, Pending>,
     timers: TimerTable<SessionTimer, 3>,
     /// Set by `shutdown`: when to give up waiting for `stopped` announces.
     stopping: Option<Instant>,
     stopped: bool,
+    /// Datagram routing and look-ups (`session/udp.rs`).
+    udp: udp::Udp,
+    /// The DHT node and its lookups (`session/dht.rs`).
+    dht: dht::SessionDht,
 }
 
 impl Session {
@@ -89,10 +103,13 @@ impl Session {
             sh: Shared::new(config, now, seed),
             torrents: VecMap::new(),
             by_hash: BTreeMap::new(),
+            by_req2: BTreeMap::new(),
             pending: BTreeMap::new(),
             timers: TimerTable::default(),
             stopping: None,
             stopped: false,
+            udp: udp::Udp::default(),
+            dht: dht::SessionDht::default(),
         }
     }
 
@@ -115,10 +132,15 @@ impl Session {
 
     /// Every connection of a torrent to a peer.
     pub fn peers(&self, torrent: TorrentId) -> Vec<PeerInfo> {
-        self.torrents
+        let mut peers = self
+            .torrents
             .get(&torrent)
             .map(|t| t.peer_infos(self.sh.now))
-            .unwrap_or_default()
+            .unwrap_or_default();
+        for p in &mut peers {
+            p.encryption = self.sh.links.encryption(p.conn);
+        }
+        peers
     }
 
     /// Every connection of a torrent to a peer, with only its request counts: cheap
@@ -150,9 +172,15 @@ impl Session {
         match input {
             Input::Timeout { .. } => {}
             Input::Connected { conn, .. } => {
-                self.with_torrent(conn, |t, sh| t.on_connected(sh, conn))
+                if !self.link_connected(conn) {
+                    self.with_torrent(conn, |t, sh| t.on_connected(sh, conn))
+                }
             }
             Input::Received { conn, data, .. } => {
+                let Some(data) = self.link_received(conn, data) else {
+                    self.after_input();
+                    return;
+                };
                 if self.pending.contains_key(&conn) {
                     self.on_pending_data(conn, data);
                 } else {
@@ -160,10 +188,15 @@ impl Session {
                 }
             }
             Input::Sent { conn, bytes, .. } => {
-                self.with_torrent(conn, |t, sh| t.on_sent(sh, conn, bytes))
+                let bytes = self.sh.links.sent(conn, bytes);
+                if bytes > 0 {
+                    self.with_torrent(conn, |t, sh| t.on_sent(sh, conn, bytes))
+                }
             }
             Input::Closed { conn, error, .. } => {
-                if self.pending.remove(&conn).is_some() {
+                if self.link_closed(conn, error.as_deref()) {
+                    // The connection layer redialled or gave the peer up.
+                } else if self.pending.remove(&conn).is_some() {
                     self.sh.forget(conn);
                 } else {
                     self.with_torrent(conn, |t, sh| t.on_closed(sh, conn, error));
@@ -176,7 +209,8 @@ impl Session {
                     t.on_disk(&mut self.sh, op, result);
                 }
             }
-            Input::Datagram { .. } => {}
+            Input::Datagram { from, data, .. } => self.on_datagram(from, &data),
+            Input::Resolved { op, result, .. } => self.on_resolved(op, result),
         }
         self.after_input();
     }
@@ -188,6 +222,7 @@ impl Session {
             return None;
         }
         let conn = self.sh.accept();
+        self.link_accepted(conn, remote);
         self.pending.insert(
             conn,
             Pending {
@@ -234,6 +269,11 @@ impl Session {
         let Some(p) = self.pending.remove(&conn) else {
             return;
         };
+        if !self.link_names(conn, &handshake.info_hash) {
+            tracing::info!(addr = %p.addr, "inbound peer's handshake names another torrent than its encrypted handshake did");
+            self.sh.close(conn);
+            return;
+        }
         let torrent = self
             .by_hash
             .get(&handshake.info_hash)
@@ -271,9 +311,15 @@ impl Session {
         if self.sh.queued.is_empty() {
             self.sh.queued = queued;
         }
+        self.drain_udp_trackers();
+        self.drain_dht();
         if let Some(deadline) = self.stopping
             && !self.stopped
-            && (now >= deadline || self.torrents.values().all(Torrent::stop_done))
+            && (now >= deadline
+                || self
+                    .torrents
+                    .values()
+                    .all(|t| t.stop_done() && !t.udp_announcing(&self.sh)))
         {
             self.finish_stop();
         }
@@ -304,6 +350,8 @@ impl Session {
         for t in self.torrents.values_mut() {
             t.handle_timeout(&mut self.sh);
         }
+        self.sh.udp_trackers.handle_timeout(now);
+        self.dht_handle_timeout();
     }
 
     /// Gives the peers waiting for a rate limit their turns while its tokens last (see
@@ -355,6 +403,8 @@ impl Session {
         for t in self.torrents.values() {
             next = earliest(next, t.poll_timeout());
         }
+        next = earliest(next, self.sh.udp_trackers.poll_timeout());
+        next = earliest(next, self.dht_poll_timeout());
         next.unwrap_or(Instant::FAR_FUTURE)
     }
 
@@ -376,8 +426,12 @@ impl Session {
         }
         let id = TorrentId(self.sh.next_id());
         self.by_hash.insert(meta.info_hash, id);
+        self.by_req2
+            .insert(crate::mse::req2_hash(&meta.info_hash), meta.info_hash);
+        let info_hash = meta.info_hash;
         let torrent = Torrent::new(&mut self.sh, id, meta, options);
         self.torrents.insert(id, torrent);
+        self.dht_add(id, info_hash);
         self.after_input();
         Ok(id)
     }

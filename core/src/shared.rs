@@ -2,17 +2,25 @@
 //! of outputs, and the id allocators and routing table that go with it.
 
 use std::collections::VecDeque;
+use std::net::SocketAddr;
 
 use bytes::Bytes;
 
 use crate::api::{Action, Event, Output, Target};
 use crate::bandwidth::Throttle;
 use crate::config::Config;
+use crate::conn::Links;
 use crate::extension::ExtHandshake;
 use crate::id::{ConnId, OpId, PeerId, TorrentId};
 use crate::rng::Rng;
 use crate::time::Instant;
+use crate::tracker::TrackerIndex;
+use crate::tracker::udp::UdpTrackerConfig;
+use crate::tracker::udp_pool::UdpTrackerPool;
 use crate::vec_map::VecMap;
+
+/// Most DHT nodes learned from peers held between two inputs.
+const MAX_DHT_NODES_QUEUED: usize = 64;
 
 /// What a connection belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +53,15 @@ pub(crate) struct Shared {
     pub up: Throttle,
     /// The session's download limit (`config.max_download_rate`).
     pub down: Throttle,
+    /// How each peer connection's bytes are protected (MSE/PE): see [`crate::conn`].
+    pub links: Links,
+    /// Every `udp://` tracker the torrents announce to (answers go back through the
+    /// session's datagram routing).
+    pub udp_trackers: UdpTrackerPool<(TorrentId, TrackerIndex)>,
+    /// The session runs a DHT: public torrents set the DHT bit and send `port` (BEP 5).
+    pub dht: bool,
+    /// DHT nodes learned from peers' `port` messages, for the session to hand to the DHT.
+    pub dht_nodes: Vec<SocketAddr>,
 }
 
 impl Shared {
@@ -68,6 +85,8 @@ impl Shared {
             }
             .encode(),
         );
+        let config_retransmits = config.udp_tracker_retransmits;
+        let max_peers = config.max_known_peers;
         Shared {
             now,
             up: Throttle::new(config.max_upload_rate, now),
@@ -82,6 +101,14 @@ impl Shared {
             routes: VecMap::new(),
             ops: VecMap::new(),
             ext_handshake,
+            links: Links::default(),
+            udp_trackers: UdpTrackerPool::new(UdpTrackerConfig {
+                max_retransmits: config_retransmits,
+                max_peers,
+                ..UdpTrackerConfig::default()
+            }),
+            dht: false,
+            dht_nodes: Vec::new(),
         }
     }
 
@@ -130,12 +157,22 @@ impl Shared {
         conn
     }
 
+    /// Sends peer wire bytes: encrypted when the connection's link says so.
     pub fn send(&mut self, conn: ConnId, data: Bytes) {
+        let data = self.links.outgoing(conn, data);
+        self.action(Action::Send { conn, data });
+    }
+
+    /// Sends bytes below the peer wire (the MSE handshake) as they are, keeping them out of
+    /// the peer's flow control.
+    pub fn send_below(&mut self, conn: ConnId, data: Bytes) {
+        self.links.add_overhead(conn, data.len());
         self.action(Action::Send { conn, data });
     }
 
     /// Closes a connection the driver still has open.
     pub fn close(&mut self, conn: ConnId) {
+        self.links.remove(conn);
         if self.routes.remove(&conn).is_some() {
             self.action(Action::Close { conn });
         }
@@ -143,6 +180,7 @@ impl Shared {
 
     /// Forgets a connection the driver reported closed.
     pub fn forget(&mut self, conn: ConnId) {
+        self.links.remove(conn);
         self.routes.remove(&conn);
     }
 
@@ -160,6 +198,14 @@ impl Shared {
     /// The payload of our BEP 10 extension handshake (encoded once: the config is fixed).
     pub fn ext_handshake(&self) -> Bytes {
         self.ext_handshake.clone()
+    }
+
+    /// A DHT node a peer told us of (BEP 5 `port`), kept for the session to hand over
+    /// (bounded: the session drains them after every input).
+    pub fn dht_node(&mut self, addr: SocketAddr) {
+        if self.dht && self.dht_nodes.len() < MAX_DHT_NODES_QUEUED {
+            self.dht_nodes.push(addr);
+        }
     }
 
     /// A new disk operation id for `torrent`.

@@ -31,7 +31,10 @@ fn addr(i: u8) -> SocketAddr {
 #[ignore = "benchmark: run with --ignored --nocapture, in release"]
 fn utp_throughput_in_process() {
     for (name, cfg) in [
-        ("defaults (1400-byte packets)", UtpConfig::default()),
+        (
+            "defaults (1232-byte packets, probing up to 1472)",
+            UtpConfig::default(),
+        ),
         (
             "4 MiB windows",
             UtpConfig {

@@ -152,6 +152,9 @@ pub struct SwarmArgs {
     /// event (for large benchmarks).
     #[arg(long)]
     sampled_checks: bool,
+    /// Do not decode and check every node's wire traffic (for large benchmarks).
+    #[arg(long)]
+    no_wire_check: bool,
     /// Print one JSON object as the last line.
     #[arg(long)]
     json: bool,
@@ -197,6 +200,7 @@ impl SwarmArgs {
         sc.seeder_up = self.seeder_up as f64;
         sc.time_limit = self.time_limit.map(Duration::from_secs_f64);
         sc.check_peers_every_event = !self.sampled_checks;
+        sc.check_wire = !self.no_wire_check;
         Ok(sc)
     }
 

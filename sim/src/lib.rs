@@ -8,7 +8,7 @@
 //! [`payload`] (the torrent's content, real or virtual), [`disk`] (a node's in-memory disk),
 //! [`adversary`] (scripted misbehaving peers), [`invariants`], [`scenario`] (what a run
 //! simulates), [`world`] (the simulation itself: population, transport, faults, nodes) and
-//! [`report`]; [`cli`] is the command line's swarm mode and what all modes share; [`dht`] is
+//! [`report`]; [`sweep`] runs random scenarios over many seeds; [`cli`] is the command line's swarm mode and what all modes share; [`dht`] is
 //! the `tessera-sim dht` mode, a network of DHT nodes.
 
 pub mod adversary;
@@ -21,6 +21,7 @@ pub mod payload;
 pub mod queue;
 pub mod report;
 pub mod scenario;
+pub mod sweep;
 pub mod tracker;
 pub mod world;
 

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tessera_sim::cli::SwarmArgs;
 use tessera_sim::dht::cli::DhtArgs;
+use tessera_sim::sweep::SweepArgs;
 
 /// Thousands of sessions allocate and free small buffers all the time: mimalloc's
 /// size-segregated thread-local pages are faster than the system allocator and keep a
@@ -73,6 +74,10 @@ enum Command {
     /// A DHT of real core nodes: get_peers lookups under latency, loss, churn and hostile
     /// nodes.
     Dht(DhtArgs),
+    /// Random scenarios, one per seed (sizes, peers, faults and adversaries drawn from it),
+    /// over many seeds and processes; stops at the first failing seed and prints the
+    /// command that replays it.
+    Sweep(SweepArgs),
 }
 
 fn main() -> ExitCode {
@@ -81,5 +86,6 @@ fn main() -> ExitCode {
     match cli.command.unwrap_or(Command::Swarm(cli.swarm)) {
         Command::Swarm(args) => args.run(),
         Command::Dht(args) => args.run(),
+        Command::Sweep(args) => args.run(),
     }
 }

@@ -141,6 +141,9 @@ pub struct Scenario {
     pub tracker_min_interval: u32,
     /// Check the per-peer request bounds after every event (else at every sample).
     pub check_peers_every_event: bool,
+    /// Decode what every node sends and receives and check it against the protocol
+    /// (`tessera_core::testing::WireCheck`) after every event.
+    pub check_wire: bool,
 }
 
 impl Scenario {
@@ -171,6 +174,7 @@ impl Scenario {
             tracker_interval: 300,
             tracker_min_interval: 30,
             check_peers_every_event: true,
+            check_wire: true,
         }
     }
 

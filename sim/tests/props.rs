@@ -236,7 +236,7 @@ impl Harness {
                     | Action::Verify { op, .. } => {
                         self.pending.push((op, a));
                     }
-                    Action::SendDatagram { .. } => {}
+                    Action::SendDatagram { .. } | Action::Resolve { .. } => {}
                 },
             }
         }

@@ -10,7 +10,8 @@ since every node here shares one address.
 
     lt_dht.py --port P --port Q ... --dir DIR [--timeout SECONDS]
 
-Session 0 seeds a small torrent it makes in DIR and announces it to the DHT.
+Session 0 seeds a small torrent it makes in DIR (the data in DIR/dht-seed.bin, the torrent,
+without trackers, in DIR/dht-seed.torrent) and announces it to the DHT.
 
 Lines on stdout (the harness waits for them):
     READY <info hash hex> <seeder port>     the sessions run, the torrent is seeding
@@ -99,9 +100,12 @@ def main():
         f.write(bytes((i * 7 + 3) % 251 for i in range(256 * 1024)))
     fs = lt.file_storage()
     lt.add_files(fs, data)
-    ct = lt.create_torrent(fs, 16 * 1024)
+    ct = lt.create_torrent(fs, 16 * 1024, flags=lt.create_torrent.v1_only)
     lt.set_piece_hashes(ct, args.dir)
-    info = lt.torrent_info(ct.generate())
+    entry = ct.generate()
+    with open(os.path.join(args.dir, "dht-seed.torrent"), "wb") as f:
+        f.write(lt.bencode(entry))
+    info = lt.torrent_info(entry)
     info_hash = str(info.info_hashes().v1)
     handle = sessions[0].add_torrent({"ti": info, "save_path": args.dir})
 

@@ -24,6 +24,9 @@ Commands on stdin, one a line:
     pause                   stop the torrent: disconnects its peers and announces `stopped`
                             to the tracker; answers "OK pause" once libtorrent reports it paused
     stats                   answers "STATS uploaded=<payload bytes> downloaded=<payload bytes> peers=<n>"
+    utp-stats               answers "UTPSTATS <name>=<value>..." with the session's uTP counters
+                            (libtorrent's utp.* metrics without the prefix: packets_out,
+                            packet_resend, packet_loss, fast_retransmit, timeout, ...)
     quit
 The script exits when stdin reaches end of file (its parent died or closed it), on `quit`,
 after --timeout seconds (exit 3), or on a torrent error (exit 2, reason on stderr).
@@ -179,6 +182,8 @@ def main():
             elif cmd[0] == "pause":
                 handle.pause()
                 pausing = True
+            elif cmd[0] == "utp-stats":
+                ses.post_session_stats()
             elif cmd[0] == "stats":
                 st = handle.status()
                 log("STATS uploaded=%d downloaded=%d peers=%d"
@@ -190,6 +195,10 @@ def main():
         for alert in ses.pop_alerts():
             if isinstance(alert, (lt.torrent_error_alert, lt.file_error_alert)):
                 die(2, "torrent error:", alert.message())
+            if isinstance(alert, lt.session_stats_alert):
+                log("UTPSTATS", " ".join(
+                    "%s=%d" % (name[len("utp.utp_"):] if name.startswith("utp.utp_") else name[4:], value)
+                    for name, value in sorted(alert.values.items()) if name.startswith("utp.")))
             if pausing and isinstance(alert, lt.torrent_paused_alert):
                 pausing = False
                 log("OK pause")

@@ -4,6 +4,7 @@
 //! off, TCP only (or uTP only: [`LtOptions::utp_only`]), several connections per IP
 //! allowed, `min_reconnect_time` 1 s.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -183,6 +184,21 @@ impl LtPeer {
     pub fn pause(&mut self) {
         self.proc.send_line("pause");
         self.proc.wait_for_line("OK pause", Duration::from_secs(10));
+    }
+
+    /// The session's uTP counters (libtorrent's `utp.*` metrics without the prefix:
+    /// `packets_out`, `packet_resend`, `packet_loss`, `fast_retransmit`, `timeout`,
+    /// `payload_pkts_out`, ...).
+    pub fn utp_stats(&mut self) -> BTreeMap<String, u64> {
+        self.proc.send_line("utp-stats");
+        let line = self.proc.wait_for_line("UTPSTATS", Duration::from_secs(10));
+        line.split_whitespace()
+            .skip(1)
+            .filter_map(|w| {
+                let (name, value) = w.split_once('=')?;
+                Some((name.to_owned(), value.parse().ok()?))
+            })
+            .collect()
     }
 
     /// Payload bytes uploaded and downloaded for this torrent so far.

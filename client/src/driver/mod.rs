@@ -36,7 +36,7 @@ mod resume_upkeep;
 mod stall;
 
 use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -95,6 +95,15 @@ pub trait Core {
     ) -> Result<TorrentId, Error>;
     /// Peers to dial for a torrent, redialled with back-off.
     fn add_peers(&mut self, now: Instant, torrent: TorrentId, peers: &[SocketAddr]);
+    /// The DHT's routing table to keep for the next run, if a DHT runs.
+    fn dht_state(&self) -> Option<Vec<u8>> {
+        None
+    }
+    /// One line on the UDP socket's traffic (datagrams by kind, the DHT's counters), for
+    /// the log at the end of a run.
+    fn udp_summary(&self) -> Option<String> {
+        None
+    }
     /// A magnet link's torrent has its metadata and storage: download it (see
     /// [`Session::resume_with_metadata`]).
     fn resume_with_metadata(
@@ -139,6 +148,27 @@ impl Core for Session {
         // started a moment later, a peer that restarts).
         Session::add_peers(self, now, torrent, peers, true);
     }
+    fn dht_state(&self) -> Option<Vec<u8>> {
+        Session::dht_state(self)
+    }
+    fn udp_summary(&self) -> Option<String> {
+        let d = self.datagram_stats();
+        let mut line = format!(
+            "datagrams received: {} tracker, {} DHT, {} uTP, {} dropped",
+            d.tracker, d.dht, d.utp, d.dropped
+        );
+        if let Some(s) = self.dht_stats() {
+            line.push_str(&format!(
+                "; DHT: {} nodes, {} queries sent, {} answered, {} timed out, {} queries received",
+                s.nodes[0] + s.nodes[1],
+                s.queries_sent,
+                s.responses_received,
+                s.timeouts,
+                s.queries_received
+            ));
+        }
+        Some(line)
+    }
     fn resume_with_metadata(
         &mut self,
         now: Instant,
@@ -155,6 +185,8 @@ fn session_config(plan: &Plan, listen_port: u16) -> Config {
     let mut config = Config {
         listen_port,
         pex: plan.pex,
+        encryption: plan.encryption.policy(),
+        fast_extension: true,
         ..Config::default()
     };
     plan.limits.apply(&mut config);
@@ -164,6 +196,9 @@ fn session_config(plan: &Plan, listen_port: u16) -> Config {
 /// Slack given to the core's own bound on a clean stop (`tracker_timeout`) before the
 /// driver stops waiting for `Event::Stopped`.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// How often the DHT's routing table is saved during a run (a run that is killed keeps
+/// the last one).
+const DHT_SAVE_INTERVAL: Duration = Duration::from_secs(5 * 60);
 /// How long the end of a run waits for queued disk jobs (writes of verified pieces) before
 /// it saves resume data.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
@@ -211,6 +246,11 @@ pub struct Driver<S: Core = Session> {
     fetching: HashMap<TorrentId, magnet_run::Fetch>,
     /// `--save-torrent`: where else to write a magnet link's metadata.
     save_torrent: Option<PathBuf>,
+    /// Where the DHT's routing table is saved, every [`DHT_SAVE_INTERVAL`] and at the end
+    /// (`None`: no DHT).
+    dht_state: Option<std::path::PathBuf>,
+    /// When the routing table is saved next.
+    next_dht_save: Instant,
 }
 
 impl<S: Core> std::fmt::Debug for Driver<S> {
@@ -245,8 +285,22 @@ impl Driver {
         let mut seed = [0u8; 32];
         getrandom::fill(&mut seed)
             .map_err(|e| Error::other(format!("no randomness from the operating system: {e}")))?;
-        let session = Session::new(config, Instant::ZERO, seed);
+        let mut session = Session::new(config, Instant::ZERO, seed);
+        // One DHT for the session, before any torrent is added so that their handshakes
+        // carry the DHT bit; the core starts it with the first public torrent. Its table
+        // is kept in the first source's directory.
+        let listen = SocketAddr::new(
+            plan.listen
+                .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |l| l.ip()),
+            listen_port,
+        );
+        let dht_state = plan.sources.first().and_then(|first| {
+            let settings = crate::dht::settings(&plan.dht, listen, &first.dir)?;
+            session.enable_dht(Instant::ZERO, settings);
+            Some(crate::dht::state_path(&first.dir))
+        });
         let mut driver = Driver::with_session(session, pool, plan, board.clone(), grace);
+        driver.dht_state = dht_state;
         for (i, start) in starts.into_iter().enumerate() {
             driver.start(i, start)?;
         }
@@ -322,6 +376,8 @@ impl<S: Core> Driver<S> {
             stall: StallWatch::new(n, give_up),
             fetching: HashMap::new(),
             save_torrent: plan.save_torrent.clone(),
+            dht_state: None,
+            next_dht_save: Instant::ZERO + DHT_SAVE_INTERVAL,
         }
     }
 
@@ -532,6 +588,9 @@ impl<S: Core> Driver<S> {
                 next = next.min(save);
             }
         }
+        if self.dht_state.is_some() {
+            next = next.min(self.next_dht_save);
+        }
         if !self.lifecycle.stopping()
             && let Some(stall) = self.stall.next_deadline()
         {
@@ -559,6 +618,10 @@ impl<S: Core> Driver<S> {
             self.drain(net);
         }
         let now = self.now();
+        if self.dht_state.is_some() && now >= self.next_dht_save {
+            self.next_dht_save = now + DHT_SAVE_INTERVAL;
+            self.save_dht();
+        }
         if self.lifecycle.on_time(now) {
             self.progress
                 .warn("the trackers did not answer in time; stopping without them");
@@ -660,6 +723,10 @@ impl<S: Core> Driver<S> {
                         }),
                     }
                 }
+                Completion::Addresses { op, result } => {
+                    self.session
+                        .handle_input(Input::Resolved { now, op, result });
+                }
                 Completion::Hashed { .. } => continue,
                 Completion::Saved { tag, result } => {
                     self.saved(tag, result);
@@ -732,6 +799,7 @@ impl<S: Core> Driver<S> {
     pub fn finish(mut self) -> Exit {
         if !self.lifecycle.quit_now() {
             self.flush_and_save();
+            self.save_dht();
         }
         let (session, entries) = (&self.session, &self.entries);
         let ids: HashMap<usize, TorrentId> = entries.iter().map(|e| (e.source, e.id)).collect();
@@ -765,7 +833,9 @@ impl<S: Core> Driver<S> {
                     self.take_final_events();
                 }
                 Completion::Saved { tag, result } => self.saved(tag, result),
-                Completion::Hashed { .. } | Completion::Resolved { .. } => {}
+                Completion::Hashed { .. }
+                | Completion::Resolved { .. }
+                | Completion::Addresses { .. } => {}
             }
         }
         let session = &self.session;
@@ -781,6 +851,21 @@ impl<S: Core> Driver<S> {
         }
         for warning in warnings {
             self.progress.warn(&warning);
+        }
+    }
+
+    /// Keeps the DHT's routing table for the next run (a failure costs only a warm start).
+    fn save_dht(&mut self) {
+        if let Some(line) = self.session.udp_summary() {
+            tracing::info!("{line}");
+        }
+        let Some(path) = &self.dht_state else {
+            return;
+        };
+        if let Some(state) = self.session.dht_state()
+            && let Err(e) = crate::dht::save(path, &state)
+        {
+            tracing::info!("could not save the DHT's nodes to {}: {e}", path.display());
         }
     }
 
@@ -838,6 +923,7 @@ impl<S: Core> Driver<S> {
                 }
             }
             Action::SendDatagram { to, data } => net.send_datagram(to, data),
+            Action::Resolve { op, host } => self.pool.submit(Job::Addresses { op, host }),
             Action::Write {
                 op,
                 torrent,

@@ -6,7 +6,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::cli::{Cli, Command, LimitArgs, SeedGoalArgs};
+use crate::cli::{Cli, Command, Encryption, LimitArgs, SeedGoalArgs};
+use crate::dht::DhtArgs;
 use crate::error::Error;
 use crate::torrent::TorrentRef;
 use crate::ui::Board;
@@ -60,6 +61,10 @@ pub struct Plan {
     pub sequential: bool,
     /// `--first-last`: the first and last piece of each chosen file first.
     pub first_last: bool,
+    /// `--encryption`.
+    pub encryption: Encryption,
+    /// `--no-dht`, `--dht-node`.
+    pub dht: DhtArgs,
     /// `--save-torrent` (download of a magnet link): where else to write its metadata.
     pub save_torrent: Option<PathBuf>,
     /// Peer exchange on (no `--no-pex`).
@@ -81,6 +86,8 @@ impl Plan {
             goals: SeedGoalArgs::default(),
             sequential: false,
             first_last: false,
+            encryption: Encryption::Prefer,
+            dht: DhtArgs::default(),
             save_torrent: None,
             pex: true,
         }
@@ -127,6 +134,8 @@ impl Plan {
                     goals: d.goals.clone(),
                     sequential: d.sequential,
                     first_last: d.first_last,
+                    encryption: d.encryption,
+                    dht: d.dht.clone(),
                     save_torrent: d.save_torrent.clone(),
                     pex: !d.no_pex,
                     ..Plan::new(
@@ -153,6 +162,8 @@ impl Plan {
                     listen: s.listen,
                     limits: s.limits.clone(),
                     goals: s.goals.clone(),
+                    encryption: s.encryption,
+                    dht: s.dht.clone(),
                     pex: !s.no_pex,
                     ..Plan::new(sources, Mode::Seed)
                 }
@@ -238,6 +249,8 @@ mod tests {
                 goals: SeedGoalArgs::default(),
                 sequential: false,
                 first_last: false,
+                encryption: Encryption::Prefer,
+                dht: DhtArgs::default(),
                 save_torrent: None,
                 pex: true,
             }
@@ -304,6 +317,27 @@ mod tests {
         assert!(err.to_string().contains("single magnet link"), "{err}");
         let plan = parse(&["seed", "x.torrent", "--no-pex"]).unwrap().unwrap();
         assert!(!plan.pex);
+
+        // Encryption and the DHT reach the plan, for `download` and `seed` alike.
+        for command in ["download", "seed"] {
+            let plan = parse(&[
+                command,
+                "x.torrent",
+                "--encryption",
+                "require",
+                "--no-dht",
+                "--dht-node",
+                "127.0.0.1:6881",
+            ])
+            .unwrap()
+            .unwrap();
+            assert_eq!(plan.encryption, Encryption::Require, "{command}");
+            assert!(plan.dht.no_dht, "{command}");
+            assert_eq!(
+                plan.dht.dht_nodes,
+                vec!["127.0.0.1:6881".parse::<SocketAddr>().unwrap()]
+            );
+        }
         assert!(parse(&["demo"]).unwrap().is_none());
     }
 

@@ -61,13 +61,19 @@ impl Keystream {
     }
 
     /// [`apply`](Self::apply) on a `Bytes`: in place when `bytes` is the only handle to its
-    /// buffer, else on one copy.
+    /// buffer, else in one pass from the shared buffer into a new one.
     pub fn apply_bytes(&mut self, bytes: Bytes) -> Bytes {
-        let mut buf = bytes
-            .try_into_mut()
-            .unwrap_or_else(|shared| BytesMut::from(&shared[..]));
-        self.apply(&mut buf);
-        buf.freeze()
+        match bytes.try_into_mut() {
+            Ok(mut buf) => {
+                self.apply(&mut buf);
+                buf.freeze()
+            }
+            Err(shared) => {
+                let mut out = BytesMut::zeroed(shared.len());
+                self.0.apply_keystream_b2b(&shared, &mut out);
+                out.freeze()
+            }
+        }
     }
 }
 

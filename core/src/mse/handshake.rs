@@ -90,6 +90,8 @@ pub struct Initiator {
     select: u32,
     buf: BytesMut,
     transmit: VecDeque<Bytes>,
+    /// The shared secret began with a zero byte (see [`Initiator::secret_began_with_zero`]).
+    zero_led_secret: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -148,6 +150,7 @@ impl Initiator {
             select: 0,
             buf: BytesMut::new(),
             transmit: VecDeque::new(),
+            zero_led_secret: false,
         };
         if policy == Policy::Disable {
             if !ia.is_empty() {
@@ -168,6 +171,14 @@ impl Initiator {
         me.ia = ia;
         me.stage = IStage::PublicKey;
         me
+    }
+
+    /// True once the responder's public value is in and the shared secret begins with a
+    /// zero byte: the 1 in 256 handshakes that peers which do not pad the secret to 96
+    /// bytes (libtorrent up to 2.0.x) fail. A caller whose handshake then fails dials once
+    /// more with MSE: the next connection has new keys.
+    pub fn secret_began_with_zero(&self) -> bool {
+        self.zero_led_secret
     }
 
     /// Test hook: offer exactly `provide` instead of what the policy offers.
@@ -225,6 +236,7 @@ impl Initiator {
                         unreachable!("an MSE initiator holds its key until Yb")
                     };
                     let secret = key.shared_secret(&peer);
+                    self.zero_led_secret = secret.as_bytes()[0] == 0;
                     let mut cipher = StreamCipher::initiator(&secret, &self.info_hash);
                     self.send_offer(&secret, &mut cipher);
                     // The responder's keystream starts with VC: its first 8 bytes are

@@ -134,6 +134,16 @@ pub enum Encryption {
     Rc4,
 }
 
+impl std::fmt::Display for Encryption {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Encryption::None => "plaintext",
+            Encryption::HandshakeOnly => "encrypted handshake, plaintext stream",
+            Encryption::Rc4 => "RC4-encrypted",
+        })
+    }
+}
+
 /// A finished handshake.
 #[derive(Debug)]
 pub struct Done {

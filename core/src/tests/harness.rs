@@ -15,6 +15,7 @@ use crate::id::{ConnId, InfoHash, TorrentId};
 use crate::layout::{FileSpan, Layout};
 use crate::metainfo::{FileEntry, Info, Metainfo};
 use crate::session::Session;
+use crate::testing::WireCheck;
 use crate::time::{Duration, Instant};
 use crate::wire::{Decoder, Message};
 
@@ -148,6 +149,33 @@ pub struct Node {
     /// Every `Action::Send` of this node, with its time, when `record_sends` is set.
     pub sent: Vec<(Instant, ConnId, Bytes)>,
     pub record_sends: bool,
+    /// What the node says on the wire, checked after every input (not for a magnet link:
+    /// the checker needs the torrent's layout from the start; nor for a node that may
+    /// encrypt: the checker reads plain BitTorrent).
+    pub wire: Option<WireCheck>,
+}
+
+/// An HTTP tracker inside the swarm: answers every announce with the addresses of all
+/// nodes and `body_extra` (e.g. `8:intervali1e`) and remembers when each node announced.
+#[derive(Debug)]
+pub struct Tracker {
+    pub addr: SocketAddr,
+    /// Bencoded keys (sorted before `peers`) added to every answer.
+    pub body_extra: String,
+    /// (node, time) of every announce received.
+    pub log: Vec<(usize, Instant)>,
+}
+
+/// The announce URL of a [`Tracker`] at `addr`.
+pub fn tracker_url(addr: SocketAddr) -> String {
+    format!("http://{addr}/announce")
+}
+
+/// `meta` announcing to `url`.
+pub fn with_tracker(meta: &Arc<Metainfo>, url: &str) -> Arc<Metainfo> {
+    let mut m = (**meta).clone();
+    m.trackers = vec![vec![url.to_string()]];
+    Arc::new(m)
 }
 
 #[derive(Debug)]
@@ -167,6 +195,9 @@ pub struct Swarm {
     links: BTreeMap<(usize, ConnId), (usize, ConnId)>,
     queue: VecDeque<Delivery>,
     pub actions: u64,
+    pub tracker: Option<Tracker>,
+    /// Open connections to the tracker.
+    tracker_conns: Vec<(usize, ConnId)>,
 }
 
 impl Swarm {
@@ -177,6 +208,8 @@ impl Swarm {
             links: BTreeMap::new(),
             queue: VecDeque::new(),
             actions: 0,
+            tracker: None,
+            tracker_conns: Vec::new(),
         }
     }
 
@@ -192,6 +225,9 @@ impl Swarm {
         let addr = SocketAddr::from(([10, 0, 0, i as u8 + 1], 6881));
         let mut seed = [0u8; 32];
         seed[0] = i as u8;
+        // The checker reads plain BitTorrent: a node that may encrypt is not checked (the
+        // encryption tests check the wire themselves, through the cipher).
+        let plaintext = config.encryption == crate::mse::Policy::Disable;
         let mut session = Session::new(
             Config {
                 listen_port: 6881,
@@ -200,9 +236,14 @@ impl Swarm {
             self.now,
             seed,
         );
+        let verified = options
+            .have
+            .clone()
+            .unwrap_or_else(|| Bitfield::new(meta.num_pieces() as usize));
         let torrent = session
             .add_torrent(self.now, meta.clone(), options)
             .expect("a new torrent");
+        let wire = plaintext.then(|| WireCheck::new(meta.layout().clone(), verified));
         self.nodes.push(Node {
             session,
             addr,
@@ -213,6 +254,7 @@ impl Swarm {
             corrupt: None,
             sent: Vec::new(),
             record_sends: false,
+            wire,
         });
         i
     }
@@ -243,6 +285,7 @@ impl Swarm {
             corrupt: None,
             sent: Vec::new(),
             record_sends: false,
+            wire: None,
         });
         i
     }
@@ -259,16 +302,28 @@ impl Swarm {
     }
 
     fn input(&mut self, node: usize, input: Input) {
+        if let Some(w) = self.nodes[node].wire.as_mut() {
+            w.input(&input);
+        }
         self.nodes[node].session.handle_input(input);
     }
 
-    /// Drains one node's outputs into the delivery queue.
+    /// Drains one node's outputs into the delivery queue, then checks what it said.
     fn drain(&mut self, i: usize) {
         loop {
             let out = self.nodes[i].session.poll_output();
+            if let Some(w) = self.nodes[i].wire.as_mut() {
+                w.output(&out);
+            }
             let action = match out {
                 Output::Timeout(t) => {
                     self.nodes[i].deadline = t;
+                    let n = &mut self.nodes[i];
+                    if let Some(w) = n.wire.as_mut() {
+                        w.after_drain(n.session.stats(n.torrent).as_ref());
+                        let violations = w.take_violations();
+                        assert!(violations.is_empty(), "node {i}: {violations:#?}");
+                    }
                     return;
                 }
                 Output::Event(e) => {
@@ -309,6 +364,33 @@ impl Swarm {
                     self.queue
                         .push_back(Delivery::Connect { from: i, conn, to });
                 }
+                Action::Send { conn, data } if self.tracker_conns.contains(&(i, conn)) => {
+                    let answer = self.announce(i);
+                    self.queue.push_back(Delivery::Input(
+                        i,
+                        Input::Received {
+                            now,
+                            conn,
+                            data: answer,
+                        },
+                    ));
+                    self.queue.push_back(Delivery::Input(
+                        i,
+                        Input::Sent {
+                            now,
+                            conn,
+                            bytes: data.len(),
+                        },
+                    ));
+                    self.queue.push_back(Delivery::Input(
+                        i,
+                        Input::Closed {
+                            now,
+                            conn,
+                            error: None,
+                        },
+                    ));
+                }
                 Action::Send { conn, data } => {
                     let len = data.len();
                     if self.nodes[i].record_sends {
@@ -334,6 +416,7 @@ impl Swarm {
                     ));
                 }
                 Action::Close { conn } => {
+                    self.tracker_conns.retain(|&c| c != (i, conn));
                     if let Some((j, their)) = self.links.remove(&(i, conn)) {
                         self.links.remove(&(j, their));
                         self.queue.push_back(Delivery::Input(
@@ -394,6 +477,14 @@ impl Swarm {
                         .push_back(Delivery::Input(i, Input::Disk { now, op, result }));
                 }
                 Action::SendDatagram { .. } => {}
+                Action::Resolve { op, .. } => self.queue.push_back(Delivery::Input(
+                    i,
+                    Input::Resolved {
+                        now,
+                        op,
+                        result: Err("no DNS".into()),
+                    },
+                )),
             }
         }
     }
@@ -404,6 +495,13 @@ impl Swarm {
             Delivery::Input(j, input) => {
                 self.input(j, input);
                 self.drain(j);
+            }
+            Delivery::Connect { from, conn, to }
+                if self.tracker.as_ref().is_some_and(|t| t.addr == to) =>
+            {
+                self.tracker_conns.push((from, conn));
+                self.input(from, Input::Connected { now, conn });
+                self.drain(from);
             }
             Delivery::Connect { from, conn, to } => {
                 let from_addr = SocketAddr::new(self.nodes[from].addr.ip(), 40000 + conn.0 as u16);
@@ -468,6 +566,29 @@ impl Swarm {
                 }
             }
         }
+    }
+
+    /// The tracker's answer to an announce of `node`: every node's address.
+    fn announce(&mut self, node: usize) -> Bytes {
+        let now = self.now;
+        let mut peers = Vec::new();
+        for n in &self.nodes {
+            if let SocketAddr::V4(a) = n.addr {
+                peers.extend_from_slice(&a.ip().octets());
+                peers.extend_from_slice(&a.port().to_be_bytes());
+            }
+        }
+        let Some(t) = self.tracker.as_mut() else {
+            return Bytes::new();
+        };
+        t.log.push((node, now));
+        let mut body = format!("d{}5:peers{}:", t.body_extra, peers.len()).into_bytes();
+        body.extend_from_slice(&peers);
+        body.push(b'e');
+        let mut out =
+            format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
+        out.extend_from_slice(&body);
+        Bytes::from(out)
     }
 
     pub fn complete(&self, node: usize) -> bool {

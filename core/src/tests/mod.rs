@@ -2,12 +2,17 @@
 //! clock, with an in-memory disk, and scripted peers where a test needs a misbehaving one.
 
 mod contract;
-mod harness;
+mod encryption;
+mod fast_ext;
+pub(crate) mod harness;
 mod hostile;
 mod magnet;
 mod piece_order;
 mod rate_limits;
+mod rig;
 mod seed_goals;
 mod session;
 mod stale_inputs;
 mod timers;
+mod tracker;
+mod wire_props;

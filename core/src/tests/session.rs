@@ -253,3 +253,64 @@ fn file_selection_fetches_its_pieces_and_offers_only_whole_ones() {
     swarm.run_until(Duration::from_secs(5), |s| seen(s).is_some());
     assert_eq!(seen(&swarm), Some(8));
 }
+
+#[test]
+fn smart_ban_names_the_peer_whose_block_was_corrupt() {
+    // Two seeders serve every piece between them; one flips a byte in the second block of
+    // each chunk it reads, so every failed piece has both as sources and no strike count
+    // alone could tell them apart (the limit is set out of reach).
+    let (meta, data) = small_torrent();
+    let config = Config {
+        max_hash_failures: 1000,
+        ..Config::default()
+    };
+    let mut swarm = Swarm::new();
+    let honest = swarm.add(config.clone(), &meta, MemDisk::full(&meta, &data), seeder());
+    let liar = swarm.add(config.clone(), &meta, MemDisk::full(&meta, &data), seeder());
+    swarm.nodes[liar].corrupt = Some(Box::new(|_piece, bytes: &mut Vec<u8>| {
+        if let Some(b) = bytes.get_mut(16384 + 7) {
+            *b ^= 0x55;
+        }
+    }));
+    let leech = swarm.add(
+        config,
+        &meta,
+        MemDisk::empty(&meta),
+        TorrentOptions {
+            have: empty_have(&meta),
+            seed: false,
+            files: None,
+            ..TorrentOptions::default()
+        },
+    );
+    let peers = [swarm.addr(liar), swarm.addr(honest)];
+    swarm.add_peers(leech, &peers);
+    assert!(
+        swarm.run_until(Duration::from_secs(120), |s| s.complete(leech)),
+        "download did not complete"
+    );
+    assert_eq!(swarm.nodes[leech].disk.concat(), data);
+    let events = &swarm.nodes[leech].events;
+    assert!(events.iter().any(|e| matches!(e, Event::HashFailed { .. })));
+    let liar_addr = swarm.addr(liar);
+    let honest_addr = swarm.addr(honest);
+    let closes: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::PeerClosed { addr, reason, .. } => Some((*addr, reason.clone())),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        closes
+            .iter()
+            .any(|(a, r)| *a == liar_addr && matches!(r, crate::api::CloseReason::CorruptBlock(_))),
+        "liar not banned by smart ban: {closes:?}"
+    );
+    assert!(
+        !closes
+            .iter()
+            .any(|(a, r)| *a == honest_addr && r.to_string().contains("banned")),
+        "honest peer banned: {closes:?}"
+    );
+}

@@ -15,6 +15,7 @@ use crate::tracker::announce::announce_url;
 use crate::tracker::http::{self, HttpError, HttpResponse, ResponseParser};
 use crate::tracker::{
     AnnounceError, AnnounceEvent, AnnounceJob, AnnounceParams, AnnounceResponse, TrackerIndex,
+    TrackerProtocol, protocol_of,
 };
 
 /// Largest tracker response body accepted.
@@ -90,6 +91,10 @@ impl Torrent {
             key: sh.key,
             tracker_id: None,
         };
+        if matches!(protocol_of(&job.url), Ok(TrackerProtocol::Udp)) {
+            self.start_udp_announce(sh, job, params);
+            return;
+        }
         let url = announce_url(&job.url, &params);
         let request = match http::get(&url, &sh.config.user_agent) {
             Ok(r) => r,
@@ -176,31 +181,7 @@ impl Torrent {
             return;
         }
         match AnnounceResponse::parse(&response.body, sh.config.max_known_peers) {
-            Ok(r) => {
-                self.announcer.on_success(sh.now, req.tracker, &r);
-                if let Some(w) = &r.warning {
-                    sh.event(Event::Tracker {
-                        torrent: self.id,
-                        url: req.url.clone(),
-                        event: TrackerEvent::Warning(w.clone()),
-                    });
-                }
-                let interval = r.interval.unwrap_or(crate::tracker::DEFAULT_INTERVAL);
-                sh.event(Event::Tracker {
-                    torrent: self.id,
-                    url: req.url.clone(),
-                    event: TrackerEvent::Announced {
-                        peers: r.peers.len(),
-                        interval,
-                    },
-                });
-                if !self.stopping {
-                    for addr in r.peers {
-                        self.peer_list.add(sh.now, addr, false);
-                    }
-                    self.connect_peers(sh);
-                }
-            }
+            Ok(r) => self.tracker_answered(sh, req.tracker, &req.url, r),
             Err(AnnounceError::Failure(msg)) => {
                 self.announce_failed(sh, req, TrackerEvent::Failure(msg))
             }
@@ -210,12 +191,56 @@ impl Torrent {
         }
     }
 
-    fn announce_failed(&mut self, sh: &mut Shared, req: &Request, event: TrackerEvent) {
-        tracing::debug!(url = %req.url, ?event, "announce failed");
-        self.announcer.on_failure(sh.now, req.tracker, &mut sh.rng);
+    /// A tracker (HTTP or UDP) answered: the schedule moves on, its peers are added.
+    pub(super) fn tracker_answered(
+        &mut self,
+        sh: &mut Shared,
+        tracker: TrackerIndex,
+        url: &str,
+        r: AnnounceResponse,
+    ) {
+        self.announcer.on_success(sh.now, tracker, &r);
+        if let Some(w) = &r.warning {
+            sh.event(Event::Tracker {
+                torrent: self.id,
+                url: url.to_owned(),
+                event: TrackerEvent::Warning(w.clone()),
+            });
+        }
+        let interval = r.interval.unwrap_or(crate::tracker::DEFAULT_INTERVAL);
         sh.event(Event::Tracker {
             torrent: self.id,
-            url: req.url.clone(),
+            url: url.to_owned(),
+            event: TrackerEvent::Announced {
+                peers: r.peers.len(),
+                interval,
+            },
+        });
+        if !self.stopping {
+            for addr in r.peers {
+                self.peer_list.add(sh.now, addr, false);
+            }
+            self.connect_peers(sh);
+        }
+    }
+
+    fn announce_failed(&mut self, sh: &mut Shared, req: &Request, event: TrackerEvent) {
+        self.tracker_failed(sh, req.tracker, &req.url, event);
+    }
+
+    /// An announce to `tracker` (HTTP or UDP) failed: the tier moves on, the user is told.
+    pub(super) fn tracker_failed(
+        &mut self,
+        sh: &mut Shared,
+        tracker: TrackerIndex,
+        url: &str,
+        event: TrackerEvent,
+    ) {
+        tracing::debug!(url = %url, ?event, "announce failed");
+        self.announcer.on_failure(sh.now, tracker, &mut sh.rng);
+        sh.event(Event::Tracker {
+            torrent: self.id,
+            url: url.to_owned(),
             event,
         });
     }

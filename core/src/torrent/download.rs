@@ -21,6 +21,8 @@ use crate::picker::Arrival;
 use crate::shared::Shared;
 use crate::wire::{BlockRequest, Message};
 
+use super::smart_ban::SmartBan;
+
 /// Pieces being assembled, and what has been learnt about peers' data.
 #[derive(Debug, Default)]
 pub(super) struct Assembly {
@@ -32,6 +34,14 @@ pub(super) struct Assembly {
     /// Failed pieces per peer id, counted when the peer was the piece's only source.
     strikes: BTreeMap<PeerId, u32>,
     banned: BTreeSet<PeerId>,
+    /// Who sent which block of failed pieces, to find the liar once the piece passes.
+    smart: SmartBan,
+    /// Pieces that failed with blocks from several peers, fetched again from one peer
+    /// alone (the one named, once one has picked it): a liar that keeps mixing corrupt
+    /// blocks into a shared piece would otherwise make it fail for ever, with nobody to
+    /// blame. Alone, a liar's attempt is a strike against it; an honest peer's passes,
+    /// and smart ban names the liar.
+    exclusive: BTreeMap<u32, Option<ConnId>>,
 }
 
 #[derive(Debug)]
@@ -42,6 +52,8 @@ struct PieceBuf {
     on_disk: Vec<bool>,
     held: usize,
     sources: Vec<Source>,
+    /// Who sent each block held in memory.
+    block_sources: Vec<Option<Source>>,
     spills_in_flight: u32,
     /// Every block received; the piece waits for its spills before the final check.
     complete: bool,
@@ -54,6 +66,7 @@ impl PieceBuf {
             on_disk: vec![false; blocks as usize],
             held: 0,
             sources: Vec::new(),
+            block_sources: vec![None; blocks as usize],
             spills_in_flight: 0,
             complete: false,
         }
@@ -91,17 +104,35 @@ impl Torrent {
             return;
         }
         let id = self.id;
+        let mut taken = Vec::new();
+        if !self.download.exclusive.is_empty() {
+            let peers = &self.peers;
+            for (&piece, owner) in &mut self.download.exclusive {
+                let Some(o) = *owner else { continue };
+                let keeps = peers.get(&o).is_some_and(|p| {
+                    p.is_active() && !p.peer_choking && !p.snubbed && p.has.get(piece as usize)
+                });
+                if !keeps {
+                    *owner = None;
+                } else if o != conn {
+                    taken.push(piece);
+                }
+            }
+        }
         let Torrent {
             peers,
             picker,
             layout,
             scratch,
+            download,
             ..
         } = self;
         let Some(peer) = peers.get_mut(&conn) else {
             return;
         };
-        if !peer.is_active() || peer.peer_choking || !peer.am_interested {
+        // Choked by a Fast extension peer, its allowed-fast pieces may still be requested.
+        let choked = peer.peer_choking;
+        if !peer.is_active() || !peer.am_interested || (choked && peer.allowed_in.is_empty()) {
             return;
         }
         let mut room = peer.request_room();
@@ -124,17 +155,35 @@ impl Torrent {
         }
         let picked = &mut scratch.blocks;
         picked.clear();
-        match &peer.avoid {
-            None => picker.pick(conn, &peer.has, room, &mut sh.rng, picked),
-            Some(avoid) => {
-                let mut has = peer.has.clone();
-                for p in avoid.ones() {
+        match (&peer.avoid, choked) {
+            (None, false) if taken.is_empty() => {
+                picker.pick(conn, &peer.has, room, &mut sh.rng, picked)
+            }
+            (avoid, _) => {
+                let mut has = if choked {
+                    let mut allowed = crate::bitfield::Bitfield::new(peer.has.len());
+                    for p in peer.allowed_in.iter() {
+                        if peer.has.get(p as usize) {
+                            allowed.set(p as usize);
+                        }
+                    }
+                    allowed
+                } else {
+                    peer.has.clone()
+                };
+                for p in avoid.iter().flat_map(|a| a.ones()) {
                     has.clear(p);
+                }
+                for &p in &taken {
+                    has.clear(p as usize);
                 }
                 picker.pick(conn, &has, room, &mut sh.rng, picked);
             }
         }
         for &block in picked.iter() {
+            if let Some(owner) = download.exclusive.get_mut(&block.piece) {
+                owner.get_or_insert(conn);
+            }
             let req = BlockRequest {
                 piece: block.piece,
                 offset: layout.block_offset(block),
@@ -260,6 +309,9 @@ impl Torrent {
         }
         buf.held += len;
         self.download.mem_bytes += len;
+        if let Some(s) = buf.block_sources.get_mut(block.block as usize) {
+            *s = Some(source);
+        }
         if !buf.sources.iter().any(|s| s.conn == source.conn) {
             buf.sources.push(source);
         }
@@ -289,6 +341,14 @@ impl Torrent {
         let bytes = buf.held;
         self.download.mem_bytes -= bytes;
         self.download.disk_bytes += bytes;
+        let held = buf
+            .blocks
+            .iter()
+            .zip(&buf.block_sources)
+            .enumerate()
+            .filter_map(|(i, (b, s))| Some((i as u32, (*s)?, b.clone()?)))
+            .collect();
+        self.download.smart.verifying(piece, held);
         let data: Vec<Bytes> = buf.blocks.into_iter().flatten().collect();
         let op = sh.op(self.id);
         self.ops.insert(
@@ -428,8 +488,17 @@ impl Torrent {
         sources: Vec<Source>,
     ) {
         match result {
-            DiskResult::Ok => self.piece_verified(sh, piece),
+            DiskResult::Ok => {
+                self.download.exclusive.remove(&piece);
+                let liars = self.download.smart.passed(piece);
+                self.piece_verified(sh, piece);
+                for liar in liars {
+                    tracing::info!(addr = %liar.addr, piece, "sent a corrupt block");
+                    self.ban_source(sh, liar, CloseReason::CorruptBlock(piece));
+                }
+            }
             DiskResult::HashMismatch => {
+                self.download.smart.failed(piece);
                 self.picker.on_hash_failed(piece);
                 self.wasted += u64::from(self.layout.piece_len(piece));
                 sh.event(Event::HashFailed {
@@ -453,10 +522,21 @@ impl Torrent {
                 if let [only] = distinct[..] {
                     self.strike(sh, only);
                 }
+                // Fetched again from one peer alone; a piece already so fetched stays so
+                // (its owner may have been the liar).
+                if distinct.len() > 1 || self.download.exclusive.contains_key(&piece) {
+                    self.download.exclusive.insert(piece, None);
+                }
                 self.request_all(sh);
             }
-            DiskResult::Error(e) => self.fail(sh, e),
-            DiskResult::Data(_) => self.fail(sh, unexpected("unexpected data from a write".into())),
+            DiskResult::Error(e) => {
+                self.download.smart.forget(piece);
+                self.fail(sh, e);
+            }
+            DiskResult::Data(_) => {
+                self.download.smart.forget(piece);
+                self.fail(sh, unexpected("unexpected data from a write".into()));
+            }
         }
     }
 
@@ -519,13 +599,24 @@ impl Torrent {
         if strikes < sh.config.max_hash_failures {
             return;
         }
-        self.download.banned.insert(id);
         let reason = CloseReason::HashFailures(strikes);
         tracing::info!(addr = %source.addr, "{reason}");
+        self.ban_source(sh, source, reason);
+    }
+
+    /// Bans the peer `source` (by peer id; by address too if we dialled it) and closes
+    /// its connections.
+    fn ban_source(&mut self, sh: &mut Shared, source: Source, reason: CloseReason) {
+        if let Some(id) = source.id {
+            self.download.banned.insert(id);
+        }
         let conns: Vec<ConnId> = self
             .peers
             .iter()
-            .filter(|(_, p)| p.id == Some(id))
+            .filter(|(c, p)| match source.id {
+                Some(id) => p.id == Some(id),
+                None => **c == source.conn,
+            })
             .map(|(c, _)| *c)
             .collect();
         for conn in conns {

@@ -59,10 +59,20 @@ impl Torrent {
         conn: ConnId,
         msg: Message,
     ) -> Result<(), Misbehaviour> {
+        if let Message::Port(port) = msg {
+            self.dht_port_received(sh, conn, port);
+        }
         let n = self.layout.num_pieces();
         let Some(peer) = self.peers.get_mut(&conn) else {
             return Ok(());
         };
+        // Without metadata the piece count is not known yet: only the negotiation counts.
+        let range = if self.state == State::Metadata {
+            u32::MAX
+        } else {
+            n
+        };
+        crate::fast::check_message(&msg, peer.fast, range).map_err(Misbehaviour::Fast)?;
         let first = !peer.seen_message;
         peer.seen_message = true;
         if let Message::Extended { id, payload } = msg {
@@ -80,7 +90,16 @@ impl Torrent {
             Message::KeepAlive => {}
             Message::Choke => {
                 peer.peer_choking = true;
-                self.release_requests(conn);
+                if peer.fast {
+                    // BEP 6: a choke does not drop our requests; the peer rejects the ones
+                    // it will not serve. Those outside its allowed-fast set will be, so
+                    // they go to other peers now; the others stay in flight.
+                    let picker = &mut self.picker;
+                    peer.withdraw_choked(|block| picker.release(block, conn));
+                    self.request_all(sh);
+                } else {
+                    self.release_requests(conn);
+                }
             }
             Message::Unchoke => {
                 peer.peer_choking = false;
@@ -126,10 +145,25 @@ impl Torrent {
                 peer.their_requests.retain(|r| *r != req);
             }
             Message::Reject(req) => {
-                if let Some(block) = self.layout.block_at(req.piece, req.offset, req.len)
-                    && peer.withdraw(block)
-                {
+                // Re-requested at once (from other peers first: the picker hands a block
+                // to one peer at a time). A peer that chokes us and rejects an allowed-fast
+                // piece is not asked for it again while it chokes us.
+                let Some(block) = self.layout.block_at(req.piece, req.offset, req.len) else {
+                    return Err(Misbehaviour::UnrequestedReject(req));
+                };
+                if peer.withdraw(block) {
                     self.picker.release(block, conn);
+                } else if !peer.was_requested(block) {
+                    return Err(Misbehaviour::UnrequestedReject(req));
+                }
+                if peer.peer_choking {
+                    peer.allowed_in.remove(req.piece);
+                }
+                self.request_all(sh);
+            }
+            Message::AllowedFast(piece) => {
+                if peer.allowed_in.insert(piece) && peer.peer_choking {
+                    self.request_blocks(sh, conn);
                 }
             }
             Message::Piece {
@@ -137,11 +171,9 @@ impl Torrent {
                 offset,
                 data,
             } => self.on_block(sh, conn, piece, offset, data)?,
-            // Handled above (`metadata_phase`).
-            Message::Port(_)
-            | Message::Suggest(_)
-            | Message::AllowedFast(_)
-            | Message::Extended { .. } => {}
+            // Handled above (`metadata_phase`). A suggestion is accepted and ignored: the
+            // picker's order stands.
+            Message::Port(_) | Message::Suggest(_) | Message::Extended { .. } => {}
             Message::Unknown { id, len } => {
                 return Err(Misbehaviour::UnknownMessage { id, len });
             }

@@ -6,12 +6,16 @@
 
 mod announce;
 mod check;
+mod dht_port;
 mod download;
+mod link;
 mod messages;
 pub(crate) mod metadata_phase;
 mod pex;
 mod seed_goal;
+mod smart_ban;
 mod timers;
+mod udp_announce;
 mod upload;
 
 pub(crate) use timers::TorrentTimer;
@@ -172,7 +176,11 @@ impl Torrent {
         if options.first_last {
             picker.set_urgent(ends_of_files(&meta, options.files.as_deref()));
         }
-        let announcer = Announcer::new(&meta.trackers, &mut sh.rng);
+        let announcer = Announcer::with_protocols(
+            &meta.trackers,
+            &mut sh.rng,
+            crate::tracker::Protocols { udp: true },
+        );
         for (url, reason) in announcer.unsupported() {
             sh.event(Event::Tracker {
                 torrent: id,
@@ -317,6 +325,7 @@ impl Torrent {
                 downloaded: p.download.total(),
                 uploaded: p.upload.total(),
                 snubbed: p.snubbed,
+                encryption: crate::mse::Encryption::None,
             })
             .collect()
     }
@@ -364,6 +373,12 @@ impl Torrent {
             peer_id: sh.peer_id,
         };
         hs.set(Handshake::EXTENSION_PROTOCOL);
+        if sh.config.fast_extension {
+            hs.set(Handshake::FAST);
+        }
+        if self.uses_dht(sh) {
+            hs.set(Handshake::DHT);
+        }
         hs.encode()
     }
 
@@ -513,11 +528,33 @@ impl Torrent {
             peer.decoder.set_num_pieces(self.layout.num_pieces());
         }
         peer.last_block_at = sh.now;
+        let fast = sh.config.fast_extension && hs.has(Handshake::FAST);
         let offered = self.offered();
+        let allowed = if fast {
+            crate::fast::allowed_fast_set(
+                addr.ip(),
+                &self.meta.info_hash,
+                self.layout.num_pieces(),
+                crate::fast::ALLOWED_FAST_COUNT,
+            )
+        } else {
+            Vec::new()
+        };
         let Some(peer) = self.peers.get_mut(&conn) else {
             return false;
         };
-        if offered.count_ones() > 0 {
+        peer.fast = fast;
+        if fast {
+            // BEP 6: have_all / have_none where they fit, else the bitfield; then the
+            // pieces of its allowed-fast set that we can serve.
+            send(sh, peer, &crate::fast::availability_message(&offered, true));
+            for &piece in &allowed {
+                if offered.get(piece as usize) {
+                    send(sh, peer, &Message::AllowedFast(piece));
+                }
+            }
+            peer.allowed_out = allowed;
+        } else if offered.count_ones() > 0 {
             send(
                 sh,
                 peer,
@@ -538,6 +575,7 @@ impl Torrent {
                 },
             );
         }
+        self.send_dht_port(sh, conn, &hs);
         self.peer_list.connected(addr);
         sh.event(Event::PeerConnected {
             torrent: self.id,
@@ -680,6 +718,7 @@ impl Torrent {
             self.trackers.remove(&conn);
             sh.close(conn);
         }
+        self.cancel_udp_announces(sh);
         let jobs = self.announcer.stop();
         for job in jobs {
             self.start_announce(sh, job);

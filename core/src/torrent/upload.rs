@@ -202,7 +202,7 @@ impl Torrent {
         } else {
             None
         };
-        if problem.is_none() && peer.am_choking {
+        if problem.is_none() && !peer.may_serve(req.piece) {
             // Requests sent before the peer saw our choke can arrive long after it left us
             // (they wait in the peer's own queues), so only many of them are abuse.
             if peer.choked_for(now, CHOKE_GRACE) {
@@ -211,6 +211,7 @@ impl Torrent {
                     return Err(Misbehaviour::RequestsWhileChoked(MAX_CHOKED_REQUESTS));
                 }
             }
+            reject(sh, peer, req);
             return Ok(());
         }
         if problem.is_none() && self.goal.serving_over() {
@@ -218,6 +219,7 @@ impl Torrent {
             return Ok(());
         }
         if let Some(problem) = problem {
+            reject(sh, peer, req);
             peer.bad_requests += 1;
             tracing::debug!(addr = %peer.addr, ?req, "request {problem}");
             if peer.bad_requests > MAX_BAD_REQUESTS {
@@ -229,6 +231,7 @@ impl Torrent {
         if peer.their_requests.len() >= max {
             // Over the queue we advertise (`reqq`): a peer that does not know it may
             // pipeline past it, so the excess is dropped; only a flood is disconnected.
+            reject(sh, peer, req);
             peer.dropped_requests += 1;
             if peer.dropped_requests as usize > FLOOD_FACTOR * max {
                 return Err(Misbehaviour::RequestFlood {
@@ -269,7 +272,10 @@ impl Torrent {
             // About a second of data at the peer's rate, so that control messages queued
             // behind it (a choke, a have) wait no longer than that.
             let window = (peer.upload.get(now) as usize).clamp(MIN_SEND_WINDOW, max);
-            if peer.am_choking || peer.unsent() + peer.reading * BLOCK_LEN as usize >= window {
+            // Choked, a Fast extension peer keeps only requests for its allowed-fast pieces.
+            if (peer.am_choking && !peer.fast)
+                || peer.unsent() + peer.reading * BLOCK_LEN as usize >= window
+            {
                 return;
             }
             if peer.their_requests.is_empty() {
@@ -365,9 +371,15 @@ impl Torrent {
         self.upload.insert(key, data.clone());
         let mut conns = Vec::new();
         for (conn, req) in waiters {
-            if self.peers.get(&conn).is_some_and(|p| !p.am_choking) {
+            let Some(peer) = self.peers.get_mut(&conn) else {
+                continue;
+            };
+            if peer.may_serve(req.piece) {
                 self.send_block(sh, conn, req, &data, start);
                 conns.push(conn);
+            } else {
+                // Choked while the read was in flight.
+                reject(sh, peer, req);
             }
         }
         conns.dedup();
@@ -442,6 +454,7 @@ impl Torrent {
             decision.optimistic = None;
         }
         let mut newly_unchoked = Vec::new();
+        let mut newly_choked = Vec::new();
         for (&conn, peer) in &mut self.peers {
             if !peer.is_active() {
                 continue;
@@ -455,11 +468,26 @@ impl Torrent {
                 newly_unchoked.push(conn);
             } else if !unchoke && !peer.am_choking {
                 choke(sh, peer);
+                // The choke discards its requests, those being read too: a block read for
+                // one must not reach it after a later unchoke, unasked.
+                peer.reading = 0;
+                newly_choked.push(conn);
             }
             self.upload.slots.change(before, peer.slot_state());
+        }
+        for conn in newly_choked {
+            self.upload.forget_peer(conn);
         }
         for conn in newly_unchoked {
             self.serve(sh, conn);
         }
+    }
+}
+
+/// Answers a request we will not serve with `reject_request`, when the peer speaks the Fast
+/// extension (without it, a dropped request goes unanswered, as BEP 3 has it).
+fn reject(sh: &mut Shared, peer: &mut crate::peer::Peer, req: BlockRequest) {
+    if peer.fast {
+        send(sh, peer, &Message::Reject(req));
     }
 }

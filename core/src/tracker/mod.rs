@@ -10,6 +10,7 @@
 pub mod announce;
 pub mod http;
 pub mod udp;
+pub(crate) mod udp_pool;
 
 use std::time::Duration;
 
@@ -27,6 +28,10 @@ pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(30 * 60);
 /// Shortest time between a tracker's answer and an extra announce asked for by
 /// `Announcer::want_peers` when the tracker gives no `min interval`.
 pub const DEFAULT_MIN_INTERVAL: Duration = Duration::from_secs(60);
+/// The floor under a tracker's `interval` and `min interval` (as libtorrent's
+/// `min_announce_interval`): a tracker answering `interval=1` is not announced to every
+/// second.
+pub const MIN_ANNOUNCE_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Which tracker of the torrent's list (index into the flattened tier list).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -94,6 +99,7 @@ impl Announcer {
     /// `tiers` as in the metainfo. Trackers are shuffled within each tier (BEP 12) with
     /// `rng`. URLs that are not `http://` (after parsing with the `url` crate) are kept out
     /// of the schedule and listed by `unsupported()`. A URL listed a second time is ignored.
+    #[cfg(test)]
     pub fn new(tiers: &[Vec<String>], rng: &mut Rng) -> Self {
         Self::with_protocols(tiers, rng, Protocols::default())
     }
@@ -234,13 +240,17 @@ impl Announcer {
         tier.current = 0;
         tier.failed_in_round = 0;
         tier.failed_rounds = 0;
-        let min_interval = response.min_interval.filter(|d| !d.is_zero());
+        let min_interval = response
+            .min_interval
+            .filter(|d| !d.is_zero())
+            .map(|d| d.max(MIN_ANNOUNCE_INTERVAL));
         tier.last_success = Some((now, min_interval));
         let interval = response
             .interval
             .filter(|d| !d.is_zero())
             .unwrap_or(DEFAULT_INTERVAL)
-            .max(min_interval.unwrap_or(Duration::ZERO));
+            .max(min_interval.unwrap_or(Duration::ZERO))
+            .max(MIN_ANNOUNCE_INTERVAL);
         tier.next_at = if tier.completed_pending {
             now
         } else {
@@ -466,9 +476,38 @@ mod tests {
 
         // Never later than the regular announce.
         let job = a.poll(at(1000)).unwrap();
-        a.on_success(at(1000), job.tracker, &answer(Some(30), None));
+        a.on_success(at(1000), job.tracker, &answer(Some(90), None));
         a.want_peers(at(1001));
-        assert_eq!(a.next_deadline(), at(1030));
+        assert_eq!(a.next_deadline(), at(1060));
+        let job = a.poll(at(1060)).unwrap();
+        a.on_success(at(1060), job.tracker, &answer(Some(75), Some(70)));
+        a.want_peers(at(1061));
+        assert_eq!(a.next_deadline(), at(1130));
+    }
+
+    #[test]
+    fn intervals_below_the_floor_are_raised_to_it() {
+        let (mut a, _) = announcer(&[&["http://a/"]]);
+        let job = a.poll(at(0)).unwrap();
+        // interval=1, min interval=1: not every second, but after the floor.
+        a.on_success(at(0), job.tracker, &answer(Some(1), Some(1)));
+        assert_eq!(a.next_deadline(), at(0) + MIN_ANNOUNCE_INTERVAL);
+        a.want_peers(at(1));
+        assert_eq!(a.next_deadline(), at(0) + MIN_ANNOUNCE_INTERVAL);
+        assert_eq!(a.poll(at(59)), None);
+        let mut now = at(0) + MIN_ANNOUNCE_INTERVAL;
+        let mut announces = 0;
+        while now <= at(600) {
+            let Some(job) = a.poll(now) else {
+                now = a.next_deadline();
+                continue;
+            };
+            announces += 1;
+            a.on_success(now, job.tracker, &answer(Some(1), None));
+            a.want_peers(now);
+        }
+        // Ten minutes at one announce a minute at most.
+        assert!(announces <= 10, "{announces} announces");
     }
 
     #[test]

@@ -14,10 +14,14 @@ use std::time::Duration;
 use bytes::{Buf, Bytes, BytesMut};
 
 use super::ledbat::{DelayHistory, Ledbat};
+use super::mtu::Mtu;
+use super::pacing::Pacer;
 use super::packet::{self, HEADER_LEN, Header, Packet, PacketType};
 use super::rtt::RttEstimator;
 use super::seq::Seq;
-use super::{CloseReason, StreamId, StreamStats, Transmit, UtpConfig, UtpError, UtpEvent};
+use super::{
+    CloseReason, MAX_PACKET_SIZE_V6, StreamId, StreamStats, Transmit, UtpConfig, UtpError, UtpEvent,
+};
 use crate::time::Instant;
 
 /// Most packets in flight on one connection (libutp: 1024; far below half the sequence
@@ -37,10 +41,17 @@ const MAX_FAST_RESENDS: usize = 4;
 /// A loss halves the window at most this often (libtorrent's `cwnd_reduce_timer`).
 const LOSS_INTERVAL: Duration = Duration::from_millis(100);
 /// A closed connection that still has data or a FIN to get across is dropped after this
-/// long whatever happens.
+/// long without progress (or as long as its retransmission limits allow, if longer): a
+/// peer that keeps its window shut cannot hold it forever.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(60);
 /// uTorrent once sent this as an unset delay sample (libtorrent ignores it too).
 const BOGUS_DELAY_SAMPLE: u32 = i32::MAX as u32;
+/// A burst is at most this long at the pacing rate (and at least [`MIN_BURST`] datagrams,
+/// at most [`UtpConfig::max_burst`]): drivers' timers are often good to a millisecond only.
+const PACING_GRANULARITY: Duration = Duration::from_millis(2);
+/// The shortest burst, in datagrams (RFC 9002 lets a paced sender burst its initial
+/// window; ours is two packets, and four keep slow start's doubling cheap on long paths).
+pub(crate) const MIN_BURST: usize = 4;
 
 /// What connections queue for the socket's owner.
 #[derive(Debug, Default)]
@@ -71,6 +82,8 @@ struct OutPacket {
     transmissions: u32,
     /// Counted lost by a timeout: not in flight until resent.
     need_resend: bool,
+    /// A path MTU probe: its first transmission is padded to the probe's size.
+    probe: bool,
 }
 
 /// When an acknowledgement is owed.
@@ -92,8 +105,11 @@ pub(crate) struct Conn {
     /// The owner knows this stream: events are reported.
     attached: bool,
     cfg: UtpConfig,
-    /// Largest payload of a packet with no extension.
+    /// Largest payload of a packet with no extension: the path MTU search's floor less the
+    /// header.
     mss: usize,
+    /// The path MTU search.
+    mtu: Mtu,
 
     // Send side.
     /// The next sequence number we will use.
@@ -133,6 +149,10 @@ pub(crate) struct Conn {
     probe_allowed: bool,
     /// When the last packet in flight was acknowledged.
     idle_since: Option<Instant>,
+    /// Spreads data packets over the round trip.
+    pacer: Pacer,
+    /// Data waits for the pacer: send it at this time.
+    pace_at: Option<Instant>,
     /// Send a FIN once `unsent` is empty.
     fin_wanted: bool,
     fin_seq: Option<Seq>,
@@ -162,6 +182,7 @@ pub(crate) struct Conn {
     // Counters.
     packets_sent: u64,
     retransmits: u64,
+    rto_expirations: u64,
     bytes_acked: u64,
     bytes_received: u64,
 }
@@ -176,7 +197,13 @@ impl Conn {
         now: Instant,
         cfg: &UtpConfig,
     ) -> Conn {
-        let mss = cfg.max_packet_size - HEADER_LEN;
+        let ceiling = if addr.is_ipv6() {
+            cfg.max_packet_size.min(MAX_PACKET_SIZE_V6)
+        } else {
+            cfg.max_packet_size
+        };
+        let mtu = Mtu::new(cfg.initial_packet_size, ceiling);
+        let mss = mtu.floor() - HEADER_LEN;
         Conn {
             id,
             addr,
@@ -186,6 +213,7 @@ impl Conn {
             attached: false,
             cfg: *cfg,
             mss,
+            mtu,
             seq_nr: isn,
             acked: isn.minus(1),
             outbuf: VecDeque::new(),
@@ -209,6 +237,8 @@ impl Conn {
             probe_at: None,
             probe_allowed: false,
             idle_since: None,
+            pacer: Pacer::new(cfg.max_burst * (mss + HEADER_LEN), now),
+            pace_at: None,
             fin_wanted: false,
             fin_seq: None,
             fin_acked: false,
@@ -226,6 +256,7 @@ impl Conn {
             close_deadline: None,
             packets_sent: 0,
             retransmits: 0,
+            rto_expirations: 0,
             bytes_acked: 0,
             bytes_received: 0,
         }
@@ -282,6 +313,35 @@ impl Conn {
         c
     }
 
+    /// Accepts a SYN whose answer (a SYN cookie) the initiator has just acknowledged: the
+    /// connection is half-open until `handle_packet` takes that acknowledging packet,
+    /// and nothing is queued.
+    pub fn accept_checked(
+        id: StreamId,
+        addr: SocketAddr,
+        syn: &Header,
+        isn: Seq,
+        now: Instant,
+        cfg: &UtpConfig,
+    ) -> Conn {
+        let mut c = Conn::new(
+            id,
+            addr,
+            syn.conn_id.wrapping_add(1),
+            syn.conn_id,
+            isn,
+            now,
+            cfg,
+        );
+        c.state = State::SynRecv;
+        c.ack_nr = syn.seq_nr;
+        if syn.wnd_size != 0 {
+            c.peer_wnd = syn.wnd_size as usize;
+        }
+        c.half_open_deadline = Some(now + cfg.half_open_timeout);
+        c
+    }
+
     // Getters.
 
     pub fn state(&self) -> State {
@@ -317,6 +377,8 @@ impl Conn {
                 .map(|us| Duration::from_micros(u64::from(us))),
             packets_sent: self.packets_sent,
             retransmits: self.retransmits,
+            timeouts: self.rto_expirations,
+            packet_size: self.mtu.floor(),
             bytes_acked: self.bytes_acked,
             bytes_received: self.bytes_received,
         }
@@ -336,6 +398,7 @@ impl Conn {
         [
             self.rto_deadline,
             self.probe_at,
+            self.pace_at,
             ack,
             keepalive,
             self.half_open_deadline,
@@ -394,6 +457,13 @@ impl Conn {
                 }
             }
             State::SynRecv => {
+                // Only the initiator answering our `ST_STATE` connects: it acknowledges
+                // exactly the sequence number before our first (nothing of ours is in
+                // flight yet). Anything else within the window check above is a stray
+                // packet for the id, such as another connection's acknowledgement.
+                if h.ack_nr != last_sent {
+                    return;
+                }
                 self.state = State::Connected;
                 self.half_open_deadline = None;
                 self.attached = true;
@@ -427,10 +497,11 @@ impl Conn {
         if h.ack_nr.after(self.acked) {
             let n = h.ack_nr.since(self.acked);
             for _ in 0..n {
+                let s = self.acked.next();
                 if let Some(Some(p)) = self.outbuf.pop_front() {
-                    self.account_acked(p, now, &mut acked);
+                    self.account_acked(s, p, now, &mut acked);
                 }
-                self.acked = self.acked.next();
+                self.acked = s;
             }
             self.dup_acks = 0;
         } else if h.ack_nr == self.acked && h.ty == PacketType::State && self.live > 0 {
@@ -450,6 +521,9 @@ impl Conn {
         if acked.bytes > 0 || acked.packets > 0 {
             self.rtt.reset_backoff();
             self.timeouts = 0;
+            if self.close_deadline.is_some() {
+                self.close_deadline = Some(now + self.close_timeout());
+            }
             self.rto_deadline = (self.live > 0).then(|| now + self.rtt.rto());
             if self.live == 0 {
                 self.idle_since = Some(now);
@@ -474,8 +548,8 @@ impl Conn {
                 .is_some_and(|p| !p.need_resend);
             if resendable && !s.before(self.fast_resend_from) {
                 self.fast_resend_from = s.next();
-                self.on_loss(s, now);
-                self.transmit(0, now, out);
+                self.lost(s, now);
+                self.resend_lost(0, now, out);
             }
         }
         if let Some(sample) = delay_sample
@@ -533,6 +607,9 @@ impl Conn {
             self.probe_at = None;
             self.probe_allowed = true;
         }
+        if passed(self.pace_at) {
+            self.pace_at = None;
+        }
         if self.state == State::Connected && self.last_sent + self.cfg.keepalive <= now {
             self.ack_due = AckDue::By(now);
         }
@@ -574,18 +651,12 @@ impl Conn {
             // Still connecting: what was written goes out once connected, then the FIN.
             State::SynSent | State::Connected => {
                 self.fin_wanted = true;
-                self.close_deadline = Some(now + CLOSE_TIMEOUT);
+                self.close_deadline = Some(now + self.close_timeout());
                 self.flush(now, out);
                 self.check_finished();
             }
             State::Done => {}
         }
-    }
-
-    /// Drops the connection without a word (a half-open one pushed out by newer SYNs).
-    pub fn forget(&mut self) {
-        self.attached = false;
-        self.state = State::Done;
     }
 
     /// Drops the connection at once, telling the peer with `ST_RESET`.
@@ -621,8 +692,17 @@ impl Conn {
         }
     }
 
-    fn account_acked(&mut self, p: OutPacket, now: Instant, acked: &mut Acked) {
+    fn account_acked(&mut self, seq: Seq, p: OutPacket, now: Instant, acked: &mut Acked) {
         self.live -= 1;
+        if p.probe && self.mtu.probe().is_some_and(|(s, _)| s == seq) {
+            if p.transmissions == 1 {
+                // The padded first transmission arrived: the path carries that size.
+                let floor = self.mtu.probe_acked();
+                self.set_packet_size(floor);
+            } else {
+                self.mtu.probe_lost();
+            }
+        }
         let len = p.payload.len();
         if p.need_resend {
             self.to_resend -= 1;
@@ -630,7 +710,9 @@ impl Conn {
             self.in_flight -= len;
         }
         let rtt = now.saturating_duration_since(p.sent_at);
-        if p.transmissions == 1 {
+        // Karn's rule, and more: a packet a timeout presumed lost says nothing about the
+        // round trip either (its acknowledgement may come after a long recovery).
+        if p.transmissions == 1 && !p.need_resend {
             self.rtt.sample(rtt);
         }
         acked.min_rtt_us = acked.min_rtt_us.min(rtt.as_micros() as u64);
@@ -665,7 +747,7 @@ impl Conn {
             }
             let idx = usize::from(s.since(self.acked.next()));
             if let Some(p) = self.outbuf.get_mut(idx).and_then(Option::take) {
-                self.account_acked(p, now, acked);
+                self.account_acked(s, p, now, acked);
             }
         }
         // From the top down: a packet still outstanding with three or more acknowledged
@@ -695,12 +777,45 @@ impl Conn {
         }
         // Oldest first, a few per acknowledgement.
         for &s in lost.iter().rev().take(MAX_FAST_RESENDS) {
-            self.on_loss(s, now);
+            self.lost(s, now);
             let idx = usize::from(s.since(self.acked.next()));
-            self.transmit(idx, now, out);
+            self.resend_lost(idx, now, out);
             if s.after(self.fast_resend_from) || s == self.fast_resend_from {
                 self.fast_resend_from = s.next();
             }
+        }
+    }
+
+    /// Resends packet `idx`, just found lost, if the pacer lets a packet leave now;
+    /// otherwise it waits its turn in `send_resends`, so that losses (a burst of them
+    /// acknowledged at once) never make a burst the pacer would not.
+    fn resend_lost(&mut self, idx: usize, now: Instant, out: &mut Outbox) {
+        if self.paced(now) {
+            self.transmit(idx, now, out);
+            return;
+        }
+        if let Some(Some(p)) = self.outbuf.get_mut(idx)
+            && !p.need_resend
+        {
+            p.need_resend = true;
+            self.in_flight -= p.payload.len();
+            self.to_resend += 1;
+        }
+    }
+
+    /// Full packets are `size` bytes from now on (the path MTU search moved its floor).
+    fn set_packet_size(&mut self, size: usize) {
+        self.mss = size - HEADER_LEN;
+        self.ledbat.set_mss(self.mss);
+    }
+
+    /// Packet `s` was found lost (and is about to be resent): a path MTU probe's loss
+    /// teaches the search; any other's is congestion.
+    fn lost(&mut self, s: Seq, now: Instant) {
+        if self.mtu.probe().is_some_and(|(seq, _)| seq == s) {
+            self.mtu.probe_lost();
+        } else {
+            self.on_loss(s, now);
         }
     }
 
@@ -718,6 +833,23 @@ impl Conn {
         if self.live == 0 {
             return;
         }
+        self.rto_expirations += 1;
+        // Only a path MTU probe was outstanding: it was too large, not a sign of
+        // congestion or of a dead peer. Resend its payload unpadded.
+        if let Some((probe, _)) = self.mtu.probe()
+            && self.live == 1
+            && let Some(idx) = self.outbuf.iter().position(Option::is_some)
+            && self.acked.plus(1 + idx as u16) == probe
+        {
+            self.mtu.probe_lost();
+            self.transmit(idx, now, out);
+            if !probe.before(self.fast_resend_from) {
+                self.fast_resend_from = probe.next();
+            }
+            self.rto_deadline = Some(now + self.rtt.rto());
+            return;
+        }
+        self.mtu.probe_abandoned();
         self.timeouts += 1;
         self.rtt.on_timeout();
         let front_is_fin = self
@@ -739,6 +871,24 @@ impl Conn {
             self.die(reason, out);
             return;
         }
+        // Full packets timing out again and again: perhaps the path no longer carries
+        // our datagrams' size (a black hole). Later packets go smaller; the search
+        // resumes below the old size. A packet sent before an earlier shrink (larger) or
+        // a short one says nothing about the current size.
+        let front_is_full = self
+            .outbuf
+            .iter()
+            .flatten()
+            .next()
+            .is_some_and(|p| p.ty == PacketType::Data && p.payload.len() == self.mss);
+        if front_is_full
+            && self
+                .timeouts
+                .is_multiple_of(super::mtu::BLACK_HOLE_TIMEOUTS)
+        {
+            let floor = self.mtu.black_hole();
+            self.set_packet_size(floor);
+        }
         // Everything in flight is presumed lost; start again from one packet.
         for p in self.outbuf.iter_mut().flatten() {
             if !p.need_resend {
@@ -758,6 +908,20 @@ impl Conn {
             }
         }
         self.rto_deadline = Some(now + self.rtt.rto());
+    }
+
+    /// How long a closed connection may go without progress: [`CLOSE_TIMEOUT`], or longer
+    /// when the retransmission limits allow more (the timeouts, doubling from the current
+    /// one, that `max_retransmits` or `fin_retries` permit), so that a lossy path loses
+    /// nothing on close that it would not lose open.
+    fn close_timeout(&self) -> Duration {
+        let mut budget = Duration::ZERO;
+        let mut rto = self.rtt.base_rto();
+        for _ in 0..=self.cfg.max_retransmits.max(self.cfg.fin_retries).min(32) {
+            budget += rto;
+            rto = (rto * 2).min(super::rtt::MAX_RTO);
+        }
+        budget.max(CLOSE_TIMEOUT)
     }
 
     fn die(&mut self, reason: CloseReason, out: &mut Outbox) {
@@ -941,9 +1105,10 @@ impl Conn {
         }
     }
 
-    /// Encodes and queues a packet, with a selective ACK if one is due and fits.
-    fn emit(&mut self, h: Header, payload: &[u8], now: Instant, out: &mut Outbox) {
-        let room = self.cfg.max_packet_size - HEADER_LEN - payload.len();
+    /// Encodes and queues a packet, with a selective ACK if one is due and fits, padded to
+    /// `pad_to` bytes (a path MTU probe; 0: no padding).
+    fn emit(&mut self, h: Header, payload: &[u8], pad_to: usize, now: Instant, out: &mut Outbox) {
+        let room = self.mtu.floor().saturating_sub(HEADER_LEN + payload.len());
         let sack_len = if h.ty == PacketType::Syn {
             0
         } else {
@@ -951,9 +1116,11 @@ impl Conn {
         };
         let mask = self.sack_mask(sack_len);
         let sack = (sack_len > 0).then(|| &mask[..sack_len]);
+        let data = packet::encode_padded(&h, sack, payload, pad_to);
+        self.pacer.spend(data.len());
         out.transmits.push_back(Transmit {
             to: self.addr,
-            data: packet::encode(&h, sack, payload),
+            data,
         });
         self.last_sent = now;
         self.packets_sent += 1;
@@ -970,6 +1137,7 @@ impl Conn {
             sent_at: Instant::ZERO,
             transmissions: 0,
             need_resend: false,
+            probe: false,
         }));
         self.live += 1;
         self.seq_nr = self.seq_nr.next();
@@ -990,13 +1158,18 @@ impl Conn {
         if p.transmissions > 0 {
             self.retransmits += 1;
         }
+        // A probe is padded on its first transmission only: a resend must arrive.
+        let pad_to = match self.mtu.probe() {
+            Some((s, size)) if p.probe && p.transmissions == 0 && s == seq => size,
+            _ => 0,
+        };
         p.transmissions += 1;
         p.need_resend = false;
         p.sent_at = now;
         let ty = p.ty;
         let payload = p.payload.clone();
         let h = self.header(ty, seq, now);
-        self.emit(h, &payload, now, out);
+        self.emit(h, &payload, pad_to, now, out);
     }
 
     /// Takes `n` bytes from the front of `unsent` (without copying when they lie in one
@@ -1031,6 +1204,8 @@ impl Conn {
     /// an acknowledgement if one is due and nothing else carried it.
     fn flush(&mut self, now: Instant, out: &mut Outbox) {
         if self.state == State::Connected {
+            self.update_pacer(now);
+            self.pace_at = None;
             self.send_resends(now, out);
             self.send_new(now, out);
         }
@@ -1039,11 +1214,46 @@ impl Conn {
             && self.state != State::SynSent
         {
             let h = self.header(PacketType::State, self.seq_nr, now);
-            self.emit(h, &[], now, out);
+            self.emit(h, &[], 0, now, out);
         }
         if self.live > 0 && self.rto_deadline.is_none() {
             self.rto_deadline = Some(now + self.rtt.rto());
         }
+    }
+
+    /// The pacing rate and burst from the window and the round-trip time: twice the
+    /// window per round trip in slow start, 1.25 times after (Linux TCP's factors); a
+    /// burst of [`PACING_GRANULARITY`] at that rate, within [`MIN_BURST`] datagrams and
+    /// [`UtpConfig::max_burst`]. No rate before the first round-trip sample.
+    fn update_pacer(&mut self, now: Instant) {
+        let packet = self.mss + HEADER_LEN;
+        let most = self.cfg.max_burst * packet;
+        let rate = self.rtt.rtt().map(|rtt| {
+            let rtt_us = rtt.as_micros().max(1);
+            let (num, den) = if self.ledbat.in_slow_start() {
+                (2, 1)
+            } else {
+                (5, 4)
+            };
+            let r = self.ledbat.window() as u128 * num * 1_000_000 / (den * rtt_us);
+            r.min(u128::from(u64::MAX)) as u64
+        });
+        let burst = rate.map_or(most, |r| {
+            let b = u128::from(r) * PACING_GRANULARITY.as_nanos() / 1_000_000_000;
+            (b.min(most as u128) as usize)
+                .max(MIN_BURST * packet)
+                .min(most)
+        });
+        self.pacer.update(now, rate, burst);
+    }
+
+    /// Whether the pacer lets a data packet leave now; if not, when it will.
+    fn paced(&mut self, now: Instant) -> bool {
+        if !self.cfg.pacing || self.pacer.ready() {
+            return true;
+        }
+        self.pace_at = Some(self.pacer.ready_at(now));
+        false
     }
 
     fn send_resends(&mut self, now: Instant, out: &mut Outbox) {
@@ -1061,6 +1271,9 @@ impl Conn {
                 continue;
             }
             if self.in_flight > 0 && self.in_flight + p.payload.len() > self.send_window() {
+                break;
+            }
+            if !self.paced(now) {
                 break;
             }
             self.transmit(idx, now, out);
@@ -1108,8 +1321,26 @@ impl Conn {
                 }
                 self.probe_allowed = false;
             }
+            if !self.paced(now) {
+                break;
+            }
+            // A full packet with more to come may be a path MTU probe, when the window
+            // holds a few packets and nothing awaits a resend (so the probe's fate stands
+            // out from congestion losses).
+            let probe = self.mtu.next_probe().filter(|_| {
+                size == room
+                    && self.unsent_len > size
+                    && self.to_resend == 0
+                    && window >= 3 * (self.mss + HEADER_LEN)
+            });
             let payload = self.take_unsent(size);
+            if let Some(probe_size) = probe {
+                self.mtu.sent_probe(self.seq_nr, probe_size);
+            }
             self.push_packet(PacketType::Data, payload);
+            if let Some(Some(p)) = self.outbuf.back_mut() {
+                p.probe = probe.is_some();
+            }
             self.transmit(self.outbuf.len() - 1, now, out);
             sent += size;
         }

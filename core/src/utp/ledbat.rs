@@ -168,6 +168,13 @@ impl Ledbat {
         }
     }
 
+    /// The largest packet payload changed (path MTU discovery): the window's floor, one
+    /// packet, follows.
+    pub fn set_mss(&mut self, mss: usize) {
+        self.mss = (mss.max(1) as i64).min(self.max);
+        self.cwnd = self.cwnd.max(self.mss * FRAC);
+    }
+
     /// The window: bytes that may be in flight.
     pub fn window(&self) -> usize {
         (self.cwnd / FRAC) as usize

@@ -39,12 +39,13 @@
 //!   (`max(rtt + 4 rtt_var, 500 ms)`, 1 s before any sample, doubling on each timeout).
 //! - [`ledbat`]: one-way delay from the timestamp fields, the base delay over 13 minutes of
 //!   per-minute minima, the 100 ms target, the window.
+//! - [`pacing`]: a token bucket that spreads a window's packets over the round trip.
 //! - `conn` (private): one connection's state machine — handshake, sending with Nagle-like
 //!   coalescing of small writes, acknowledgements (delayed, selective), fast retransmit on
 //!   three duplicate or selective ACKs, timeout retransmission, the receive window and
 //!   reorder buffer, FIN and RESET.
 //! - `socket` (private): many connections on one UDP socket — connection ids, SYN
-//!   acceptance into a bounded half-open table, routing, timers.
+//!   acceptance into a bounded half-open table (SYN cookies beyond it), routing, timers.
 //!
 //! # Choices, with the reference implementations they follow
 //!
@@ -57,14 +58,21 @@
 //! - **Incoming connections** become visible ([`UtpEvent::Incoming`]) only when the
 //!   initiator's first packet after the SYN arrives (in BitTorrent, its handshake): until
 //!   then the connection is half-open, holds a slot in a table of at most
-//!   [`UtpConfig::max_half_open`] (the oldest is dropped when a SYN finds it full) and is
-//!   forgotten after [`UtpConfig::half_open_timeout`]. A SYN flood costs a bounded table
-//!   and one 20-byte `ST_STATE` per SYN, no more than the SYN itself.
+//!   [`UtpConfig::max_half_open`] and is forgotten after [`UtpConfig::half_open_timeout`].
+//!   When the table is full, a SYN is answered statelessly with a SYN cookie (`cookie`):
+//!   the `ST_STATE`'s sequence number is a keyed hash of the SYN, and the initiator's first
+//!   data packet, which acknowledges it, recreates the connection. Nobody in the table is
+//!   ever pushed out, so a SYN flood however fast costs a bounded table and one 20-byte
+//!   `ST_STATE` per SYN (no more than the SYN itself), and real peers still get in.
+//!   libtorrent instead ignores SYNs once it holds twice its connection limit.
 //! - **Unknown connection ids** are dropped without a reply by default, as libtorrent does
 //!   ([`UtpConfig::resets_per_second`] enables rate-limited `ST_RESET`s).
-//! - **Packet size**: datagrams never exceed [`UtpConfig::max_packet_size`] (at most
-//!   1,400 bytes: 20 header bytes, room for a selective ACK, the rest payload). There is no
-//!   path MTU probing.
+//! - **Packet size** ([`mtu`]): a connection starts at
+//!   [`UtpConfig::initial_packet_size`] (1,232 bytes, what every IPv6 link carries) and
+//!   probes upward to [`UtpConfig::max_packet_size`] (1,472 bytes, 1,452 for IPv6) with
+//!   padded data packets, by halving; a lost probe is not congestion, and repeated timeouts
+//!   bring the size down again (a black hole). Nothing above the size found is sent but a
+//!   probe.
 //! - **Retransmission**: a packet is resent when three later packets were selectively
 //!   acknowledged or three duplicate `ST_STATE`s acknowledge the one before it (each packet
 //!   at most once that way), or when the retransmission timer fires (everything in flight
@@ -75,6 +83,12 @@
 //!   ([`CloseReason::TimedOut`]); a SYN unanswered after [`UtpConfig::syn_retries`]
 //!   resends fails with [`CloseReason::ConnectTimedOut`], so the caller can fall back to
 //!   TCP.
+//! - **Pacing**: data packets leave at twice the window per round trip in slow start and
+//!   1.25 times after (Linux TCP's pacing factors), in bursts of at most
+//!   [`UtpConfig::max_burst`] datagrams (and 2 ms at that rate). libtorrent and libutp send
+//!   whole windows back to back; a receiver that acknowledges once per batch of datagrams
+//!   (libtorrent) then gets bursts as large as the batch, and the tail of a burst beyond
+//!   its UDP socket buffer (about 90 datagrams by default on Linux) is lost.
 //! - **Acknowledgements** go out at once for out-of-order data (with a selective ACK),
 //!   duplicates, SYN and FIN; in-order data is acknowledged every second full packet or
 //!   after [`UtpConfig::delayed_ack`], and any packet we send carries the acknowledgement.
@@ -90,11 +104,14 @@
 #![warn(missing_docs)]
 
 pub mod ledbat;
+pub mod mtu;
+pub mod pacing;
 pub mod packet;
 pub mod rtt;
 pub mod seq;
 
 mod conn;
+mod cookie;
 mod socket;
 #[cfg(test)]
 mod tests;
@@ -109,16 +126,26 @@ use thiserror::Error;
 pub use packet::is_utp;
 pub use socket::UtpSocket;
 
-/// The largest datagram uTP sends here.
-pub const MAX_PACKET_SIZE: usize = 1400;
+/// The largest datagram uTP sends here, after path MTU probes showed the path carries it:
+/// Ethernet's 1,500 bytes minus the IPv4 (20) and UDP (8) headers.
+pub const MAX_PACKET_SIZE: usize = 1472;
+/// The same for IPv6 peers (a 40-byte IP header).
+pub const MAX_PACKET_SIZE_V6: usize = 1452;
+/// The datagram size before any probe: what the smallest IPv6 link (1,280 bytes) carries
+/// after the IPv6 and UDP headers.
+pub const INITIAL_PACKET_SIZE: usize = 1232;
 /// The smallest packet size the BEP has uTP go down to.
 pub const MIN_PACKET_SIZE: usize = 150;
 
 /// Settings of a [`UtpSocket`]; `Default` gives the values the BEP and libtorrent use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UtpConfig {
-    /// Largest datagram, header included (clamped to 150..=1400). Default 1400.
+    /// Largest datagram, header included: the ceiling of path MTU discovery ([`mtu`];
+    /// clamped to 150..=1472, and to 1452 for IPv6 peers). Default 1472.
     pub max_packet_size: usize,
+    /// Datagram size before any probe: the floor path MTU discovery starts from (clamped
+    /// to 150..=`max_packet_size`; equal to it, there is no probing). Default 1232.
+    pub initial_packet_size: usize,
     /// Receive window advertised to the peer: bytes held out of order, at most. Default
     /// 1 MiB.
     pub recv_window: usize,
@@ -162,12 +189,18 @@ pub struct UtpConfig {
     pub resets_per_second: u32,
     /// After our FIN is acknowledged, how long to wait for the peer's. Default 5 s.
     pub linger: Duration,
+    /// Spread data packets over the round trip ([`pacing`]). Default on.
+    pub pacing: bool,
+    /// Most datagrams a connection sends back to back (clamped to at least 4). Default
+    /// 16.
+    pub max_burst: usize,
 }
 
 impl Default for UtpConfig {
     fn default() -> Self {
         UtpConfig {
             max_packet_size: MAX_PACKET_SIZE,
+            initial_packet_size: INITIAL_PACKET_SIZE,
             recv_window: 1 << 20,
             send_buffer: 1 << 20,
             max_window: 1 << 20,
@@ -186,6 +219,8 @@ impl Default for UtpConfig {
             accept_incoming: true,
             resets_per_second: 0,
             linger: Duration::from_secs(5),
+            pacing: true,
+            max_burst: 16,
         }
     }
 }
@@ -299,6 +334,10 @@ pub struct StreamStats {
     pub packets_sent: u64,
     /// Packets resent.
     pub retransmits: u64,
+    /// Times the retransmission timer expired.
+    pub timeouts: u64,
+    /// Datagram size in use (the path MTU search's floor).
+    pub packet_size: usize,
     /// Payload bytes acknowledged by the peer.
     pub bytes_acked: u64,
     /// Payload bytes delivered to us in order.

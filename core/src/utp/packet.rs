@@ -39,6 +39,10 @@ pub const HEADER_LEN: usize = 20;
 pub const VERSION: u8 = 1;
 /// Extension type of the selective ACK.
 pub const EXT_SACK: u8 = 1;
+/// Extension type of padding: bytes that mean nothing, which receivers skip by their
+/// length. Path MTU probes are padded with it ([`super::mtu`]). No BEP assigns this type
+/// (libutp uses 2 internally, libtorrent 3 for its close reason).
+pub const EXT_PADDING: u8 = 0x50;
 /// At most this many extension headers are read from one packet.
 pub const MAX_EXTENSIONS: usize = 16;
 
@@ -220,17 +224,42 @@ impl Header {
 /// Encodes a packet: the header, a selective ACK if `sack` is given (at most 255 bytes
 /// of it are used), then the payload.
 pub fn encode(header: &Header, sack: Option<&[u8]>, payload: &[u8]) -> Bytes {
+    encode_padded(header, sack, payload, 0)
+}
+
+/// Encodes a packet as [`encode`] does, with [`EXT_PADDING`] extension headers after the
+/// selective ACK so that the datagram is `size` bytes long (one more when a single byte
+/// would be left, as an extension header takes two). A `size` the packet already reaches
+/// adds nothing.
+pub fn encode_padded(header: &Header, sack: Option<&[u8]>, payload: &[u8], size: usize) -> Bytes {
     let sack = sack.map(|s| &s[..s.len().min(255)]);
     let ext_len = sack.map_or(0, |s| 2 + s.len());
-    let mut out = BytesMut::with_capacity(HEADER_LEN + ext_len + payload.len());
+    let mut pad = size.saturating_sub(HEADER_LEN + ext_len + payload.len());
+    if pad == 1 {
+        pad = 2;
+    }
+    let mut out = BytesMut::with_capacity(HEADER_LEN + ext_len + pad + payload.len());
+    let after_sack = if pad > 0 { EXT_PADDING } else { 0 };
     match sack {
         Some(mask) => {
             header.write(EXT_SACK, &mut out);
-            out.put_u8(0);
+            out.put_u8(after_sack);
             out.put_u8(mask.len() as u8);
             out.put_slice(mask);
         }
-        None => header.write(0, &mut out),
+        None => header.write(after_sack, &mut out),
+    }
+    while pad > 0 {
+        // Each header takes two bytes and at most 255 more; never leave a single byte.
+        let body = if pad <= 257 {
+            pad - 2
+        } else {
+            255.min(pad - 4)
+        };
+        pad -= 2 + body;
+        out.put_u8(if pad > 0 { EXT_PADDING } else { 0 });
+        out.put_u8(body as u8);
+        out.put_bytes(0, body);
     }
     out.put_slice(payload);
     out.freeze()
@@ -299,6 +328,36 @@ mod tests {
         assert_eq!(p.sack, Some(&[0xffu8, 0x01][..]));
         assert_eq!(p.skipped_extensions, 1);
         assert_eq!(p.payload, b"payload");
+    }
+
+    #[test]
+    fn padding_reaches_the_size_and_is_skipped() {
+        for (sack, payload, size) in [
+            (None, 1200usize, 1352usize),
+            (Some(&[1u8, 0, 0, 0][..]), 1190, 1412),
+            (None, 100, 1472),
+            (None, 1000, 1021),
+            (None, 1000, 1000),
+            (None, 10, 700),
+        ] {
+            let body = vec![7u8; payload];
+            let bytes = encode_padded(&header(PacketType::Data), sack, &body, size);
+            let natural = HEADER_LEN + sack.map_or(0, |s| 2 + s.len()) + payload;
+            let want = if size <= natural {
+                natural
+            } else if size == natural + 1 {
+                size + 1
+            } else {
+                size
+            };
+            assert_eq!(bytes.len(), want, "{size}");
+            let p = Packet::decode(&bytes).unwrap();
+            assert_eq!(p.header, header(PacketType::Data));
+            assert_eq!(p.sack, sack);
+            assert_eq!(p.payload, &body[..]);
+            assert_eq!(p.skipped_extensions > 0, want > natural);
+            assert!(p.skipped_extensions as usize <= MAX_EXTENSIONS);
+        }
     }
 
     #[test]

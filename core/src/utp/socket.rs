@@ -1,13 +1,15 @@
 //! Many uTP connections sharing one UDP socket: routing by (address, connection id),
-//! accepting SYNs into a bounded half-open table, timers, and the queues the owner drains.
+//! accepting SYNs into a bounded half-open table (and with SYN cookies once it is full),
+//! timers, and the queues the owner drains.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::conn::{Conn, Outbox, State};
+use super::conn::{Conn, MIN_BURST, Outbox, State};
+use super::cookie::Cookies;
 use super::packet::{self, Header, Packet, PacketType};
 use super::seq::Seq;
 use super::{
@@ -30,13 +32,13 @@ pub struct UtpSocket {
     timers: BTreeSet<(Instant, StreamId)>,
     /// The deadline each connection is filed under in `timers`.
     filed: BTreeMap<StreamId, Instant>,
-    /// Accepted connections in the order of their SYNs (some may have completed since).
-    half_open: VecDeque<StreamId>,
     half_open_count: usize,
     next_id: u64,
     out: Outbox,
     resets_window: Instant,
     resets_sent: u32,
+    /// Stateless answers to SYNs while the half-open table is full.
+    cookies: Cookies,
     /// Tests: the initial sequence number of the next connection.
     #[cfg(test)]
     pub(crate) forced_isn: Option<u16>,
@@ -45,10 +47,16 @@ pub struct UtpSocket {
 impl UtpSocket {
     /// A socket with no connections. `rng` supplies connection ids and initial sequence
     /// numbers (derive it from the session's seed).
-    pub fn new(config: UtpConfig, rng: Rng) -> UtpSocket {
+    pub fn new(config: UtpConfig, mut rng: Rng) -> UtpSocket {
+        let mut key = [0u8; 16];
+        rng.fill(&mut key);
         let mut cfg = config;
         cfg.max_packet_size = cfg.max_packet_size.clamp(MIN_PACKET_SIZE, MAX_PACKET_SIZE);
+        cfg.initial_packet_size = cfg
+            .initial_packet_size
+            .clamp(MIN_PACKET_SIZE, cfg.max_packet_size);
         cfg.max_window = cfg.max_window.max(cfg.max_packet_size);
+        cfg.max_burst = cfg.max_burst.max(MIN_BURST);
         UtpSocket {
             cfg,
             rng,
@@ -56,12 +64,12 @@ impl UtpSocket {
             routes: BTreeMap::new(),
             timers: BTreeSet::new(),
             filed: BTreeMap::new(),
-            half_open: VecDeque::new(),
             half_open_count: 0,
             next_id: 0,
             out: Outbox::default(),
             resets_window: Instant::ZERO,
             resets_sent: 0,
+            cookies: Cookies::new(key),
             #[cfg(test)]
             forced_isn: None,
         }
@@ -125,6 +133,9 @@ impl UtpSocket {
         }
         if let Some(&id) = self.routes.get(&(from, h.conn_id)) {
             self.with_conn(id, |c, out| c.handle_packet(now, &pkt, out));
+            return true;
+        }
+        if h.ty == PacketType::Data && self.accept_cookie(now, from, &pkt) {
             return true;
         }
         if h.ty == PacketType::Reset {
@@ -239,6 +250,33 @@ impl UtpSocket {
 
     // Internals.
 
+    /// The first sequence number for a connection the SYN `syn` from `from` opens: its
+    /// cookie.
+    fn cookie_isn(&mut self, now: Instant, from: SocketAddr, syn: &Header) -> Seq {
+        let cookie = self.cookies.issue(now, from, syn.conn_id, syn.seq_nr);
+        #[cfg(test)]
+        if let Some(isn) = self.forced_isn {
+            return Seq(isn);
+        }
+        cookie
+    }
+
+    fn cookie_valid(
+        &self,
+        now: Instant,
+        from: SocketAddr,
+        syn_id: u16,
+        syn_seq: Seq,
+        isn: Seq,
+    ) -> bool {
+        #[cfg(test)]
+        if let Some(forced) = self.forced_isn {
+            // Tests that choose the first sequence number choose the cookie too.
+            return isn == Seq(forced) && self.cookies.issued_lately(now);
+        }
+        self.cookies.check(now, from, syn_id, syn_seq, isn)
+    }
+
     fn isn(&mut self) -> Seq {
         let random = self.rng.next_u64() as u16;
         #[cfg(test)]
@@ -313,41 +351,81 @@ impl UtpSocket {
             }
             return;
         }
-        if !self.cfg.accept_incoming || self.cfg.max_half_open == 0 {
+        if !self.cfg.accept_incoming || self.conns.len() >= self.cfg.max_connections {
             return;
         }
         if self.half_open_count >= self.cfg.max_half_open {
-            self.evict_oldest_half_open();
-        }
-        if self.conns.len() >= self.cfg.max_connections {
+            // Full: answer without keeping anything; the initiator's next packet brings
+            // the cookie back (see `cookie`). Nobody in the table is pushed out.
+            self.answer_with_cookie(now, from, &h);
             return;
         }
-        let isn = self.isn();
+        // The cookie is our first sequence number even when the SYN is kept: should the
+        // half-open connection expire before the initiator's first data packet (lost
+        // and resent a few times), that packet still brings the connection back.
+        let isn = self.cookie_isn(now, from, &h);
         let id = self.new_id();
         let conn = Conn::accept(id, from, syn, isn, now, &self.cfg, &mut self.out);
         self.routes.insert((from, recv_id), id);
         self.conns.insert(id, conn);
         self.half_open_count += 1;
-        self.half_open.push_back(id);
-        if self.half_open.len() > 2 * self.cfg.max_half_open + 16 {
-            let conns = &self.conns;
-            self.half_open
-                .retain(|id| conns.get(id).is_some_and(|c| c.state() == State::SynRecv));
-        }
         self.settle(id, false);
     }
 
-    fn evict_oldest_half_open(&mut self) {
-        while let Some(id) = self.half_open.pop_front() {
-            if self
-                .conns
-                .get(&id)
-                .is_some_and(|c| c.state() == State::SynRecv)
-            {
-                self.with_conn(id, |c, _| c.forget());
-                return;
-            }
+    /// Acknowledges a SYN statelessly: an `ST_STATE` like the one a half-open connection
+    /// sends, whose sequence number is a cookie.
+    fn answer_with_cookie(&mut self, now: Instant, from: SocketAddr, syn: &Header) {
+        let isn = self.cookie_isn(now, from, syn);
+        let ts = packet::micros(now);
+        let state = Header {
+            ty: PacketType::State,
+            conn_id: syn.conn_id,
+            timestamp_us: ts,
+            timestamp_diff_us: if syn.timestamp_us == 0 {
+                0
+            } else {
+                ts.wrapping_sub(syn.timestamp_us)
+            },
+            wnd_size: self.cfg.recv_window.min(u32::MAX as usize) as u32,
+            seq_nr: isn,
+            ack_nr: syn.seq_nr,
+        };
+        self.out.transmits.push_back(Transmit {
+            to: from,
+            data: packet::encode(&state, None, &[]),
+        });
+    }
+
+    /// A data packet for no connection: if it carries a cookie we issued (its
+    /// acknowledgement number is the cookie minus one), the connection its SYN asked for
+    /// is created and takes the packet. Returns whether it did.
+    fn accept_cookie(&mut self, now: Instant, from: SocketAddr, pkt: &Packet<'_>) -> bool {
+        let h = pkt.header;
+        let syn_id = h.conn_id.wrapping_sub(1);
+        let syn_seq = h.seq_nr.minus(1);
+        let isn = h.ack_nr.next();
+        if !self.cfg.accept_incoming
+            || self.conns.len() >= self.cfg.max_connections
+            || !self.cookie_valid(now, from, syn_id, syn_seq, isn)
+        {
+            return false;
         }
+        let syn = Header {
+            ty: PacketType::Syn,
+            conn_id: syn_id,
+            timestamp_us: 0,
+            timestamp_diff_us: 0,
+            wnd_size: h.wnd_size,
+            seq_nr: syn_seq,
+            ack_nr: Seq(0),
+        };
+        let id = self.new_id();
+        let conn = Conn::accept_checked(id, from, &syn, isn, now, &self.cfg);
+        self.routes.insert((from, h.conn_id), id);
+        self.conns.insert(id, conn);
+        self.half_open_count += 1;
+        self.with_conn(id, |c, out| c.handle_packet(now, pkt, out));
+        true
     }
 
     /// Answers a packet for no connection with `ST_RESET`, within the configured rate.

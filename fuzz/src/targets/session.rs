@@ -11,6 +11,9 @@
 //! - no action names a connection the core closed or was told is closed;
 //! - disk actions stay inside the torrent's files, and a write's data fills its spans;
 //! - `poll_output` reaches `Output::Timeout`;
+//! - the wire checker (`tessera_core::testing::WireCheck`) finds no breach of the protocol
+//!   in what the session sends and receives, and the stats' payload counters match the
+//!   wire;
 //! - an input for a connection the core closed, was told is closed or never opened is
 //!   ignored (the contract in `tessera_core::api`): with nothing else due, it changes no
 //!   snapshot and produces no output.
@@ -24,6 +27,7 @@ use bytes::{Bytes, BytesMut};
 use tessera_core::api::{Action, DiskError, DiskErrorKind, DiskResult, Input, Output, Target};
 use tessera_core::extension::ExtHandshake;
 use tessera_core::metainfo::{FileEntry, Info};
+use tessera_core::testing::WireCheck;
 use tessera_core::wire::{BlockRequest, Decoder, Handshake, Message};
 use tessera_core::{
     BLOCK_LEN, Bitfield, BlockRef, Config, ConnId, Duration, InfoHash, Instant, Layout, Metainfo,
@@ -91,6 +95,8 @@ struct Limits {
     /// In KiB.
     max_send_buffer: u8,
     max_known_peers: u8,
+    /// Offer the Fast extension (BEP 6).
+    fast: bool,
 }
 
 impl Limits {
@@ -109,6 +115,7 @@ impl Limits {
             max_peer_requests: 1 + usize::from(self.max_peer_requests % 16),
             max_send_buffer: (1 + usize::from(self.max_send_buffer)) << 10,
             max_known_peers: 1 + usize::from(self.max_known_peers % 16),
+            fast_extension: self.fast,
             ..Config::default()
         }
     }
@@ -295,6 +302,13 @@ enum Step {
     /// Time jumps to the deadline the session asked for.
     Deadline,
     Shutdown,
+    /// A datagram on the session's UDP socket (a tracker answer, KRPC, uTP or garbage,
+    /// whatever its first byte says).
+    Datagram {
+        host: u8,
+        port: u16,
+        data: Vec<u8>,
+    },
 }
 
 /// What arrives for a connection the core no longer knows.
@@ -370,6 +384,8 @@ enum DiskOp {
 
 struct Driver {
     session: Session,
+    /// Judges what the session says on the wire (tessera-core's `testing` feature).
+    wire: WireCheck,
     torrent: TorrentId,
     meta: Arc<Metainfo>,
     max_peer_requests: usize,
@@ -532,6 +548,7 @@ impl Driver {
     }
 
     fn input(&mut self, input: Input) {
+        self.wire.input(&input);
         self.session.handle_input(input);
         self.drain();
     }
@@ -546,15 +563,22 @@ impl Driver {
     /// each followed by a complete drain.
     fn drain(&mut self) {
         for _ in 0..MAX_OUTPUTS {
-            match self.session.poll_output() {
+            let out = self.session.poll_output();
+            self.wire.output(&out);
+            match out {
                 Output::Timeout(t) => {
                     self.deadline = t;
                     self.check();
+                    self.wire
+                        .after_drain(self.session.stats(self.torrent).as_ref());
+                    let violations = self.wire.take_violations();
+                    assert!(violations.is_empty(), "on the wire: {violations:#?}");
                     if !self.auto_disk || self.ops.is_empty() {
                         return;
                     }
                     let (op, kind) = self.ops.remove(0);
                     let input = self.disk_input(op, kind, Answer::Natural);
+                    self.wire.input(&input);
                     self.session.handle_input(input);
                 }
                 Output::Event(e) => trace("event", &e),
@@ -674,7 +698,7 @@ impl Driver {
                 assert_eq!(self.check_spans(&spans), u64::from(len));
                 self.ops.push((op, DiskOp::Read { len }));
             }
-            Action::SendDatagram { .. } => {}
+            Action::SendDatagram { .. } | Action::Resolve { .. } => {}
         }
     }
 
@@ -1002,9 +1026,12 @@ impl Driver {
                 // would run on any input, so then only the usual invariants apply).
                 let quiet = self.deadline > now;
                 let before = (self.session.stats(self.torrent), self.session.peers(self.torrent));
+                self.wire.input(&input);
                 self.session.handle_input(input);
                 if quiet {
-                    if let Output::Timeout(t) = self.session.poll_output() {
+                    let out = self.session.poll_output();
+                    self.wire.output(&out);
+                    if let Output::Timeout(t) = out {
                         assert_eq!(t, self.deadline, "a stale input moved the deadline");
                     } else {
                         panic!("a stale input on {conn:?} produced output");
@@ -1039,6 +1066,11 @@ impl Driver {
             Step::Shutdown => {
                 self.session.shutdown(now);
                 self.drain();
+            }
+            Step::Datagram { host, port, data } => {
+                let from = SocketAddr::from(([10, 0, 0, *host], *port));
+                let data = Bytes::from(data.clone());
+                self.input(Input::Datagram { now, from, data });
             }
         }
     }
@@ -1098,13 +1130,26 @@ pub fn check(scenario: Scenario) {
         first_last: scenario.seed & 2 != 0,
         ..TorrentOptions::default()
     };
+    let verified = options.have.clone().unwrap_or_else(|| Bitfield::new(n));
     let now = Instant::ZERO + Duration::from_secs(1_000);
     let mut session = Session::new(config, now, [scenario.seed; 32]);
     let torrent = session
         .add_torrent(now, meta.clone(), options)
         .expect("a new session holds no torrent");
+    let mut wire = WireCheck::new(meta.layout().clone(), verified);
+    if let Some(mask) = scenario.files {
+        let layout = meta.layout();
+        let mut wanted = Bitfield::new(n);
+        for file in (0..FILES.len()).filter(|i| mask & (1 << i) != 0) {
+            for p in layout.file_pieces(file) {
+                wanted.set(p as usize);
+            }
+        }
+        wire.set_wanted(wanted);
+    }
     let mut driver = Driver {
         session,
+        wire,
         torrent,
         meta,
         max_peer_requests,

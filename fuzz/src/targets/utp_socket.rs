@@ -4,7 +4,8 @@
 //! connection ids and sequence numbers actually in use).
 //!
 //! Nothing may panic, and throughout:
-//! - every datagram a socket sends decodes as uTP and is at most 1,400 bytes;
+//! - every datagram a socket sends decodes as uTP and is at most 1,472 bytes
+//!   (`utp::MAX_PACKET_SIZE`, reached only by path MTU probes and after one passed);
 //! - events name only streams the socket reported (or opened) and that are still open;
 //!   nothing is reported for a stream after it was closed, aborted or reported closed;
 //! - `send_room` never exceeds the configured send buffer, a write takes at most it, and
@@ -23,7 +24,9 @@ use bytes::Bytes;
 use tessera_core::Rng;
 use tessera_core::utp::packet::{self, Header, Packet, PacketType};
 use tessera_core::utp::seq::Seq;
-use tessera_core::utp::{CloseReason, StreamId, UtpConfig, UtpEvent, UtpSocket};
+use tessera_core::utp::{
+    CloseReason, MAX_PACKET_SIZE, StreamId, UtpConfig, UtpEvent, UtpSocket,
+};
 use tessera_core::{Duration, Instant};
 
 const MAX_STEPS: usize = 300;
@@ -162,7 +165,11 @@ impl World {
             let other = 1 - s;
             let now = self.now;
             while let Some(t) = self.sides[s].sock.poll_transmit(now) {
-                assert!(t.data.len() <= 1400, "datagram of {} bytes", t.data.len());
+                assert!(
+                    t.data.len() <= MAX_PACKET_SIZE,
+                    "datagram of {} bytes",
+                    t.data.len()
+                );
                 assert!(t.data.len() <= self.sides[s].cfg.max_packet_size);
                 let p = Packet::decode(&t.data).expect("what we send decodes");
                 if t.to == self.sides[other].me {

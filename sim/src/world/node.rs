@@ -6,6 +6,7 @@
 use std::net::SocketAddr;
 
 use rand_chacha::ChaCha8Rng;
+use tessera_core::testing::WireCheck;
 use tessera_core::{
     Action, Bitfield, Config, DiskResult, Duration, Event, Input, Instant, OpId, Output, Session,
     Target, TorrentId, TorrentOptions,
@@ -63,6 +64,8 @@ pub struct Node {
     counted: Bitfield,
     /// Leading pieces all counted (the verified prefix).
     prefix: usize,
+    /// What the node says on the wire (`None`: not checked in this scenario).
+    wire: Option<Box<WireCheck>>,
 }
 
 /// The session configuration of a peer of `class`.
@@ -102,6 +105,10 @@ impl Node {
             ..TorrentOptions::default()
         };
         let mut session = Session::new(config_for(sc, life.class), now, life.seed);
+        let verified = options.have.clone().unwrap_or_else(|| Bitfield::new(n));
+        let wire = sc
+            .check_wire
+            .then(|| Box::new(WireCheck::new(payload.meta.layout().clone(), verified)));
         let torrent = session
             .add_torrent(now, payload.meta.clone(), options)
             .expect("a new session holds no torrent");
@@ -123,6 +130,7 @@ impl Node {
             serve,
             counted: Bitfield::new(n),
             prefix: 0,
+            wire,
         }
     }
 
@@ -234,6 +242,9 @@ impl Node {
     /// Hands one input to the session of host `h`, then carries out what it asks for.
     pub fn feed(&mut self, h: usize, input: Input, cx: &mut Ctx) {
         let kind = cx.tally.input(h, &input);
+        if let Some(w) = self.wire.as_mut() {
+            w.input(&input);
+        }
         self.session.handle_input(input);
         self.drain(h, cx);
         // `Sent` only moves the upload side (the request bounds are state: a breach still
@@ -243,14 +254,30 @@ impl Node {
 
     fn drain(&mut self, h: usize, cx: &mut Ctx) {
         loop {
-            match self.session.poll_output() {
+            let out = self.session.poll_output();
+            if let Some(w) = self.wire.as_mut() {
+                w.output(&out);
+            }
+            match out {
                 Output::Timeout(t) => {
                     self.arm(h, t, cx.q);
+                    self.check_wire(cx);
                     return;
                 }
                 Output::Event(e) => self.on_event(e, cx),
                 Output::Action(a) => self.on_action(h, a, cx),
             }
+        }
+    }
+
+    /// Reports what the wire checker found since the last input.
+    fn check_wire(&mut self, cx: &mut Ctx) {
+        let Some(w) = self.wire.as_mut() else {
+            return;
+        };
+        w.after_drain(self.session.stats(self.torrent).as_ref());
+        for v in w.take_violations() {
+            self.violation(format!("on the wire: {v}"), cx);
         }
     }
 
@@ -268,6 +295,7 @@ impl Node {
             Action::Verify { .. } => 15,
             Action::Read { .. } => 16,
             Action::SendDatagram { .. } => 17,
+            Action::Resolve { .. } => 18,
         };
         cx.tally.step(code, h);
         match a {
@@ -335,7 +363,8 @@ impl Node {
                 });
                 disk_done(h, op, result, cx.q);
             }
-            Action::SendDatagram { .. } => {}
+            // The simulated network has no UDP trackers with names: nothing to resolve.
+            Action::SendDatagram { .. } | Action::Resolve { .. } => {}
         }
     }
 

@@ -146,6 +146,7 @@ impl Tally {
             Input::Closed { conn, .. } => (5, 0, conn.0),
             Input::Disk { op, .. } => (6, 0, op.0),
             Input::Datagram { data, .. } => (7, data.len(), 0),
+            Input::Resolved { op, .. } => (8, 0, op.0),
         };
         self.trace.mix(kind);
         self.trace.mix(h as u64);

@@ -11,7 +11,7 @@ use super::exchange;
 use super::link::{A, B, LinkModel, Pair, Side};
 use crate::rng::Rng;
 use crate::time::Instant;
-use crate::utp::packet::{self, EXT_SACK, Header, PacketType};
+use crate::utp::packet::{self, EXT_SACK, Header, Packet, PacketType};
 use crate::utp::seq::Seq;
 use crate::utp::{StreamId, UtpConfig, UtpEvent, UtpSocket};
 
@@ -41,13 +41,17 @@ struct Live {
     a_ack: Seq,
 }
 
+/// Datagrams of 1,400 bytes, no path MTU search: payloads of exactly 1,380 bytes.
+fn fixed() -> UtpConfig {
+    UtpConfig {
+        max_packet_size: 1400,
+        initial_packet_size: 1400,
+        ..UtpConfig::default()
+    }
+}
+
 fn live() -> Live {
-    let mut p = Pair::new(
-        UtpConfig::default(),
-        UtpConfig::default(),
-        LinkModel::clean(5 * MS),
-        3,
-    );
+    let mut p = Pair::new(fixed(), fixed(), LinkModel::clean(5 * MS), 3);
     let sa = p.a.connect(p.now, B).unwrap();
     p.a.write(p.now, sa, Bytes::from_static(b"hello")).unwrap();
     assert!(p.run_until(Duration::from_secs(1), |p| p.events_b.len() >= 2));
@@ -318,6 +322,173 @@ fn a_syn_flood_fills_a_bounded_table_and_a_real_peer_still_connects() {
     assert_eq!(p.b.half_open(), 0);
 }
 
+/// Floods `sock` with `n` SYNs from random addresses at `now`, each answered with one
+/// 20-byte `ST_STATE`; returns the answers (address, decoded header).
+fn flood(sock: &mut UtpSocket, now: Instant, n: u32, seed: u64) -> Vec<(SocketAddr, Header)> {
+    let mut rng = Rng::from_u64(seed);
+    let mut answers = Vec::new();
+    for _ in 0..n {
+        let from = SocketAddr::new(
+            IpAddr::V4(Ipv4Addr::from(rng.next_u64() as u32)),
+            rng.next_u64() as u16,
+        );
+        let syn = packet::encode(
+            &header(
+                PacketType::Syn,
+                rng.next_u64() as u16,
+                rng.next_u64() as u16,
+                0,
+            ),
+            None,
+            &[],
+        );
+        assert!(sock.handle_datagram(now, from, &syn));
+        let answer = sock.poll_transmit(now).expect("an answer");
+        assert_eq!((answer.to, answer.data.len()), (from, 20));
+        assert_eq!(sock.poll_transmit(now), None);
+        let h = packet::Packet::decode(&answer.data).unwrap().header;
+        assert_eq!(h.ty, PacketType::State);
+        answers.push((from, h));
+    }
+    answers
+}
+
+#[test]
+fn a_syn_flood_does_not_evict_a_peer_mid_handshake() {
+    let cfg = UtpConfig {
+        max_half_open: 32,
+        ..UtpConfig::default()
+    };
+    // 50 ms each way: the flood arrives between B's answer and A's first data packet.
+    let mut p = Pair::new(UtpConfig::default(), cfg, LinkModel::clean(50 * MS), 11);
+    let s1 = p.a.connect(p.now, B).unwrap();
+    p.a.write(p.now, s1, Bytes::from_static(b"first")).unwrap();
+    assert!(p.run_until(Duration::from_secs(1), |p| p.b.half_open() == 1));
+    let now = p.now;
+    flood(&mut p.b, now, 10_000, 5);
+    assert_eq!(p.b.half_open(), 32, "the table is full");
+    assert!(p.b.connections() <= 32);
+    // A connects again while the table is full: answered with a cookie.
+    let s2 = p.a.connect(p.now, B).unwrap();
+    p.a.write(p.now, s2, Bytes::from_static(b"second")).unwrap();
+    assert!(p.run_until(Duration::from_secs(2), |p| {
+        p.events_b
+            .iter()
+            .filter(|e| matches!(e, UtpEvent::Data { .. }))
+            .count()
+            == 2
+    }));
+    // Both connections are B's, with their data, in the order they were made.
+    let incoming: Vec<StreamId> = p
+        .events_b
+        .iter()
+        .filter_map(|e| match e {
+            UtpEvent::Incoming { stream, addr } if *addr == A => Some(*stream),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(incoming.len(), 2, "{:?}", p.events_b);
+    for (sb, want) in incoming.iter().zip([&b"first"[..], b"second"]) {
+        assert!(p.events_b.contains(&UtpEvent::Data {
+            stream: *sb,
+            data: Bytes::copy_from_slice(want),
+        }));
+    }
+    // The cookie connection carries data both ways and closes cleanly.
+    let now = p.now;
+    p.b.write(now, incoming[1], Bytes::from(vec![3u8; 50_000]))
+        .unwrap();
+    let mut got = 0;
+    assert!(p.run_until(Duration::from_secs(5), |p| {
+        for e in p.events_a.drain(..) {
+            if let UtpEvent::Data { stream, data } = e {
+                assert_eq!(stream, s2);
+                got += data.len();
+            }
+        }
+        got == 50_000
+    }));
+    let now = p.now;
+    p.a.close(now, s2).unwrap();
+    assert!(p.run_until(Duration::from_secs(5), |p| p.events_b.contains(
+        &UtpEvent::Closed {
+            stream: incoming[1],
+            reason: crate::utp::CloseReason::Finished
+        }
+    )));
+    // The flood's entries expire; nothing was evicted to make room.
+    assert!(p.run_until(Duration::from_secs(15), |p| p.b.half_open() == 0));
+}
+
+#[test]
+fn only_the_right_cookie_opens_a_connection() {
+    let cfg = UtpConfig {
+        max_half_open: 4,
+        ..UtpConfig::default()
+    };
+    let mut b = UtpSocket::new(cfg, Rng::from_u64(2));
+    let now = Instant::from_duration(Duration::from_secs(100));
+    let answers = flood(&mut b, now, 200, 9);
+    assert_eq!((b.half_open(), b.connections()), (4, 4));
+    // The answers past the table are cookies: distinct, and not kept.
+    let (from, st) = answers[150];
+    let data = |conn_id: u16, seq: Seq, ack: Seq| {
+        packet::encode(
+            &Header {
+                ty: PacketType::Data,
+                conn_id,
+                timestamp_us: 1,
+                timestamp_diff_us: 0,
+                wnd_size: 1 << 20,
+                seq_nr: seq,
+                ack_nr: ack,
+            },
+            None,
+            b"handshake",
+        )
+    };
+    // The SYN's id was st.conn_id and its sequence number st.ack_nr.
+    let (id, syn_seq) = (st.conn_id.wrapping_add(1), st.ack_nr);
+    let wrong = [
+        data(id, syn_seq.next(), st.seq_nr),
+        data(id, syn_seq.next(), st.seq_nr.minus(2)),
+        data(id.wrapping_add(1), syn_seq.next(), st.seq_nr.minus(1)),
+        data(id, syn_seq.plus(2), st.seq_nr.minus(1)),
+    ];
+    for d in &wrong {
+        assert!(b.handle_datagram(now, from, d));
+        let other = SocketAddr::new(from.ip(), from.port().wrapping_add(1));
+        assert!(b.handle_datagram(now, other, &data(id, syn_seq.next(), st.seq_nr.minus(1))));
+    }
+    assert_eq!(b.connections(), 4);
+    assert_eq!(b.poll_event(), None);
+    // Too late: the cookie expired.
+    let later = now + Duration::from_secs(61);
+    assert!(b.handle_datagram(later, from, &data(id, syn_seq.next(), st.seq_nr.minus(1))));
+    assert_eq!(b.poll_event(), None);
+    // In time, the right one: a connection, its data, an acknowledgement from the cookie.
+    assert!(b.handle_datagram(now, from, &data(id, syn_seq.next(), st.seq_nr.minus(1))));
+    let Some(UtpEvent::Incoming { stream, addr }) = b.poll_event() else {
+        panic!("no connection")
+    };
+    assert_eq!(addr, from);
+    assert_eq!(
+        b.poll_event(),
+        Some(UtpEvent::Data {
+            stream,
+            data: Bytes::from_static(b"handshake")
+        })
+    );
+    assert_eq!(b.connections(), 5);
+    b.write(now, stream, Bytes::from_static(b"reply")).unwrap();
+    let reply = b.poll_transmit(now).unwrap();
+    let h = packet::Packet::decode(&reply.data).unwrap().header;
+    assert_eq!(
+        (h.ty, h.conn_id, h.seq_nr, h.ack_nr),
+        (PacketType::Data, st.conn_id, st.seq_nr, syn_seq.next())
+    );
+}
+
 #[test]
 fn a_peer_that_stops_acking_loses_only_its_connection() {
     let mut p = Pair::new(
@@ -426,4 +597,36 @@ proptest! {
         prop_assert!(l.p.a.half_open() == 0 && l.p.b.half_open() == 0);
         prop_assert!(l.p.a.connections() <= 1 && l.p.b.connections() <= 1);
     }
+}
+
+/// A half-open connection connects on the initiator's answer to our `ST_STATE` only:
+/// a packet for its id that acknowledges anything else (another connection's
+/// acknowledgement, a guess near our sequence number) leaves it half-open.
+#[test]
+fn only_the_exact_acknowledgement_connects_a_half_open_connection() {
+    let mut s = UtpSocket::new(UtpConfig::default(), Rng::from_u64(9));
+    let now = Instant::from_nanos(1_000_000_000);
+    let syn = packet::encode(&header(PacketType::Syn, 700, 40, 0), None, &[]);
+    assert!(s.handle_datagram(now, A, &syn));
+    let state = Packet::decode(&s.poll_transmit(now).unwrap().data)
+        .unwrap()
+        .header;
+    assert_eq!((state.ty, state.ack_nr), (PacketType::State, Seq(40)));
+    let isn = state.seq_nr;
+    for back in [2u16, 5, 300, 1000] {
+        for ty in [PacketType::State, PacketType::Data] {
+            let stray = packet::encode(&header(ty, 701, 41, isn.0.wrapping_sub(back)), None, b"x");
+            assert!(s.handle_datagram(now, A, &stray));
+            assert_eq!(s.poll_event(), None, "{ty:?} acking {back} before");
+            assert_eq!(s.half_open(), 1);
+        }
+    }
+    let first = packet::encode(
+        &header(PacketType::Data, 701, 41, isn.minus(1).0),
+        None,
+        b"x",
+    );
+    assert!(s.handle_datagram(now, A, &first));
+    assert!(matches!(s.poll_event(), Some(UtpEvent::Incoming { .. })));
+    assert_eq!(s.half_open(), 0);
 }

@@ -1,6 +1,7 @@
 //! Two uTP sockets joined by a simulated link on a virtual clock: loss, duplication,
-//! reordering (jitter), propagation delay and an optional bottleneck (a rate and a queue
-//! whose delay grows with its length). Every datagram is logged as it leaves a socket, so
+//! reordering (jitter), propagation delay, a path MTU (larger datagrams are dropped, as a
+//! router drops a datagram it may not fragment) and an optional bottleneck (a rate and a
+//! queue whose delay grows with its length). Every datagram is logged as it leaves a socket, so
 //! tests can decode what went on the wire.
 
 use std::collections::BTreeMap;
@@ -54,6 +55,8 @@ pub struct LinkModel {
     pub jitter: Duration,
     /// Bottleneck rate in bytes per second (None: infinite).
     pub rate: Option<u64>,
+    /// Largest datagram the path carries (UDP payload).
+    pub mtu: usize,
 }
 
 impl LinkModel {
@@ -65,6 +68,7 @@ impl LinkModel {
             delay,
             jitter: Duration::ZERO,
             rate: None,
+            mtu: crate::utp::MAX_PACKET_SIZE,
         }
     }
 }
@@ -154,7 +158,11 @@ impl Pair {
                     if side == Side::A { B } else { A },
                     "sent to the wrong peer"
                 );
-                assert!(t.data.len() <= 1400, "datagram of {} bytes", t.data.len());
+                assert!(
+                    t.data.len() <= crate::utp::MAX_PACKET_SIZE,
+                    "datagram of {} bytes",
+                    t.data.len()
+                );
                 self.send(side, t.data);
             }
             while let Some(e) = self.socket(side).poll_event() {
@@ -169,6 +177,7 @@ impl Pair {
     fn send(&mut self, from: Side, data: Bytes) {
         let pkt = Packet::decode(&data).expect("what a socket sends decodes");
         let dropped = self.drop.as_mut().is_some_and(|f| f(from, &pkt))
+            || data.len() > self.link.mtu
             || (self.link.loss > 0.0 && self.rng.chance(self.link.loss));
         self.wire.push(Wire {
             at: self.now,

@@ -2,6 +2,7 @@
 
 mod hostile;
 mod link;
+mod mtu;
 mod props;
 mod scenarios;
 mod scripted;

@@ -8,7 +8,7 @@ use proptest::prelude::*;
 
 use super::exchange;
 use super::link::{LinkModel, Pair};
-use crate::utp::{CloseReason, UtpConfig};
+use crate::utp::{CloseReason, INITIAL_PACKET_SIZE, MAX_PACKET_SIZE, UtpConfig};
 
 /// Retry limits high enough that a loss rate up to 20 % cannot plausibly kill the
 /// connection (eleven losses in a row of the same packet).
@@ -23,15 +23,21 @@ fn patient(max_packet_size: usize) -> UtpConfig {
 }
 
 fn link() -> impl Strategy<Value = LinkModel> {
-    (0.0..0.2f64, 0.0..0.1f64, 1u64..80, 0u64..60).prop_map(|(loss, duplicate, delay, jitter)| {
-        LinkModel {
+    (
+        0.0..0.2f64,
+        0.0..0.1f64,
+        1u64..80,
+        0u64..60,
+        INITIAL_PACKET_SIZE..=MAX_PACKET_SIZE,
+    )
+        .prop_map(|(loss, duplicate, delay, jitter, mtu)| LinkModel {
             loss,
             duplicate,
             delay: Duration::from_millis(delay),
             jitter: Duration::from_millis(jitter),
             rate: None,
-        }
-    })
+            mtu,
+        })
 }
 
 fn check(
@@ -82,7 +88,7 @@ proptest! {
         da in proptest::collection::vec(any::<u8>(), 1..60_000),
         db in proptest::collection::vec(any::<u8>(), 0..60_000),
         chunks in proptest::collection::vec(1usize..20_000, 1..8),
-        mtu in prop_oneof![Just(1400usize), 150usize..1400],
+        mtu in prop_oneof![Just(MAX_PACKET_SIZE), 150usize..MAX_PACKET_SIZE],
     ) {
         check(link, seed, &da, &db, &chunks, mtu, None)?;
     }

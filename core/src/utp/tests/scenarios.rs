@@ -121,11 +121,15 @@ fn transfer_both_ways_and_close_cleanly() {
             .count()
     };
     assert_eq!((resent(Side::A), resent(Side::B)), (0, 0));
-    assert!(p.wire.iter().all(|w| w.data.len() <= 1400));
+    // The link carries 1,472-byte datagrams: one probe found it, and full packets after it
+    // are that large.
+    assert!(p.wire.iter().all(|w| w.data.len() <= 1472));
+    let unpadded = |w: &&super::link::Wire| w.packet().skipped_extensions == 0;
     assert!(
-        p.wire.iter().any(|w| w.data.len() == 1400),
-        "full packets are 1400 bytes"
+        p.wire.iter().filter(unpadded).any(|w| w.data.len() == 1472),
+        "full packets are 1472 bytes"
     );
+    assert_eq!(p.a.connections(), 0);
 }
 
 #[test]
@@ -135,7 +139,7 @@ fn lossy_link_still_delivers_in_order() {
         duplicate: 0.02,
         delay: 20 * MS,
         jitter: 15 * MS,
-        rate: None,
+        ..LinkModel::clean(20 * MS)
     };
     let mut p = pair(link);
     let (da, db) = (data(600_000, 3), data(300_000, 4));
@@ -167,12 +171,14 @@ fn small_writes_coalesce_while_data_is_in_flight() {
                 .unwrap();
         }
         p.flush();
-        let sizes: Vec<usize> = p
-            .sent_by(Side::A)
-            .map(|w| w.packet())
-            .filter(|pk| pk.header.ty == PacketType::Data)
-            .map(|pk| pk.payload.len())
-            .collect();
+        let data_sizes = |p: &Pair| -> Vec<usize> {
+            p.sent_by(Side::A)
+                .map(|w| w.packet())
+                .filter(|pk| pk.header.ty == PacketType::Data)
+                .map(|pk| pk.payload.len())
+                .collect()
+        };
+        let sizes = data_sizes(&p);
         if nagle {
             // The first byte goes at once; the rest waits for its acknowledgement.
             assert_eq!(sizes, vec![1]);
@@ -181,7 +187,15 @@ fn small_writes_coalesce_while_data_is_in_flight() {
             assert_eq!(second.header.ty, PacketType::Data);
             assert_eq!(second.payload.len(), 1000);
         } else {
+            // Every write is a packet of its own, the first ones at once, the rest paced.
+            assert!(sizes.len() > 16, "{sizes:?}");
+            assert!(p.run_until(Duration::from_secs(1), |p| data_sizes(p).len() >= 101));
+            let sizes = data_sizes(&p);
             assert_eq!(sizes.len(), 101);
+            assert!(
+                sizes[0] == 1 && sizes[1..].iter().all(|&n| n == 10),
+                "{sizes:?}"
+            );
         }
     }
 }

@@ -32,9 +32,20 @@ struct Script {
 }
 
 impl Script {
-    /// Connects a socket to B and answers its SYN with a window of `wnd`.
+    /// Connects a socket with 1,400-byte datagrams (no path MTU search: payloads of
+    /// exactly 1,380 bytes) to B and answers its SYN with a window of `wnd`.
     fn start(wnd: u32) -> Script {
-        let mut sock = UtpSocket::new(UtpConfig::default(), Rng::from_u64(5));
+        let cfg = UtpConfig {
+            max_packet_size: 1400,
+            initial_packet_size: 1400,
+            ..UtpConfig::default()
+        };
+        Script::start_with(cfg, wnd)
+    }
+
+    /// Connects a socket with `cfg` to B and answers its SYN with a window of `wnd`.
+    fn start_with(cfg: UtpConfig, wnd: u32) -> Script {
+        let mut sock = UtpSocket::new(cfg, Rng::from_u64(5));
         let now = Instant::from_nanos(1_000_000_000);
         let stream = sock.connect(now, B).unwrap();
         let syn = Packet::decode(&sock.poll_transmit(now).unwrap().data)
@@ -106,6 +117,25 @@ impl Script {
         }
     }
 
+    /// Data packets sent from now until `n` have gone, following the pacer's deadlines
+    /// (at most `limit` later).
+    fn data_paced(&mut self, n: usize, limit: Duration) -> Vec<Sent> {
+        let end = self.now + limit;
+        let mut got = self.data_sent();
+        while got.len() < n {
+            match self.sock.poll_timeout() {
+                Some(t) if t <= end => {
+                    let now = self.now.max(t);
+                    self.now = now;
+                    self.sock.handle_timeout(now);
+                    got.extend(self.data_sent());
+                }
+                _ => break,
+            }
+        }
+        got
+    }
+
     fn write(&mut self, n: usize) {
         let now = self.now;
         let took = self
@@ -165,7 +195,7 @@ fn three_duplicate_acks_resend_the_oldest_packet_once() {
     s.now += Duration::from_millis(10);
     s.state(s.first.next(), 1 << 20);
     s.write(1380 * 5);
-    let burst = s.data_sent();
+    let burst = s.data_paced(5, Duration::from_millis(5));
     assert!(burst.len() >= 4, "{burst:?}");
     let oldest = burst[0].h.seq_nr;
     s.now += Duration::from_millis(10);
@@ -218,4 +248,145 @@ fn acknowledgements_out_of_range_are_ignored_with_their_packet() {
         })
     );
     assert_eq!(s.sock.stats(s.stream).unwrap().in_flight, 0);
+}
+
+/// Steps the socket through its own deadlines for `d` of virtual time, answering nothing;
+/// returns the data packets it sent, each with its time.
+fn run_for(s: &mut Script, d: Duration) -> Vec<(Instant, Sent)> {
+    let end = s.now + d;
+    let mut got: Vec<(Instant, Sent)> = s.data_sent().into_iter().map(|p| (s.now, p)).collect();
+    while let Some(t) = s.sock.poll_timeout().filter(|&t| t <= end) {
+        s.now = s.now.max(t);
+        let now = s.now;
+        s.sock.handle_timeout(now);
+        got.extend(s.data_sent().into_iter().map(|p| (now, p)));
+    }
+    s.now = end;
+    got
+}
+
+#[test]
+fn pacing_spreads_each_window_over_the_round_trip() {
+    let mut s = Script::start(1 << 20);
+    let rtt = Duration::from_millis(20);
+    let max_burst = UtpConfig::default().max_burst;
+    let mut rounds: Vec<usize> = Vec::new();
+    for _ in 0..9 {
+        let room = s.sock.send_room(s.stream);
+        if room > 0 {
+            s.write(room);
+        }
+        let start = s.now;
+        let sent = run_for(&mut s, rtt);
+        let Some(last) = sent.last() else {
+            panic!("nothing sent in a round")
+        };
+        // Never more than max_burst data packets at one instant...
+        let at_once = max_at_once(&sent);
+        assert!(at_once <= max_burst, "{at_once} packets at once");
+        // ... and a window of several bursts is spread over the round trip, not sent at
+        // its start: the last packet leaves at least a quarter of the round trip later.
+        if sent.len() > 2 * max_burst {
+            assert!(
+                last.0 - start >= rtt / 4,
+                "{} packets within {:?}",
+                sent.len(),
+                last.0 - start
+            );
+        }
+        rounds.push(sent.len());
+        // The peer acknowledges the round, one round trip after it started.
+        let acked = last.1.h.seq_nr;
+        s.state(acked, 1 << 20);
+    }
+    // Pacing does not hold the window back: slow start still doubles it every round until
+    // the round trip is full.
+    for w in rounds.windows(2).take(5) {
+        assert!(w[1] >= w[0] * 3 / 2, "rounds: {rounds:?}");
+    }
+    assert!(
+        rounds.iter().any(|&n| n > 4 * max_burst),
+        "rounds: {rounds:?}"
+    );
+    let st = s.sock.stats(s.stream).unwrap();
+    assert_eq!(st.retransmits, 0, "{st:?}");
+    assert_eq!(st.bytes_acked, rounds.iter().sum::<usize>() as u64 * 1380);
+}
+
+fn max_at_once(sent: &[(Instant, Sent)]) -> usize {
+    let mut best = 0;
+    let mut run = 0;
+    for (i, (t, _)) in sent.iter().enumerate() {
+        run = if i > 0 && sent[i - 1].0 == *t {
+            run + 1
+        } else {
+            1
+        };
+        best = best.max(run);
+    }
+    best
+}
+
+#[test]
+fn resends_after_many_losses_at_once_are_paced_too() {
+    let mut s = Script::start(1 << 20);
+    let rtt = Duration::from_millis(20);
+    let max_burst = UtpConfig::default().max_burst;
+    // Slow start until a round carries well over four bursts.
+    let mut sent = Vec::new();
+    for _ in 0..8 {
+        let room = s.sock.send_room(s.stream);
+        if room > 0 {
+            s.write(room);
+        }
+        sent = run_for(&mut s, rtt);
+        if sent.len() > 6 * max_burst {
+            break;
+        }
+        s.state(sent.last().unwrap().1.h.seq_nr, 1 << 20);
+    }
+    assert!(
+        sent.len() > 6 * max_burst,
+        "{} packets in the round",
+        sent.len()
+    );
+    // The whole last round is outstanding. The peer got every other packet: each of 30
+    // acknowledgements, read at one instant, selectively acknowledges them all, so every
+    // hole has three or more acknowledged packets above it.
+    let first = sent[0].1.h.seq_nr;
+    let n = sent.len();
+    let mut mask = vec![0u8; (n / 8 + 1).next_multiple_of(4)];
+    for i in (1..n - 1).step_by(2) {
+        // Bit k stands for ack + 2 + k; the ack is `first - 1`, so packet `first + i` is
+        // bit i - 1.
+        mask[(i - 1) / 8] |= 1 << ((i - 1) % 8);
+    }
+    let holes: Vec<u16> = (2..n - 1)
+        .step_by(2)
+        .map(|i| first.plus(i as u16).0)
+        .collect();
+    let _ = s.data_sent();
+    for _ in 0..30 {
+        s.packet(PacketType::State, first.minus(1), 1 << 20, Some(&mask), &[]);
+    }
+    let at_once = s.data_sent();
+    assert!(
+        at_once.len() <= max_burst,
+        "{} packets resent at one instant",
+        at_once.len()
+    );
+    assert!(!at_once.is_empty(), "nothing resent at once");
+    // Every hole the acknowledgements revealed is resent within the round trip anyway.
+    let later = run_for(&mut s, rtt);
+    let resent: std::collections::BTreeSet<u16> = at_once
+        .iter()
+        .chain(later.iter().map(|(_, p)| p))
+        .map(|p| p.h.seq_nr.0)
+        .collect();
+    let found = holes.iter().filter(|h| resent.contains(h)).count();
+    assert!(
+        found >= holes.len() - 3,
+        "{found} of {} holes resent",
+        holes.len()
+    );
 }
