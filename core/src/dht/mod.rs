@@ -1357,7 +1357,7 @@ impl Dht {
                     self.bootstrap.done = true;
                     self.events.push_back(DhtEvent::Bootstrapped { nodes });
                     for t in self.tables.iter_mut().flatten() {
-                        t.mark_sparse_buckets_stale(now);
+                        t.mark_sparse_buckets_stale();
                     }
                 }
                 if self.refresh.is_none() {
