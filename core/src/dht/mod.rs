@@ -800,12 +800,16 @@ impl Dht {
             .then_some(Want { v4: true, v6: true })
     }
 
+    /// The k nodes closest to `target` from the wanted tables, leaving out the querier
+    /// itself (it knows where it is; naming it would waste one of the k places, and a
+    /// lookup then misses the k-th closest node it can learn only from this answer).
     fn closest_for(
         &self,
         now: Instant,
         target: &NodeId,
         want: Option<Want>,
         f: usize,
+        querier: &NodeInfo,
     ) -> (Vec<NodeInfo>, Vec<NodeInfo>) {
         let (w4, w6) = match want {
             Some(w) => (w.v4, w.v6),
@@ -816,10 +820,13 @@ impl Dht {
             if !wanted {
                 return Vec::new();
             }
-            self.tables[i]
+            let mut nodes = self.tables[i]
                 .as_ref()
-                .map(|t| t.closest(target, k, now))
-                .unwrap_or_default()
+                .map(|t| t.closest(target, k + 1, now))
+                .unwrap_or_default();
+            nodes.retain(|n| n.id != querier.id && n.addr != querier.addr);
+            nodes.truncate(k);
+            nodes
         };
         (get(0, w4), get(1, w6))
     }
@@ -872,7 +879,7 @@ impl Dht {
                 ..Response::default()
             }),
             Query::FindNode { target, want, .. } => {
-                let (nodes, nodes6) = self.closest_for(now, &target, want, f);
+                let (nodes, nodes6) = self.closest_for(now, &target, want, f, &node);
                 Body::Response(Response {
                     id,
                     nodes,
@@ -883,7 +890,7 @@ impl Dht {
             Query::GetPeers {
                 info_hash, want, ..
             } => {
-                let (nodes, nodes6) = self.closest_for(now, &info_hash.into(), want, f);
+                let (nodes, nodes6) = self.closest_for(now, &info_hash.into(), want, f, &node);
                 let values = self.store.get(
                     now,
                     &info_hash,

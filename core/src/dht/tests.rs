@@ -879,6 +879,19 @@ fn a_lookup_across_the_id_space_from_a_late_joiner_finds_the_k_closest() {
     assert_eq!(found, closest);
 }
 
+/// A case the property test found: the only nodes that knew the 8th closest node had the
+/// querier itself among their 8 closest to the target, so their answers named the querier
+/// in its place and the lookup never heard of the 8th. Answers now leave the querier out.
+#[test]
+fn answers_leave_the_querier_out_so_a_lookup_still_learns_the_kth_closest() {
+    let mut net = Net::build(39, 209_838, &Config::default());
+    let mut target = [0u8; 20];
+    target[0] = 96;
+    target[1] = 128;
+    let (found, closest) = lookup_from(&mut net, 35, NodeId(target));
+    assert_eq!(found, closest);
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
 
