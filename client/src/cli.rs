@@ -6,6 +6,9 @@ use std::path::PathBuf;
 use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use tessera_core::{MAX_PIECE_LENGTH, MIN_PIECE_LENGTH};
 
+/// Resolving `HOST:PORT` lives with the resolver (the DHT flags use it too).
+pub use crate::pool::parse_peer;
+
 #[derive(Debug, Parser)]
 #[command(version, about = "A BitTorrent client", propagate_version = true)]
 pub struct Cli {
@@ -270,22 +273,6 @@ fn exit_usage(name: &str, e: &clap::Error) -> ! {
         .collect();
     crate::output::error_line(&format!("{} (see `{name} --help`)", line.join(" ")));
     std::process::exit(2);
-}
-
-/// Resolves `HOST:PORT` (names through the system resolver). When a name has several
-/// addresses the first IPv4 one is used, else the first.
-pub fn parse_peer(s: &str) -> Result<SocketAddr, String> {
-    if let Ok(addr) = s.parse::<SocketAddr>() {
-        return Ok(addr);
-    }
-    let Some((host, port)) = s.rsplit_once(':') else {
-        return Err(format!("expected HOST:PORT, got {s:?}"));
-    };
-    let port = match port.parse::<u16>() {
-        Ok(port) if !host.is_empty() => port,
-        _ => return Err(format!("expected HOST:PORT with a port number, got {s:?}")),
-    };
-    crate::pool::resolve(host.trim_start_matches('[').trim_end_matches(']'), port)
 }
 
 /// A byte count with an optional binary suffix: `B`, `K`/`KB`/`KiB`, `M`/`MB`/`MiB`,
