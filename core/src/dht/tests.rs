@@ -956,3 +956,35 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    /// A damaged `dht.dat` is read as nothing or as a state within bounds, never a panic;
+    /// what is read survives its own encoding.
+    #[test]
+    fn saved_state_decodes_any_bytes_within_bounds(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+        if let Some(state) = SavedState::decode(&bytes) {
+            prop_assert!(state.nodes.len() <= MAX_SAVED_NODES && state.nodes6.len() <= MAX_SAVED_NODES);
+            prop_assert!(state.nodes.iter().all(|n| n.addr.is_ipv4()));
+            prop_assert!(state.nodes6.iter().all(|n| n.addr.is_ipv6()));
+            prop_assert_eq!(SavedState::decode(&state.encode()), Some(state));
+        }
+    }
+
+    /// Any state of IPv4 nodes round-trips through its encoding.
+    #[test]
+    fn saved_state_round_trips(
+        id in any::<[u8; 20]>(),
+        nodes in proptest::collection::vec((any::<[u8; 20]>(), any::<[u8; 4]>(), 1u16..), 0..40),
+    ) {
+        let state = SavedState {
+            id: Some(NodeId(id)),
+            id6: None,
+            nodes: nodes
+                .into_iter()
+                .map(|(id, ip, port)| NodeInfo { id: NodeId(id), addr: SocketAddr::from((ip, port)) })
+                .collect(),
+            nodes6: Vec::new(),
+        };
+        prop_assert_eq!(SavedState::decode(&state.encode()), Some(state));
+    }
+}
