@@ -20,7 +20,7 @@ if [[ $# -lt 1 || ! $1 =~ ^[0-9]+$ ]]; then
 fi
 secs=$1
 shift
-all=(bencode metainfo wire http_response announce extension session dht_node fast krpc magnet mse_responder udp_tracker ut_metadata ut_pex utp_packet utp_socket)
+all=(bencode metainfo wire http_response announce extension session dht_node dht_state fast krpc magnet mse_responder udp_tracker ut_metadata ut_pex utp_packet utp_socket)
 targets=("${@:-${all[@]}}")
 
 root=$(cd "$(dirname "$0")/.." && pwd)

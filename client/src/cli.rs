@@ -8,6 +8,8 @@ use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser, Subcommand, 
 use clap_complete::Shell;
 use tessera_core::{MAX_PIECE_LENGTH, MIN_PIECE_LENGTH};
 
+/// Resolving `HOST:PORT` lives with the resolver (the DHT flags use it too).
+pub use crate::pool::parse_peer;
 use crate::torrent::TorrentRef;
 
 #[derive(Debug, Parser)]
@@ -419,22 +421,6 @@ pub fn parse_demo_size(s: &str) -> Result<u64, String> {
         n if n > 64 << 30 => Err(format!("at most 64GiB, got {n} bytes")),
         n => Ok(n),
     }
-}
-
-/// Resolves `HOST:PORT` (names through the system resolver). When a name has several
-/// addresses the first IPv4 one is used, else the first.
-pub fn parse_peer(s: &str) -> Result<SocketAddr, String> {
-    if let Ok(addr) = s.parse::<SocketAddr>() {
-        return Ok(addr);
-    }
-    let Some((host, port)) = s.rsplit_once(':') else {
-        return Err(format!("expected HOST:PORT, got {s:?}"));
-    };
-    let port = match port.parse::<u16>() {
-        Ok(port) if !host.is_empty() => port,
-        _ => return Err(format!("expected HOST:PORT with a port number, got {s:?}")),
-    };
-    crate::pool::resolve(host.trim_start_matches('[').trim_end_matches(']'), port)
 }
 
 /// A byte count with an optional binary suffix: `B`, `K`/`KB`/`KiB`, `M`/`MB`/`MiB`,

@@ -12,7 +12,7 @@ use clap::Args;
 use tessera_core::DhtSettings;
 use tessera_core::dht;
 
-use crate::cli::parse_peer;
+use crate::pool::parse_peer;
 
 /// The file the routing table is kept in, under `DIR/.tessera/`.
 pub const STATE_FILE: &str = "dht.dat";

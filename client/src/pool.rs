@@ -506,6 +506,22 @@ fn worker(shared: &Shared) {
     }
 }
 
+/// Resolves `HOST:PORT` (names through the system resolver). When a name has several
+/// addresses the first IPv4 one is used, else the first.
+pub fn parse_peer(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = s.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let Some((host, port)) = s.rsplit_once(':') else {
+        return Err(format!("expected HOST:PORT, got {s:?}"));
+    };
+    let port = match port.parse::<u16>() {
+        Ok(port) if !host.is_empty() => port,
+        _ => return Err(format!("expected HOST:PORT with a port number, got {s:?}")),
+    };
+    resolve(host.trim_start_matches('[').trim_end_matches(']'), port)
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};

@@ -231,12 +231,7 @@ impl Session {
                 since: now,
             },
         );
-        let handshake = self
-            .pending
-            .values()
-            .map(|p| p.since + HANDSHAKE_TIMEOUT)
-            .min();
-        self.timers.set_or_stop(SessionTimer::Handshake, handshake);
+        self.arm_handshake_timer();
         Some(conn)
     }
 
@@ -377,14 +372,19 @@ impl Session {
         }
     }
 
-    /// Re-arms the session's deadlines and every torrent's from their state.
-    fn update_timers(&mut self) {
+    /// The earliest handshake time-out among the connections still handshaking.
+    fn arm_handshake_timer(&mut self) {
         let handshake = self
             .pending
             .values()
             .map(|p| p.since + HANDSHAKE_TIMEOUT)
             .min();
         self.timers.set_or_stop(SessionTimer::Handshake, handshake);
+    }
+
+    /// Re-arms the session's deadlines and every torrent's from their state.
+    fn update_timers(&mut self) {
+        self.arm_handshake_timer();
         let stop = self.stopping.filter(|_| !self.stopped);
         self.timers.set_or_stop(SessionTimer::Stop, stop);
         let bandwidth = earliest(self.sh.up.deadline(), self.sh.down.deadline());

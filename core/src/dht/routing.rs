@@ -12,6 +12,13 @@
 //! replacement cache, and the table names the bucket's least recently seen questionable node
 //! for the caller to ping: when that node fails, the best replacement takes its place.
 //!
+//! A bucket is refreshed (a lookup for a random id in its range) when it has not changed for
+//! [`GOOD_FOR`], and at once when we have no reason to think it knows its range: a bucket
+//! left holding fewer than [`K`] nodes after bootstrapping or after a split. A split happens
+//! when the last bucket is full, and that bucket may well hold only nodes of the half nearer
+//! to us: the half it keeps was then never looked up, and until it is, lookups towards it
+//! that start from us (or from nodes that joined like us) never reach it.
+//!
 //! Only nodes that answered us enter the table. At most one node per IP address
 //! ([`IpLimit::PerAddress`], the default; libtorrent keeps one per /24 and /64) unless relaxed
 //! for tests on one machine ([`IpLimit::None`]).
@@ -135,6 +142,8 @@ struct Bucket {
     /// Nodes that answered while the bucket was full, oldest first.
     replacements: Vec<Node>,
     last_changed: Instant,
+    /// To be refreshed at once, whatever `last_changed` says.
+    refresh_due: bool,
 }
 
 impl Bucket {
@@ -143,6 +152,7 @@ impl Bucket {
             nodes: Vec::new(),
             replacements: Vec::new(),
             last_changed: now,
+            refresh_due: false,
         }
     }
 }
@@ -389,6 +399,11 @@ impl RoutingTable {
                 bucket.nodes.push(r);
             }
         }
+        // The far side was known only through the nodes that fell in it by chance, as the
+        // near side filled the bucket: if that left it sparse, look it up.
+        if self.buckets[depth].nodes.len() < k {
+            self.buckets[depth].refresh_due = true;
+        }
     }
 
     /// A node queried us: if it is in the table at that address, it counts as seen. Returns
@@ -472,36 +487,46 @@ impl RoutingTable {
             .map(Node::info)
     }
 
-    /// A random target in the stalest bucket not changed for [`GOOD_FOR`], marking it as
-    /// refreshed; `None` when every bucket is fresh.
+    /// A random target in a bucket due for a refresh (one marked stale first, then the
+    /// stalest of those not changed for [`GOOD_FOR`]), marking it as refreshed; `None` when
+    /// every bucket is fresh.
     pub fn refresh_target(&mut self, now: Instant, rng: &mut Rng) -> Option<NodeId> {
         let (i, _) = self
             .buckets
             .iter()
             .enumerate()
-            .filter(|(_, b)| now.saturating_duration_since(b.last_changed) >= GOOD_FOR)
-            .min_by_key(|(_, b)| b.last_changed)?;
+            .filter(|(_, b)| {
+                b.refresh_due || now.saturating_duration_since(b.last_changed) >= GOOD_FOR
+            })
+            .min_by_key(|(_, b)| (!b.refresh_due, b.last_changed))?;
         self.buckets[i].last_changed = now;
+        self.buckets[i].refresh_due = false;
         Some(self.id.random_with_prefix(i, rng))
     }
 
     /// Marks buckets holding fewer than `k` nodes as stale, so that
     /// [`RoutingTable::refresh_target`] names each of them in turn (after bootstrapping).
-    pub fn mark_sparse_buckets_stale(&mut self, now: Instant) {
+    pub fn mark_sparse_buckets_stale(&mut self) {
         let k = self.config.k;
-        let stale = Instant::from_nanos(now.as_nanos().saturating_sub(GOOD_FOR.as_nanos() as u64));
         for b in &mut self.buckets {
             if b.nodes.len() < k {
-                b.last_changed = b.last_changed.min(stale);
+                b.refresh_due = true;
             }
         }
     }
 
-    /// When the next bucket becomes stale.
+    /// When the next bucket becomes stale (at or before its last change for a bucket marked
+    /// stale: it is due now).
     pub fn next_refresh(&self) -> Instant {
         self.buckets
             .iter()
-            .map(|b| b.last_changed + GOOD_FOR)
+            .map(|b| {
+                if b.refresh_due {
+                    b.last_changed
+                } else {
+                    b.last_changed + GOOD_FOR
+                }
+            })
             .min()
             .unwrap_or(Instant::FAR_FUTURE)
     }
@@ -707,7 +732,12 @@ mod tests {
         for i in 0..12 {
             t.node_responded(t0, NodeId::random(&mut rng), addr(i));
         }
-        assert_eq!(t.refresh_target(t0, &mut rng), None);
+        // Buckets that splits left sparse are due at once, one each; then none until stale.
+        let mut due = 0;
+        while t.refresh_target(t0, &mut rng).is_some() {
+            due += 1;
+        }
+        assert!(due >= 1 && due < t.bucket_count(), "{:?}", t.bucket_sizes());
         assert_eq!(t.next_refresh(), t0 + GOOD_FOR);
         let later = t0 + GOOD_FOR;
         let mut seen = 0;
@@ -722,8 +752,61 @@ mod tests {
             "{:?}",
             t.bucket_sizes()
         );
-        t.mark_sparse_buckets_stale(later);
+        t.mark_sparse_buckets_stale();
         assert!(t.refresh_target(later, &mut rng).is_some());
+    }
+
+    #[test]
+    fn sparse_buckets_are_refreshed_at_once_even_at_the_epoch() {
+        let mut rng = Rng::from_u64(6);
+        let me = NodeId::random(&mut rng);
+        let t0 = Instant::ZERO;
+        let mut t = RoutingTable::new(me, RoutingConfig::default(), t0);
+        for i in 0..3 {
+            t.node_responded(t0, me.random_with_prefix(1, &mut rng), addr(i));
+        }
+        assert_eq!(t.refresh_target(t0, &mut rng), None);
+        // Right after a bootstrap at the driver's epoch (nothing is 15 minutes old yet).
+        t.mark_sparse_buckets_stale();
+        assert_eq!(t.next_refresh(), t0);
+        let target = t.refresh_target(t0, &mut rng).unwrap();
+        assert_eq!(me.common_prefix_len(&target), 0);
+        assert_eq!(t.refresh_target(t0, &mut rng), None);
+        assert_eq!(t.next_refresh(), t0 + GOOD_FOR);
+    }
+
+    #[test]
+    fn a_split_that_leaves_the_far_bucket_sparse_makes_it_due_for_a_refresh() {
+        let mut rng = Rng::from_u64(7);
+        let me = NodeId::random(&mut rng);
+        let t0 = Instant::ZERO;
+        let t1 = t0 + Duration::from_secs(10);
+        let mut t = RoutingTable::new(me, RoutingConfig::default(), t0);
+        // The one bucket fills with nodes of our half only (as a bootstrap towards our own id
+        // finds them): nothing is sparse, nothing to refresh.
+        for i in 0..K as u32 {
+            let id = me.random_with_prefix(1, &mut rng);
+            assert_eq!(t.node_responded(t0, id, addr(i)), Insert::Added);
+        }
+        t.mark_sparse_buckets_stale();
+        assert_eq!(t.refresh_target(t0, &mut rng), None);
+        // One more node of our half: the bucket splits, and the far half is left empty. It is
+        // due at once, and only it (the split of the next bucket leaves k nodes behind).
+        let id = me.random_with_prefix(2, &mut rng);
+        assert_eq!(t.node_responded(t1, id, addr(100)), Insert::Added);
+        assert_eq!(t.bucket_sizes(), vec![0, K, 1]);
+        assert!(t.next_refresh() <= t1);
+        let target = t.refresh_target(t1, &mut rng).unwrap();
+        assert_eq!(me.common_prefix_len(&target), 0);
+        assert_eq!(t.refresh_target(t1, &mut rng), None);
+        // A split that leaves k nodes on the far side makes nothing due.
+        let mut full = RoutingTable::new(me, RoutingConfig::default(), t0);
+        for i in 0..K as u32 {
+            full.node_responded(t0, me.random_with_prefix(0, &mut rng), addr(200 + i));
+        }
+        full.node_responded(t0, me.random_with_prefix(1, &mut rng), addr(300));
+        assert_eq!(full.bucket_sizes(), vec![K, 1]);
+        assert_eq!(full.refresh_target(t1, &mut rng), None);
     }
 
     #[derive(Debug, Clone)]

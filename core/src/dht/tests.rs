@@ -832,6 +832,66 @@ fn ipv6_nodes_get_their_own_table_and_want_asks_for_both() {
     assert_eq!((response(m).nodes.len(), response(m).nodes6.len()), (1, 0));
 }
 
+/// A `find_node` lookup from node `i`: the k closest nodes it found, and the k closest nodes
+/// of the network (but `i`), closest first.
+fn lookup_from(net: &mut Net, i: usize, target: NodeId) -> (Vec<NodeId>, Vec<NodeId>) {
+    let lid = net.nodes[i].find_node(net.now, target);
+    net.run(Duration::from_secs(60), |net| {
+        net.lookup_done(i, lid).is_some()
+    });
+    let done = net.lookup_done(i, lid).expect("the lookup ended");
+    let found = done.closest.iter().map(|c| c.id).collect();
+    let mut ids: Vec<NodeId> = net
+        .nodes
+        .iter()
+        .enumerate()
+        .filter(|(j, _)| *j != i)
+        .map(|(_, d)| d.id())
+        .collect();
+    ids.sort_by_key(|id| id.distance(&target));
+    ids.truncate(routing::K);
+    (found, ids)
+}
+
+/// A case `a_lookup_finds_the_k_closest_nodes` once found: node 14 bootstrapped with one full
+/// bucket of nodes of its own half of the id space, that bucket then split and left the other
+/// half (where the target lies) empty, and no refresh looked it up; the nodes that joined
+/// after it had the same hole, and the lookup ended on nodes ranked 20 to 27.
+#[test]
+fn a_lookup_across_the_id_space_from_a_late_joiner_finds_the_k_closest() {
+    let mut net = Net::build(50, 668_299, &Config::default());
+    let target = NodeId([
+        39, 146, 77, 100, 177, 134, 121, 158, 207, 51, 144, 191, 235, 139, 254, 170, 149, 35, 53,
+        79,
+    ]);
+    let from = 14;
+    // Every node knows nodes of the half of the id space it is not in.
+    for (j, node) in net.nodes.iter().enumerate() {
+        let table = node.routing_table(false).unwrap();
+        assert!(
+            table.bucket_sizes()[0] > 0,
+            "node {j}: {:?}",
+            table.bucket_sizes()
+        );
+    }
+    assert_ne!(net.nodes[from].id().0[0] >> 7, target.0[0] >> 7);
+    let (found, closest) = lookup_from(&mut net, from, target);
+    assert_eq!(found, closest);
+}
+
+/// A case the property test found: the only nodes that knew the 8th closest node had the
+/// querier itself among their 8 closest to the target, so their answers named the querier
+/// in its place and the lookup never heard of the 8th. Answers now leave the querier out.
+#[test]
+fn answers_leave_the_querier_out_so_a_lookup_still_learns_the_kth_closest() {
+    let mut net = Net::build(39, 209_838, &Config::default());
+    let mut target = [0u8; 20];
+    target[0] = 96;
+    target[1] = 128;
+    let (found, closest) = lookup_from(&mut net, 35, NodeId(target));
+    assert_eq!(found, closest);
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
 
@@ -840,15 +900,8 @@ proptest! {
     #[test]
     fn a_lookup_finds_the_k_closest_nodes(seed in 0u64..1_000_000, n in 20usize..90, from: prop::sample::Index, target: [u8; 20]) {
         let mut net = Net::build(n, seed, &Config::default());
-        let target = NodeId(target);
-        let i = from.index(n);
-        let lid = net.nodes[i].find_node(net.now, target);
-        net.run(Duration::from_secs(60), |net| net.lookup_done(i, lid).is_some());
-        let done = net.lookup_done(i, lid).expect("the lookup ended").clone();
-        let mut ids: Vec<NodeId> = net.nodes.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, d)| d.id()).collect();
-        ids.sort_by_key(|id| id.distance(&target));
-        let found: Vec<NodeId> = done.closest.iter().map(|c| c.id).collect();
-        prop_assert_eq!(found, ids[..8].to_vec());
+        let (found, closest) = lookup_from(&mut net, from.index(n), NodeId(target));
+        prop_assert_eq!(found, closest);
     }
 
     /// A node fed arbitrary datagrams, replies to its own queries with arbitrary contents,
@@ -901,5 +954,37 @@ proptest! {
                 prop_assert!(dht.poll_timeout().is_some_and(|t| t > now));
             }
         }
+    }
+}
+
+proptest! {
+    /// A damaged `dht.dat` is read as nothing or as a state within bounds, never a panic;
+    /// what is read survives its own encoding.
+    #[test]
+    fn saved_state_decodes_any_bytes_within_bounds(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+        if let Some(state) = SavedState::decode(&bytes) {
+            prop_assert!(state.nodes.len() <= MAX_SAVED_NODES && state.nodes6.len() <= MAX_SAVED_NODES);
+            prop_assert!(state.nodes.iter().all(|n| n.addr.is_ipv4()));
+            prop_assert!(state.nodes6.iter().all(|n| n.addr.is_ipv6()));
+            prop_assert_eq!(SavedState::decode(&state.encode()), Some(state));
+        }
+    }
+
+    /// Any state of IPv4 nodes round-trips through its encoding.
+    #[test]
+    fn saved_state_round_trips(
+        id in any::<[u8; 20]>(),
+        nodes in proptest::collection::vec((any::<[u8; 20]>(), any::<[u8; 4]>(), 1u16..), 0..40),
+    ) {
+        let state = SavedState {
+            id: Some(NodeId(id)),
+            id6: None,
+            nodes: nodes
+                .into_iter()
+                .map(|(id, ip, port)| NodeInfo { id: NodeId(id), addr: SocketAddr::from((ip, port)) })
+                .collect(),
+            nodes6: Vec::new(),
+        };
+        prop_assert_eq!(SavedState::decode(&state.encode()), Some(state));
     }
 }

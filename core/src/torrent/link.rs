@@ -6,10 +6,10 @@
 use std::net::SocketAddr;
 
 use super::Torrent;
-use crate::api::{CloseReason, Target};
+use crate::api::CloseReason;
 use crate::id::ConnId;
-use crate::peer::{Peer, Phase};
-use crate::shared::{Route, Shared};
+use crate::peer::Phase;
+use crate::shared::Shared;
 use crate::wire::HANDSHAKE_LEN;
 
 impl Torrent {
@@ -50,17 +50,7 @@ impl Torrent {
             return None;
         }
         let addr = self.peers.remove(&old)?.addr;
-        let conn = sh.connect(Route::Peer(self.id), Target::Addr(addr));
-        let peer = Peer::new(
-            sh.now,
-            (self.id, conn),
-            addr,
-            true,
-            self.layout.num_pieces(),
-            sh.config.min_queue_depth,
-        );
-        self.peers.insert(conn, Box::new(peer));
-        Some(conn)
+        Some(self.dial(sh, addr))
     }
 
     /// A peer whose connection is gone (closed by either side) for `reason`.

@@ -693,17 +693,23 @@ impl Torrent {
             if seeding && !persistent {
                 self.next_seed_dial = sh.now + SEED_DIAL_INTERVAL;
             }
-            let conn = sh.connect(Route::Peer(self.id), Target::Addr(addr));
-            let peer = Peer::new(
-                sh.now,
-                (self.id, conn),
-                addr,
-                true,
-                self.layout.num_pieces(),
-                sh.config.min_queue_depth,
-            );
-            self.peers.insert(conn, Box::new(peer));
+            self.dial(sh, addr);
         }
+    }
+
+    /// Dials `addr`: a new outbound connection and its peer, not yet handshaken.
+    fn dial(&mut self, sh: &mut Shared, addr: SocketAddr) -> ConnId {
+        let conn = sh.connect(Route::Peer(self.id), Target::Addr(addr));
+        let peer = Peer::new(
+            sh.now,
+            (self.id, conn),
+            addr,
+            true,
+            self.layout.num_pieces(),
+            sh.config.min_queue_depth,
+        );
+        self.peers.insert(conn, Box::new(peer));
+        conn
     }
 
     /// Shutdown: stop requesting, send `stopped` announces. A torrent that stopped already

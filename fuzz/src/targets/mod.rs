@@ -26,6 +26,7 @@ targets! {
     announce,
     bencode,
     dht_node,
+    dht_state,
     extension,
     fast,
     http_response,

@@ -1,10 +1,13 @@
 use std::collections::HashMap;
-use std::net::Ipv6Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use proptest::prelude::*;
 
+use super::codec::too_short;
 use super::*;
+use crate::id::PeerId;
 use crate::rng::Rng;
+use crate::tracker::announce::{AnnounceEvent, AnnounceResponse, MAX_INTERVAL};
 
 fn at(secs: u64) -> Instant {
     Instant::ZERO + Duration::from_secs(secs)
