@@ -179,6 +179,10 @@ def main():
             elif cmd[0] == "download-limit" and len(cmd) == 2:
                 handle.set_download_limit(int(cmd[1]))
                 log("OK", " ".join(cmd))
+            elif cmd[0] == "connect" and len(cmd) == 2:
+                host, port = cmd[1].rsplit(":", 1)
+                handle.connect_peer((host, int(port)))
+                log("OK", " ".join(cmd))
             elif cmd[0] == "pause":
                 handle.pause()
                 pausing = True

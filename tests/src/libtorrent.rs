@@ -162,6 +162,31 @@ impl LtPeer {
             .unwrap_or_else(|| panic!("bad DONE line from lt_peer: {line:?}"))
     }
 
+    /// Leech: waits at most `timeout` until libtorrent has downloaded payload from some
+    /// peer, asking it every 10 s to connect to `peer` again (its first dial, made once
+    /// the torrent is checked, can be lost on a loaded machine). Panics if nothing came.
+    pub fn wait_downloading_from(&mut self, peer: SocketAddr, timeout: Duration) {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut next_dial = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if self.transferred().1 > 0 {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "libtorrent downloaded nothing from {peer} within {timeout:?}\n{}",
+                self.proc.tail()
+            );
+            if std::time::Instant::now() >= next_dial {
+                self.proc.send_line(&format!("connect {peer}"));
+                self.proc
+                    .wait_for_line("OK connect", Duration::from_secs(10));
+                next_dial = std::time::Instant::now() + Duration::from_secs(10);
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
     /// Changes the per-torrent upload limit (bytes/s, 0 lifts it).
     pub fn set_upload_limit(&mut self, bytes_per_sec: u64) {
         self.proc

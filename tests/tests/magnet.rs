@@ -205,6 +205,8 @@ fn tessera_learns_a_third_peer_through_libtorrents_pex() {
             ..LtOptions::default()
         },
     );
+    // A can tell Tessera of B only once B is connected to it.
+    b.wait_downloading_from(a.addr(), Duration::from_secs(60));
     let link = magnet(&fx, "");
     let out = fx.new_dir("out");
     let mut run =
