@@ -243,6 +243,22 @@ pub struct SeedGoalArgs {
     pub seed_time: Option<Duration>,
 }
 
+impl SeedGoalArgs {
+    /// How seeding ends, for the user: `until a ratio of 1.5 or 2h of seeding, whichever
+    /// comes first`, or `(Ctrl-C to stop)` with no goal.
+    pub fn describe(&self) -> String {
+        let ratio = self.seed_ratio.map(|r| format!("a ratio of {r}"));
+        let time = self
+            .seed_time
+            .map(|d| format!("{} of seeding", crate::ui::human_duration(d)));
+        match (ratio, time) {
+            (Some(r), Some(t)) => format!("until {r} or {t}, whichever comes first"),
+            (Some(goal), None) | (None, Some(goal)) => format!("until {goal} (or Ctrl-C)"),
+            (None, None) => "(Ctrl-C to stop)".to_string(),
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct InfoArgs {
     /// The .torrent file, or a magnet link (shown as it is, nothing fetched)
@@ -515,6 +531,27 @@ mod tests {
 
     use super::*;
     use crate::torrent::TorrentRef;
+
+    #[test]
+    fn seeding_goals_are_described_for_the_user() {
+        let goals = |seed_ratio, seed_time| SeedGoalArgs {
+            seed_ratio,
+            seed_time,
+        };
+        assert_eq!(goals(None, None).describe(), "(Ctrl-C to stop)");
+        assert_eq!(
+            goals(Some(1.5), None).describe(),
+            "until a ratio of 1.5 (or Ctrl-C)"
+        );
+        assert_eq!(
+            goals(None, Some(Duration::from_secs(1800))).describe(),
+            "until 30m00s of seeding (or Ctrl-C)"
+        );
+        assert_eq!(
+            goals(Some(2.0), Some(Duration::from_secs(7200))).describe(),
+            "until a ratio of 2 or 2h00m of seeding, whichever comes first"
+        );
+    }
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         Cli::try_parse_for(

@@ -124,8 +124,12 @@ fn seed_time_stops_on_time(t: &Tessera) {
         &[],
         &["-v", "--seed-time", "5s"],
     );
-    seeder.wait_for_stderr_line(SEEDING_LINE, CHECK_TIMEOUT);
+    let line = seeder.wait_for_stderr_line(SEEDING_LINE, CHECK_TIMEOUT);
     let seeding = Instant::now();
+    assert!(
+        line.contains("until 5s of seeding"),
+        "the seeding message does not name the goal: {line}"
+    );
     let listed = process::poll_until(Duration::from_secs(4), || {
         fx.tracker.peers(fx.torrent.info_hash).contains(&addr)
     });

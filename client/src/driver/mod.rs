@@ -372,7 +372,7 @@ impl<S: Core> Driver<S> {
             resolving: HashSet::new(),
             completions: Vec::new(),
             lifecycle: Lifecycle::new(plan.mode, n, grace),
-            progress: Progress::new(board, plan.mode, n, plan.prefix()),
+            progress: Progress::new(board, plan.mode, n, plan.prefix(), plan.goals.describe()),
             stall: StallWatch::new(n, give_up),
             fetching: HashMap::new(),
             save_torrent: plan.save_torrent.clone(),

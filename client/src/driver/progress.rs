@@ -117,6 +117,8 @@ pub(super) struct Progress {
     /// The last problem printed per tracker URL, so a failing tracker is reported once
     /// (whichever torrent it serves).
     pub(super) tracker_problems: HashMap<String, String>,
+    /// How seeding ends (the plan's goals), for the "seeding" messages.
+    seed_until: String,
     /// Some tracker answered in this run: a clean stop has trackers to tell.
     trackers_answered: bool,
     /// When the lines were last refreshed (wall clock).
@@ -134,7 +136,13 @@ const IDLE_REFRESH: Duration = Duration::from_secs(1);
 impl Progress {
     /// Output for a run in `mode` of `sources` torrents on `board`, its lines starting
     /// with `prefix`.
-    pub(super) fn new(board: Board, mode: Mode, sources: usize, prefix: String) -> Progress {
+    pub(super) fn new(
+        board: Board,
+        mode: Mode,
+        sources: usize,
+        prefix: String,
+        seed_until: String,
+    ) -> Progress {
         let total = (sources > 1).then(|| {
             board.line(
                 &format!("{prefix}total ({sources} torrents)"),
@@ -150,6 +158,7 @@ impl Progress {
             views: (0..sources).map(|_| None).collect(),
             total,
             tracker_problems: HashMap::new(),
+            seed_until,
             trackers_answered: false,
             last_refresh: None,
         }
@@ -238,7 +247,8 @@ impl Progress {
                 total - have
             )),
             Mode::Seed => self.board.message(&format!(
-                "{name}: all {total} pieces verified, seeding (Ctrl-C to stop)"
+                "{name}: all {total} pieces verified, seeding {}",
+                self.seed_until
             )),
         }
     }
@@ -247,6 +257,7 @@ impl Progress {
     pub(super) fn complete(&mut self, i: usize, after: Duration) {
         let keep_seeding = self.mode == (Mode::Download { keep_seeding: true });
         let several = self.views.len() > 1;
+        let until = self.seed_until.clone();
         let Some(v) = self.view_mut(i) else {
             return;
         };
@@ -255,7 +266,7 @@ impl Progress {
         }
         v.completed_after = Some(after);
         if keep_seeding {
-            let line = format!("{}: download complete, seeding (Ctrl-C to stop)", v.name);
+            let line = format!("{}: download complete, seeding {until}", v.name);
             self.board.message(&line);
         } else if several {
             let line = format!("{}: complete", v.name);
@@ -537,7 +548,7 @@ mod tests {
 
     #[test]
     fn several_torrents_get_a_total() {
-        let mut p = Progress::new(Board::quiet(), DOWNLOAD, 2, String::new());
+        let mut p = Progress::new(Board::quiet(), DOWNLOAD, 2, String::new(), String::new());
         assert!(p.total.is_some());
         assert_eq!(p.add(1, "b\x1b", 10, "out".into()), "b\\u{1b}");
         assert_eq!(p.name(0), "");
@@ -571,7 +582,7 @@ mod tests {
 
     #[test]
     fn many_torrents_show_only_the_total() {
-        let mut p = Progress::new(Board::plain(), DOWNLOAD, 20, String::new());
+        let mut p = Progress::new(Board::plain(), DOWNLOAD, 20, String::new(), String::new());
         p.add(0, "a", 10, "out".into());
         assert!(
             p.view(0)
@@ -582,7 +593,7 @@ mod tests {
                 .as_ref()
                 .is_some_and(|t| t.wants_update(Instant::now()))
         );
-        let mut p = Progress::new(Board::plain(), DOWNLOAD, 3, String::new());
+        let mut p = Progress::new(Board::plain(), DOWNLOAD, 3, String::new(), String::new());
         p.add(0, "a", 10, "out".into());
         assert!(
             p.view(0)
@@ -593,7 +604,7 @@ mod tests {
     #[test]
     fn the_lines_want_a_refresh_every_second_unless_quiet() {
         let now = Instant::now();
-        let mut p = Progress::new(Board::plain(), DOWNLOAD, 1, String::new());
+        let mut p = Progress::new(Board::plain(), DOWNLOAD, 1, String::new(), String::new());
         assert_eq!(p.refresh_due_in(now), Some(Duration::ZERO));
         p.refresh(now, |_| None);
         assert_eq!(p.refresh_due_in(now), Some(IDLE_REFRESH));
@@ -601,13 +612,13 @@ mod tests {
             p.refresh_due_in(now + Duration::from_millis(300)),
             Some(Duration::from_millis(700))
         );
-        let q = Progress::new(Board::quiet(), DOWNLOAD, 1, String::new());
+        let q = Progress::new(Board::quiet(), DOWNLOAD, 1, String::new(), String::new());
         assert_eq!(q.refresh_due_in(now), None);
     }
 
     #[test]
     fn tracker_problems_are_printed_once_and_answers_counted() {
-        let mut p = Progress::new(Board::quiet(), Mode::Seed, 1, String::new());
+        let mut p = Progress::new(Board::quiet(), Mode::Seed, 1, String::new(), String::new());
         let err = TrackerEvent::Error("connection refused".into());
         assert_eq!(
             p.tracker("http://t/a", &err).as_deref(),
