@@ -11,6 +11,8 @@ use crate::time::Duration;
 #[derive(Debug, Clone)]
 pub struct Config {
     /// First 8 bytes of our peer id (BEP 20 style); the other 12 come from the seed.
+    /// The default, `-TQ0100-`, uses a client code that neither BEP 20's list nor
+    /// libtorrent's table of clients gives to anyone (`TS` was TorrentStorm's).
     pub peer_id_prefix: [u8; 8],
     /// The TCP port we accept peers on, announced to trackers (0: not listening).
     pub listen_port: u16,
@@ -85,7 +87,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            peer_id_prefix: *b"-TS0100-",
+            peer_id_prefix: *b"-TQ0100-",
             listen_port: 0,
             user_agent: "Tessera/0.1".into(),
             max_peers_per_torrent: 50,

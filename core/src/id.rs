@@ -123,8 +123,8 @@ mod tests {
     #[test]
     fn peer_id_client() {
         let mut id = [b'x'; 20];
-        id[..8].copy_from_slice(b"-TS0100-");
-        assert_eq!(PeerId(id).client(), Some("TS0100"));
+        id[..8].copy_from_slice(b"-TQ0100-");
+        assert_eq!(PeerId(id).client(), Some("TQ0100"));
         assert_eq!(PeerId([0; 20]).client(), None);
     }
 }

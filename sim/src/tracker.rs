@@ -280,7 +280,7 @@ mod tests {
     fn request(ip_hash: [u8; 20], port: u16, event: AnnounceEvent) -> Vec<u8> {
         let params = AnnounceParams {
             info_hash: InfoHash(ip_hash),
-            peer_id: PeerId(*b"-TS0100-abcdefghijkl"),
+            peer_id: PeerId(*b"-TQ0100-abcdefghijkl"),
             port,
             uploaded: 0,
             downloaded: 0,

@@ -5,7 +5,7 @@ fn handshake() -> Handshake {
     let mut h = Handshake {
         reserved: [0; 8],
         info_hash: InfoHash([0xab; 20]),
-        peer_id: PeerId(*b"-TS0100-abcdefghijkl"),
+        peer_id: PeerId(*b"-TQ0100-abcdefghijkl"),
     };
     h.set(Handshake::FAST);
     h.set(Handshake::EXTENSION_PROTOCOL);

@@ -7,7 +7,7 @@ fn params() -> AnnounceParams {
     hash[6..].copy_from_slice(b"Zz09.-_~/?&=#!");
     AnnounceParams {
         info_hash: InfoHash(hash),
-        peer_id: PeerId(*b"-TS0100-abcdef123456"),
+        peer_id: PeerId(*b"-TQ0100-abcdef123456"),
         port: 6881,
         uploaded: 10,
         downloaded: 20,
@@ -25,7 +25,7 @@ fn url_encoding_matches_hand_written_string() {
         announce_url("http://t.example:6969/announce", &params()),
         "http://t.example:6969/announce?\
          info_hash=%00%20%25%2B%FFaZz09.-_~%2F%3F%26%3D%23%21\
-         &peer_id=-TS0100-abcdef123456\
+         &peer_id=-TQ0100-abcdef123456\
          &port=6881&uploaded=10&downloaded=20&left=1234567890123&compact=1&key=00ABCDEF\
          &numwant=50&event=started&trackerid=t%201"
     );

@@ -55,7 +55,7 @@ fn binary_query_is_sent_exactly_as_encoded() {
     hash[..8].copy_from_slice(&[0x00, 0x20, 0x25, 0x2B, 0xFF, 0x23, 0x3F, 0x27]);
     let params = AnnounceParams {
         info_hash: InfoHash(hash),
-        peer_id: PeerId(*b"-TS0100-%+ /?#&=\x00\xfe\x7f'"),
+        peer_id: PeerId(*b"-TQ0100-%+ /?#&=\x00\xfe\x7f'"),
         port: 6881,
         uploaded: 0,
         downloaded: 0,

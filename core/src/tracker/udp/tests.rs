@@ -26,7 +26,7 @@ fn tracker() -> SocketAddr {
 fn params(event: AnnounceEvent) -> AnnounceParams {
     AnnounceParams {
         info_hash: InfoHash([0xab; 20]),
-        peer_id: PeerId(*b"-TS0100-abcdefghijkl"),
+        peer_id: PeerId(*b"-TQ0100-abcdefghijkl"),
         port: 6881,
         uploaded: 10,
         downloaded: 20,
@@ -427,7 +427,7 @@ fn connect_then_announce() {
     assert_eq!(out[0].0, tracker());
     assert_eq!(a.connection_id, 0x4242);
     assert_eq!(a.info_hash, InfoHash([0xab; 20]));
-    assert_eq!(a.peer_id, PeerId(*b"-TS0100-abcdefghijkl"));
+    assert_eq!(a.peer_id, PeerId(*b"-TQ0100-abcdefghijkl"));
     assert_eq!((a.downloaded, a.left, a.uploaded), (20, 30, 10));
     assert_eq!(a.event, AnnounceEvent::Started);
     assert_eq!((a.key, a.num_want, a.port), (0xdead_beef, Some(50), 6881));
