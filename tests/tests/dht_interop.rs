@@ -5,7 +5,8 @@
 //! peers from it. Every datagram Tessera sends is decoded and checked on the way out.
 //!
 //! Then the binaries: `download MAGNET` with no tracker and no peer, only a libtorrent
-//! session as its DHT node, finds libtorrent's seeder through the DHT alone.
+//! session as its DHT node, finds libtorrent's seeder through the DHT alone; and a Tessera
+//! seeder that announced to that DHT is found the same way by another Tessera.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
@@ -14,10 +15,11 @@ use std::time::Duration;
 use tessera_core::InfoHash;
 use tessera_core::Instant;
 use tessera_core::dht::{Body, Config, Dht, DhtEvent, LookupDone, Message, Query};
-use tessera_tests::data::compare_files;
+use tessera_tests::data::{Compare, FileSpec, compare_files, compare_trees};
 use tessera_tests::lt_dht::LtDht;
 use tessera_tests::process::{self, Proc};
 use tessera_tests::tessera::Tessera;
+use tessera_tests::torrent::Torrent;
 use tessera_tests::{Scratch, serial};
 
 /// Our DHT node on a UDP socket, with what it sent and told.
@@ -413,4 +415,101 @@ fn mio_downloads_a_magnet_through_the_dht_alone() {
 fn smol_downloads_a_magnet_through_the_dht_alone() {
     let _serial = serial();
     downloads_a_magnet_through_the_dht_alone(&Tessera::smol());
+}
+
+/// The DHT of libtorrent sessions as the only meeting place of two Tesseras: `tessera-smol
+/// seed` of a torrent with no tracker, given one session as its DHT node, announces it
+/// (libtorrent saw `announce_peer` from its port); then `tessera-mio download` of the bare
+/// magnet link, given another session, finds the seeder through the DHT and downloads the
+/// tree byte for byte.
+#[test]
+fn a_tessera_seeder_is_found_through_the_dht_from_a_bare_magnet() {
+    let _serial = serial();
+    let (seeder_bin, leecher_bin) = (Tessera::smol(), Tessera::mio());
+    let scratch = Scratch::new();
+    let logs = scratch.logs();
+    let lt_dir = scratch.new_dir("lt");
+    let mut lt = LtDht::start(&logs, &lt_dir, 4);
+    let addrs = lt.addrs();
+
+    let name = "dht set";
+    let root = scratch.seed_files(
+        name,
+        &[
+            FileSpec::new("a.bin", 1 << 20),
+            FileSpec::new("b/c.bin", 300_001),
+        ],
+    );
+    let torrent = scratch.path().join("t.torrent");
+    let (status, _, err) = seeder_bin.run(
+        &[
+            "create".as_ref(),
+            root.as_os_str(),
+            "-o".as_ref(),
+            torrent.as_os_str(),
+            "--no-date".as_ref(),
+        ],
+        Duration::from_secs(60),
+    );
+    assert!(status.success(), "create failed: {err}");
+    let hash = Torrent::load(&torrent).info_hash.hex();
+
+    let seeder_addr = SocketAddr::from(([127, 0, 0, 1], process::free_port()));
+    let seeder_node = addrs[1].to_string();
+    let mut seeder = seeder_bin.seed_with(
+        &logs,
+        &torrent,
+        &scratch.seed_dir(),
+        seeder_addr,
+        &[],
+        &["--dht-bootstrap", &seeder_node],
+    );
+    process::wait_for_port(seeder_addr, Duration::from_secs(30), "the seeder");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let seeder_queries = loop {
+        let q = queries_from(&mut lt, seeder_addr.port());
+        if count(&q, "announce_peer") > 0 || std::time::Instant::now() >= deadline {
+            break q;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        count(&seeder_queries, "announce_peer") >= 1,
+        "the seeder did not announce: {seeder_queries:?}\n{}",
+        seeder.tail()
+    );
+
+    let out = scratch.new_dir("out");
+    let magnet = format!("magnet:?xt=urn:btih:{hash}");
+    let leecher_node = addrs[3].to_string();
+    let started = std::time::Instant::now();
+    let mut dl = leecher_bin.download_with(
+        &logs,
+        Path::new(&magnet),
+        &out,
+        &[],
+        &["-vv", "--dht-bootstrap", &leecher_node],
+    );
+    let metadata = wait_for_stderr(&mut dl, "metadata received from peers", DOWNLOAD_TIMEOUT);
+    dl.wait_success(DOWNLOAD_TIMEOUT);
+    let done = started.elapsed();
+    compare_trees(&scratch.seed_dir(), &out, Compare::tessera());
+    let stderr = dl.stderr();
+    assert!(
+        stderr.contains(&seeder_addr.to_string()),
+        "no sign of the seeder {seeder_addr} in the log\n{}",
+        dl.tail()
+    );
+    assert!(stderr.contains("peers from the DHT"), "{}", dl.tail());
+    let status = seeder.stop();
+    assert!(status.success(), "{status}\n{}", seeder.tail());
+    lt.send("quit");
+    eprintln!(
+        "{} seeding, {} from the bare magnet through the DHT: metadata after {:.3} s, \
+         complete after {:.3} s",
+        seeder_bin.name,
+        leecher_bin.name,
+        metadata.as_secs_f64(),
+        done.as_secs_f64()
+    );
 }
