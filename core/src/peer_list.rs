@@ -20,6 +20,9 @@ struct Candidate {
     in_use: bool,
     /// Known to have every piece (learnt from its bitfield).
     seed: bool,
+    /// Learnt from the DHT only (no tracker, peer, `--peer` or PEX named it too): what a
+    /// torrent that turns out to be private forgets (BEP 27).
+    from_dht: bool,
 }
 
 /// Why an address must never be dialled.
@@ -104,6 +107,15 @@ impl PeerList {
 
     /// Learns an address. Returns whether it is new and dialable.
     pub fn add(&mut self, now: Instant, addr: SocketAddr, persistent: bool) -> bool {
+        self.add_from(now, addr, persistent, false)
+    }
+
+    /// Learns an address from the DHT (see [`PeerList::forget_dht_peers`]).
+    pub fn add_from_dht(&mut self, now: Instant, addr: SocketAddr) -> bool {
+        self.add_from(now, addr, false, true)
+    }
+
+    fn add_from(&mut self, now: Instant, addr: SocketAddr, persistent: bool, dht: bool) -> bool {
         self.quiet_until = Instant::ZERO;
         if self.never.contains_key(&addr) || addr.port() == 0 {
             return false;
@@ -111,6 +123,7 @@ impl PeerList {
         if let Some(c) = self.candidates.get_mut(&addr) {
             self.persistent += usize::from(persistent && !c.persistent);
             c.persistent |= persistent;
+            c.from_dht &= dht;
             return false;
         }
         if self.candidates.len() >= self.max && !persistent {
@@ -122,6 +135,7 @@ impl PeerList {
             next_attempt: now,
             in_use: false,
             seed: false,
+            from_dht: dht,
         };
         Self::index(&mut self.free, addr, &c);
         self.persistent += usize::from(persistent);
@@ -285,6 +299,22 @@ impl PeerList {
         }
     }
 
+    /// Forgets the addresses only the DHT named (a torrent from a magnet link whose
+    /// metadata says it is private, BEP 27). Returns how many.
+    pub fn forget_dht_peers(&mut self) -> usize {
+        self.quiet_until = Instant::ZERO;
+        let dht: Vec<SocketAddr> = self
+            .candidates
+            .iter()
+            .filter(|(_, c)| c.from_dht)
+            .map(|(a, _)| *a)
+            .collect();
+        for addr in &dht {
+            self.remove(addr);
+        }
+        dht.len()
+    }
+
     /// The address is us: never dial it.
     pub fn mark_self(&mut self, addr: SocketAddr) {
         self.remove(&addr);
@@ -352,6 +382,26 @@ mod tests {
         l.ban(addr(4));
         assert!(l.is_banned(&addr(4)));
         assert_eq!(l.next_to_dial(t0, false), None);
+    }
+
+    #[test]
+    fn only_addresses_the_dht_alone_named_are_forgotten() {
+        let t0 = Instant::ZERO;
+        let mut l = PeerList::new(10);
+        assert!(l.add_from_dht(t0, addr(1)));
+        assert!(l.add_from_dht(t0, addr(2)));
+        // A tracker named 2 as well, and 3 first; the DHT names 3 again.
+        assert!(!l.add(t0, addr(2), false));
+        assert!(l.add(t0, addr(3), false));
+        assert!(!l.add_from_dht(t0, addr(3)));
+        assert_eq!(l.forget_dht_peers(), 1);
+        assert_eq!(l.len(), 2);
+        let mut dialled = vec![];
+        while let Some(a) = l.next_to_dial(t0, false) {
+            dialled.push(a);
+        }
+        dialled.sort();
+        assert_eq!(dialled, vec![addr(2), addr(3)]);
     }
 
     /// The plain scan the index replaced: the same choice from the same candidates.

@@ -438,7 +438,8 @@ impl Session {
 
     /// Adds a torrent from a magnet link and starts fetching its metadata (BEP 9): it
     /// announces to the link's trackers and dials its `x.pe` peers that are addresses
-    /// (names are the driver's to resolve and give with [`Session::add_peers`]). Once the
+    /// (names are the driver's to resolve and give with [`Session::add_peers`]), and with
+    /// the DHT on ([`Session::enable_dht`]) looks its info hash up there. Once the
     /// info dictionary is in, [`Event::MetadataReceived`] says so and the torrent waits
     /// for [`Session::resume_with_metadata`]. Drain [`Session::poll_output`] afterwards.
     pub fn add_magnet(
@@ -465,6 +466,7 @@ impl Session {
         torrent.add_peers(&mut self.sh, &peers, true);
         self.by_hash.insert(link.info_hash, id);
         self.torrents.insert(id, torrent);
+        self.dht_add(id, link.info_hash);
         self.after_input();
         Ok(id)
     }
@@ -489,10 +491,16 @@ impl Session {
         let Some(mut old) = self.torrents.remove(&torrent) else {
             return Err(AddTorrentError::NoMetadata(torrent));
         };
-        let peer_list = old.hand_over(&mut self.sh);
+        let mut peer_list = old.hand_over(&mut self.sh);
+        if meta.info.private {
+            // BEP 27: a private torrent uses its trackers' peers only.
+            let forgotten = peer_list.forget_dht_peers();
+            tracing::debug!(forgotten, "private metadata: peers from the DHT forgotten");
+        }
         let mut t = Torrent::new(&mut self.sh, torrent, meta, options);
         t.adopt_peer_list(&mut self.sh, peer_list);
         self.torrents.insert(torrent, t);
+        self.dht_resumed(torrent);
         self.after_input();
         Ok(())
     }

@@ -155,6 +155,13 @@ pub struct SwarmArgs {
     /// Do not decode and check every node's wire traffic (for large benchmarks).
     #[arg(long)]
     no_wire_check: bool,
+    /// Leechers start from a magnet link and fetch the metadata from peers first.
+    #[arg(long)]
+    magnet: bool,
+    /// Every session runs the DHT, bootstrapped from the seeders, and the torrent has no
+    /// tracker: peers are found through the DHT alone.
+    #[arg(long)]
+    dht: bool,
     /// Print one JSON object as the last line.
     #[arg(long)]
     json: bool,
@@ -201,6 +208,8 @@ impl SwarmArgs {
         sc.time_limit = self.time_limit.map(Duration::from_secs_f64);
         sc.check_peers_every_event = !self.sampled_checks;
         sc.check_wire = !self.no_wire_check;
+        sc.magnet = self.magnet;
+        sc.dht = self.dht;
         Ok(sc)
     }
 

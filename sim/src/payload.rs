@@ -311,6 +311,30 @@ fn metainfo(size: u64, piece_len: u32, layout: &Layout, pieces: Vec<[u8; 20]>) -
     }
 }
 
+impl Payload {
+    /// The same content as a torrent with a real info dictionary (bencoded, its SHA-1 the
+    /// info hash), as peers hand it out to a magnet link (BEP 9). The plain payload's
+    /// metainfo skips the encoding.
+    pub fn with_info_dictionary(mut self) -> Payload {
+        let meta = &self.meta;
+        let new = tessera_core::metainfo::NewTorrent {
+            name: meta.info.name.clone(),
+            files: Vec::new(),
+            length: meta.total_length(),
+            piece_length: meta.info.piece_length,
+            pieces: meta.info.pieces.clone(),
+            private: false,
+            trackers: meta.trackers.clone(),
+            comment: None,
+            created_by: None,
+            creation_date: None,
+        };
+        let real = Metainfo::from_bytes(&new.encode()).expect("a torrent the core encoded");
+        self.meta = Arc::new(real);
+        self
+    }
+}
+
 fn write_stamp(out: &mut [u8; STAMP_LEN], g: u32, blocks_per_piece: u32, v: Variant) {
     out[..4].copy_from_slice(MAGIC);
     out[4..8].copy_from_slice(&(g / blocks_per_piece).to_be_bytes());

@@ -88,6 +88,12 @@ pub struct Report {
     pub hash_failures: u64,
     pub disk_errors: u64,
     pub tracker_announces: u64,
+    /// DHT datagrams sent between nodes (runs with the DHT).
+    pub dht_datagrams: u64,
+    /// Leechers that started from a magnet link, and the seconds from joining to the
+    /// metadata of those that got it, sorted.
+    pub magnet_links: usize,
+    pub metadata_seconds: Vec<f64>,
     /// Rare-piece metrics (the early-leaving seeder experiment).
     pub seeder_left_at: Option<f64>,
     pub pieces_lost: u32,
@@ -204,6 +210,20 @@ impl Report {
             .iter()
             .map(|(r, n)| format!("{r} {n}"))
             .collect();
+        if self.magnet_links > 0 {
+            let m = &self.metadata_seconds;
+            let median = m.get(m.len() / 2).copied().unwrap_or(f64::NAN);
+            let max = m.last().copied().unwrap_or(f64::NAN);
+            let _ = writeln!(
+                s,
+                "  magnet links: {} of {} got the metadata; median {median:.1} s, max {max:.1} s after joining",
+                m.len(),
+                self.magnet_links
+            );
+        }
+        if self.dht_datagrams > 0 {
+            let _ = writeln!(s, "  DHT datagrams: {}", self.dht_datagrams);
+        }
         let _ = writeln!(s, "  closes by honest peers: {}", reasons.join(", "));
         let b = self.both_seeding;
         if b.closes > 0 {
@@ -313,6 +333,15 @@ impl Report {
         let _ = write!(s, "\"hash_failures\":{},", self.hash_failures);
         let _ = write!(s, "\"disk_errors\":{},", self.disk_errors);
         let _ = write!(s, "\"tracker_announces\":{},", self.tracker_announces);
+        let _ = write!(s, "\"dht_datagrams\":{},", self.dht_datagrams);
+        let _ = write!(s, "\"magnet_links\":{},", self.magnet_links);
+        opt(
+            &mut s,
+            "metadata_median_seconds",
+            self.metadata_seconds
+                .get(self.metadata_seconds.len() / 2)
+                .copied(),
+        );
         opt(&mut s, "seeder_left_at", self.seeder_left_at);
         let _ = write!(s, "\"pieces_lost\":{},", self.pieces_lost);
         let _ = write!(

@@ -144,6 +144,13 @@ pub struct Scenario {
     /// Decode what every node sends and receives and check it against the protocol
     /// (`tessera_core::testing::WireCheck`) after every event.
     pub check_wire: bool,
+    /// Leechers start from a magnet link (the info hash, and the torrent's trackers if it
+    /// has any) and fetch the metadata from peers first (BEP 9). A leecher that rejoins
+    /// starts from the metadata it kept, as the client does.
+    pub magnet: bool,
+    /// Every session runs the DHT (BEP 5), bootstrapped from the seeders' nodes, and the
+    /// torrent has no tracker: the DHT is the only way to find peers.
+    pub dht: bool,
 }
 
 impl Scenario {
@@ -175,6 +182,8 @@ impl Scenario {
             tracker_min_interval: 30,
             check_peers_every_event: true,
             check_wire: true,
+            magnet: false,
+            dht: false,
         }
     }
 

@@ -213,3 +213,45 @@ fn a_seeder_leaving_too_early_loses_pieces_and_the_run_says_so() {
     assert!(!r.ok());
     assert!(r.seeder_left_at.is_some());
 }
+
+/// `--magnet --dht`: leechers start from a magnet link with no tracker; the torrent has
+/// none either, so the DHT of the sessions (bootstrapped from the seeder) is the only way
+/// to the seeder. Every leecher gets the metadata and completes, with and without churn,
+/// no tracker is ever asked, and the run replays to the same trace.
+#[test]
+fn magnet_links_find_the_seeder_through_the_dht_alone() {
+    let s = seed(41);
+    for churn in [false, true] {
+        let mut sc = small(s);
+        sc.magnet = true;
+        sc.dht = true;
+        if churn {
+            sc.faults = Faults::churn(sc.peers);
+        }
+        let r = run(sc.clone());
+        assert_ok(&r);
+        assert!(
+            r.magnet_links >= sc.peers as usize,
+            "seed {s}: {}",
+            r.text()
+        );
+        assert_eq!(
+            r.metadata_seconds.len(),
+            r.magnet_links,
+            "seed {s}: every magnet link got its metadata\n{}",
+            r.text()
+        );
+        assert!(r.dht_datagrams > 0, "seed {s}");
+        assert_eq!(r.tracker_announces, 0, "seed {s}: no tracker");
+        let again = run(sc);
+        assert_eq!(r.trace_hash, again.trace_hash, "seed {s}: same seed");
+        eprintln!(
+            "magnet + DHT{}: metadata median {:.1} s, max {:.1} s; {} DHT datagrams; done in {:.1} s",
+            if churn { " with churn" } else { "" },
+            r.metadata_seconds[r.metadata_seconds.len() / 2],
+            r.metadata_seconds.last().copied().unwrap_or(0.0),
+            r.dht_datagrams,
+            r.sim_seconds
+        );
+    }
+}

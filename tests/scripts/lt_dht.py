@@ -25,6 +25,8 @@ Commands on stdin, one a line (session indices count from 0):
     replies <i>                    DHT replies session i received that carried `values`;
                                    answers "REPLIES <i> port:count ..." (by sender's port)
     add_node <i> <port>            session i pings 127.0.0.1:<port>; answers "OK add_node"
+    queries <port>                 DHT queries the sessions received from 127.0.0.1:<port>;
+                                   answers "QUERIES <port> <query>:<count> ..."
     quit
 The script exits when stdin reaches end of file, on `quit`, or after --timeout seconds (3).
 """
@@ -112,6 +114,8 @@ def main():
     # Per session: the node id, DHT replies with values by sender port, pending lookups.
     node_ids = [None] * len(sessions)
     replies = [dict() for _ in sessions]
+    # DHT queries received by all sessions, by (sender port, query name).
+    queries = dict()
     seeding = False
 
     commands = queue.Queue()
@@ -137,6 +141,10 @@ def main():
                     if msg.startswith("<== [") and "'y': 'r'" in msg and "'values'" in msg:
                         port = int(msg[5:msg.index("]")].rsplit(":", 1)[1])
                         replies[i][port] = replies[i].get(port, 0) + 1
+                    elif msg.startswith("<== [") and "'y': 'q'" in msg and "'q': '" in msg:
+                        port = int(msg[5:msg.index("]")].rsplit(":", 1)[1])
+                        q = msg[msg.index("'q': '") + 6:].split("'", 1)[0]
+                        queries[(port, q)] = queries.get((port, q), 0) + 1
                 elif isinstance(a, lt.dht_get_peers_reply_alert):
                     peers = " ".join("%s:%d" % p for p in a.peers())
                     log("PEERS", i, str(a.info_hash), peers)
@@ -180,6 +188,10 @@ def main():
         elif words[0] == "replies":
             i = int(words[1])
             log("REPLIES", i, " ".join("%d:%d" % kv for kv in sorted(replies[i].items())))
+        elif words[0] == "queries":
+            port = int(words[1])
+            log("QUERIES", port, " ".join("%s:%d" % (q, n) for (p, q), n in sorted(queries.items())
+                                          if p == port))
         elif words[0] == "add_node":
             i = int(words[1])
             sessions[i].add_dht_node(("127.0.0.1", int(words[2])))

@@ -301,15 +301,28 @@ impl Swarm {
     }
 
     /// Downloads with `extra` flags and `--dht-node` pointing at `sink`; returns every
-    /// datagram `sink` received from the start until a second after the download ended.
+    /// datagram `sink` received from the start until a second after the download ended
+    /// (queries are answered as by a node that knows nobody).
     fn download(&self, t: &Tessera, sink: &UdpSocket, extra: &[&str], dir: &str) -> Vec<Vec<u8>> {
+        self.download_from(t, &self.torrent, sink, extra, dir)
+    }
+
+    /// [`Swarm::download`] of `source` (the torrent file, or a magnet link of it).
+    fn download_from(
+        &self,
+        t: &Tessera,
+        source: &std::path::Path,
+        sink: &UdpSocket,
+        extra: &[&str],
+        dir: &str,
+    ) -> Vec<Vec<u8>> {
         let out = self.scratch.new_dir(dir);
         let node = sink.local_addr().expect("sink address").to_string();
         let mut args = vec!["--dht-node", node.as_str()];
         args.extend_from_slice(extra);
         let mut dl = t.download_with(
             &self.scratch.logs(),
-            &self.torrent,
+            source,
             &out,
             &[self.seeder_addr],
             &args,
@@ -321,8 +334,11 @@ impl Swarm {
         sink.set_read_timeout(Some(Duration::from_millis(50)))
             .expect("set_read_timeout");
         loop {
-            if let Ok((n, _)) = sink.recv_from(&mut buf) {
+            if let Ok((n, from)) = sink.recv_from(&mut buf) {
                 got.push(buf[..n].to_vec());
+                if let Some(reply) = krpc_reply(&buf[..n]) {
+                    let _ = sink.send_to(&reply, from);
+                }
             }
             if ended.is_none() && !dl.is_running() {
                 ended = Some(Instant::now());
@@ -343,6 +359,23 @@ impl Swarm {
         );
         got
     }
+}
+
+/// The answer of a DHT node that knows nobody to a KRPC query: its id and a token, with the
+/// query's transaction id (so that the node enters the routing table and lookups use it).
+fn krpc_reply(query: &[u8]) -> Option<Vec<u8>> {
+    let v = bencode::decode(query).ok()?;
+    if v.get("y").and_then(bencode::Value::as_bytes) != Some(b"q") {
+        return None;
+    }
+    let t = v.get("t").and_then(bencode::Value::as_bytes)?;
+    let mut out = b"d1:rd2:id20:".to_vec();
+    out.extend_from_slice(&[0x42; 20]);
+    out.extend_from_slice(b"5:token3:toke1:t");
+    out.extend_from_slice(format!("{}:", t.len()).as_bytes());
+    out.extend_from_slice(t);
+    out.extend_from_slice(b"1:y1:re");
+    Some(out)
 }
 
 /// The bencoded KRPC queries among `datagrams` (what a DHT node sends first).
@@ -395,6 +428,56 @@ fn sends_no_dht_datagram_when_off(t: &Tessera) {
         t.name,
         on.len()
     );
+}
+
+/// The `get_peers` queries for `info_hash` among `datagrams`.
+fn get_peers_for(datagrams: &[Vec<u8>], info_hash: &[u8; 20]) -> usize {
+    datagrams
+        .iter()
+        .filter(|d| {
+            bencode::decode(d).is_ok_and(|v| {
+                v.get("q").and_then(bencode::Value::as_bytes) == Some(b"get_peers")
+                    && v.get("a")
+                        .and_then(|a| a.get("info_hash"))
+                        .and_then(bencode::Value::as_bytes)
+                        == Some(&info_hash[..])
+            })
+        })
+        .count()
+}
+
+/// A magnet link of a public torrent (its seeder given with `--peer`, so that the metadata
+/// comes either way), downloaded with a DHT node given: the node is asked `get_peers` for
+/// the link's info hash; with `--no-dht` it gets nothing at all.
+fn a_magnet_uses_the_dht_unless_told_not_to(t: &Tessera) {
+    let sink = UdpSocket::bind("127.0.0.1:0").expect("bind the sink");
+    let mut public = Swarm::new(t, false);
+    let hash = Torrent::load(&public.torrent).info_hash;
+    let magnet = format!("magnet:?xt=urn:btih:{}", hash.hex());
+    let source = std::path::Path::new(&magnet);
+    let on = public.download_from(t, source, &sink, &[], "magnet-on");
+    assert!(
+        get_peers_for(&on, &hash.0) >= 1,
+        "no get_peers for the magnet link's info hash ({} datagrams)",
+        on.len()
+    );
+    assert_eq!(krpc_queries(&on), on.len(), "only KRPC queries");
+    let off = public.download_from(t, source, &sink, &["--no-dht"], "magnet-off");
+    assert!(off.is_empty(), "--no-dht sent {} datagrams", off.len());
+    public.seeder.stop();
+    eprintln!(
+        "{}: a magnet link sent {} DHT queries ({} get_peers for it) with the DHT on, none \
+         with --no-dht",
+        t.name,
+        on.len(),
+        get_peers_for(&on, &hash.0)
+    );
+}
+
+#[test]
+fn mio_magnet_uses_the_dht_unless_told_not_to() {
+    let _serial = serial();
+    a_magnet_uses_the_dht_unless_told_not_to(&Tessera::mio());
 }
 
 #[test]

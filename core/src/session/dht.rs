@@ -4,11 +4,18 @@
 //!
 //! Each public torrent gets an announce lookup (`get_peers`, then `announce_peer` with our
 //! listen port to the closest nodes that gave a token) at its start and then again every
-//! [`LOOKUP_INTERVAL`], or after [`FEW_PEERS_INTERVAL`] while it downloads with few peers; the peers
-//! found join its peer list like a tracker's. A lookup that reached nobody (an empty routing
-//! table) is tried again as soon as the table has a node, or after a growing delay. Nodes
-//! come from the bootstrap list, from the state saved by an earlier run and from peers'
-//! `port` messages.
+//! [`LOOKUP_INTERVAL`], or after [`FEW_PEERS_INTERVAL`] while it downloads with few peers;
+//! the peers found join its peer list like a tracker's. A lookup that was answered but
+//! found no peer while the torrent has none goes again after [`NOBODY_RETRY`], doubling up
+//! to [`FEW_PEERS_INTERVAL`] (the swarm may have been announcing just then). A lookup that
+//! reached nobody (an empty routing table) is tried again as soon as the table has a node,
+//! or after a growing delay. Nodes come from the bootstrap list, from the state saved by an
+//! earlier run and from peers' `port` messages.
+//!
+//! A torrent added from a magnet link looks up peers the same way while it fetches its
+//! metadata, with plain `get_peers` lookups (it has nothing to serve yet); once the
+//! metadata is in it announces at once, or, if the metadata says it is private, it leaves
+//! the DHT and forgets the peers the DHT alone gave it (BEP 27).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -31,15 +38,21 @@ pub const FEW_PEERS_INTERVAL: Duration = Duration::from_secs(60);
 pub const FEW_PEERS: usize = 5;
 /// The first delay after a lookup that reached nobody; doubles up to [`LOOKUP_INTERVAL`].
 const NOBODY_RETRY: Duration = Duration::from_secs(10);
+/// How often a torrent that is checking its data looks whether its lookup may start.
+const CHECKING_RETRY: Duration = Duration::from_secs(1);
 
 /// A torrent's lookups.
 #[derive(Debug)]
 struct Search {
     info_hash: InfoHash,
     lookup: Option<LookupId>,
+    /// The running lookup announces (`false`: a plain `get_peers` of the metadata phase).
+    announcing: bool,
     next_at: Instant,
     /// Lookups in a row that reached nobody.
     unanswered: u32,
+    /// Lookups in a row that were answered but found no peer while the torrent had none.
+    empty: u32,
 }
 
 /// The session's DHT and the lookups of its torrents.
@@ -102,8 +115,10 @@ impl Session {
             Search {
                 info_hash,
                 lookup: None,
+                announcing: false,
                 next_at: self.sh.now,
                 unanswered: 0,
+                empty: 0,
             },
         );
         if self.dht.node.is_none()
@@ -116,6 +131,38 @@ impl Session {
             node.bootstrap(now, &settings.bootstrap);
             self.dht.node = Some(node);
         }
+    }
+
+    /// A magnet link's torrent has its metadata and runs as a full torrent: it announces
+    /// now (its plain `get_peers` lookup, if one runs, is dropped for an announce one), or,
+    /// private, leaves the DHT.
+    pub(super) fn dht_resumed(&mut self, id: TorrentId) {
+        let uses = self.torrents.get(&id).is_some_and(|t| t.uses_dht(&self.sh));
+        let now = self.sh.now;
+        if !uses {
+            if let Some(search) = self.dht.searches.remove(&id)
+                && let Some(lookup) = search.lookup
+            {
+                self.dht.lookups.remove(&lookup);
+                if let Some(node) = self.dht.node.as_mut() {
+                    node.cancel(lookup);
+                }
+            }
+            return;
+        }
+        let Some(search) = self.dht.searches.get_mut(&id) else {
+            return;
+        };
+        if search.announcing {
+            return;
+        }
+        if let Some(lookup) = search.lookup.take() {
+            self.dht.lookups.remove(&lookup);
+            if let Some(node) = self.dht.node.as_mut() {
+                node.cancel(lookup);
+            }
+        }
+        search.next_at = now;
     }
 
     /// A datagram that starts like KRPC. `false`: no DHT runs.
@@ -147,11 +194,23 @@ impl Session {
             if search.lookup.is_some() || search.next_at > now {
                 continue;
             }
-            if self.torrents.get(id).is_none_or(|t| t.stats(now).checking) {
+            let Some(t) = self.torrents.get(id) else {
+                continue;
+            };
+            if t.stats(now).checking {
+                // Not while it hashes its data: look again a little later (a search left
+                // due would make the session's deadline `now` until the check ends).
+                search.next_at = now + CHECKING_RETRY;
                 continue;
             }
-            let lookup = node.announce(now, search.info_hash, (port != 0).then_some(port));
-            tracing::debug!(info_hash = %search.info_hash, "DHT announce lookup");
+            let lookup = if t.fetching_metadata() {
+                tracing::debug!(info_hash = %search.info_hash, "DHT get_peers lookup");
+                node.get_peers(now, search.info_hash)
+            } else {
+                tracing::debug!(info_hash = %search.info_hash, "DHT announce lookup");
+                node.announce(now, search.info_hash, (port != 0).then_some(port))
+            };
+            search.announcing = !t.fetching_metadata();
             search.lookup = Some(lookup);
             self.dht.lookups.insert(lookup, *id);
         }
@@ -186,24 +245,32 @@ impl Session {
                     }
                     if let Some(t) = self.torrents.get_mut(id) {
                         tracing::debug!(peers = peers.len(), "peers from the DHT");
-                        t.add_peers(&mut self.sh, &peers, false);
+                        t.add_dht_peers(&mut self.sh, &peers);
                     }
                 }
                 DhtEvent::LookupDone(done) => {
                     let Some(id) = self.dht.lookups.remove(&done.lookup) else {
                         continue;
                     };
-                    let few = self.torrents.get(&id).is_some_and(|t| {
+                    let (few, alone) = self.torrents.get(&id).map_or((false, false), |t| {
                         let stats = t.stats(now);
-                        stats.peers < FEW_PEERS && !stats.complete
+                        let wants = !stats.complete;
+                        (stats.peers < FEW_PEERS && wants, stats.peers == 0 && wants)
                     });
                     if let Some(s) = self.dht.searches.get_mut(&id) {
                         s.lookup = None;
                         let wait = if done.responses == 0 {
                             s.unanswered = s.unanswered.saturating_add(1);
                             (NOBODY_RETRY * (1 << s.unanswered.min(7) >> 1)).min(LOOKUP_INTERVAL)
+                        } else if done.peers == 0 && alone {
+                            // The network answered but knows no peer yet (the swarm may be
+                            // announcing just now): look again soon, then less often.
+                            s.unanswered = 0;
+                            s.empty = s.empty.saturating_add(1);
+                            (NOBODY_RETRY * (1 << s.empty.min(7) >> 1)).min(FEW_PEERS_INTERVAL)
                         } else {
                             s.unanswered = 0;
+                            s.empty = 0;
                             if few {
                                 FEW_PEERS_INTERVAL
                             } else {

@@ -133,9 +133,22 @@ struct Leecher {
     conns: BTreeMap<ConnId, (SocketAddr, Decoder)>,
     closed: Vec<ConnId>,
     events: Vec<Event>,
+    /// Datagrams Tessera sent, not yet taken.
+    datagrams: Vec<(SocketAddr, Bytes)>,
 }
 
 impl Leecher {
+    fn new(session: Session) -> Leecher {
+        Leecher {
+            session,
+            now: Instant::ZERO,
+            conns: BTreeMap::new(),
+            closed: vec![],
+            events: vec![],
+            datagrams: vec![],
+        }
+    }
+
     fn drain(&mut self) {
         loop {
             match self.session.poll_output() {
@@ -159,6 +172,9 @@ impl Leecher {
                     });
                 }
                 Output::Action(Action::Close { conn }) => self.closed.push(conn),
+                Output::Action(Action::SendDatagram { to, data }) => {
+                    self.datagrams.push((to, data));
+                }
                 Output::Action(_) => {}
             }
         }
@@ -277,13 +293,7 @@ fn metadata_is_asked_of_several_peers_and_a_liar_is_dropped() {
         ..link(&meta, &addrs)
     };
     let torrent = session.add_magnet(Instant::ZERO, &link).expect("added");
-    let mut l = Leecher {
-        session,
-        now: Instant::ZERO,
-        conns: BTreeMap::new(),
-        closed: vec![],
-        events: vec![],
-    };
+    let mut l = Leecher::new(session);
     l.drain();
     assert_eq!(l.conns.len(), 3, "every x.pe peer is dialled");
     let hs = connect_all(&mut l, meta.info_hash, info.len() as u64);
@@ -414,13 +424,7 @@ fn metadata_size_above_the_limit_is_not_fetched() {
         ..link(&meta, &[addr])
     };
     session.add_magnet(Instant::ZERO, &link).expect("added");
-    let mut l = Leecher {
-        session,
-        now: Instant::ZERO,
-        conns: BTreeMap::new(),
-        closed: vec![],
-        events: vec![],
-    };
+    let mut l = Leecher::new(session);
     l.drain();
     let hs = connect_all(&mut l, meta.info_hash, 17 << 20);
     assert!(metadata_requests(&hs[0].2).is_empty());
@@ -819,4 +823,272 @@ fn no_pex_in_the_config_means_no_ut_pex_offered_or_sent() {
         s.tick(Duration::from_millis(500));
         assert!(pex_messages(&s.sent(a)).is_empty());
     }
+}
+
+// ---- the DHT (BEP 5) for a magnet link's torrent ---------------------------------------------
+
+/// The one node of a scripted DHT: it answers every query Tessera sends it, with a token
+/// and, to `get_peers` for `info_hash`, `peer` as the value. Every query is kept with the
+/// time it came.
+struct ScriptedNode {
+    addr: SocketAddr,
+    info_hash: crate::id::InfoHash,
+    peer: SocketAddr,
+    queries: Vec<(Instant, crate::dht::Query)>,
+}
+
+impl ScriptedNode {
+    /// Answers what Tessera sent since the last call; every datagram must be a KRPC query
+    /// to this node.
+    fn answer(&mut self, l: &mut Leecher) -> bool {
+        use crate::dht::{Body, Message as Krpc, NodeId, Query, Response};
+        let sent = std::mem::take(&mut l.datagrams);
+        for (to, data) in &sent {
+            assert_eq!(*to, self.addr);
+            let msg = Krpc::decode(data).expect("KRPC");
+            let Body::Query(q) = msg.body else {
+                panic!("not a query: {msg:?}");
+            };
+            let values = match &q {
+                Query::GetPeers { info_hash, .. } if *info_hash == self.info_hash => {
+                    vec![self.peer]
+                }
+                _ => vec![],
+            };
+            self.queries.push((l.now, q));
+            let reply = Krpc {
+                transaction: msg.transaction,
+                version: None,
+                requester: None,
+                read_only: false,
+                body: Body::Response(Response {
+                    id: NodeId([0x42; 20]),
+                    nodes: vec![],
+                    nodes6: vec![],
+                    values,
+                    token: Some(b"tok".to_vec()),
+                }),
+            };
+            let now = l.now;
+            l.session.handle_input(Input::Datagram {
+                now,
+                from: self.addr,
+                data: Bytes::from(reply.encode()),
+            });
+            l.drain();
+        }
+        !sent.is_empty()
+    }
+
+    /// Plays the node, a second of virtual time per quiet step, until `done` or `secs`
+    /// seconds have passed.
+    fn run(&mut self, l: &mut Leecher, secs: u64, mut done: impl FnMut(&Leecher, &Self) -> bool) {
+        let end = l.now + Duration::from_secs(secs);
+        while !done(l, self) && l.now < end {
+            if !self.answer(l) {
+                l.now += Duration::from_secs(1);
+                let now = l.now;
+                l.session.handle_input(Input::Timeout { now });
+                l.drain();
+            }
+        }
+    }
+
+    /// The `get_peers` for the info hash among the queries from the `from`th on.
+    fn get_peers_from(&self, from: usize) -> usize {
+        self.queries
+            .iter()
+            .skip(from)
+            .filter(|(_, q)| matches!(q, crate::dht::Query::GetPeers { info_hash, .. } if *info_hash == self.info_hash))
+            .count()
+    }
+
+    /// The `announce_peer`s for the info hash: when, and with which port.
+    fn announces(&self) -> Vec<(Instant, u16)> {
+        self.queries
+            .iter()
+            .filter_map(|(t, q)| match q {
+                crate::dht::Query::AnnouncePeer {
+                    info_hash, port, ..
+                } if *info_hash == self.info_hash => Some((*t, *port)),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// A magnet link with no tracker and no peer, in a session whose DHT has one (scripted)
+/// node that knows a peer of the torrent. The lookup for the info hash goes out during the
+/// metadata phase (`get_peers`, no `announce_peer`: nothing to serve yet), the peer is
+/// dialled and gives the metadata. Then, public, the torrent announces itself at once and
+/// dials the peer again; private (BEP 27), it sends nothing more about the info hash and
+/// forgets the peer the DHT gave it.
+fn magnet_torrent_uses_the_dht(private: bool) {
+    let (meta, _) = torrent(100_000, 16384, 3, private);
+    let info = meta.info_bytes.clone();
+    let mut session = Session::new(
+        Config {
+            listen_port: 6881,
+            ..Config::default()
+        },
+        Instant::ZERO,
+        [7; 32],
+    );
+    let mut node = ScriptedNode {
+        addr: SocketAddr::from(([127, 0, 0, 1], 7000)),
+        info_hash: meta.info_hash,
+        peer: SocketAddr::from(([127, 0, 0, 5], 6000)),
+        queries: vec![],
+    };
+    session.enable_dht(
+        Instant::ZERO,
+        crate::config::DhtSettings {
+            config: crate::dht::Config::loopback(),
+            bootstrap: vec![node.addr],
+            state: None,
+        },
+    );
+    let link = MagnetLink {
+        trackers: vec![],
+        ..link(&meta, &[])
+    };
+    let torrent = session.add_magnet(Instant::ZERO, &link).expect("added");
+    let mut l = Leecher::new(session);
+    l.drain();
+    assert!(
+        !l.datagrams.is_empty(),
+        "the DHT starts with the magnet link"
+    );
+    let peer = node.peer;
+    node.run(&mut l, 120, |l, _| {
+        l.conns.values().any(|(a, _)| *a == peer)
+    });
+    assert!(node.get_peers_from(0) >= 1, "{:?}", node.queries);
+    assert!(
+        l.conns.values().any(|(a, _)| *a == peer),
+        "the DHT's peer is dialled"
+    );
+    assert!(node.announces().is_empty(), "no announce without metadata");
+    assert!(
+        l.now < Instant::ZERO + Duration::from_secs(10),
+        "{:?}",
+        l.now
+    );
+
+    // The peer gives the metadata.
+    let hs = connect_all(&mut l, meta.info_hash, info.len() as u64);
+    assert_eq!(hs.len(), 1);
+    let conn = hs[0].0;
+    let mut asked = metadata_requests(&hs[0].2);
+    for _ in 0..10 {
+        for piece in std::mem::take(&mut asked) {
+            let start = piece as usize * PIECE_LEN;
+            let end = (start + PIECE_LEN).min(info.len());
+            l.msg(
+                conn,
+                &Message::Extended {
+                    id: 2,
+                    payload: MetadataMessage::Data {
+                        piece,
+                        total_size: info.len() as u64,
+                        data: info.slice(start..end),
+                    }
+                    .encode(),
+                },
+            );
+        }
+        asked = metadata_requests(&l.sent(conn));
+    }
+    let got = l
+        .events
+        .iter()
+        .find_map(|e| match e {
+            Event::MetadataReceived { meta: m, .. } => Some(m.clone()),
+            _ => None,
+        })
+        .expect("the metadata from the DHT's peer");
+    assert_eq!(got.info.private, private);
+    assert!(node.announces().is_empty());
+
+    // What was sent before the metadata arrived is answered first.
+    while node.answer(&mut l) {}
+    let resumed = l.now;
+    let queries_before = node.queries.len();
+    let dialled_before = l.conns.len();
+    l.session
+        .resume_with_metadata(
+            l.now,
+            torrent,
+            TorrentOptions {
+                have: Some(crate::bitfield::Bitfield::new(got.num_pieces() as usize)),
+                seed: false,
+                files: None,
+                ..TorrentOptions::default()
+            },
+        )
+        .expect("resumed");
+    l.drain();
+    assert!(l.closed.contains(&conn));
+    let redialled = |l: &Leecher| {
+        l.conns
+            .values()
+            .skip(dialled_before)
+            .any(|(a, _)| *a == peer)
+    };
+    if private {
+        node.run(&mut l, 300, |_, _| false);
+        assert_eq!(node.get_peers_from(queries_before), 0, "{:?}", node.queries);
+        assert!(node.announces().is_empty(), "{:?}", node.queries);
+        assert!(!redialled(&l), "the DHT's peer is forgotten");
+    } else {
+        node.run(&mut l, 60, |l, n| !n.announces().is_empty() && redialled(l));
+        let announces = node.announces();
+        assert_eq!(announces.len(), 1, "{:?}", node.queries);
+        let (when, port) = announces[0];
+        assert_eq!(port, 6881);
+        assert!(
+            when < resumed + Duration::from_secs(5),
+            "announced {when:?}, resumed {resumed:?}"
+        );
+        assert!(redialled(&l), "the DHT's peer is dialled again");
+    }
+}
+
+#[test]
+fn a_magnet_torrent_finds_peers_on_the_dht_and_announces_once_it_has_metadata() {
+    magnet_torrent_uses_the_dht(false);
+}
+
+#[test]
+fn a_magnet_torrent_whose_metadata_says_private_leaves_the_dht() {
+    magnet_torrent_uses_the_dht(true);
+}
+
+/// Without the DHT (`--no-dht`, the simulator), a magnet link sends no datagram at all.
+#[test]
+fn a_magnet_torrent_without_the_dht_sends_no_datagram() {
+    let (meta, _) = torrent(100_000, 16384, 3, false);
+    let session = Session::new(
+        Config {
+            listen_port: 6881,
+            ..Config::default()
+        },
+        Instant::ZERO,
+        [7; 32],
+    );
+    let link = MagnetLink {
+        trackers: vec![],
+        ..link(&meta, &[])
+    };
+    let mut l = Leecher::new(session);
+    l.session.add_magnet(Instant::ZERO, &link).expect("added");
+    l.drain();
+    for _ in 0..300 {
+        l.now += Duration::from_secs(1);
+        let now = l.now;
+        l.session.handle_input(Input::Timeout { now });
+        l.drain();
+    }
+    assert!(l.datagrams.is_empty(), "{:?}", l.datagrams);
+    assert!(l.session.dht_stats().is_none());
 }

@@ -142,6 +142,12 @@ impl Torrent {
         self.magnet.as_ref().and_then(|m| m.received.clone())
     }
 
+    /// Whether the torrent is a magnet link's that has no metadata in use yet (it looks
+    /// for peers on the DHT but does not announce itself).
+    pub fn fetching_metadata(&self) -> bool {
+        self.state == State::Metadata
+    }
+
     /// Whether PEX runs for this torrent: on in the config, metadata known, not private.
     pub(super) fn pex_allowed(&self, sh: &Shared) -> bool {
         sh.config.pex && self.state != State::Metadata && !self.meta.info.private

@@ -657,6 +657,15 @@ impl Torrent {
         self.connect_peers(sh);
     }
 
+    /// Peers a DHT lookup found (forgotten again if the torrent's metadata, once it comes
+    /// from a magnet link's peers, says it is private).
+    pub fn add_dht_peers(&mut self, sh: &mut Shared, peers: &[SocketAddr]) {
+        for &addr in peers {
+            self.peer_list.add_from_dht(sh.now, addr);
+        }
+        self.connect_peers(sh);
+    }
+
     /// Dials known peers while the limits allow.
     fn connect_peers(&mut self, sh: &mut Shared) {
         if self.stopping || self.state == State::Failed || self.state == State::Checking {

@@ -2,6 +2,9 @@
 //! directions `u8` so that an event is 16 bytes: the queue's heap moves events around on
 //! every push and pop.
 
+use std::net::SocketAddr;
+
+use bytes::Bytes;
 use tessera_core::{DiskResult, Duration, Instant, OpId};
 
 /// Why a dial failed (kept small: every event is copied around the queue's heap).
@@ -53,6 +56,11 @@ pub enum Ev {
     },
     ScriptTick {
         host: u32,
+    },
+    /// A UDP datagram (the DHT's) reaches `host`: the sender and the bytes.
+    Datagram {
+        host: u32,
+        datagram: Box<(SocketAddr, Bytes)>,
     },
     // The transport.
     UplinkDone {

@@ -78,13 +78,11 @@ impl World {
             .adversaries
             .iter()
             .any(|a| a.0 == Adversary::Corrupt && a.1 > 0);
-        let payload = Arc::new(Payload::new(
-            sc.mode,
-            sc.size,
-            sc.piece_size,
-            corrupt,
-            &mut content,
-        ));
+        let mut payload = Payload::new(sc.mode, sc.size, sc.piece_size, corrupt, &mut content);
+        if sc.magnet {
+            payload = payload.with_info_dictionary();
+        }
+        let payload = Arc::new(payload);
         let mut net = Transport::new(payload.clone(), sc.seeder_leaves_after.is_some());
         let tracker_iface = Iface::new(100e6, 100e6, Duration::from_millis(1));
         net.add_host(TRACKER_IP, TRACKER_PORT, tracker_iface, 0);
@@ -204,6 +202,11 @@ impl World {
                 self.feed(host as usize, Input::Disk { now, op, result });
             }
             Ev::ScriptTick { host } => self.script_tick(host as usize),
+            Ev::Datagram { host, datagram } => {
+                let (from, data) = *datagram;
+                let now = self.q.now();
+                self.feed(host as usize, Input::Datagram { now, from, data });
+            }
             Ev::UplinkDone { host } => self.uplink_done(host as usize),
             Ev::UplinkKick { host } => {
                 self.net
@@ -261,7 +264,13 @@ impl World {
                 self.start_script(h, kind, &life);
             }
             _ => {
-                let node = Node::new(&self.sc, &self.payload, now, rec, life);
+                let bootstrap = if self.sc.dht {
+                    self.pop.seeder_nodes()
+                } else {
+                    Vec::new()
+                };
+                let node = Node::new(&self.sc, &self.payload, now, rec, life, &bootstrap);
+                self.tally.magnet_links += usize::from(node.is_magnet());
                 self.hosts.push(Host {
                     kind: Kind::Node(Box::new(node)),
                     rec: Some(rec),

@@ -3,13 +3,15 @@
 //! each action is carried out on the transport, the disk or the queue, each event is
 //! checked and counted, and the node's invariants are checked after every input.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use rand_chacha::ChaCha8Rng;
+use tessera_core::magnet::MagnetLink;
 use tessera_core::testing::WireCheck;
 use tessera_core::{
-    Action, Bitfield, Config, DiskResult, Duration, Event, Input, Instant, OpId, Output, Session,
-    Target, TorrentId, TorrentOptions,
+    Action, Bitfield, Config, DhtSettings, DiskResult, Duration, Event, Input, Instant, Metainfo,
+    OpId, Output, Session, Target, TorrentId, TorrentOptions,
 };
 
 use super::event::{Ev, NO_REJOIN, rejoin_nanos};
@@ -64,8 +66,11 @@ pub struct Node {
     counted: Bitfield,
     /// Leading pieces all counted (the verified prefix).
     prefix: usize,
-    /// What the node says on the wire (`None`: not checked in this scenario).
+    /// What the node says on the wire (`None`: not checked in this scenario, or not yet:
+    /// a magnet link's torrent is checked from when its metadata is in).
     wire: Option<Box<WireCheck>>,
+    /// A magnet link's torrent: how it goes on once its metadata is in.
+    fetching: Option<TorrentOptions>,
 }
 
 /// The session configuration of a peer of `class`.
@@ -88,7 +93,17 @@ fn config_for(sc: &Scenario, class: Class) -> Config {
 impl Node {
     /// The session of peer `rec` starting its `life` now: seeders check their data, leechers
     /// start from their resume data (nothing, the first time). Call [`Node::started`] next.
-    pub fn new(sc: &Scenario, payload: &Payload, now: Instant, rec: usize, life: Life) -> Node {
+    ///
+    /// With the DHT, the session's node joins through `bootstrap`; with magnet links, a
+    /// leecher's first life starts from the link.
+    pub fn new(
+        sc: &Scenario,
+        payload: &Payload,
+        now: Instant,
+        rec: usize,
+        life: Life,
+        bootstrap: &[SocketAddr],
+    ) -> Node {
         let seeder = life.class == Class::Seeder;
         let disk = life.disk.unwrap_or_else(|| {
             if seeder {
@@ -98,6 +113,7 @@ impl Node {
             }
         });
         let n = payload.num_pieces() as usize;
+        let magnet = sc.magnet && !seeder && life.resume.is_none();
         let options = TorrentOptions {
             have: (!seeder).then(|| life.resume.unwrap_or_else(|| Bitfield::new(n))),
             seed: true,
@@ -105,13 +121,47 @@ impl Node {
             ..TorrentOptions::default()
         };
         let mut session = Session::new(config_for(sc, life.class), now, life.seed);
+        if sc.dht {
+            session.enable_dht(
+                now,
+                DhtSettings {
+                    config: tessera_core::dht::Config::loopback(),
+                    bootstrap: bootstrap.to_vec(),
+                    state: None,
+                },
+            );
+        }
+        // With the DHT the torrent has no tracker (the info dictionary, and so the info
+        // hash, is the same).
+        let meta = if sc.dht {
+            Arc::new(Metainfo {
+                trackers: Vec::new(),
+                ..(*payload.meta).clone()
+            })
+        } else {
+            payload.meta.clone()
+        };
         let verified = options.have.clone().unwrap_or_else(|| Bitfield::new(n));
-        let wire = sc
-            .check_wire
+        let wire = (sc.check_wire && !magnet)
             .then(|| Box::new(WireCheck::new(payload.meta.layout().clone(), verified)));
-        let torrent = session
-            .add_torrent(now, payload.meta.clone(), options)
-            .expect("a new session holds no torrent");
+        let (torrent, fetching) = if magnet {
+            let link = MagnetLink {
+                info_hash: meta.info_hash,
+                name: None,
+                trackers: meta.trackers.iter().flatten().cloned().collect(),
+                peers: Vec::new(),
+                select: Vec::new(),
+            };
+            let id = session
+                .add_magnet(now, &link)
+                .expect("a new session holds no torrent");
+            (id, Some(options))
+        } else {
+            let id = session
+                .add_torrent(now, meta, options)
+                .expect("a new session holds no torrent");
+            (id, None)
+        };
         let serve = if life.class == Class::Adversary(Adversary::Corrupt) {
             Variant::Corrupt
         } else {
@@ -131,7 +181,13 @@ impl Node {
             counted: Bitfield::new(n),
             prefix: 0,
             wire,
+            fetching,
         }
+    }
+
+    /// Whether its torrent started from a magnet link and waits for the metadata.
+    pub fn is_magnet(&self) -> bool {
+        self.fetching.is_some()
     }
 
     /// The new session on host `h` does what it does first.
@@ -158,7 +214,13 @@ impl Node {
         for p in self.counted.ones() {
             copies.remove(p);
         }
-        let have = self.session.have(self.torrent).cloned();
+        // A magnet link's torrent without its metadata has nothing to keep: it starts from
+        // the link again.
+        let have = if self.fetching.is_some() {
+            None
+        } else {
+            self.session.have(self.torrent).cloned()
+        };
         (have, self.uploaded(), self.disk)
     }
 
@@ -363,8 +425,66 @@ impl Node {
                 });
                 disk_done(h, op, result, cx.q);
             }
-            // The simulated network has no UDP trackers with names: nothing to resolve.
-            Action::SendDatagram { .. } | Action::Resolve { .. } => {}
+            Action::SendDatagram { to, data } => self.send_datagram(to, data, cx),
+            // The simulated network has no names: nothing to resolve.
+            Action::Resolve { .. } => {}
+        }
+    }
+
+    /// A datagram (the DHT's) goes to the node at `to`, if one is up there, after both
+    /// ends' access latency. Datagrams take no bandwidth and are never lost here; a
+    /// partition does not stop them.
+    fn send_datagram(&mut self, to: SocketAddr, data: bytes::Bytes, cx: &mut Ctx) {
+        let Some(other) = cx.pop.at(to.ip()) else {
+            return;
+        };
+        let Some(host) = cx.pop.records[other].host else {
+            return;
+        };
+        if to.port() != PEER_PORT {
+            return;
+        }
+        let from = SocketAddr::new(IpAddr::V4(cx.pop.records[self.rec].ip), PEER_PORT);
+        let at = cx.q.now() + cx.pop.latency(self.rec) + cx.pop.latency(other);
+        cx.tally.datagrams += 1;
+        cx.q.at(
+            at,
+            Ev::Datagram {
+                host: host as u32,
+                datagram: Box::new((from, data)),
+            },
+        );
+    }
+
+    /// A magnet link's metadata is in: it must be the torrent's info dictionary; the
+    /// session goes on with it as a torrent, checked on the wire from now on.
+    fn metadata_received(&mut self, meta: &Metainfo, cx: &mut Ctx) {
+        let Some(options) = self.fetching.take() else {
+            self.violation("metadata received twice".into(), cx);
+            return;
+        };
+        if meta.info_hash != cx.payload.meta.info_hash
+            || meta.info_bytes != cx.payload.meta.info_bytes
+        {
+            self.violation("metadata received is not the torrent's".into(), cx);
+            return;
+        }
+        let now = cx.q.now();
+        cx.tally.metadata_times.push(now.saturating_duration_since(
+            cx.pop.records[self.rec].joined_at.unwrap_or(Instant::ZERO),
+        ));
+        if cx.sc.check_wire {
+            let n = cx.payload.num_pieces() as usize;
+            self.wire = Some(Box::new(WireCheck::new(
+                cx.payload.meta.layout().clone(),
+                Bitfield::new(n),
+            )));
+        }
+        if let Err(e) = self
+            .session
+            .resume_with_metadata(now, self.torrent, options)
+        {
+            self.violation(format!("resume with the metadata: {e}"), cx);
         }
     }
 
@@ -448,11 +568,11 @@ impl Node {
                     );
                 }
             }
-            Event::Tracker { .. }
-            | Event::SeedingDone { .. }
-            | Event::Stopped
-            | Event::MetadataReceived { .. }
-            | Event::MetadataFailed { .. } => {}
+            Event::MetadataReceived { meta, .. } => self.metadata_received(&meta, cx),
+            Event::MetadataFailed { reason, .. } => {
+                self.violation(format!("metadata failed: {reason}"), cx);
+            }
+            Event::Tracker { .. } | Event::SeedingDone { .. } | Event::Stopped => {}
         }
     }
 

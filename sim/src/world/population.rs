@@ -201,6 +201,21 @@ impl Population {
         healed + Duration::from_secs(60) + Duration::from_secs_f64(4.0 * ideal)
     }
 
+    /// Peer `rec`'s one-way access latency.
+    pub fn latency(&self, rec: usize) -> Duration {
+        self.records[rec].access
+    }
+
+    /// The addresses of the seeders' DHT nodes (every node's UDP socket is on its peer
+    /// port), the bootstrap nodes of a run with the DHT.
+    pub fn seeder_nodes(&self) -> Vec<SocketAddr> {
+        self.records
+            .iter()
+            .filter(|r| r.class == Class::Seeder)
+            .map(|r| SocketAddr::new(IpAddr::V4(r.ip), PEER_PORT))
+            .collect()
+    }
+
     /// A peer's name in reports: class and index.
     pub fn name(&self, rec: usize) -> String {
         format!("{}#{}", self.records[rec].class.name(), rec)

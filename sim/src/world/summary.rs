@@ -160,6 +160,17 @@ pub fn report(
         hash_failures: tally.hash_failures,
         disk_errors: tally.disk_errors,
         tracker_announces,
+        dht_datagrams: tally.datagrams,
+        magnet_links: tally.magnet_links,
+        metadata_seconds: {
+            let mut m: Vec<f64> = tally
+                .metadata_times
+                .iter()
+                .map(|d| d.as_secs_f64())
+                .collect();
+            m.sort_by(f64::total_cmp);
+            m
+        },
         seeder_left_at: tally.seeder_left_at.map(secs),
         pieces_lost,
         max_pieces_zero_copies: tally.copies.max_zero,

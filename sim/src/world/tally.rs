@@ -98,6 +98,12 @@ pub struct Tally {
     pub both_seeding_dialled: u64,
     /// Dials by nodes that had completed (seeds).
     pub seed_dials: u64,
+    /// DHT datagrams sent between nodes.
+    pub datagrams: u64,
+    /// Torrents started from a magnet link.
+    pub magnet_links: usize,
+    /// For each magnet link's torrent, the time from its peer's join to its metadata.
+    pub metadata_times: Vec<Duration>,
 }
 
 /// An input's kind as the trace and the report count it (the action codes, 11..=17, are
@@ -133,6 +139,9 @@ impl Tally {
             both_seeding: BTreeMap::new(),
             both_seeding_dialled: 0,
             seed_dials: 0,
+            datagrams: 0,
+            magnet_links: 0,
+            metadata_times: Vec::new(),
         }
     }
 

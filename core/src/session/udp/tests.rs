@@ -664,3 +664,76 @@ fn dht_lookups_feed_the_torrent_and_announce_our_port() {
     assert_eq!(stats.nodes[0], 1);
     assert!(s.datagram_stats().dht >= 3);
 }
+
+/// A torrent that is checking its data does not start its DHT lookup, and while it waits
+/// the session's deadline is not `now` (which would make a runtime spin until the check
+/// ends).
+#[test]
+fn a_checking_torrent_waits_for_its_lookup_without_spinning() {
+    let node: SocketAddr = "127.0.0.1:7000".parse().unwrap();
+    let mut s = session(Config::default());
+    s.enable_dht(Instant::ZERO, dht_settings(node));
+    let meta = torrent(&[], false);
+    s.add_torrent(Instant::ZERO, meta, TorrentOptions::default())
+        .expect("added");
+    let (actions, _, next) = drain(&mut s);
+    assert!(
+        actions.iter().any(|a| matches!(a, Action::Verify { .. })),
+        "it checks its data"
+    );
+    assert!(next > Instant::ZERO, "deadline {next:?} while checking");
+    s.handle_input(Input::Timeout { now: next });
+    let (_, _, after) = drain(&mut s);
+    assert!(after > next, "deadline {after:?} at {next:?}");
+}
+
+/// A lookup that the network answers without a peer, for a torrent with none, goes again
+/// after 10 s, then 20 s (not the minute of a torrent that has a few peers).
+#[test]
+fn a_torrent_alone_looks_again_soon_when_the_dht_knows_no_peer() {
+    let node: SocketAddr = "127.0.0.1:7000".parse().unwrap();
+    let mut s = session(Config::default());
+    s.enable_dht(Instant::ZERO, dht_settings(node));
+    let meta = torrent(&[], false);
+    let info_hash = meta.info_hash;
+    add(&mut s, meta);
+    let mut starts = Vec::new();
+    let mut now = at(0);
+    let (mut actions, _, _) = drain(&mut s);
+    while now < at(100) {
+        for (to, data) in datagrams(&actions) {
+            let msg = dht::Message::decode(&data).expect("KRPC");
+            let dht::Body::Query(q) = msg.body else {
+                panic!("not a query: {msg:?}");
+            };
+            if matches!(&q, dht::Query::GetPeers { info_hash: h, .. } if *h == info_hash) {
+                starts.push(now);
+            }
+            let reply = dht::Message {
+                transaction: msg.transaction,
+                version: None,
+                requester: None,
+                read_only: false,
+                body: dht::Body::Response(dht::Response {
+                    id: dht::NodeId([0x42; 20]),
+                    nodes: vec![],
+                    nodes6: vec![],
+                    values: vec![],
+                    token: Some(b"tok".to_vec()),
+                }),
+            };
+            feed(&mut s, now, to, reply.encode());
+        }
+        let (a, _, _) = drain(&mut s);
+        actions = a;
+        if datagrams(&actions).is_empty() {
+            now += Duration::from_secs(1);
+            s.handle_input(Input::Timeout { now });
+            actions.extend(drain(&mut s).0);
+        }
+    }
+    starts.dedup();
+    assert!(starts.len() >= 3, "{starts:?}");
+    let gaps: Vec<u64> = starts.windows(2).map(|w| (w[1] - w[0]).as_secs()).collect();
+    assert_eq!(&gaps[..2], &[10, 20], "{starts:?}");
+}
