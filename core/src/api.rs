@@ -649,4 +649,6 @@ pub struct PeerInfo {
     /// How the connection is protected: plaintext, an MSE handshake with a plaintext
     /// stream, or RC4 for the whole stream.
     pub encryption: crate::mse::Encryption,
+    /// What carries the connection: TCP or uTP.
+    pub transport: crate::transport::Transport,
 }
