@@ -6,11 +6,13 @@
 //! - a uTP-only libtorrent leecher dials Tessera (`seed`), which accepts uTP on the UDP
 //!   socket of its listening port;
 //! - both runtimes; and `--transport tcp` against a uTP-only seeder gets nowhere (no uTP
-//!   dial at all).
+//!   dial at all);
+//! - with libtorrent's own mix (uTP on besides TCP, `--utp`), the connection is uTP both
+//!   ways: Tessera's first dial, and libtorrent's.
 //!
 //! Tessera runs with `-v`: its log names each uTP connection ("outbound peer: uTP
 //! connection", "inbound peer: uTP connection"), which the tests check besides the data.
-//! The size is 16 MiB (`TESSERA_UTP_MIB` changes it); `utp_and_tcp_download_times`
+//! The size is 64 MiB (`TESSERA_UTP_MIB` changes it); `utp_and_tcp_download_times`
 //! (ignored) prints the seconds of a download from libtorrent over uTP and over TCP in the
 //! same run.
 
@@ -35,7 +37,7 @@ fn mib() -> u64 {
     std::env::var("TESSERA_UTP_MIB")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(16)
+        .unwrap_or(64)
 }
 
 /// A one-file torrent of [`mib`] MiB (256 KiB pieces, a closed tracker) with its data under
@@ -165,6 +167,45 @@ fn utp_only_libtorrent_downloads_from_mio() {
 #[test]
 fn utp_only_libtorrent_downloads_from_smol() {
     libtorrent_downloads_over_utp(&Tessera::smol());
+}
+
+/// libtorrent with uTP and TCP on: Tessera's default (`both`) dials it over uTP and
+/// libtorrent's uTP counters carry the data; and libtorrent, which dials uTP first too,
+/// reaches Tessera's seeder over uTP.
+#[test]
+fn both_ways_the_connection_to_a_utp_and_tcp_libtorrent_is_utp() {
+    let _serial = serial();
+    let (s, torrent) = fixture(4);
+    let both = LtOptions {
+        utp: true,
+        ..LtOptions::default()
+    };
+    let t = Tessera::mio();
+    let mut lt = LtPeer::seed(&s.logs(), &torrent, &s.seed_dir(), &both);
+    let (_, dl) = download_from_libtorrent(&t, &s, &torrent, &lt, &[]);
+    assert!(lines_with(&dl, OUTBOUND_UTP) >= 1, "{}", dl.tail());
+    assert_eq!(lines_with(&dl, FALLBACK), 0, "{}", dl.tail());
+    let stats = lt.utp_stats();
+    assert!(
+        stats.get("payload_pkts_out").copied().unwrap_or(0) > 4 * 1024 * 1024 / 1500,
+        "libtorrent sent the data over uTP: {stats:?}"
+    );
+    lt.proc().stop();
+
+    let listen = SocketAddr::from(([127, 0, 0, 1], process::free_port()));
+    let mut seed = t.seed_with(&s.logs(), &torrent, &s.seed_dir(), listen, &[], &["-v"]);
+    seed.wait_for_stderr_line(SEEDING_LINE, TIMEOUT);
+    let out = s.new_dir("lt-out");
+    let opts = LtOptions {
+        peers: vec![listen],
+        ..both
+    };
+    let mut lt = LtPeer::leech(&s.logs(), &torrent, &out, &opts);
+    lt.wait_done(TIMEOUT);
+    compare_trees(&s.seed_dir(), &out, Compare::exact());
+    assert!(lines_with(&seed, INBOUND_UTP) >= 1, "{}", seed.tail());
+    lt.proc().stop();
+    seed.stop();
 }
 
 /// `--transport tcp` never dials uTP: a uTP-only seeder is out of reach (the run is
