@@ -81,7 +81,7 @@ pub struct Config {
     pub udp_tracker_retransmits: u32,
     /// Peer exchange (BEP 11) with peers that offer it; never for private torrents.
     pub pex: bool,
-    /// Which transports peer connections use (see [`crate::transport`]): `Tcp` only (the
+    /// Which transports peer connections use ([`TransportPolicy`]): `Tcp` only (the
     /// core's default: no uTP socket at all), `Utp` only, or `Both` (uTP first, TCP when
     /// uTP gets no answer; the command line's default).
     pub transport: TransportPolicy,

@@ -46,7 +46,8 @@ pub enum TransportPolicy {
     Tcp,
     /// Dial over uTP only; accept uTP (and TCP, from the driver's listener).
     Utp,
-    /// Dial over uTP first and fall back to TCP; accept both.
+    /// Dial over uTP first and fall back to TCP (after [`FALLBACK_AFTER`] without a uTP
+    /// connection, or at once when the SYN is refused); accept both.
     Both,
 }
 
