@@ -243,6 +243,17 @@ fn utp_and_tcp_download_times() {
     for t in [Tessera::mio(), Tessera::smol()] {
         let mut lt = LtPeer::seed(&s.logs(), &torrent, &s.seed_dir(), &utp_only());
         let (utp, _) = download_from_libtorrent(&t, &s, &torrent, &lt, &["--transport", "utp"]);
+        let stats = lt.utp_stats();
+        let stat = |k: &str| stats.get(k).copied().unwrap_or(0);
+        eprintln!(
+            "{}: libtorrent's uTP side: {} payload packets, {} resent, {} fast retransmits, {} \
+             timeouts",
+            t.name,
+            stat("payload_pkts_out"),
+            stat("packet_resend"),
+            stat("fast_retransmit"),
+            stat("timeout")
+        );
         lt.proc().stop();
         let mut lt = LtPeer::seed(&s.logs(), &torrent, &s.seed_dir(), &LtOptions::default());
         let (tcp, _) = download_from_libtorrent(&t, &s, &torrent, &lt, &["--transport", "tcp"]);
