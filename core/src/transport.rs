@@ -80,6 +80,8 @@ struct UtpConn {
     /// Bytes the stream had no room for, in order.
     queue: VecDeque<Bytes>,
     queued: usize,
+    /// Overflowed and reset: sends are dropped until the session has the close.
+    dead: bool,
 }
 
 /// What became of the uTP side of things, for the session to carry out.
@@ -190,6 +192,7 @@ impl Transports {
                 dialing: Some(fallback),
                 queue: VecDeque::new(),
                 queued: 0,
+                dead: false,
             },
         );
         true
@@ -206,6 +209,7 @@ impl Transports {
                 dialing: None,
                 queue: VecDeque::new(),
                 queued: 0,
+                dead: false,
             },
         );
     }
@@ -222,14 +226,26 @@ impl Transports {
         let Some(c) = self.conns.get_mut(&conn) else {
             return Some(data);
         };
-        if data.is_empty() {
+        if data.is_empty() || c.dead {
             return None;
         }
         c.queued += data.len();
         c.queue.push_back(data);
         if c.queued > MAX_QUEUED {
+            // The connection stays in the table (as a uTP one that swallows sends) until
+            // the session has handled the close.
             tracing::info!(addr = %c.addr, "uTP send queue overflow: closing the connection");
-            self.drop_conn(now, conn, true);
+            c.dead = true;
+            c.queue.clear();
+            c.queued = 0;
+            let stream = c.stream;
+            self.by_stream.remove(&stream);
+            if let Some(Some(at)) = c.dialing.take() {
+                self.fallbacks.remove(&(at, conn));
+            }
+            if let Some(utp) = self.utp.as_mut() {
+                let _ = utp.abort(now, stream);
+            }
             self.events.push_back(TransportEvent::Closed(
                 conn,
                 Some("uTP send queue overflow".into()),
@@ -403,5 +419,82 @@ impl Transports {
                 Some(TransportEvent::Closed(conn, error))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::Rng;
+    use crate::utp::UtpConfig;
+
+    fn table(policy: TransportPolicy) -> Transports {
+        let utp = UtpSocket::new(UtpConfig::default(), Rng::from_u64(1));
+        Transports::new(policy, Some(utp))
+    }
+
+    fn addr(i: u32) -> SocketAddr {
+        SocketAddr::from((i.to_be_bytes(), 6881))
+    }
+
+    #[test]
+    fn tcp_policy_has_no_socket_and_dials_nothing() {
+        let mut t = table(TransportPolicy::Tcp);
+        assert!(!t.has_utp());
+        assert!(!t.dial(Instant::ZERO, ConnId(1), addr(1)));
+        let data = Bytes::from_static(b"x");
+        assert_eq!(t.send(Instant::ZERO, ConnId(1), data.clone()), Some(data));
+        assert!(!t.close(Instant::ZERO, ConnId(1)));
+    }
+
+    #[test]
+    fn a_send_queue_overflow_closes_only_that_connection_and_swallows_later_sends() {
+        let mut t = table(TransportPolicy::Utp);
+        let now = Instant::ZERO;
+        assert!(t.dial(now, ConnId(1), addr(1)));
+        assert!(t.dial(now, ConnId(2), addr(2)));
+        let chunk = Bytes::from(vec![7u8; 1 << 20]);
+        for _ in 0..(MAX_QUEUED >> 20) + 2 {
+            assert_eq!(t.send(now, ConnId(1), chunk.clone()), None);
+        }
+        let mut closed = Vec::new();
+        while let Some(e) = t.poll_event(now) {
+            if let TransportEvent::Closed(c, why) = e {
+                closed.push((c, why));
+            }
+        }
+        assert_eq!(
+            closed,
+            [(ConnId(1), Some("uTP send queue overflow".to_string()))]
+        );
+        assert_eq!(t.send(now, ConnId(1), chunk.clone()), None, "swallowed");
+        assert_eq!(t.of(ConnId(1)), Transport::Utp);
+        assert_eq!(
+            t.of(ConnId(2)),
+            Transport::Utp,
+            "the other one is untouched"
+        );
+        t.forget(now, ConnId(1));
+        assert_eq!(t.of(ConnId(1)), Transport::Tcp);
+    }
+
+    #[test]
+    fn peers_that_failed_are_remembered_up_to_the_bound() {
+        let mut t = table(TransportPolicy::Both);
+        let mut now = Instant::ZERO;
+        for i in 0..=MAX_REMEMBERED as u32 {
+            assert!(t.dial(now, ConnId(u64::from(i)), addr(i)), "uTP first");
+            now += FALLBACK_AFTER;
+            t.handle_timeout(now);
+            let mut fell_back = false;
+            while let Some(e) = t.poll_event(now) {
+                fell_back |= e == TransportEvent::Fallback(ConnId(u64::from(i)), addr(i));
+            }
+            assert!(fell_back, "peer {i}");
+        }
+        // The newest are remembered (TCP at once); the oldest was forgotten (uTP again).
+        let last = MAX_REMEMBERED as u32;
+        assert!(!t.dial(now, ConnId(10_000), addr(last)));
+        assert!(t.dial(now, ConnId(10_001), addr(0)));
     }
 }
