@@ -98,6 +98,11 @@ pub struct DownloadArgs {
     /// Protocol encryption (MSE/PE) with peers
     #[arg(long, value_name = "POLICY", default_value = "prefer")]
     pub encryption: Encryption,
+    /// Transport for outgoing peer connections: uTP first with a fall back to TCP
+    /// (`both`), or one of them only; incoming connections are accepted over TCP and, but
+    /// with `tcp`, over uTP on the listening port
+    #[arg(long, value_name = "TRANSPORT", default_value = "both")]
+    pub transport: Transport,
     /// With a magnet link (a single torrent): also write the .torrent made of the fetched
     /// metadata here
     #[arg(long, value_name = "FILE")]
@@ -132,6 +137,30 @@ impl Encryption {
             Encryption::Prefer => Policy::Prefer,
             Encryption::Require => Policy::Require,
             Encryption::Disable => Policy::Disable,
+        }
+    }
+}
+
+/// `--transport`: which transports peer connections use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum Transport {
+    /// TCP only
+    Tcp,
+    /// uTP (BEP 29) only for outgoing connections
+    Utp,
+    /// Dial over uTP first and fall back to TCP when it gets no answer
+    #[default]
+    Both,
+}
+
+impl Transport {
+    /// The core's policy.
+    pub fn policy(self) -> tessera_core::TransportPolicy {
+        use tessera_core::TransportPolicy;
+        match self {
+            Transport::Tcp => TransportPolicy::Tcp,
+            Transport::Utp => TransportPolicy::Utp,
+            Transport::Both => TransportPolicy::Both,
         }
     }
 }
@@ -218,6 +247,11 @@ pub struct SeedArgs {
     /// Protocol encryption (MSE/PE) with peers
     #[arg(long, value_name = "POLICY", default_value = "prefer")]
     pub encryption: Encryption,
+    /// Transport for outgoing peer connections: uTP first with a fall back to TCP
+    /// (`both`), or one of them only; incoming connections are accepted over TCP and, but
+    /// with `tcp`, over uTP on the listening port
+    #[arg(long, value_name = "TRANSPORT", default_value = "both")]
+    pub transport: Transport,
     /// No peer exchange (BEP 11) (private torrents never use it)
     #[arg(long)]
     pub no_pex: bool,
@@ -871,6 +905,34 @@ mod tests {
             assert_eq!(s.encryption.policy(), policy);
         }
         assert!(parse(&["download", "a.torrent", "--encryption", "rc4"]).is_err());
+    }
+
+    #[test]
+    fn transport_defaults_to_both_and_maps_onto_the_core_policy() {
+        use tessera_core::TransportPolicy;
+        for cmd in ["download", "seed"] {
+            let cli = parse(&[cmd, "a.torrent"]).unwrap();
+            let t = match cli.command {
+                Command::Download(d) => d.transport,
+                Command::Seed(s) => s.transport,
+                _ => panic!("not {cmd}"),
+            };
+            assert_eq!(t.policy(), TransportPolicy::Both, "{cmd}");
+            for (arg, policy) in [
+                ("tcp", TransportPolicy::Tcp),
+                ("utp", TransportPolicy::Utp),
+                ("both", TransportPolicy::Both),
+            ] {
+                let cli = parse(&[cmd, "a.torrent", "--transport", arg]).unwrap();
+                let t = match cli.command {
+                    Command::Download(d) => d.transport,
+                    Command::Seed(s) => s.transport,
+                    _ => panic!("not {cmd}"),
+                };
+                assert_eq!(t.policy(), policy, "{cmd} --transport {arg}");
+            }
+            assert!(parse(&[cmd, "a.torrent", "--transport", "quic"]).is_err());
+        }
     }
 
     #[test]

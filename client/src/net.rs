@@ -276,6 +276,27 @@ fn dialable(local: SocketAddr) -> SocketAddr {
     }
 }
 
+/// Socket buffers asked for on the UDP socket, each way. uTP peers send windows of
+/// datagrams back to back (libtorrent does not pace); with the kernel's default receive
+/// buffer (about 200 KiB on Linux) a burst that arrives while the event loop is busy
+/// elsewhere overflows it, and each loss costs the sender a fast retransmit or a
+/// retransmission time-out. The kernel caps the size at `net.core.rmem_max` /
+/// `wmem_max`.
+const UDP_BUFFER: usize = 4 << 20;
+
+fn enlarge_buffers(udp: &UdpSocket) {
+    use rustix::net::sockopt;
+    if let Err(e) = sockopt::set_socket_recv_buffer_size(udp, UDP_BUFFER) {
+        tracing::debug!("UDP receive buffer: {e}");
+    }
+    if let Err(e) = sockopt::set_socket_send_buffer_size(udp, UDP_BUFFER) {
+        tracing::debug!("UDP send buffer: {e}");
+    }
+    if let Ok(n) = sockopt::socket_recv_buffer_size(udp) {
+        tracing::debug!("UDP receive buffer: {n} bytes");
+    }
+}
+
 fn sockets(listener: TcpListener) -> Result<Sockets, Error> {
     listener
         .set_nonblocking(true)
@@ -288,7 +309,10 @@ fn sockets(listener: TcpListener) -> Result<Sockets, Error> {
         .or_else(|_| UdpSocket::bind(SocketAddr::new(local.ip(), 0)))
         .and_then(|u| u.set_nonblocking(true).map(|()| u));
     let udp = match udp {
-        Ok(u) => Some(u),
+        Ok(u) => {
+            enlarge_buffers(&u);
+            Some(u)
+        }
         Err(e) => {
             tracing::warn!("no UDP socket ({e}): UDP trackers will not be reachable");
             None

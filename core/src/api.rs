@@ -152,7 +152,11 @@ pub enum Target {
 /// Something the core asks the driver to do.
 #[derive(Debug, Clone)]
 pub enum Action {
-    /// Open a TCP connection; answer with [`Input::Connected`] or [`Input::Closed`].
+    /// Open a TCP connection; answer with [`Input::Connected`] or [`Input::Closed`]. (A
+    /// peer connection the session carries over uTP, under `Config::transport`, never
+    /// shows here: its packets are [`Action::SendDatagram`]s and [`Input::Datagram`]s, and
+    /// no `Connect`, `Send` or `Close` names it. A uTP dial that falls back to TCP shows
+    /// here late, under the id the uTP dial had.)
     Connect {
         /// The id the session gives the connection (every later input names it).
         conn: ConnId,
@@ -649,4 +653,6 @@ pub struct PeerInfo {
     /// How the connection is protected: plaintext, an MSE handshake with a plaintext
     /// stream, or RC4 for the whole stream.
     pub encryption: crate::mse::Encryption,
+    /// What carries the connection: TCP or uTP.
+    pub transport: crate::transport::Transport,
 }

@@ -5,6 +5,7 @@ use crate::bitfield::Bitfield;
 use crate::mse::Policy;
 use crate::picker::PickerConfig;
 use crate::time::Duration;
+use crate::transport::TransportPolicy;
 
 /// Tunables. `Config::default()` is what the command-line clients use, but for
 /// `encryption` and `fast_extension`, which they set.
@@ -82,6 +83,10 @@ pub struct Config {
     pub udp_tracker_retransmits: u32,
     /// Peer exchange (BEP 11) with peers that offer it; never for private torrents.
     pub pex: bool,
+    /// Which transports peer connections use ([`TransportPolicy`]): `Tcp` only (the
+    /// core's default: no uTP socket at all), `Utp` only, or `Both` (uTP first, TCP when
+    /// uTP gets no answer; the command line's default).
+    pub transport: TransportPolicy,
 }
 
 impl Default for Config {
@@ -114,6 +119,7 @@ impl Default for Config {
             fast_extension: false,
             udp_tracker_retransmits: crate::tracker::udp::MAX_RETRANSMITS,
             pex: true,
+            transport: TransportPolicy::Tcp,
         }
     }
 }

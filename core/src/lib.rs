@@ -70,7 +70,8 @@
 //! (magnet links), [`metadata`] (`ut_metadata`, BEP 9), [`pex`] (`ut_pex`, BEP 11), [`mse`]
 //! (message stream encryption), [`fast`] (the Fast extension, BEP 6), [`utp`] (uTP, BEP
 //! 29), [`layout`] (where blocks lie in files), [`bitfield`]. The session's machinery
-//! (torrents, peers, choking, timers) is internal; its knobs are in [`Config`].
+//! (torrents, peers, choking, timers, which transport carries a connection) is internal;
+//! its knobs are in [`Config`] ([`TransportPolicy`] for TCP and uTP).
 
 #![warn(missing_docs)]
 
@@ -106,6 +107,7 @@ mod time;
 mod timer;
 mod torrent;
 pub mod tracker;
+mod transport;
 pub mod utp;
 mod vec_map;
 pub mod wire;
@@ -124,3 +126,4 @@ pub use picker::{PickerConfig, Strategy};
 pub use rng::Rng;
 pub use session::{DatagramStats, Session};
 pub use time::{Duration, Instant};
+pub use transport::{FALLBACK_AFTER, Transport, TransportPolicy};

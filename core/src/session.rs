@@ -26,6 +26,7 @@ use crate::wire::Decoder;
 
 mod dht;
 mod udp;
+mod utp;
 
 pub use udp::DatagramStats;
 
@@ -139,6 +140,7 @@ impl Session {
             .unwrap_or_default();
         for p in &mut peers {
             p.encryption = self.sh.links.encryption(p.conn);
+            p.transport = self.sh.transports.of(p.conn);
         }
         peers
     }
@@ -169,6 +171,13 @@ impl Session {
     pub fn handle_input(&mut self, input: Input) {
         let now = input.now().max(self.sh.now);
         self.sh.now = now;
+        self.dispatch(input);
+        self.after_input();
+    }
+
+    /// Routes one input (the driver's, or one the uTP socket's events stand for) to the
+    /// connection layer, a pending connection, a torrent or a sub-machine.
+    fn dispatch(&mut self, input: Input) {
         match input {
             Input::Timeout { .. } => {}
             Input::Connected { conn, .. } => {
@@ -178,7 +187,6 @@ impl Session {
             }
             Input::Received { conn, data, .. } => {
                 let Some(data) = self.link_received(conn, data) else {
-                    self.after_input();
                     return;
                 };
                 if self.pending.contains_key(&conn) {
@@ -212,7 +220,6 @@ impl Session {
             Input::Datagram { from, data, .. } => self.on_datagram(from, &data),
             Input::Resolved { op, result, .. } => self.on_resolved(op, result),
         }
-        self.after_input();
     }
 
     /// A peer connected to our listening socket. `None`: refuse it (limits); close it.
@@ -287,8 +294,19 @@ impl Session {
     }
 
     /// The end of every input and mutator: due deadlines, deferred work, the flush of
-    /// queued control messages, then the deadlines re-armed for `poll_output`.
+    /// queued control messages, what the uTP socket made of it all (its events are
+    /// inputs too, each followed by the same), then the deadlines re-armed for
+    /// `poll_output`.
     fn after_input(&mut self) {
+        self.settle();
+        if self.sh.transports.has_utp() {
+            self.utp_rounds();
+        }
+        self.update_timers();
+    }
+
+    /// Due deadlines, deferred work and the flush of queued control messages.
+    fn settle(&mut self) {
         let now = self.sh.now;
         self.handle_timeouts();
         self.bandwidth_turns();
@@ -318,7 +336,6 @@ impl Session {
         {
             self.finish_stop();
         }
-        self.update_timers();
     }
 
     /// Runs every deadline due at `sh.now`: the session's own, then each torrent's. Any
@@ -347,6 +364,7 @@ impl Session {
         }
         self.sh.udp_trackers.handle_timeout(now);
         self.dht_handle_timeout();
+        self.sh.transports.handle_timeout(now);
     }
 
     /// Gives the peers waiting for a rate limit their turns while its tokens last (see
@@ -405,6 +423,7 @@ impl Session {
         }
         next = earliest(next, self.sh.udp_trackers.poll_timeout());
         next = earliest(next, self.dht_poll_timeout());
+        next = earliest(next, self.sh.transports.poll_timeout());
         next.unwrap_or(Instant::FAR_FUTURE)
     }
 

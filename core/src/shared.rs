@@ -17,6 +17,8 @@ use crate::time::Instant;
 use crate::tracker::TrackerIndex;
 use crate::tracker::udp::UdpTrackerConfig;
 use crate::tracker::udp_pool::UdpTrackerPool;
+use crate::transport::{TransportPolicy, Transports};
+use crate::utp::{UtpConfig, UtpSocket};
 use crate::vec_map::VecMap;
 
 /// Most DHT nodes learned from peers held between two inputs.
@@ -62,6 +64,8 @@ pub(crate) struct Shared {
     pub dht: bool,
     /// DHT nodes learned from peers' `port` messages, for the session to hand to the DHT.
     pub dht_nodes: Vec<SocketAddr>,
+    /// Which connections are uTP streams, and the uTP socket: see [`crate::transport`].
+    pub transports: Transports,
 }
 
 impl Shared {
@@ -87,6 +91,11 @@ impl Shared {
         );
         let config_retransmits = config.udp_tracker_retransmits;
         let max_peers = config.max_known_peers;
+        // Only a session with uTP draws its socket's generator: a TCP-only session's
+        // draws are what they always were.
+        let utp = (config.transport != TransportPolicy::Tcp)
+            .then(|| UtpSocket::new(UtpConfig::default(), rng.fork()));
+        let transports = Transports::new(config.transport, utp);
         Shared {
             now,
             up: Throttle::new(config.max_upload_rate, now),
@@ -109,6 +118,7 @@ impl Shared {
             }),
             dht: false,
             dht_nodes: Vec::new(),
+            transports,
         }
     }
 
@@ -149,10 +159,17 @@ impl Shared {
         self.ops.remove(&op)
     }
 
-    /// Asks the driver for a connection that will belong to `route`.
+    /// Asks for a connection that will belong to `route`: a peer at an address goes over
+    /// uTP when the transport policy says so (see [`crate::transport`]), anything else
+    /// over the driver's TCP.
     pub fn connect(&mut self, route: Route, target: Target) -> ConnId {
         let conn = ConnId(self.next_id());
         self.routes.insert(conn, route);
+        if let (Route::Peer(_), Target::Addr(addr)) = (route, &target)
+            && self.transports.dial(self.now, conn, *addr)
+        {
+            return conn;
+        }
         self.action(Action::Connect { conn, target });
         conn
     }
@@ -160,27 +177,36 @@ impl Shared {
     /// Sends peer wire bytes: encrypted when the connection's link says so.
     pub fn send(&mut self, conn: ConnId, data: Bytes) {
         let data = self.links.outgoing(conn, data);
-        self.action(Action::Send { conn, data });
+        self.transmit(conn, data);
     }
 
     /// Sends bytes below the peer wire (the MSE handshake) as they are, keeping them out of
     /// the peer's flow control.
     pub fn send_below(&mut self, conn: ConnId, data: Bytes) {
         self.links.add_overhead(conn, data.len());
-        self.action(Action::Send { conn, data });
+        self.transmit(conn, data);
     }
 
-    /// Closes a connection the driver still has open.
+    /// Bytes onto the connection's transport: its uTP stream, or the driver's socket.
+    fn transmit(&mut self, conn: ConnId, data: Bytes) {
+        if let Some(data) = self.transports.send(self.now, conn, data) {
+            self.action(Action::Send { conn, data });
+        }
+    }
+
+    /// Closes a connection the driver (or the uTP socket) still has open.
     pub fn close(&mut self, conn: ConnId) {
         self.links.remove(conn);
-        if self.routes.remove(&conn).is_some() {
+        let utp = self.transports.close(self.now, conn);
+        if self.routes.remove(&conn).is_some() && !utp {
             self.action(Action::Close { conn });
         }
     }
 
-    /// Forgets a connection the driver reported closed.
+    /// Forgets a connection the driver (or the uTP socket) reported closed.
     pub fn forget(&mut self, conn: ConnId) {
         self.links.remove(conn);
+        self.transports.forget(self.now, conn);
         self.routes.remove(&conn);
     }
 

@@ -2,7 +2,8 @@
 """A libtorrent peer for Tessera's end-to-end tests and benchmarks.
 
 Run with Debian's /usr/bin/python3 (python3-libtorrent). One torrent, loopback only:
-DHT, LSD, UPnP, NAT-PMP and uTP are off (with --utp-only: TCP is off and uTP on, both ways);
+DHT, LSD, UPnP, NAT-PMP and uTP are off (with --utp-only: TCP is off and uTP on, both ways;
+with --utp: uTP is on besides TCP, libtorrent dialling uTP first);
 several peers per IP are allowed.
 
     lt_peer.py seed  --torrent T --dir DATA --port P [--peer HOST:PORT]... [--upload-limit BPS]
@@ -11,7 +12,7 @@ several peers per IP are allowed.
     both: [--encryption enabled|forced|disabled]   protocol encryption (MSE/PE) both ways;
           `forced` takes only encrypted connections with RC4 for the whole stream,
           `disabled` only plaintext ones; `enabled` (libtorrent's default) takes both
-    (either mode) [--utp-only]
+    (either mode) [--utp-only | --utp]
 
 Lines on stdout (the harness waits for them):
     LISTENING <port>        the listen socket is bound
@@ -90,6 +91,8 @@ def main():
                     help="take no commands and ignore end of file on stdin")
     ap.add_argument("--utp-only", action="store_true",
                     help="peer connections over uTP only (TCP off both ways)")
+    ap.add_argument("--utp", action="store_true",
+                    help="uTP on both ways besides TCP (libtorrent's defaults: dial uTP first)")
     args = ap.parse_args()
 
     settings = {
@@ -120,6 +123,11 @@ def main():
     elif args.encryption == "disabled":
         settings["in_enc_policy"] = int(lt.enc_policy.pe_disabled)
         settings["out_enc_policy"] = int(lt.enc_policy.pe_disabled)
+    if args.utp:
+        settings.update({
+            "enable_incoming_utp": True,
+            "enable_outgoing_utp": True,
+        })
     if args.utp_only:
         settings.update({
             "enable_incoming_utp": True,

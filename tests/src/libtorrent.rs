@@ -38,6 +38,8 @@ pub struct LtOptions {
     /// Peer connections over uTP only, both ways (TCP off): the peer listens for uTP on
     /// its port's UDP socket and dials peers with uTP.
     pub utp_only: bool,
+    /// uTP on both ways besides TCP, as libtorrent has it by default (it dials uTP first).
+    pub utp: bool,
 }
 
 /// libtorrent's protocol encryption settings (`in_enc_policy`, `out_enc_policy`,
@@ -138,6 +140,9 @@ impl LtPeer {
         }
         if opts.utp_only {
             cmd.arg("--utp-only");
+        }
+        if opts.utp {
+            cmd.arg("--utp");
         }
         let mut proc = Proc::spawn_with_stdin(&format!("libtorrent-{mode}"), cmd, log_dir);
         proc.wait_for_line("LISTENING", Duration::from_secs(30));

@@ -186,6 +186,7 @@ fn session_config(plan: &Plan, listen_port: u16) -> Config {
         listen_port,
         pex: plan.pex,
         encryption: plan.encryption.policy(),
+        transport: plan.transport.policy(),
         fast_extension: true,
         ..Config::default()
     };

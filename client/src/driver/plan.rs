@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::cli::{Cli, Command, Encryption, LimitArgs, SeedGoalArgs};
+use crate::cli::{Cli, Command, Encryption, LimitArgs, SeedGoalArgs, Transport};
 use crate::dht::DhtArgs;
 use crate::error::Error;
 use crate::torrent::TorrentRef;
@@ -63,6 +63,8 @@ pub struct Plan {
     pub first_last: bool,
     /// `--encryption`.
     pub encryption: Encryption,
+    /// `--transport`.
+    pub transport: Transport,
     /// `--no-dht`, `--dht-node`.
     pub dht: DhtArgs,
     /// `--save-torrent` (download of a magnet link): where else to write its metadata.
@@ -87,6 +89,7 @@ impl Plan {
             sequential: false,
             first_last: false,
             encryption: Encryption::Prefer,
+            transport: Transport::Both,
             dht: DhtArgs::default(),
             save_torrent: None,
             pex: true,
@@ -135,6 +138,7 @@ impl Plan {
                     sequential: d.sequential,
                     first_last: d.first_last,
                     encryption: d.encryption,
+                    transport: d.transport,
                     dht: d.dht.clone(),
                     save_torrent: d.save_torrent.clone(),
                     pex: !d.no_pex,
@@ -163,6 +167,7 @@ impl Plan {
                     limits: s.limits.clone(),
                     goals: s.goals.clone(),
                     encryption: s.encryption,
+                    transport: s.transport,
                     dht: s.dht.clone(),
                     pex: !s.no_pex,
                     ..Plan::new(sources, Mode::Seed)
@@ -250,6 +255,7 @@ mod tests {
                 sequential: false,
                 first_last: false,
                 encryption: Encryption::Prefer,
+                transport: Transport::Both,
                 dht: DhtArgs::default(),
                 save_torrent: None,
                 pex: true,

@@ -76,9 +76,9 @@ impl Cause {
             Cause::TimedOut => ("did not answer in time", "did not answer in time"),
             Cause::ClosedInHandshake => (
                 "closed the connection during the handshake, which usually means it wants \
-                 encryption (see --encryption) or uTP (not supported yet)",
+                 encryption (see --encryption) or uTP (see --transport)",
                 "closed the connection during the handshake, which usually means they want \
-                 encryption (see --encryption) or uTP (not supported yet)",
+                 encryption (see --encryption) or uTP (see --transport)",
             ),
             Cause::Closed => ("closed the connection", "closed the connection"),
         };
@@ -356,8 +356,8 @@ mod tests {
                     "1 peer (127.0.0.1:6) reset the connection".into(),
                     "1 peer (127.0.0.1:5) did not answer in time".into(),
                     "1 peer (127.0.0.1:4) closed the connection during the handshake, which \
-                     usually means it wants encryption (see --encryption) or uTP (not \
-                     supported yet)"
+                     usually means it wants encryption (see --encryption) or uTP (see \
+                     --transport)"
                         .into(),
                     "1 peer (127.0.0.1:7): protocol error: bad length".into(),
                 ],

@@ -58,7 +58,8 @@ pub struct DatagramStats {
     pub tracker: u64,
     /// Messages handed to the DHT.
     pub dht: u64,
-    /// uTP packets (dropped until uTP is part of the session).
+    /// uTP packets: handed to the uTP socket (dropped under `TransportPolicy::Tcp`, which
+    /// has none).
     pub utp: u64,
     /// Anything else: unknown content, a tracker answer nobody waits for, a DHT message
     /// while the DHT is off.
@@ -88,7 +89,11 @@ impl Session {
             }
             Kind::Dht if self.dht_datagram(from, data) => self.udp.stats.dht += 1,
             Kind::Utp => {
-                // The uTP socket (`crate::utp`) takes these once it is part of the session.
+                // A malformed packet, or one for no connection, is dropped by the socket:
+                // nothing else is touched.
+                if let Some(utp) = self.sh.transports.socket() {
+                    utp.handle_datagram(now, from, data);
+                }
                 self.udp.stats.utp += 1;
             }
             kind => {

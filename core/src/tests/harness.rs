@@ -227,7 +227,9 @@ impl Swarm {
         seed[0] = i as u8;
         // The checker reads plain BitTorrent: a node that may encrypt is not checked (the
         // encryption tests check the wire themselves, through the cipher).
-        let plaintext = config.encryption == crate::mse::Policy::Disable;
+        // Nor is a node that may use uTP: its peer bytes travel inside datagrams.
+        let plaintext = config.encryption == crate::mse::Policy::Disable
+            && config.transport == crate::transport::TransportPolicy::Tcp;
         let mut session = Session::new(
             Config {
                 listen_port: 6881,
@@ -476,7 +478,15 @@ impl Swarm {
                     self.queue
                         .push_back(Delivery::Input(i, Input::Disk { now, op, result }));
                 }
-                Action::SendDatagram { .. } => {}
+                Action::SendDatagram { to, data } => {
+                    // Datagrams go from the sender's listening address (the UDP socket
+                    // shares its port) to the node at `to`, if any; the rest are lost.
+                    let from = self.nodes[i].addr;
+                    if let Some(j) = self.nodes.iter().position(|n| n.addr == to) {
+                        self.queue
+                            .push_back(Delivery::Input(j, Input::Datagram { now, from, data }));
+                    }
+                }
                 Action::Resolve { op, .. } => self.queue.push_back(Delivery::Input(
                     i,
                     Input::Resolved {

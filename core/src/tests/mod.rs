@@ -15,4 +15,5 @@ mod session;
 mod stale_inputs;
 mod timers;
 mod tracker;
+mod utp_session;
 mod wire_props;

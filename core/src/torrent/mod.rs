@@ -326,6 +326,7 @@ impl Torrent {
                 uploaded: p.upload.total(),
                 snubbed: p.snubbed,
                 encryption: crate::mse::Encryption::None,
+                transport: crate::transport::Transport::Tcp,
             })
             .collect()
     }

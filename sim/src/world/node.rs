@@ -77,6 +77,8 @@ pub struct Node {
 fn config_for(sc: &Scenario, class: Class) -> Config {
     let mut c = Config {
         listen_port: PEER_PORT,
+        // The simulated links are TCP-like streams; uTP is not modelled here yet.
+        transport: tessera_core::TransportPolicy::Tcp,
         ..Config::default()
     };
     c.picker.strategy = sc.strategy;
