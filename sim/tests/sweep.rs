@@ -31,3 +31,11 @@ fn seeds_that_once_failed_pass() {
         check(seed);
     }
 }
+
+/// Seeds whose honest leechers waited for ever: the seeder's requests had timed out, so the
+/// pieces it had not delivered were avoided with it, and once they were all that was left
+/// nobody was asked for them (882).
+#[test]
+fn a_snubbed_seeder_is_asked_again_for_the_last_pieces() {
+    check(882);
+}

@@ -171,13 +171,26 @@ impl Torrent {
                 } else {
                     peer.has.clone()
                 };
-                for p in avoid.iter().flat_map(|a| a.ones()) {
-                    has.clear(p);
-                }
                 for &p in &taken {
                     has.clear(p as usize);
                 }
-                picker.pick(conn, &has, room, &mut sh.rng, picked);
+                match avoid {
+                    None => picker.pick(conn, &has, room, &mut sh.rng, picked),
+                    Some(avoid) => {
+                        let mut elsewhere = has.clone();
+                        for p in avoid.ones() {
+                            elsewhere.clear(p);
+                        }
+                        picker.pick(conn, &elsewhere, room, &mut sh.rng, picked);
+                        // The pieces whose requests timed out are avoided while the peer
+                        // has anything else we lack; once they are all it has, it is asked
+                        // again (one request at a time while snubbed) rather than never:
+                        // its only chance to clear the mark is a block.
+                        if picked.is_empty() {
+                            picker.pick(conn, &has, room, &mut sh.rng, picked);
+                        }
+                    }
+                }
             }
         }
         for &block in picked.iter() {
