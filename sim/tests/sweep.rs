@@ -32,6 +32,17 @@ fn seeds_that_once_failed_pass() {
     }
 }
 
+/// Seeds with one slow seeder that were judged against a bound the seeder alone could not
+/// meet: it needs `size / seeder_up` (18 to 46 s here) to send the torrent once, and no
+/// honest peer can complete before it has, but the bound only counted the leechers' links
+/// (272, 390, 409, 848, 2001, 3238, 5812, 6566).
+#[test]
+fn slow_seeder_seeds_pass() {
+    for seed in [272, 390, 409, 848, 2001, 3238, 5812, 6566] {
+        check(seed);
+    }
+}
+
 /// Seeds whose honest leechers waited for ever: the seeder's requests had timed out, so the
 /// pieces it had not delivered were avoided with it, and once they were all that was left
 /// nobody was asked for them (882).
