@@ -84,3 +84,59 @@ fn a_peer_that_timed_out_is_asked_again_when_it_alone_has_what_is_missing() {
         "complete once the peer answers"
     );
 }
+
+/// Two peers with every piece; the first takes every request and never answers. At the
+/// time-out its requests go to the second, and the first, snubbed, is not asked for them
+/// again while the second is there to send them.
+#[test]
+fn timed_out_requests_go_to_another_peer_not_back() {
+    let mut config = Config::default();
+    // No duplicate requests: the second peer gets blocks only once they are free again.
+    config.picker.endgame_max_requesters = 1;
+    let timeout = config.request_timeout;
+    let mut rig = Rig::new(
+        config,
+        &[TorrentSpec {
+            len: LEN,
+            piece: PIECE,
+            seed: false,
+        }],
+    );
+    let n = rig.metas[0].layout().num_pieces();
+    let join = |rig: &mut Rig, last: u8| {
+        let conn = rig.accept(SocketAddr::from(([10, 7, 7, last], 7000)));
+        rig.feed(conn, &handshake(rig.metas[0].info_hash, last, false));
+        let mut remote = Remote::new(conn, None, &[]);
+        remote.handshake(rig);
+        remote.send(rig, Message::Bitfield(vec![0xf0].into()));
+        remote.send(rig, Message::Unchoke);
+        remote
+    };
+    let mut silent = join(&mut rig, 1);
+    let first = requests(&silent.messages(&mut rig, n));
+    assert_eq!(first.len(), LEN / (16 * 1024), "{first:?}");
+    let mut other = join(&mut rig, 2);
+    assert!(requests(&other.messages(&mut rig, n)).is_empty());
+
+    rig.wait(timeout + Duration::from_secs(3));
+    let moved = requests(&other.messages(&mut rig, n));
+    let mut moved_blocks: Vec<(u32, u32)> = moved.iter().map(|r| (r.piece, r.offset)).collect();
+    let mut first_blocks: Vec<(u32, u32)> = first.iter().map(|r| (r.piece, r.offset)).collect();
+    moved_blocks.sort_unstable();
+    first_blocks.sort_unstable();
+    assert_eq!(
+        moved_blocks, first_blocks,
+        "every timed-out block asked of the other"
+    );
+    let again = requests(&silent.messages(&mut rig, n));
+    assert!(
+        again.is_empty(),
+        "not asked of the silent peer again: {again:?}"
+    );
+
+    // The other peer was asked after ten quiet seconds; its own time-out runs from then: its
+    // requests stay with it (a time-out would hand them out and ask them again).
+    rig.wait(timeout - Duration::from_secs(5));
+    assert!(requests(&other.messages(&mut rig, n)).is_empty());
+    assert!(requests(&silent.messages(&mut rig, n)).is_empty());
+}

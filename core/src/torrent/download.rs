@@ -155,6 +155,8 @@ impl Torrent {
         }
         let picked = &mut scratch.blocks;
         picked.clear();
+        // Pieces whose requests to this peer timed out, to ask of it again if nothing else.
+        let mut avoided = Vec::new();
         match (&peer.avoid, choked) {
             (None, false) if taken.is_empty() => {
                 picker.pick(conn, &peer.has, room, &mut sh.rng, picked)
@@ -174,25 +176,34 @@ impl Torrent {
                 for &p in &taken {
                     has.clear(p as usize);
                 }
-                match avoid {
-                    None => picker.pick(conn, &has, room, &mut sh.rng, picked),
-                    Some(avoid) => {
-                        let mut elsewhere = has.clone();
-                        for p in avoid.ones() {
-                            elsewhere.clear(p);
-                        }
-                        picker.pick(conn, &elsewhere, room, &mut sh.rng, picked);
-                        // The pieces whose requests timed out are avoided while the peer
-                        // has anything else we lack; once they are all it has, it is asked
-                        // again (one request at a time while snubbed) rather than never:
-                        // its only chance to clear the mark is a block.
-                        if picked.is_empty() {
-                            picker.pick(conn, &has, room, &mut sh.rng, picked);
-                        }
+                for p in avoid.iter().flat_map(|a| a.ones()) {
+                    if has.clear(p) {
+                        avoided.push(p);
                     }
                 }
+                picker.pick(conn, &has, room, &mut sh.rng, picked);
             }
         }
+        // The avoided pieces wait for other peers while this one has something else to give;
+        // once they are all it has that we lack, those no other peer is in a position to
+        // send (unchoking us, not snubbed) are asked of it again, one request at a time
+        // while it is snubbed: else nothing is ever requested, no block comes to clear the
+        // mark, and the last pieces wait for ever.
+        if picked.is_empty() && !avoided.is_empty() {
+            let mut only_here = crate::bitfield::Bitfield::new(layout.num_pieces() as usize);
+            for p in avoided {
+                let elsewhere = peers.iter().any(|(&c, o)| {
+                    c != conn && o.is_active() && !o.peer_choking && !o.snubbed && o.has.get(p)
+                });
+                if !elsewhere {
+                    only_here.set(p);
+                }
+            }
+            picker.pick(conn, &only_here, room, &mut sh.rng, picked);
+        }
+        let Some(peer) = peers.get_mut(&conn) else {
+            return;
+        };
         for &block in picked.iter() {
             if let Some(owner) = download.exclusive.get_mut(&block.piece) {
                 owner.get_or_insert(conn);
@@ -216,11 +227,18 @@ impl Torrent {
 
     /// Tops up every peer (after requests were released, or the budget freed up).
     pub(super) fn request_all(&mut self, sh: &mut Shared) {
+        self.request_all_but(sh, &[]);
+    }
+
+    /// [`Torrent::request_all`] except for the peers in `skip`.
+    fn request_all_but(&mut self, sh: &mut Shared, skip: &[ConnId]) {
         let mut conns = std::mem::take(&mut self.scratch.conns);
         conns.clear();
         self.peers.keys_into(&mut conns);
         for &conn in &conns {
-            self.request_blocks(sh, conn);
+            if !skip.contains(&conn) {
+                self.request_blocks(sh, conn);
+            }
         }
         self.scratch.conns = conns;
     }
@@ -678,14 +696,20 @@ impl Torrent {
             let depth = (rate * sh.config.request_queue_time.as_secs_f64() / f64::from(BLOCK_LEN))
                 .ceil() as usize;
             peer.queue_depth = depth.clamp(sh.config.min_queue_depth, sh.config.max_queue_depth);
-            if !peer.requests.is_empty()
-                && now.saturating_duration_since(peer.last_block_at) > timeout
-            {
+            // Waiting since the last block, or since the oldest request in flight was sent
+            // if that is later: a peer asked after a quiet spell (it unchoked us long ago,
+            // and we had nothing to ask of it until others' requests were freed) has not
+            // kept us waiting for that spell.
+            let waiting_since = peer
+                .requests
+                .front()
+                .map(|r| r.sent.max(peer.last_block_at));
+            if waiting_since.is_some_and(|t| now.saturating_duration_since(t) > timeout) {
                 timed_out.push(conn);
             }
         }
         let n = self.layout.num_pieces() as usize;
-        for conn in timed_out {
+        for &conn in &timed_out {
             if let Some(peer) = self.peers.get_mut(&conn) {
                 tracing::debug!(addr = %peer.addr, requests = peer.requests.len(), "requests timed out");
                 peer.snubbed = true;
@@ -699,7 +723,10 @@ impl Torrent {
             }
             self.release_requests(conn);
         }
-        self.request_all(sh);
+        // What the timed-out peers held goes to the others first; they are topped up again
+        // at the next tick (a snubbed peer that alone has a piece would otherwise take it
+        // back at once, and with it a failed piece's single-source turn, for ever).
+        self.request_all_but(sh, &timed_out);
     }
 }
 
