@@ -185,16 +185,16 @@ impl Torrent {
             }
         }
         // The avoided pieces wait for other peers while this one has something else to give;
-        // once they are all it has that we lack, those no other peer is in a position to
-        // send (unchoking us, not snubbed) are asked of it again, one request at a time
+        // once they are all it has that we lack, those no other peer could send (one not
+        // snubbed, unchoking us now or later) are asked of it again, one request at a time
         // while it is snubbed: else nothing is ever requested, no block comes to clear the
         // mark, and the last pieces wait for ever.
         if picked.is_empty() && !avoided.is_empty() {
             let mut only_here = crate::bitfield::Bitfield::new(layout.num_pieces() as usize);
             for p in avoided {
-                let elsewhere = peers.iter().any(|(&c, o)| {
-                    c != conn && o.is_active() && !o.peer_choking && !o.snubbed && o.has.get(p)
-                });
+                let elsewhere = peers
+                    .iter()
+                    .any(|(&c, o)| c != conn && o.is_active() && !o.snubbed && o.has.get(p));
                 if !elsewhere {
                     only_here.set(p);
                 }
@@ -657,6 +657,46 @@ impl Torrent {
                 self.peer_list.ban(p.addr);
             }
             self.close_peer(sh, conn, reason.clone(), false);
+        }
+        self.discard_blocks_of(&source);
+    }
+
+    /// Drops the blocks `source` sent to pieces still being assembled in memory and wants
+    /// them again: kept, a banned liar's blocks would fail their pieces later, and every
+    /// honest block in them with it. (Blocks already spilled to disk stay; their piece's
+    /// verdict is left to the hash check.)
+    fn discard_blocks_of(&mut self, source: &Source) {
+        let mut dropped = Vec::new();
+        for (&piece, buf) in &mut self.download.pieces {
+            if buf.complete {
+                continue;
+            }
+            for (i, sent_by) in buf.block_sources.iter_mut().enumerate() {
+                if !sent_by.is_some_and(|s| s.same_peer(source)) {
+                    continue;
+                }
+                if let Some(data) = buf.blocks.get_mut(i).and_then(Option::take) {
+                    *sent_by = None;
+                    buf.held -= data.len();
+                    self.download.mem_bytes -= data.len();
+                    dropped.push(BlockRef {
+                        piece,
+                        block: i as u32,
+                    });
+                }
+            }
+            // Still a source if some of its blocks were spilled (a failure may be its).
+            let left = buf
+                .block_sources
+                .iter()
+                .flatten()
+                .any(|s| s.same_peer(source));
+            if !left {
+                buf.sources.retain(|s| !s.same_peer(source));
+            }
+        }
+        for block in dropped {
+            self.picker.discard(block);
         }
     }
 
