@@ -736,15 +736,9 @@ impl Torrent {
             let depth = (rate * sh.config.request_queue_time.as_secs_f64() / f64::from(BLOCK_LEN))
                 .ceil() as usize;
             peer.queue_depth = depth.clamp(sh.config.min_queue_depth, sh.config.max_queue_depth);
-            // Waiting since the last block, or since the oldest request in flight was sent
-            // if that is later: a peer asked after a quiet spell (it unchoked us long ago,
-            // and we had nothing to ask of it until others' requests were freed) has not
-            // kept us waiting for that spell.
-            let waiting_since = peer
-                .requests
-                .front()
-                .map(|r| r.sent.max(peer.last_block_at));
-            if waiting_since.is_some_and(|t| now.saturating_duration_since(t) > timeout) {
+            if !peer.requests.is_empty()
+                && now.saturating_duration_since(peer.last_block_at) > timeout
+            {
                 timed_out.push(conn);
             }
         }
