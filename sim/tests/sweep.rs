@@ -45,8 +45,10 @@ fn slow_seeder_seeds_pass() {
 
 /// Seeds whose honest leechers waited for ever: the seeder's requests had timed out, so the
 /// pieces it had not delivered were avoided with it, and once they were all that was left
-/// nobody was asked for them (882); or a silent liar, asked again for a failed piece each
-/// time its request timed out, kept that piece's single-source turn from the seeder (4988).
+/// nobody was asked for them (882). Seed 4988 (one slow seeder, once judged against a bound
+/// it could not meet) guards the fix: asking a snubbed peer again for everything it had
+/// timed out on let a silent liar take a failed piece's single-source turn back from the
+/// seeder each time its request timed out, and nobody completed.
 #[test]
 fn a_snubbed_seeder_is_asked_again_for_the_last_pieces() {
     for seed in [882, 4988] {
