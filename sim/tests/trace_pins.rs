@@ -109,16 +109,16 @@ const PINS: &[Pin] = &[
     Pin {
         name: "all_faults_real",
         scenario: all_faults_real,
-        trace_hash: 0x86bd_2d82_ba13_c992,
-        events: 25_907,
-        inputs: 16_022,
+        trace_hash: 0x83de_6c2a_d518_8375,
+        events: 25_576,
+        inputs: 15_810,
     },
     Pin {
         name: "adversaries",
         scenario: adversaries,
-        trace_hash: 0x8a06_ffe3_9872_ad99,
-        events: 19_324,
-        inputs: 13_404,
+        trace_hash: 0x9996_362d_b84c_356a,
+        events: 19_402,
+        inputs: 13_377,
     },
     Pin {
         name: "churn_free_riders",

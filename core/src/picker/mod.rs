@@ -700,6 +700,29 @@ impl Picker {
         }
     }
 
+    /// A received block of a piece still being assembled is thrown away (its sender turned
+    /// out to be a liar): it is free again, to be requested anew. A block not received, or
+    /// of a piece not partial, is ignored. O(1) (O(partial pieces) when the piece stops
+    /// being partial).
+    pub fn discard(&mut self, block: BlockRef) {
+        let Some(index) = self.slot_of(block.piece) else {
+            return;
+        };
+        let part = &mut self.partials[index];
+        let b = block.block as usize;
+        if part.blocks.get(b) != Some(&Block::Received) {
+            return;
+        }
+        part.blocks[b] = Block::Free;
+        part.received -= 1;
+        part.free += 1;
+        part.first_free = part.first_free.min(block.block);
+        self.free_blocks += 1;
+        if part.untouched() {
+            self.remove_partial(index);
+        }
+    }
+
     /// The piece's hash matched and it is on disk. Outstanding requests for it are
     /// forgotten (late copies are `Unwanted`).
     pub fn on_verified(&mut self, piece: u32) {

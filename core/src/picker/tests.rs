@@ -695,3 +695,43 @@ fn urgent_pieces_come_before_any_other_whatever_the_strategy() {
     p.set_urgent([63]);
     assert_eq!(p.urgent_missing, 1);
 }
+
+#[test]
+fn a_discarded_block_is_wanted_again_and_the_rest_of_its_piece_kept() {
+    let l = even(1, 4);
+    let mut p = fresh(&l, config(0, 1), 1);
+    let all = bits(1, &[0]);
+    let (a, b) = (ConnId(1), ConnId(2));
+    assert_eq!(pick(&mut p, a, &all, 2), vec![blk(0, 0), blk(0, 1)]);
+    assert_eq!(pick(&mut p, b, &all, 2), vec![blk(0, 2), blk(0, 3)]);
+    for (block, from) in [(0, a), (1, a), (2, b)] {
+        assert!(matches!(
+            p.on_block(blk(0, block), from),
+            Arrival::New { .. }
+        ));
+    }
+    // A's blocks are thrown away: free again, and the piece no longer completes without them.
+    p.discard(blk(0, 0));
+    p.discard(blk(0, 1));
+    // Not received (requested from B): ignored.
+    p.discard(blk(0, 3));
+    assert_eq!(pick(&mut p, b, &all, 4), vec![blk(0, 0), blk(0, 1)]);
+    match p.on_block(blk(0, 3), b) {
+        Arrival::New { piece_complete, .. } => assert!(!piece_complete),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        p.on_block(blk(0, 0), b),
+        Arrival::New {
+            piece_complete: false,
+            ..
+        }
+    ));
+    assert!(matches!(
+        p.on_block(blk(0, 1), b),
+        Arrival::New {
+            piece_complete: true,
+            ..
+        }
+    ));
+}

@@ -9,6 +9,7 @@ mod hostile;
 mod magnet;
 mod piece_order;
 mod rate_limits;
+mod request_timeouts;
 mod rig;
 mod seed_goals;
 mod session;

@@ -155,6 +155,8 @@ impl Torrent {
         }
         let picked = &mut scratch.blocks;
         picked.clear();
+        // Pieces whose requests to this peer timed out, to ask of it again if nothing else.
+        let mut avoided = Vec::new();
         match (&peer.avoid, choked) {
             (None, false) if taken.is_empty() => {
                 picker.pick(conn, &peer.has, room, &mut sh.rng, picked)
@@ -171,15 +173,37 @@ impl Torrent {
                 } else {
                     peer.has.clone()
                 };
-                for p in avoid.iter().flat_map(|a| a.ones()) {
-                    has.clear(p);
-                }
                 for &p in &taken {
                     has.clear(p as usize);
+                }
+                for p in avoid.iter().flat_map(|a| a.ones()) {
+                    if has.clear(p) {
+                        avoided.push(p);
+                    }
                 }
                 picker.pick(conn, &has, room, &mut sh.rng, picked);
             }
         }
+        // The avoided pieces wait for other peers while this one has something else to give;
+        // once they are all it has that we lack, those no other peer could send (one not
+        // snubbed, unchoking us now or later) are asked of it again, one request at a time
+        // while it is snubbed: else nothing is ever requested, no block comes to clear the
+        // mark, and the last pieces wait for ever.
+        if picked.is_empty() && !avoided.is_empty() {
+            let mut only_here = crate::bitfield::Bitfield::new(layout.num_pieces() as usize);
+            for p in avoided {
+                let elsewhere = peers
+                    .iter()
+                    .any(|(&c, o)| c != conn && o.is_active() && !o.snubbed && o.has.get(p));
+                if !elsewhere {
+                    only_here.set(p);
+                }
+            }
+            picker.pick(conn, &only_here, room, &mut sh.rng, picked);
+        }
+        let Some(peer) = peers.get_mut(&conn) else {
+            return;
+        };
         for &block in picked.iter() {
             if let Some(owner) = download.exclusive.get_mut(&block.piece) {
                 owner.get_or_insert(conn);
@@ -203,11 +227,18 @@ impl Torrent {
 
     /// Tops up every peer (after requests were released, or the budget freed up).
     pub(super) fn request_all(&mut self, sh: &mut Shared) {
+        self.request_all_but(sh, &[]);
+    }
+
+    /// [`Torrent::request_all`] except for the peers in `skip`.
+    fn request_all_but(&mut self, sh: &mut Shared, skip: &[ConnId]) {
         let mut conns = std::mem::take(&mut self.scratch.conns);
         conns.clear();
         self.peers.keys_into(&mut conns);
         for &conn in &conns {
-            self.request_blocks(sh, conn);
+            if !skip.contains(&conn) {
+                self.request_blocks(sh, conn);
+            }
         }
         self.scratch.conns = conns;
     }
@@ -627,6 +658,46 @@ impl Torrent {
             }
             self.close_peer(sh, conn, reason.clone(), false);
         }
+        self.discard_blocks_of(&source);
+    }
+
+    /// Drops the blocks `source` sent to pieces still being assembled in memory and wants
+    /// them again: kept, a banned liar's blocks would fail their pieces later, and every
+    /// honest block in them with it. (Blocks already spilled to disk stay; their piece's
+    /// verdict is left to the hash check.)
+    fn discard_blocks_of(&mut self, source: &Source) {
+        let mut dropped = Vec::new();
+        for (&piece, buf) in &mut self.download.pieces {
+            if buf.complete {
+                continue;
+            }
+            for (i, sent_by) in buf.block_sources.iter_mut().enumerate() {
+                if !sent_by.is_some_and(|s| s.same_peer(source)) {
+                    continue;
+                }
+                if let Some(data) = buf.blocks.get_mut(i).and_then(Option::take) {
+                    *sent_by = None;
+                    buf.held -= data.len();
+                    self.download.mem_bytes -= data.len();
+                    dropped.push(BlockRef {
+                        piece,
+                        block: i as u32,
+                    });
+                }
+            }
+            // Still a source if some of its blocks were spilled (a failure may be its).
+            let left = buf
+                .block_sources
+                .iter()
+                .flatten()
+                .any(|s| s.same_peer(source));
+            if !left {
+                buf.sources.retain(|s| !s.same_peer(source));
+            }
+        }
+        for block in dropped {
+            self.picker.discard(block);
+        }
     }
 
     /// A disk error: stop downloading. What is verified stays verified.
@@ -672,7 +743,7 @@ impl Torrent {
             }
         }
         let n = self.layout.num_pieces() as usize;
-        for conn in timed_out {
+        for &conn in &timed_out {
             if let Some(peer) = self.peers.get_mut(&conn) {
                 tracing::debug!(addr = %peer.addr, requests = peer.requests.len(), "requests timed out");
                 peer.snubbed = true;
@@ -686,7 +757,10 @@ impl Torrent {
             }
             self.release_requests(conn);
         }
-        self.request_all(sh);
+        // What the timed-out peers held goes to the others first; they are topped up again
+        // at the next tick (a snubbed peer that alone has a piece would otherwise take it
+        // back at once, and with it a failed piece's single-source turn, for ever).
+        self.request_all_but(sh, &timed_out);
     }
 }
 

@@ -184,9 +184,12 @@ impl Population {
             .collect()
     }
 
-    /// Liveness bound: after the faults heal, four times the ideal time (the torrent at the
-    /// slowest honest download rate, or every leecher's copy at the swarm's total upload
-    /// rate, whichever is longer) plus a minute of slack.
+    /// Liveness bound: after the faults heal, four times the ideal time plus a minute of
+    /// slack. The ideal is the longest of three times no honest swarm can beat: the torrent
+    /// at the slowest honest download rate; every leecher's copy at the swarm's total upload
+    /// rate; and one copy at the seeders' upload rate (at the start only the seeders hold
+    /// valid data, so every byte of it leaves a seeder at least once before the first peer
+    /// completes).
     pub fn liveness_bound(&self, healed: Instant, size: u64) -> Instant {
         let size = size as f64;
         let honest: Vec<&Record> = self.records.iter().filter(|r| r.class.honest()).collect();
@@ -196,8 +199,15 @@ impl Population {
             .filter(|r| r.class != Class::FreeRider)
             .map(|r| r.up)
             .sum();
+        let seeders_up: f64 = honest
+            .iter()
+            .filter(|r| r.class == Class::Seeder)
+            .map(|r| r.up)
+            .sum();
         let copies = honest.iter().filter(|r| r.must_complete).count() as f64;
-        let ideal = (size / min_down).max(copies * size / total_up.max(1.0));
+        let ideal = (size / min_down)
+            .max(copies * size / total_up.max(1.0))
+            .max(size / seeders_up.max(1.0));
         healed + Duration::from_secs(60) + Duration::from_secs_f64(4.0 * ideal)
     }
 
@@ -289,5 +299,39 @@ impl Population {
             .filter(|r| r.class.honest() && r.host.is_some())
             .map(|r| SocketAddr::new(IpAddr::V4(r.ip), PEER_PORT))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rand_chacha::rand_core::SeedableRng;
+
+    use super::*;
+
+    fn bound_secs(sc: &Scenario) -> f64 {
+        let mut q = Queue::default();
+        let pop = Population::plan(sc, &mut ChaCha8Rng::seed_from_u64(1), &mut q);
+        pop.liveness_bound(Instant::ZERO, sc.size)
+            .since_epoch()
+            .as_secs_f64()
+    }
+
+    #[test]
+    fn the_bound_leaves_time_for_one_copy_at_the_seeders_rate() {
+        // Ten fast leechers and one slow seeder: the leechers could spread the torrent in
+        // about two seconds, but the seeder needs 84 s to send it once.
+        let mut sc = Scenario::new(1);
+        sc.peers = 10;
+        sc.size = 8 << 20;
+        sc.up_min = 4e6;
+        sc.up_max = 4e6;
+        sc.seeder_up = 100e3;
+        let one_copy = sc.size as f64 / sc.seeder_up;
+        let slow = bound_secs(&sc);
+        assert!(slow >= 60.0 + 4.0 * one_copy, "{slow} s");
+        // A fast seeder: the leechers' links set the bound again.
+        sc.seeder_up = 100e6;
+        let fast = bound_secs(&sc);
+        assert!(fast < 70.0, "{fast} s");
     }
 }
