@@ -9,7 +9,7 @@ use crate::cli::InfoArgs;
 use crate::error::Error;
 use crate::exit::Exit;
 use crate::output::printable;
-use crate::ui::human_size;
+use crate::ui::{format_utc, human_size};
 
 pub fn run(args: &InfoArgs) -> Result<Exit, Error> {
     if let Some(link) = args.torrent.magnet()? {
@@ -141,28 +141,6 @@ fn size(bytes: u64) -> String {
     }
 }
 
-/// Seconds since the Unix epoch as `YYYY-MM-DD hh:mm:ss UTC`.
-pub fn format_utc(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -270,13 +248,5 @@ files:         1
 trackers:      none
 "
         );
-    }
-
-    #[test]
-    fn dates() {
-        assert_eq!(format_utc(0), "1970-01-01 00:00:00 UTC");
-        assert_eq!(format_utc(951_782_400), "2000-02-29 00:00:00 UTC");
-        assert_eq!(format_utc(-1), "1969-12-31 23:59:59 UTC");
-        assert_eq!(format_utc(4_102_444_800), "2100-01-01 00:00:00 UTC");
     }
 }

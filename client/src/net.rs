@@ -1,7 +1,7 @@
 //! The socket work every runtime does the same way, whatever it waits with: what happened
 //! on the network ([`NetEvent`]), the per-connection send queue with its vectored writes
 //! ([`SendQueue`]), zero-copy reads ([`ReadBuf`]) and binding the listening sockets
-//! ([`bind`], and [`bind_run`] for every node of a run).
+//! ([`bind`]; `Run::bind` in the driver binds every node of a run).
 //!
 //! Everything here works on non-blocking `std::io` sockets and returns
 //! `io::ErrorKind::WouldBlock` when the socket is not ready; the runtime decides how to
@@ -9,14 +9,13 @@
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, UdpSocket};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::os::fd::AsFd;
 
 use bytes::{Buf, Bytes};
 use tessera_core::{ConnId, Input, Instant};
 
 use crate::cli::DEFAULT_PORTS;
-use crate::driver::{Plan, Run};
 use crate::error::Error;
 
 /// Bytes asked for by one read of a connection.
@@ -244,36 +243,6 @@ fn bind_default() -> Result<TcpListener, Error> {
         ),
         e,
     ))
-}
-
-/// The sockets of every node of `run`, bound in order, with the addresses of the nodes
-/// each one dials ([`Plan::node_peers`]) added to its peers.
-pub fn bind_run(run: &Run) -> Result<Vec<(Plan, Sockets)>, Error> {
-    let mut bound: Vec<(Plan, Sockets)> = Vec::with_capacity(run.nodes.len());
-    for plan in &run.nodes {
-        let sockets = bind(plan.listen)?;
-        bound.push((plan.clone(), sockets));
-    }
-    let addrs: Vec<SocketAddr> = bound.iter().map(|(_, s)| dialable(s.local)).collect();
-    for (plan, _) in &mut bound {
-        for &node in &plan.node_peers {
-            let Some(&addr) = addrs.get(node) else {
-                return Err(Error::other(format!("internal error: no node {node}")));
-            };
-            plan.peers.push(addr);
-        }
-    }
-    Ok(bound)
-}
-
-/// Where another socket of this machine reaches a listener bound at `local`: the loopback
-/// address for a listener on every address.
-fn dialable(local: SocketAddr) -> SocketAddr {
-    match local.ip() {
-        ip if !ip.is_unspecified() => local,
-        IpAddr::V4(_) => SocketAddr::from((Ipv4Addr::LOCALHOST, local.port())),
-        IpAddr::V6(_) => SocketAddr::from((Ipv6Addr::LOCALHOST, local.port())),
-    }
 }
 
 /// Socket buffers asked for on the UDP socket, each way. uTP peers send windows of

@@ -270,7 +270,7 @@ fn change(name: &str, then: FileState, now: FileState) -> String {
 
 /// A modification time as a UTC date, to the second.
 fn mtime_utc(m: crate::storage::Mtime) -> String {
-    crate::info::format_utc(m.secs)
+    crate::ui::format_utc(m.secs)
 }
 
 /// Clears the pieces holding bytes of file `i`.

@@ -454,7 +454,7 @@ pub fn run(run: &Run) -> Result<Vec<Exit>, Error> {
     });
 
     let mut nodes = Vec::with_capacity(run.nodes.len());
-    for (i, (plan, sockets)) in client_net::bind_run(run)?.into_iter().enumerate() {
+    for (i, (plan, sockets)) in run.bind()?.into_iter().enumerate() {
         let mut listener = TcpListener::from_std(sockets.listener);
         registry
             .register(&mut listener, listener_token(i), Interest::READABLE)

@@ -343,7 +343,7 @@ async fn drive(ex: &LocalExecutor<'static>, run: &Run) -> Result<Vec<Exit>, Erro
     // Kept until the end: dropping a task cancels it.
     let mut tasks = vec![ex.spawn(signal_loop(signals, Events::new(0, events.clone())))];
     let mut nodes = Vec::with_capacity(run.nodes.len());
-    for (i, (plan, sockets)) in client_net::bind_run(run)?.into_iter().enumerate() {
+    for (i, (plan, sockets)) in run.bind()?.into_iter().enumerate() {
         let listener = Async::new(sockets.listener).map_err(|e| Error::io("listening", e))?;
         let udp = match sockets.udp {
             Some(u) => Some(Rc::new(

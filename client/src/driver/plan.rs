@@ -2,13 +2,14 @@
 //! (sessions driven by one event loop: one for `download` and `seed`, a seeder and
 //! downloaders for `demo`), each a [`Plan`] with its list of torrent [`Source`]s.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::cli::{Cli, Command, Encryption, LimitArgs, SeedGoalArgs, Transport};
 use crate::dht::DhtArgs;
 use crate::error::Error;
+use crate::net::{self, Sockets};
 use crate::torrent::TorrentRef;
 use crate::ui::Board;
 
@@ -200,12 +201,42 @@ pub struct Run {
 }
 
 impl Run {
+    /// The sockets of every node, bound in order, with the addresses of the nodes each
+    /// one dials ([`Plan::node_peers`]) added to its peers.
+    pub fn bind(&self) -> Result<Vec<(Plan, Sockets)>, Error> {
+        let mut bound: Vec<(Plan, Sockets)> = Vec::with_capacity(self.nodes.len());
+        for plan in &self.nodes {
+            let sockets = net::bind(plan.listen)?;
+            bound.push((plan.clone(), sockets));
+        }
+        let addrs: Vec<SocketAddr> = bound.iter().map(|(_, s)| dialable(s.local)).collect();
+        for (plan, _) in &mut bound {
+            for &node in &plan.node_peers {
+                let Some(&addr) = addrs.get(node) else {
+                    return Err(Error::other(format!("internal error: no node {node}")));
+                };
+                plan.peers.push(addr);
+            }
+        }
+        Ok(bound)
+    }
+
     /// A run of one node.
     pub fn single(plan: Plan, board: Board) -> Run {
         Run {
             nodes: vec![plan],
             board,
         }
+    }
+}
+
+/// Where another socket of this machine reaches a listener bound at `local`: the loopback
+/// address for a listener on every address.
+fn dialable(local: SocketAddr) -> SocketAddr {
+    match local.ip() {
+        ip if !ip.is_unspecified() => local,
+        IpAddr::V4(_) => SocketAddr::from((Ipv4Addr::LOCALHOST, local.port())),
+        IpAddr::V6(_) => SocketAddr::from((Ipv6Addr::LOCALHOST, local.port())),
     }
 }
 
