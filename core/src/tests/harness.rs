@@ -261,6 +261,11 @@ impl Swarm {
         i
     }
 
+    /// Adds a seeder: a node whose disk holds all of `data` ([`seeder`] options).
+    pub fn add_seed(&mut self, config: Config, meta: &Arc<Metainfo>, data: &[u8]) -> usize {
+        self.add(config, meta, MemDisk::full(meta, data), seeder())
+    }
+
     /// Adds a node at 10.0.0.<index+1>:6881 that knows only a magnet link: once the
     /// metadata is in, it gets an empty disk and downloads.
     pub fn add_magnet(&mut self, config: Config, link: &crate::magnet::MagnetLink) -> usize {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use sha1::{Digest, Sha1};
 
-use super::harness::{MemDisk, Swarm, content, seeder};
+use super::harness::{MemDisk, Swarm, content};
 use crate::api::{Action, Event, Input, Output, Target};
 use crate::config::{Config, TorrentOptions};
 use crate::extension::ExtensionHandshake;
@@ -81,18 +81,8 @@ fn magnet_leecher_fetches_metadata_from_seeders_then_downloads() {
         meta.info_bytes.len()
     );
     let mut swarm = Swarm::new();
-    let s1 = swarm.add(
-        Config::default(),
-        &meta,
-        MemDisk::full(&meta, &data),
-        seeder(),
-    );
-    let s2 = swarm.add(
-        Config::default(),
-        &meta,
-        MemDisk::full(&meta, &data),
-        seeder(),
-    );
+    let s1 = swarm.add_seed(Config::default(), &meta, &data);
+    let s2 = swarm.add_seed(Config::default(), &meta, &data);
     let peers = [swarm.addr(s1), swarm.addr(s2)];
     let m = swarm.add_magnet(no_trackers(Config::default()), &link(&meta, &peers));
     let done = swarm.run_until(Duration::from_secs(120), |s| s.complete(m));

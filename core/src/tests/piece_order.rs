@@ -39,12 +39,7 @@ fn first_last_then_in_order_from_one_seeder() {
     let data = content(total as usize, 21);
     let meta = metainfo("o", &files, 32768, &data);
     let mut swarm = Swarm::new();
-    let seed = swarm.add(
-        Config::default(),
-        &meta,
-        MemDisk::full(&meta, &data),
-        seeder(),
-    );
+    let seed = swarm.add_seed(Config::default(), &meta, &data);
     let leech = swarm.add(
         Config::default(),
         &meta,
@@ -120,12 +115,7 @@ fn sequential_verifies_a_prefix_of_the_file_first() {
     }
     // And against rarest first, whose order is scattered.
     let mut swarm = Swarm::new();
-    let seed = swarm.add(
-        Config::default(),
-        &meta,
-        MemDisk::full(&meta, &data),
-        seeder(),
-    );
+    let seed = swarm.add_seed(Config::default(), &meta, &data);
     let leech = swarm.add(
         Config::default(),
         &meta,

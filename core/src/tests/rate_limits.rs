@@ -167,12 +167,7 @@ fn the_download_limit_paces_requests_and_what_arrives() {
     const RATE: u64 = 1_000_000;
     let (meta, data) = torrent(16 << 20);
     let mut swarm = Swarm::new();
-    let seed = swarm.add(
-        Config::default(),
-        &meta,
-        MemDisk::full(&meta, &data),
-        seeder(),
-    );
+    let seed = swarm.add_seed(Config::default(), &meta, &data);
     swarm.nodes[seed].record_sends = true;
     let leech = swarm.add(
         Config {

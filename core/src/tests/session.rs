@@ -21,12 +21,7 @@ fn small_torrent() -> (std::sync::Arc<crate::Metainfo>, Vec<u8>) {
 fn leecher_downloads_from_seeder() {
     let (meta, data) = small_torrent();
     let mut swarm = Swarm::new();
-    let seed = swarm.add(
-        Config::default(),
-        &meta,
-        MemDisk::full(&meta, &data),
-        seeder(),
-    );
+    let seed = swarm.add_seed(Config::default(), &meta, &data);
     let leech = swarm.add(
         Config::default(),
         &meta,
@@ -65,12 +60,7 @@ fn leecher_downloads_from_seeder() {
 fn seeder_check_finds_every_piece() {
     let (meta, data) = small_torrent();
     let mut swarm = Swarm::new();
-    let seed = swarm.add(
-        Config::default(),
-        &meta,
-        MemDisk::full(&meta, &data),
-        seeder(),
-    );
+    let seed = swarm.add_seed(Config::default(), &meta, &data);
     assert!(swarm.run_until(Duration::from_secs(5), |s| s.complete(seed)));
     let n = meta.num_pieces();
     assert!(swarm.nodes[seed].events.contains(&Event::Checked {
@@ -84,18 +74,8 @@ fn seeder_check_finds_every_piece() {
 fn corrupt_seeder_is_banned_and_download_completes() {
     let (meta, data) = small_torrent();
     let mut swarm = Swarm::new();
-    let honest = swarm.add(
-        Config::default(),
-        &meta,
-        MemDisk::full(&meta, &data),
-        seeder(),
-    );
-    let liar = swarm.add(
-        Config::default(),
-        &meta,
-        MemDisk::full(&meta, &data),
-        seeder(),
-    );
+    let honest = swarm.add_seed(Config::default(), &meta, &data);
+    let liar = swarm.add_seed(Config::default(), &meta, &data);
     swarm.nodes[liar].corrupt = Some(Box::new(|_piece, bytes: &mut Vec<u8>| {
         for b in bytes.iter_mut().step_by(1000) {
             *b ^= 0xff;
@@ -135,12 +115,7 @@ fn corrupt_seeder_is_banned_and_download_completes() {
 fn connection_to_ourselves_is_dropped_and_not_retried() {
     let (meta, data) = small_torrent();
     let mut swarm = Swarm::new();
-    let seed = swarm.add(
-        Config::default(),
-        &meta,
-        MemDisk::full(&meta, &data),
-        seeder(),
-    );
+    let seed = swarm.add_seed(Config::default(), &meta, &data);
     let own = swarm.addr(seed);
     swarm.add_peers(seed, &[own]);
     swarm.run_until(Duration::from_secs(30), |_| false);
@@ -157,12 +132,7 @@ fn connection_to_ourselves_is_dropped_and_not_retried() {
 fn three_leechers_share_pieces() {
     let (meta, data) = small_torrent();
     let mut swarm = Swarm::new();
-    let seed = swarm.add(
-        Config::default(),
-        &meta,
-        MemDisk::full(&meta, &data),
-        seeder(),
-    );
+    let seed = swarm.add_seed(Config::default(), &meta, &data);
     let mut leeches = Vec::new();
     for _ in 0..3 {
         leeches.push(swarm.add(
@@ -194,12 +164,7 @@ fn three_leechers_share_pieces() {
 fn file_selection_fetches_its_pieces_and_offers_only_whole_ones() {
     let (meta, data) = small_torrent();
     let mut swarm = Swarm::new();
-    let seed = swarm.add(
-        Config::default(),
-        &meta,
-        MemDisk::full(&meta, &data),
-        seeder(),
-    );
+    let seed = swarm.add_seed(Config::default(), &meta, &data);
     // Only "b c.bin": bytes 100_000..400_001, pieces 3..=12; pieces 3 and 12 also hold
     // bytes of other files.
     let files = Some(vec![false, false, true, false]);

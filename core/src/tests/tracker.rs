@@ -21,12 +21,7 @@ fn announces_carry_events_and_counters_and_respect_the_interval_floor() {
         body_extra: "8:intervali1e12:min intervali1e".into(),
         log: Vec::new(),
     });
-    let seed = swarm.add(
-        Config::default(),
-        &meta,
-        MemDisk::full(&meta, &data),
-        seeder(),
-    );
+    let seed = swarm.add_seed(Config::default(), &meta, &data);
     let leech = swarm.add(
         Config::default(),
         &meta,
