@@ -183,30 +183,30 @@ impl Transports {
         if let Some(at) = fallback {
             self.fallbacks.insert((at, conn));
         }
-        self.by_stream.insert(stream, conn);
-        self.conns.insert(
-            conn,
-            UtpConn {
-                stream,
-                addr,
-                dialing: Some(fallback),
-                queue: VecDeque::new(),
-                queued: 0,
-                dead: false,
-            },
-        );
+        self.insert(conn, stream, addr, Some(fallback));
         true
     }
 
     /// An incoming stream the session accepted as `conn`.
     pub fn adopt(&mut self, conn: ConnId, stream: StreamId, addr: SocketAddr) {
+        self.insert(conn, stream, addr, None);
+    }
+
+    /// Records `conn` as the uTP stream `stream` to `addr`, with nothing queued.
+    fn insert(
+        &mut self,
+        conn: ConnId,
+        stream: StreamId,
+        addr: SocketAddr,
+        dialing: Option<Option<Instant>>,
+    ) {
         self.by_stream.insert(stream, conn);
         self.conns.insert(
             conn,
             UtpConn {
                 stream,
                 addr,
-                dialing: None,
+                dialing,
                 queue: VecDeque::new(),
                 queued: 0,
                 dead: false,
