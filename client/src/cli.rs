@@ -972,3 +972,50 @@ mod tests {
         );
     }
 }
+
+/// The argument parsers against any text: an error, never a panic; and what they accept
+/// means what it says.
+#[cfg(test)]
+mod props {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn any_text_is_a_value_or_an_error(s in "\\PC{0,24}|[0-9]{0,22}[a-zA-Z/ ]{0,5}") {
+            let _ = parse_listen(&s);
+            let _ = parse_duration(&s);
+            let _ = parse_demo_size(&s);
+            let _ = parse_size(&s);
+            let _ = parse_rate(&s);
+            let _ = parse_ratio(&s);
+            let _ = parse_count(&s);
+            let _ = parse_buffer(&s);
+            let _ = parse_piece_size(&s);
+        }
+
+        #[test]
+        fn durations_add_their_parts(h in 0u64..10_000, m in 0u64..60, sec in 0u64..60) {
+            let total = Duration::from_secs(h * 3600 + m * 60 + sec);
+            prop_assert_eq!(parse_duration(&format!("{h}h{m}m{sec}s")), Ok(total));
+            prop_assert_eq!(parse_duration(&total.as_secs().to_string()), Ok(total));
+        }
+
+        #[test]
+        fn sizes_scale_by_their_suffix(
+            n in 0u64..1 << 30,
+            (suffix, shift) in prop::sample::select(vec![
+                ("", 0u32), ("B", 0), ("k", 10), ("KiB", 10), ("MB", 20), ("mib", 20), ("G", 30),
+            ]),
+        ) {
+            prop_assert_eq!(parse_size(&format!("{n}{suffix}")), Ok(n << shift));
+            let rate = parse_rate(&format!("{n}{suffix}/s"));
+            if n << shift >= 1024 {
+                prop_assert_eq!(rate, Ok(n << shift));
+            } else {
+                prop_assert!(rate.is_err());
+            }
+        }
+    }
+}
